@@ -1,0 +1,88 @@
+"""Database engine set-up and migrations (SQLite embedded default, PostgreSQL by URL)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def is_sqlite(engine: AsyncEngine) -> bool:
+    return engine.dialect.name == "sqlite"
+
+
+def create_engine(url: str) -> AsyncEngine:
+    if url.startswith("sqlite"):
+        engine = create_async_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Let pysqlite stop managing transactions; the "begin" hook below does it, so that a
+            # transaction is a real snapshot from its first statement.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            # WAL gives readers a stable snapshot while a writer commits (point-in-time backups).
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(conn: Connection) -> None:
+            # Writers take the write lock up front: a deferred transaction that reads and then
+            # writes fails at once with SQLITE_BUSY instead of waiting for the lock.
+            mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+            conn.exec_driver_sql(f"BEGIN {mode}")
+
+        return engine
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+class Database:
+    """The engine plus the two ways code uses it: snapshot reads and serialised writes."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self.sqlite = is_sqlite(self.engine)
+        self._writer = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else self.engine
+
+    def read(self) -> Any:
+        """`async with db.read() as conn`: one consistent snapshot (REPEATABLE READ on PostgreSQL)."""
+        if self.sqlite:
+            return self.engine.begin()
+        return self.engine.execution_options(isolation_level="REPEATABLE READ").begin()
+
+    def write(self) -> Any:
+        """`async with db.write() as conn`: a read-write transaction, committed on exit."""
+        return self._writer.begin()
+
+    async def start(self) -> None:
+        await migrate(self.engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _alembic_config(connection: Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(_MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _upgrade(connection: Connection) -> None:
+    command.upgrade(_alembic_config(connection), "head")
+
+
+async def migrate(engine: AsyncEngine) -> None:
+    """Bring the schema to the newest revision (idempotent; safe on every start)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(_upgrade)

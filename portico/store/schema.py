@@ -1,0 +1,179 @@
+"""The relational schema. Alembic migrations under `store/migrations` create exactly this.
+
+Design notes (see docs/architecture.md):
+- Every entity of a service (api, operation, policy, user, subscription, link, ...) is a row of
+  `entities`, addressed by (store_id, kind, parent, name). Its body is the JSON of its ARM
+  `properties` with references kept relative to the service (`/users/u1`, `/products/p1`).
+- No foreign keys: retired stores outlive their service until garbage collection.
+- A service reads and writes through `services.active_store_id`. A restore loads a fresh store in
+  the background and flips that pointer in one short transaction: all-or-nothing by construction.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+resource_groups = Table(
+    "resource_groups",
+    metadata,
+    Column("subscription_id", String(64), primary_key=True),
+    Column("name_key", String(90), primary_key=True),  # lower-cased: ARM names are case-insensitive
+    Column("name", String(90), nullable=False),
+    Column("location", String(64), nullable=False),
+    Column("tags", JSON, nullable=False, default=dict),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+services = Table(
+    "services",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("subscription_id", String(64), nullable=False),
+    Column("resource_group_key", String(90), nullable=False),
+    Column("name_key", String(50), nullable=False, unique=True),  # names are global, like DNS names
+    Column("name", String(50), nullable=False),
+    Column("location", String(64), nullable=False),
+    Column("sku_name", String(32), nullable=False),
+    Column("sku_capacity", Integer, nullable=False),
+    Column("properties", JSON, nullable=False),
+    Column("identity", JSON, nullable=True),
+    Column("tags", JSON, nullable=False),
+    Column("etag", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("active_store_id", Integer, nullable=False),
+    # Set while a backup or restore runs: "backup:<operation id>" or "restore:<operation id>".
+    Column("busy", String(80), nullable=True),
+)
+
+stores = Table(
+    "stores",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", Integer, nullable=True),  # NULL once the service is gone
+    Column("state", String(16), nullable=False),  # active | staging | retired
+    Column("operation_id", String(64), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+entities = Table(
+    "entities",
+    metadata,
+    Column("store_id", Integer, primary_key=True),
+    Column("kind", String(32), primary_key=True),
+    Column("parent", String(600), primary_key=True),  # "" or a relative path such as "apis/echo"
+    Column("name", String(256), primary_key=True),
+    Column("display_name", String(300), nullable=True),  # copied out of data for $filter and ordering
+    Column("etag", String(32), nullable=False),
+    Column("data", Text, nullable=False),  # JSON of the ARM properties, references relative
+)
+Index("ix_entities_kind_name", entities.c.store_id, entities.c.kind, entities.c.name)
+
+apps = Table(
+    "apps",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("display_name", String(200), nullable=False),
+    Column("secret_hash", String(200), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+role_assignments = Table(
+    "role_assignments",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("principal_id", String(200), nullable=False, index=True),
+    Column("role", String(100), nullable=False),
+    Column("scope", String(600), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("principal_id", "role", "scope", name="uq_role_assignments_principal_role_scope"),
+)
+
+signing_keys = Table(
+    "signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("private_pem", LargeBinary, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("active", Boolean, nullable=False),
+)
+
+operations = Table(
+    "operations",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(32), nullable=False),  # backup | restore
+    Column("service_id", Integer, nullable=False, index=True),
+    Column("service_path", String(600), nullable=False),  # ARM id of the service it runs on
+    Column("status", String(16), nullable=False),  # InProgress | Succeeded | Failed
+    Column("phase", String(32), nullable=False),
+    Column("percent", Float, nullable=False),
+    Column("counters", JSON, nullable=False),
+    Column("params", JSON, nullable=False),  # never holds a key: see portico.jobs
+    Column("error_code", String(64), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("ended_at", DateTime(timezone=True), nullable=True),
+    Column("lease_owner", String(200), nullable=True),
+    Column("lease_expires", DateTime(timezone=True), nullable=True),
+    Column("staging_store_id", Integer, nullable=True),
+    Column("bytes", BigInteger, nullable=False, default=0),
+)
+
+# Gateway usage records live beside, never inside, the configuration: backups leave them out.
+usage = Table(
+    "usage",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("service_id", Integer, nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),
+    Column("api_id", String(256), nullable=True),
+    Column("operation_id", String(80), nullable=True),
+    Column("product_id", String(256), nullable=True),
+    Column("subscription_id", String(256), nullable=True),
+    Column("user_id", String(80), nullable=True),
+    Column("method", String(16), nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("backend_ms", Float, nullable=True),
+    Column("total_ms", Float, nullable=False),
+    Column("bytes_in", BigInteger, nullable=False),
+    Column("bytes_out", BigInteger, nullable=False),
+    Column("client_ip", String(64), nullable=True),
+)
+Index("ix_usage_service_ts", usage.c.service_id, usage.c.ts)
+
+__all__ = [
+    "apps",
+    "entities",
+    "metadata",
+    "operations",
+    "resource_groups",
+    "role_assignments",
+    "services",
+    "signing_keys",
+    "stores",
+    "usage",
+]
