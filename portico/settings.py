@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,8 +36,11 @@ class Settings(BaseSettings):
         default="https://{account}.blob.core.windows.net", description="Azure Blob endpoint of a storage account; {account} is replaced."
     )
     storage_backend: str = Field(default="local", description="`local` (accounts under the data directory) or `azure`.")
-    managed_identity_credentials: str = Field(
-        default="", description="Credentials the service identities use for managed-identity backups: `account=key:BASE64` or `account=sas:TOKEN` or `account=default` pairs, `;`-separated."
+    managed_identity_credentials: SecretStr = Field(
+        default=SecretStr(""), description="Credentials the service identities use for managed-identity backups: `account=key:BASE64` or `account=sas:TOKEN` or `account=default` pairs, `;`-separated."
+    )
+    backup_encryption_key: SecretStr | None = Field(
+        default=None, description="Base64 of a 32-byte key: backups are encrypted with AES-256-GCM and restores decrypt with it."
     )
     operation_lease_seconds: float = Field(default=15.0, gt=0, description="Lease of a node on a running operation.")
     node_id: str | None = Field(default=None, description="Name of this node in operation leases (default hostname:pid).")

@@ -1,0 +1,45 @@
+"""api-version: required on every management call, checked against the versions Portico speaks."""
+
+from __future__ import annotations
+
+from portico.arm.errors import ArmError
+
+SUPPORTED_API_VERSIONS: tuple[str, ...] = (
+    "2014-02-14",
+    "2015-09-15",
+    "2016-07-07",
+    "2016-10-10",
+    "2017-03-01",
+    "2018-01-01",
+    "2019-01-01",
+    "2019-12-01",
+    "2020-12-01",
+    "2021-08-01",
+    "2022-08-01",
+    "2024-05-01",
+)
+DEFAULT_API_VERSION = "2024-05-01"
+_SUPPORTED = frozenset(SUPPORTED_API_VERSIONS)
+
+
+def check_api_version(value: str | None) -> str:
+    if not value:
+        raise ArmError(
+            400,
+            "MissingApiVersionParameter",
+            "The api-version query parameter (?api-version=) is required for all requests.",
+        )
+    version = value.strip()
+    if version not in _SUPPORTED:
+        raise ArmError(
+            400,
+            "InvalidApiVersionParameter",
+            f"The api-version '{version[:40]}' is invalid. The supported api-versions are "
+            f"'{', '.join(SUPPORTED_API_VERSIONS)}'.",
+        )
+    return version
+
+
+def requires_access_key(api_version: str) -> bool:
+    """2019-12-01 and older backup/restore bodies have `accessKey` required (no `accessType`)."""
+    return api_version <= "2019-12-01"

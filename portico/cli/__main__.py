@@ -1,0 +1,3 @@
+from portico.cli.main import app
+
+app(prog_name="portico")

@@ -1,0 +1,280 @@
+"""Backup and restore workers. One snapshot read for a backup; stage-verify-switch for a restore."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, insert, select, update
+
+from portico import __version__
+from portico.arm.errors import ArmError
+from portico.dr.access import BackupRequest
+from portico.dr.containers import open_request_container
+from portico.jobs import store as J
+from portico.jobs.runner import OperationFailed, Progress
+from portico.resources.service import TARGET_OWNED_PROPERTIES
+from portico.server.runtime import Runtime
+from portico.store import entities as E
+from portico.store import services as S
+from portico.store.schema import entities, operations, stores
+
+log = logging.getLogger("portico.dr")
+INSERT_BATCH = 5000
+
+
+async def begin(rt: Runtime, svc: S.Service, kind: str, req: BackupRequest) -> J.Operation:
+    """Record the operation and mark the service busy in one transaction, then start the worker."""
+    op_id = J.new_id()
+    async with rt.db.write() as conn:
+        if not await S.set_busy(conn, svc.id, f"{kind}:{op_id}"):
+            current = await S.get_service_by_id(conn, svc.id)
+            what = (current.busy or "").split(":") if current else ["", ""]
+            raise ArmError(409, "ServiceBusy", f"Service '{svc.name}' is already running a {what[0]} (operation {what[-1]}); wait for it to complete.")
+        op = await J.create(
+            conn, op_id=op_id, kind=kind, service_id=svc.id, service_path=svc.arm_id, params=req.public(),
+            owner=rt.jobs.node_id, lease=rt.jobs.lease,
+        )
+
+    async def release() -> None:
+        async with rt.db.write() as conn:
+            await S.set_busy(conn, svc.id, None, expect=f"{kind}:{op_id}")
+
+    async def work(progress: Progress) -> dict[str, Any] | None:
+        if kind == "backup":
+            return await run_backup(rt, op, svc.id, req, progress)
+        return await run_restore(rt, op, svc.id, req, progress)
+
+    rt.jobs.run(op, work, release)
+    return op
+
+
+def _storage_message(exc: Exception, req: BackupRequest, verb: str) -> str:
+    from portico.dr.storage import (
+        AccountNotFound,
+        AuthenticationFailed,
+        BlobNotFound,
+        ContainerNotFound,
+        InvalidName,
+    )
+
+    where = f"container '{req.container}' of storage account '{req.storage_account}'"
+    if isinstance(exc, ContainerNotFound):
+        return f"Cannot {verb}: container '{req.container}' does not exist in storage account '{req.storage_account}'. The container must exist; create it first."
+    if isinstance(exc, AuthenticationFailed):
+        return f"Cannot {verb}: access to storage account '{req.storage_account}' was denied; the access key (or the service identity's credential) is wrong."
+    if isinstance(exc, AccountNotFound):
+        return f"Cannot {verb}: storage account '{req.storage_account}' was not found or is unreachable."
+    if isinstance(exc, BlobNotFound):
+        return f"Cannot {verb}: backup '{req.backup_name}' was not found in {where}."
+    if isinstance(exc, InvalidName):
+        return f"Cannot {verb}: {exc}"
+    return f"Cannot {verb}: storage error in {where}: {exc}"
+
+
+def service_record_data(svc: S.Service) -> bytes:
+    props = {k: v for k, v in svc.properties.items() if k not in TARGET_OWNED_PROPERTIES}
+    return orjson.dumps({"name": svc.name, "location": svc.location, "sku": {"name": svc.sku_name, "capacity": svc.sku_capacity}, "properties": props})
+
+
+async def run_backup(rt: Runtime, op: J.Operation, service_id: int, req: BackupRequest, progress: Progress) -> dict[str, Any]:
+    from portico.dr.archive import Record, catalog_metadata, write_backup
+    from portico.dr.storage import StorageError
+
+    settings = rt.settings
+    try:
+        async with open_request_container(settings, req, "BackupFailed") as container:
+            await progress.update(phase="CheckingStorage")
+            if not await container.exists():
+                from portico.dr.storage import ContainerNotFound
+
+                raise ContainerNotFound(req.container)
+            # One snapshot: every row read below is as of this instant; writers carry on meanwhile.
+            async with rt.db.read() as conn:
+                svc = await S.get_service_by_id(conn, service_id)
+                if svc is None:
+                    raise OperationFailed("BackupFailed", "Cannot back up: the service was deleted.")
+                counts = await E.counts(conn, svc.active_store_id)
+                total = sum(counts.values()) + 1
+                now = datetime.now(UTC)
+                manifest = {
+                    "portico_version": __version__,
+                    "source_service_id": svc.arm_id,
+                    "source_service_name": svc.name,
+                    "sku": {"name": svc.sku_name, "capacity": svc.sku_capacity},
+                    "location": svc.location,
+                    "snapshot_time": now.isoformat().replace("+00:00", "Z"),
+                    "expires_at": (now + timedelta(days=settings.backup_validity_days)).isoformat().replace("+00:00", "Z"),
+                }
+                progress.counters = {"total": total, "written": 0}
+                await progress.update(phase="Writing", percent=1.0)
+
+                async def records() -> Any:
+                    yield [Record("service", "", svc.name, None, svc.etag, service_record_data(svc))]
+                    async for batch in E.stream_raw(conn, svc.active_store_id):
+                        yield [Record(r.kind, r.parent, r.name, r.display_name, r.etag, r.data.encode()) for r in batch]
+
+                def on_progress(done: int, nbytes: int) -> None:
+                    progress.counters["written"] = done
+                    progress.bytes = nbytes
+                    progress.percent = 1 + 98 * done / total
+
+                writer = await container.open_writer(req.backup_name, {})
+                try:
+                    result = await _with_progress(
+                        write_backup(writer, manifest=manifest, records=records(), encryption_key=req.encryption_key, on_progress=on_progress),
+                        progress,
+                    )
+                    info = await writer.commit()
+                except BaseException:
+                    await writer.abort()
+                    raise
+            manifest_out = result if isinstance(result, dict) else result.as_dict()
+            await container.set_metadata(req.backup_name, catalog_metadata(manifest_out))
+            progress.bytes = int(getattr(info, "size", 0) or progress.bytes)
+            progress.counters["written"] = total
+            return {}
+    except StorageError as exc:
+        raise OperationFailed("BackupFailed", _storage_message(exc, req, "back up")) from None
+
+
+async def _with_progress(coro: Any, progress: Progress) -> Any:
+    """Run `coro` while flushing progress to the operation record every 0.25 s."""
+    task = asyncio.ensure_future(coro)
+    while not task.done():
+        await asyncio.wait({task}, timeout=0.25)
+        if not task.done():
+            await progress.update(force=True)
+    return task.result()
+
+
+async def run_restore(rt: Runtime, op: J.Operation, service_id: int, req: BackupRequest, progress: Progress) -> dict[str, Any]:
+    from portico.dr.archive import BackupFormatError, open_backup
+    from portico.dr.storage import StorageError
+
+    settings = rt.settings
+    try:
+        async with open_request_container(settings, req, "RestoreFailed") as container:
+            await progress.update(phase="Validating")
+            try:
+                reader = await open_backup(container, req.backup_name, encryption_key=req.encryption_key)
+            except BackupFormatError as exc:
+                raise OperationFailed("RestoreFailed", f"Cannot restore: {exc}") from None
+            manifest = reader.manifest if isinstance(reader.manifest, dict) else reader.manifest.as_dict()
+            expires = datetime.fromisoformat(manifest["expires_at"].replace("Z", "+00:00"))
+            if expires < datetime.now(UTC):
+                raise OperationFailed("RestoreFailed", f"Cannot restore: backup expired (it expired on {manifest['expires_at']}; backups are restorable for {settings.backup_validity_days:g} days).")
+            async with rt.db.read() as conn:
+                svc = await S.get_service_by_id(conn, service_id)
+            if svc is None:
+                raise OperationFailed("RestoreFailed", "Cannot restore: the target service was deleted.")
+            backup_sku = manifest["sku"]["name"]
+            if svc.sku_name.lower() != backup_sku.lower():
+                raise OperationFailed("RestoreFailed", f"Cannot restore: current SKU is '{svc.sku_name}', backup SKU is '{backup_sku}'.")
+
+            staging = await _create_staging(rt, op.id, service_id)
+            total = int(manifest.get("record_count") or 1)
+            progress.counters = {"total": total, "loaded": 0}
+            await progress.update(phase="Loading", percent=1.0)
+            service_data: dict[str, Any] | None = None
+            loaded = 0
+            try:
+                async for batch in reader.records():
+                    rows = []
+                    for r in batch:
+                        if r.kind == "service":
+                            service_data = orjson.loads(r.data)
+                            continue
+                        rows.append({"store_id": staging, "kind": r.kind, "parent": r.parent, "name": r.name,
+                                     "display_name": r.display_name, "etag": r.etag, "data": r.data.decode()})
+                    if rows:
+                        async with rt.db.write() as conn:
+                            await conn.execute(insert(entities), rows)
+                    loaded += len(batch)
+                    progress.counters["loaded"] = loaded
+                    progress.percent = 1 + 95 * loaded / max(total, 1)
+                    await progress.update()
+            except BackupFormatError as exc:
+                await _drop_store(rt, staging)
+                raise OperationFailed("RestoreFailed", f"Cannot restore: {exc} The target was not changed.") from None
+            except BaseException:
+                await _drop_store(rt, staging)
+                raise
+            if service_data is None:
+                await _drop_store(rt, staging)
+                raise OperationFailed("RestoreFailed", "Cannot restore: the backup has no service record. The target was not changed.")
+            await progress.update(phase="Switching", percent=97.0)
+            old_store = await _switch(rt, op.id, service_id, staging, service_data)
+            asyncio.get_running_loop().create_task(gc_store(rt, old_store))
+            return {}
+    except StorageError as exc:
+        raise OperationFailed("RestoreFailed", _storage_message(exc, req, "restore")) from None
+
+
+async def _create_staging(rt: Runtime, op_id: str, service_id: int) -> int:
+    async with rt.db.write() as conn:
+        store_id = int(
+            (
+                await conn.execute(
+                    insert(stores).values(service_id=service_id, state="staging", operation_id=op_id, created_at=S.utcnow()).returning(stores.c.id)
+                )
+            ).scalar_one()
+        )
+        await conn.execute(update(operations).where(operations.c.id == op_id).values(staging_store_id=store_id))
+    return store_id
+
+
+async def _switch(rt: Runtime, op_id: str, service_id: int, staging: int, service_data: dict[str, Any]) -> int:
+    """The all-or-nothing step: one transaction points the service at the restored store."""
+    async with rt.db.write() as conn:
+        svc = await S.get_service_by_id(conn, service_id)
+        if svc is None or svc.busy != f"restore:{op_id}":
+            raise OperationFailed("RestoreFailed", "Cannot restore: the target service changed hands during the restore. The target was not changed.")
+        props = {k: v for k, v in (service_data.get("properties") or {}).items() if k not in TARGET_OWNED_PROPERTIES}
+        for key in TARGET_OWNED_PROPERTIES:
+            if key in svc.properties:
+                props[key] = svc.properties[key]
+        await S.update_service(conn, service_id, {"properties": props, "active_store_id": staging})
+        await conn.execute(update(stores).where(stores.c.id == svc.active_store_id).values(state="retired"))
+        await conn.execute(update(stores).where(stores.c.id == staging).values(state="active"))
+    return svc.active_store_id
+
+
+async def _drop_store(rt: Runtime, store_id: int) -> None:
+    async with rt.db.write() as conn:
+        await conn.execute(update(stores).where(stores.c.id == store_id, stores.c.state == "staging").values(state="retired"))
+    await gc_store(rt, store_id)
+
+
+async def gc_store(rt: Runtime, store_id: int) -> None:
+    """Delete a retired store's rows. On SQLite in batches, so other writers wait at most briefly."""
+    try:
+        while True:
+            async with rt.db.write() as conn:
+                state = (await conn.execute(select(stores.c.state).where(stores.c.id == store_id))).scalar_one_or_none()
+                if state != "retired":
+                    return
+                if rt.db.sqlite:
+                    res = await conn.exec_driver_sql(
+                        "DELETE FROM entities WHERE rowid IN (SELECT rowid FROM entities WHERE store_id = ? LIMIT 20000)", (store_id,)
+                    )
+                    done = res.rowcount < 20000
+                else:
+                    await conn.execute(delete(entities).where(entities.c.store_id == store_id))
+                    done = True
+                if done:
+                    await conn.execute(delete(stores).where(stores.c.id == store_id))
+                    return
+            await asyncio.sleep(0.01)
+    except Exception:
+        log.exception("garbage collection of store %s failed; it is retried at the next start", store_id)
+
+
+async def gc_retired(rt: Runtime) -> None:
+    async with rt.db.read() as conn:
+        ids = [r.id for r in (await conn.execute(select(stores.c.id).where(stores.c.state == "retired"))).all()]
+    for store_id in ids:
+        await gc_store(rt, store_id)

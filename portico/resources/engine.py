@@ -1,0 +1,420 @@
+"""CRUD of the entities under a service: validation, references, cascades, secrets and rendering.
+
+Callers hand in a connection inside the right transaction (read snapshot or write); the engine
+never commits. HTTP concerns (status codes, headers) stay in portico.server.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from portico.arm.errors import ArmError, invalid_field
+from portico.arm.paging import Page
+from portico.resources import kinds as K
+from portico.resources.kinds import Kind, Target
+from portico.resources.policy_xml import check_policy_document
+from portico.resources.references import to_absolute, to_relative
+from portico.store import entities as E
+from portico.store.services import Service
+
+# Stored fields that never leave the server, and fields hidden on GET that have a listSecrets-style action.
+INTERNAL_FIELDS = {"user": ("passwordHash",)}
+HIDDEN_FIELDS: dict[str, tuple[str, ...]] = {"subscription": ("primaryKey", "secondaryKey")}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat().replace("+00:00", "Z")
+
+
+def new_subscription_key() -> str:
+    return secrets.token_hex(16)
+
+
+def hash_password(password: str) -> str:
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
+    return f"scrypt${salt.hex()}${digest.hex()}"
+
+
+@dataclass(frozen=True)
+class Result:
+    body: dict[str, Any] | None
+    etag: str | None = None
+    created: bool = False
+
+
+def _validation_error(exc: ValidationError) -> ArmError:
+    details = []
+    for err in exc.errors()[:20]:
+        loc = "properties." + ".".join(str(p) for p in err["loc"]) if err["loc"] else "properties"
+        msg = err["msg"].removeprefix("Value error, ")
+        details.append({"code": "ValidationError", "target": loc, "message": msg})
+    first = details[0]
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return ArmError(400, "ValidationError", f"{first['target']}: {first['message']}{more}.", target=first["target"], details=details)
+
+
+def etag_matches(header: str | None, etag: str) -> bool:
+    if header is None:
+        return True
+    for tag in header.split(","):
+        tag = tag.strip().removeprefix("W/").strip('"')
+        if tag == "*" or tag == etag:
+            return True
+    return False
+
+
+def quote_etag(etag: str) -> str:
+    return f'"{etag}"'
+
+
+class EntityEngine:
+    def __init__(self, conn: AsyncConnection, service: Service) -> None:
+        self.conn = conn
+        self.svc = service
+        self.store = service.active_store_id
+
+    # --- rendering -------------------------------------------------------------------------------
+    def _arm_id(self, path: str) -> str:
+        return f"{self.svc.arm_id}/{path}"
+
+    def render(self, kind: Kind, parent: str, name: str, data: dict[str, Any], *, path: str | None = None) -> dict[str, Any]:
+        props = {k: v for k, v in data.items() if k not in INTERNAL_FIELDS.get(kind.kind, ())}
+        for f in HIDDEN_FIELDS.get(kind.kind, ()):
+            props.pop(f, None)
+        if kind.kind == "namedValue" and props.get("secret"):
+            props.pop("value", None)
+        if kind.kind == "subscription":
+            props["scope"] = to_absolute(self.svc.arm_id, props["scope"])
+            if props.get("ownerId"):
+                props["ownerId"] = to_absolute(self.svc.arm_id, props["ownerId"])
+        if kind.kind == "api" and props.get("apiVersionSetId"):
+            props["apiVersionSetId"] = to_absolute(self.svc.arm_id, props["apiVersionSetId"])
+        if kind.kind == "backend" and isinstance(props.get("proxy"), dict):
+            props["proxy"] = {k: v for k, v in props["proxy"].items() if k != "password"}
+        own = f"{kind.segment}/{name}"
+        return {
+            "id": self._arm_id(path or (f"{parent}/{own}" if parent else own)),
+            "type": kind.arm_type,
+            "name": name,
+            "properties": props,
+        }
+
+    async def _render_link(self, t: Target, name: str) -> tuple[dict[str, Any], str]:
+        assert t.kind.link_target
+        target_kind = _kind_by_name(t.kind.link_target)
+        row = await E.get(self.conn, self.store, target_kind.kind, "", name)
+        if row is None:  # a dangling link (its target was removed in the same restore): report absence
+            raise ArmError(404, "ResourceNotFound", f"{target_kind.segment[:-1].capitalize()} '{name}' was not found.")
+        body = self.render(target_kind, "", name, row.data, path=f"{t.parent}/{t.kind.segment}/{name}")
+        return body, row.etag
+
+    # --- reads -----------------------------------------------------------------------------------
+    async def _require_ancestors(self, t: Target) -> None:
+        parent_path = ""
+        for kind, name in t.ancestors:
+            if not await E.exists(self.conn, self.store, kind.kind, parent_path, name):
+                raise ArmError(404, "ResourceNotFound", f"{kind.segment[:-1].capitalize()} '{name}' was not found.")
+            parent_path = f"{parent_path}/{kind.segment}/{name}" if parent_path else f"{kind.segment}/{name}"
+
+    async def get(self, t: Target) -> Result:
+        assert t.name is not None
+        await self._require_ancestors(t)
+        row = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name)
+        if row is None:
+            raise _missing(t)
+        if t.kind.link_target:
+            body, etag = await self._render_link(t, t.name)
+            return Result(body, etag)
+        return Result(self.render(t.kind, t.parent, t.name, row.data), row.etag)
+
+    async def list(self, t: Target, page: Page) -> tuple[list[dict[str, Any]], int, bool]:
+        """Returns (items of this page, total count, more pages follow)."""
+        await self._require_ancestors(t)
+        if page.filter is None:
+            total = await E.count_children(self.conn, self.store, t.kind.kind, t.parent)
+            rows = await E.list_children(self.conn, self.store, t.kind.kind, t.parent, offset=page.skip, limit=page.top)
+            items = [await self._render_row(t, r) for r in rows]
+            return [i for i in items if i is not None], total, page.skip + len(rows) < total
+        rows = await E.list_children(self.conn, self.store, t.kind.kind, t.parent)
+        matched: list[dict[str, Any]] = []
+        for r in rows:
+            item = await self._render_row(t, r)
+            if item is not None and page.filter.predicate(item):
+                matched.append(item)
+        window = matched[page.skip : page.skip + page.top]
+        return window, len(matched), page.skip + len(window) < len(matched)
+
+    async def _render_row(self, t: Target, r: E.Row) -> dict[str, Any] | None:
+        if t.kind.link_target:
+            try:
+                return (await self._render_link(t, r.name))[0]
+            except ArmError:
+                return None
+        return self.render(t.kind, r.parent, r.name, r.data)
+
+    # --- writes ----------------------------------------------------------------------------------
+    def _check_writable(self) -> None:
+        if self.svc.busy and self.svc.busy.startswith("restore:"):
+            raise ArmError(
+                409,
+                "ServiceRestoreInProgress",
+                f"Service '{self.svc.name}' is being restored (operation {self.svc.busy.split(':', 1)[1]}); "
+                "configuration changes are refused until the restore completes.",
+            )
+
+    async def put(self, t: Target, body: Any, if_match: str | None) -> Result:
+        assert t.name is not None
+        self._check_writable()
+        await self._require_ancestors(t)
+        existing = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name)
+        if existing is not None and not etag_matches(if_match, existing.etag):
+            raise _precondition(t)
+        if existing is None and if_match not in (None, "*"):
+            raise _precondition(t)
+        if t.kind.link_target:
+            return await self._put_link(t, existing is None)
+        props = _props_of(body)
+        data = await self._normalize(t, props, existing.data if existing else None)
+        etag, created = await E.put(self.conn, self.store, t.kind.kind, t.parent, t.name, _display(data), data)
+        return Result(self.render(t.kind, t.parent, t.name, data), etag, created)
+
+    async def patch(self, t: Target, body: Any, if_match: str | None) -> Result:
+        assert t.name is not None
+        self._check_writable()
+        await self._require_ancestors(t)
+        if if_match is None:
+            raise ArmError(400, "IfMatchRequired", "The If-Match header is required to update an entity; send the ETag from GET or '*'.")
+        existing = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name)
+        if existing is None:
+            raise _missing(t)
+        if not etag_matches(if_match, existing.etag):
+            raise _precondition(t)
+        if t.kind.link_target:
+            raise ArmError(405, "MethodNotAllowed", "Links cannot be updated; PUT or DELETE them.")
+        props = _props_of(body)
+        merged = {k: v for k, v in existing.data.items() if k not in INTERNAL_FIELDS.get(t.kind.kind, ())}
+        merged.update(props)
+        data = await self._normalize(t, merged, existing.data)
+        etag, _ = await E.put(self.conn, self.store, t.kind.kind, t.parent, t.name, _display(data), data)
+        return Result(self.render(t.kind, t.parent, t.name, data), etag)
+
+    async def delete(self, t: Target, if_match: str | None, query: dict[str, str]) -> bool:
+        """Returns False when there was nothing to delete."""
+        assert t.name is not None
+        self._check_writable()
+        if if_match is None:
+            raise ArmError(400, "IfMatchRequired", "The If-Match header is required to delete an entity; send the ETag from GET or '*'.")
+        existing = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name)
+        if existing is None:
+            return False
+        if not etag_matches(if_match, existing.etag):
+            raise _precondition(t)
+        await self._cascade(t, query)
+        await E.remove(self.conn, self.store, t.kind.kind, t.parent, t.name)
+        return True
+
+    async def _cascade(self, t: Target, query: dict[str, str]) -> None:
+        assert t.name is not None
+        kind, name, path = t.kind.kind, t.name, t.path
+        flag = query.get("deleteSubscriptions", "").lower() == "true"
+        if kind == "group" and name.lower() in K.BUILTIN_GROUPS:
+            raise ArmError(400, "MethodNotAllowedInBuiltInGroup", f"Built-in group '{name}' cannot be deleted.")
+        if kind in ("product", "user"):
+            ref_field = "scope" if kind == "product" else "ownerId"
+            ref = f"/{t.kind.segment}/{name}"
+            subs = [r for r in await E.list_children(self.conn, self.store, "subscription", "") if r.data.get(ref_field) == ref]
+            if subs and not flag:
+                raise ArmError(
+                    409,
+                    "EntityHasSubscriptions",
+                    f"{t.kind.segment[:-1].capitalize()} '{name}' has {len(subs)} subscription(s); "
+                    "delete them first or pass deleteSubscriptions=true.",
+                )
+            for r in subs:
+                await E.remove(self.conn, self.store, "subscription", "", r.name)
+        await E.remove_subtree(self.conn, self.store, path)
+        if kind == "api":
+            await E.remove_named(self.conn, self.store, ["productApi"], name)
+        elif kind == "group":
+            await E.remove_named(self.conn, self.store, ["productGroup"], name)
+        elif kind == "user":
+            await E.remove_named(self.conn, self.store, ["groupUser"], name)
+        elif kind == "tag":
+            await E.remove_named(self.conn, self.store, ["tagLink"], name)
+
+    async def action(self, t: Target) -> Result:
+        assert t.name is not None and t.action is not None
+        row = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name)
+        if row is None:
+            raise _missing(t)
+        if t.action == "listsecrets":
+            return Result({"primaryKey": row.data["primaryKey"], "secondaryKey": row.data["secondaryKey"]}, row.etag)
+        if t.action == "listvalue":
+            return Result({"value": row.data.get("value")}, row.etag)
+        self._check_writable()
+        field = "primaryKey" if t.action == "regenerateprimarykey" else "secondaryKey"
+        data = dict(row.data)
+        data[field] = new_subscription_key()
+        etag, _ = await E.put(self.conn, self.store, t.kind.kind, t.parent, t.name, row.display_name, data)
+        return Result(None, etag)
+
+    async def _put_link(self, t: Target, created: bool) -> Result:
+        assert t.name is not None and t.kind.link_target
+        target_kind = _kind_by_name(t.kind.link_target)
+        if not await E.exists(self.conn, self.store, target_kind.kind, "", t.name):
+            raise ArmError(404, "ResourceNotFound", f"{target_kind.segment[:-1].capitalize()} '{t.name}' was not found.")
+        await E.put(self.conn, self.store, t.kind.kind, t.parent, t.name, None, {})
+        body, etag = await self._render_link(t, t.name)
+        return Result(body, etag, created)
+
+    # --- normalisation per kind ------------------------------------------------------------------
+    async def _normalize(self, t: Target, props: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        kind = t.kind
+        assert t.name is not None
+        if kind.kind == "api" and ("value" in props or "format" in props) and "path" not in props:
+            raise ArmError(400, "ValidationError", "API import from a definition (format/value) is not supported; send path, displayName and operations.")
+        try:
+            model = kind.model.model_validate(props)
+        except ValidationError as exc:
+            raise _validation_error(exc) from None
+        data = model.model_dump(exclude_none=True)
+        hook = getattr(self, f"_n_{kind.kind}", None)
+        if hook is not None:
+            data = await hook(t, data, props, old)
+        return data
+
+    async def _n_api(self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        data.setdefault("displayName", t.name)
+        data.setdefault("apiRevision", "1")
+        data.setdefault("isCurrent", True)
+        data.setdefault("subscriptionRequired", True)
+        data.setdefault("protocols", ["https"])
+        data["type"] = data.get("type") or data.pop("apiType", None) or "http"
+        data.pop("apiType", None)
+        if data.get("serviceUrl") and not data["serviceUrl"].lower().startswith(("http://", "https://", "ws://", "wss://")):
+            raise invalid_field("properties.serviceUrl", "must be an absolute URL")
+        if data.get("apiVersionSetId"):
+            rel = to_relative(data["apiVersionSetId"])
+            parts = rel.strip("/").split("/")
+            if len(parts) != 2 or parts[0].lower() != "apiversionsets" or not await E.exists(self.conn, self.store, "apiVersionSet", "", parts[1]):
+                raise invalid_field("properties.apiVersionSetId", f"version set '{rel}' was not found")
+            data["apiVersionSetId"] = f"/apiVersionSets/{parts[1]}"
+        # Two current APIs cannot answer on the same path (the gateway routes by path).
+        for r in await E.list_children(self.conn, self.store, "api", ""):
+            if r.name != t.name and r.data.get("path", "").lower() == data["path"].lower() and r.data.get("apiVersion") == data.get("apiVersion") and not data.get("apiVersionSetId"):
+                raise ArmError(409, "PathAlreadyUsed", f"Path '{data['path']}' is already used by API '{r.name}'.", target="properties.path")
+        return data
+
+    async def _n_policy(self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        if data["format"].endswith("-link"):
+            raise invalid_field("properties.format", "linked policy documents are not supported; send the XML inline")
+        check_policy_document(data["value"])
+        data["format"] = "xml"
+        return data
+
+    async def _n_group(self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        assert t.name is not None
+        builtin = t.name.lower() in K.BUILTIN_GROUPS
+        data["builtIn"] = builtin
+        if builtin:
+            data["type"] = "system"
+        elif data.get("type") == "system":
+            raise invalid_field("properties.type", "only the built-in groups are of type system")
+        return data
+
+    async def _n_user(self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        password = data.pop("password", None)
+        data.pop("confirmation", None)
+        data.pop("appType", None)
+        if password is not None:
+            data["passwordHash"] = hash_password(password)
+        elif old and "passwordHash" in old:
+            data["passwordHash"] = old["passwordHash"]
+        data["registrationDate"] = (old or {}).get("registrationDate") or _now()
+        data.setdefault("identities", [{"provider": "Basic", "id": data["email"]}])
+        return data
+
+    async def _n_subscription(self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        scope = to_relative(data["scope"])
+        parts = scope.strip("/").split("/")
+        if scope.lower() == "/apis":
+            scope = "/apis"
+        elif len(parts) == 2 and parts[0].lower() in ("apis", "products"):
+            kind = "api" if parts[0].lower() == "apis" else "product"
+            if not await E.exists(self.conn, self.store, kind, "", parts[1]):
+                raise invalid_field("properties.scope", f"{kind} '{parts[1]}' was not found")
+            scope = f"/{parts[0].lower()}/{parts[1]}"
+        else:
+            raise invalid_field("properties.scope", "must be /apis, /apis/{apiId} or /products/{productId}")
+        data["scope"] = scope
+        if data.get("ownerId"):
+            owner = to_relative(data["ownerId"])
+            oparts = owner.strip("/").split("/")
+            if len(oparts) != 2 or oparts[0].lower() != "users" or not await E.exists(self.conn, self.store, "user", "", oparts[1]):
+                raise invalid_field("properties.ownerId", f"user '{owner}' was not found")
+            data["ownerId"] = f"/users/{oparts[1]}"
+        prev = old or {}
+        data["primaryKey"] = data.get("primaryKey") or prev.get("primaryKey") or new_subscription_key()
+        data["secondaryKey"] = data.get("secondaryKey") or prev.get("secondaryKey") or new_subscription_key()
+        if data["primaryKey"] == data["secondaryKey"]:
+            raise invalid_field("properties.secondaryKey", "must differ from the primary key")
+        data["createdDate"] = prev.get("createdDate") or _now()
+        if data["state"] == "active" and not prev.get("startDate"):
+            data["startDate"] = _now()
+        elif prev.get("startDate"):
+            data["startDate"] = prev["startDate"]
+        return data
+
+    async def _n_namedValue(self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+        if "value" not in data and "keyVault" not in data:
+            if old and "value" in old:
+                data["value"] = old["value"]
+            else:
+                raise invalid_field("properties.value", "is required (or keyVault)")
+        data.setdefault("tags", [])
+        return data
+
+
+def _kind_by_name(kind: str) -> Kind:
+    for k in K.TOP_LEVEL.values():
+        if k.kind == kind:
+            return k
+    raise KeyError(kind)
+
+
+def _display(data: dict[str, Any]) -> str | None:
+    v = data.get("displayName")
+    return v[:300] if isinstance(v, str) else None
+
+
+def _props_of(body: Any) -> dict[str, Any]:
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise ArmError(400, "InvalidRequestContent", "The request body must be a JSON object.")
+    props = body.get("properties", {})
+    if not isinstance(props, dict):
+        raise invalid_field("properties", "must be an object")
+    return props
+
+
+def _missing(t: Target) -> ArmError:
+    noun = t.kind.segment[:-1] if t.kind.segment.endswith("s") else t.kind.segment
+    return ArmError(404, "ResourceNotFound", f"{noun[:1].upper() + noun[1:]} '{t.name}' was not found at '{t.path}'.")
+
+
+def _precondition(t: Target) -> ArmError:
+    return ArmError(
+        412,
+        "PreconditionFailed",
+        f"The If-Match ETag does not match the current state of '{t.path}': it was changed by someone else; GET it again.",
+    )

@@ -1,0 +1,71 @@
+"""The ASGI application: identity provider + management API + error mapping, on one origin."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from portico.arm.errors import ArmError
+from portico.server.http import json_response
+from portico.server.runtime import Runtime
+from portico.settings import Settings
+from portico.store.db import Database
+
+log = logging.getLogger("portico")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    from portico.identity.issuer import build_identity_router
+    from portico.identity.keys import SigningKeys
+    from portico.identity.validation import TokenValidator
+    from portico.server.management import build_management_router
+
+    db = Database(settings.resolved_database_url)
+    keys = SigningKeys(db)
+    rt = Runtime(settings=settings, db=db, keys=keys, validator=TokenValidator(settings, keys))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        from portico.jobs.runner import JobRunner
+
+        await db.start()
+        await keys.start()
+        rt.jobs = JobRunner(rt)
+        await rt.jobs.start()
+        try:
+            yield
+        finally:
+            await rt.jobs.stop()
+            await db.close()
+
+    app = FastAPI(title="Portico", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.runtime = rt
+    app.include_router(build_identity_router(settings, db, keys))
+    app.include_router(build_management_router(rt))
+
+    @app.exception_handler(ArmError)
+    async def arm_error(_request: Request, exc: ArmError) -> Response:
+        return json_response(exc.body(), exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "ResourceNotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "BadRequest")
+        return json_response({"error": {"code": code, "message": str(exc.detail), "details": []}}, exc.status_code)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
+        return json_response({"error": {"code": "InvalidRequestContent", "message": "The request is malformed.", "details": []}}, 400)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        # Log the type and the route only: exception text may carry request data.
+        log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+        return json_response({"error": {"code": "InternalServerError", "message": "An internal error occurred.", "details": []}}, 500)
+
+    return app

@@ -1,0 +1,56 @@
+"""Small HTTP helpers shared by the management routes: bounded JSON bodies and ARM responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request, Response
+
+from portico.arm.errors import ArmError
+
+
+class OrjsonResponse(Response):
+    media_type = "application/json; charset=utf-8"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+async def read_json(request: Request, limit: int, *, required: bool = True) -> Any:
+    """The request body as JSON, refusing bodies over `limit` bytes with 413 before reading them whole."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            if int(declared) > limit:
+                raise _too_large(limit)
+        except ValueError:
+            raise ArmError(400, "InvalidRequestContent", "Invalid Content-Length header.") from None
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        if required:
+            raise ArmError(400, "InvalidRequestContent", "The request body is required and must be JSON.")
+        return None
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ArmError(400, "InvalidRequestContent", f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.") from None
+
+
+def _too_large(limit: int) -> ArmError:
+    return ArmError(413, "RequestEntityTooLarge", f"The request body exceeds the limit of {limit} bytes.")
+
+
+def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return OrjsonResponse(body, status_code=status, headers=headers)
+
+
+def empty(status: int, headers: dict[str, str] | None = None) -> Response:
+    return Response(status_code=status, headers=headers)
