@@ -33,12 +33,16 @@ def serve(
         ).items()
         if v is not None
     }
-    run(Settings(**overrides))
+    run(Settings.model_validate(overrides))
 
 
 def _mount() -> None:
+    from portico.cli.dr import backup_cli, operation_cli, restore_cli
     from portico.cli.identity import app_cli, role_cli
 
+    app.add_typer(backup_cli, name="backup")
+    app.add_typer(restore_cli, name="restore")
+    app.add_typer(operation_cli, name="operation")
     app.add_typer(app_cli, name="app", help="App registrations of the built-in identity provider (server-side).")
     app.add_typer(role_cli, name="role", help="Role assignments (server-side).")
     try:

@@ -59,7 +59,7 @@ def parse_encryption_key(text: str, param: str) -> bytes:
     return key
 
 
-def parse_request(body: Any, api_version: str, settings: Settings) -> BackupRequest:
+def parse_request(body: Any, api_version: str, settings: Settings, *, need_name: bool = True) -> BackupRequest:
     if not isinstance(body, dict):
         raise ArmError(400, "InvalidRequestContent", "The request body must be a JSON object with storageAccount, containerName and backupName.")
 
@@ -75,13 +75,13 @@ def parse_request(body: Any, api_version: str, settings: Settings) -> BackupRequ
 
     account = text("storageAccount", True)
     container = text("containerName", True)
-    name = text("backupName", True)
-    assert account and container and name
+    name = text("backupName", need_name) or ""
+    assert account and container
     if not _ACCOUNT.match(account):
         raise _invalid("storageAccount", f"Storage account name '{account[:64]}' is invalid: 3-24 lowercase letters and digits.")
     if not _CONTAINER.match(container):
         raise _invalid("containerName", "The specified resource name contains invalid characters (3-63 lowercase letters, digits and single hyphens).")
-    if len(name) > 1024 or any(c in name for c in "\\\0") or ".." in name.split("/") or name.startswith("/"):
+    if (need_name and len(name) > 1024) or any(c in name for c in "\\\0") or ".." in name.split("/") or name.startswith("/"):
         raise _invalid("backupName", "The backup name must be 1-1024 characters, without '\\', NUL, '..' segments or a leading '/'.")
     access_type = "AccessKey"
     client_id = None

@@ -52,7 +52,7 @@ async def begin(rt: Runtime, svc: S.Service, kind: str, req: BackupRequest) -> J
     return op
 
 
-def _storage_message(exc: Exception, req: BackupRequest, verb: str) -> str:
+def storage_message(exc: Exception, req: BackupRequest, verb: str) -> str:
     from portico.dr.storage import (
         AccountNotFound,
         AuthenticationFailed,
@@ -138,7 +138,7 @@ async def run_backup(rt: Runtime, op: J.Operation, service_id: int, req: BackupR
             progress.counters["written"] = total
             return {}
     except StorageError as exc:
-        raise OperationFailed("BackupFailed", _storage_message(exc, req, "back up")) from None
+        raise OperationFailed("BackupFailed", storage_message(exc, req, "back up")) from None
 
 
 async def _with_progress(coro: Any, progress: Progress) -> Any:
@@ -211,7 +211,7 @@ async def run_restore(rt: Runtime, op: J.Operation, service_id: int, req: Backup
             asyncio.get_running_loop().create_task(gc_store(rt, old_store))
             return {}
     except StorageError as exc:
-        raise OperationFailed("RestoreFailed", _storage_message(exc, req, "restore")) from None
+        raise OperationFailed("RestoreFailed", storage_message(exc, req, "restore")) from None
 
 
 async def _create_staging(rt: Runtime, op_id: str, service_id: int) -> int:

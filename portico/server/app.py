@@ -42,6 +42,7 @@ def create_app(settings: Settings) -> FastAPI:
             yield
         finally:
             await rt.jobs.stop()
+            await rt.validator.aclose()
             await db.close()
 
     app = FastAPI(title="Portico", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)

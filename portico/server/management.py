@@ -104,6 +104,10 @@ async def dispatch(call: Call) -> Response:
                 from portico.jobs.api import start_backup_restore
 
                 return await start_backup_restore(call, sub, rg, name, head)
+            if len(rest) == 1 and head in ("listbackups", "verifybackup", "restorepreview"):
+                from portico.dr.catalog import handle
+
+                return await handle(call, sub, rg, name, head)
             if len(rest) == 2 and head in ("operationresults", "operationstatuses"):
                 from portico.jobs.api import operation_result
 

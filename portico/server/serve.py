@@ -23,7 +23,7 @@ async def _bootstrap(settings: Settings) -> str | None:
     db = Database(settings.resolved_database_url)
     await db.start()
     try:
-        path = await ensure_bootstrap_admin(db, settings.data_dir)
+        path = await ensure_bootstrap_admin(db, settings.data_dir, tenant_id=settings.tenant_id, authority=settings.resolved_public_url)
     finally:
         await db.close()
     return str(path) if path else None
@@ -49,4 +49,4 @@ def serve(settings: Settings) -> None:
         console.print(f"[bold yellow]First start[/]: an admin app (role Owner at '/') was created; its client id and secret are in {admin} (readable only by you).")
     else:
         console.print("  admin credential: `portico app create --name NAME --role Owner --scope /` prints a new one.")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False, **ssl)  # type: ignore[arg-type]
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=2, **ssl)  # type: ignore[arg-type]

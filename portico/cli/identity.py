@@ -1,0 +1,261 @@
+"""`portico app ...` and `portico role ...`: server-side admin commands working on the database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from portico.identity import apps as apps_mod
+from portico.identity import rbac
+from portico.settings import Settings
+from portico.store.db import Database
+
+app_cli = typer.Typer(
+    help="Manage app registrations (client id + secret) of the built-in identity provider.",
+    no_args_is_help=True,
+)
+role_cli = typer.Typer(
+    help="Manage role assignments (built-in Azure roles at ARM scopes).", no_args_is_help=True
+)
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="PORTICO_DATA_DIR", help="Portico data directory.", show_default=False),
+]
+DatabaseUrl = Annotated[
+    str | None,
+    typer.Option(
+        "--database-url",
+        envvar="PORTICO_DATABASE_URL",
+        help="SQLAlchemy async database URL.",
+        show_default=False,
+    ),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if database_url:
+        overrides["database_url"] = database_url
+    return Settings(**overrides)
+
+
+def _run(
+    data_dir: Path | None, database_url: str | None, work: Callable[[Database, Settings], Awaitable[T]]
+) -> T:
+    settings = _settings(data_dir, database_url)
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the folder itself
+
+    async def main() -> T:
+        db = Database(settings.resolved_database_url)
+        try:
+            await db.start()
+            return await work(db, settings)
+        finally:
+            await db.close()
+
+    return asyncio.run(main())
+
+
+def _fail(message: str) -> typer.Exit:
+    err.print(f"[red]Error:[/red] {escape(message)}", highlight=False)
+    return typer.Exit(2)
+
+
+def _cells(*values: str) -> list[Text]:
+    # Text, not str: rich would read "[...]" in names and ids as markup.
+    return [Text(v) for v in values]
+
+
+def _print_json(data: Any) -> None:
+    # Plain print: rich would wrap long lines and colour the output.
+    print(json.dumps(data, indent=2))
+
+
+# --- apps ---------------------------------------------------------------------------------------
+
+
+@app_cli.command("create")
+def app_create(
+    name: Annotated[str, typer.Option("--name", help="Display name of the app.")],
+    role: Annotated[str | None, typer.Option("--role", help="Also assign this built-in role.")] = None,
+    scope: Annotated[str | None, typer.Option("--scope", help="Scope of the role assignment.")] = None,
+    as_json: JsonOut = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Register an app and print its client id and secret (the secret is shown only this once)."""
+    if (role is None) != (scope is None):
+        raise _fail("--role and --scope must be given together.")
+    if role is not None and scope is not None:
+        try:
+            rbac.validate_assignment("x", role, scope)  # reject a bad role/scope before creating anything
+        except ValueError as e:
+            raise _fail(str(e)) from None
+
+    async def work(db: Database, settings: Settings) -> dict[str, Any]:
+        try:
+            client_id, secret = await apps_mod.create_app(db, name)
+        except ValueError as e:
+            raise _fail(str(e)) from None
+        result: dict[str, Any] = {
+            "tenant_id": settings.tenant_id,
+            "client_id": client_id,
+            "client_secret": secret,
+            "display_name": name.strip(),
+        }
+        if role is not None and scope is not None:
+            try:
+                a = await rbac.assign_role(db, client_id, role, scope)
+            except BaseException:
+                await apps_mod.delete_app(db, client_id)  # no half-created app
+                raise
+            result["role_assignment"] = a.as_dict()
+        return result
+
+    result = _run(data_dir, database_url, work)
+    if as_json:
+        _print_json(result)
+        return
+    table = Table(title="App registration", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(*_cells("Tenant id", result["tenant_id"]))
+    table.add_row(*_cells("Client id", result["client_id"]))
+    table.add_row(*_cells("Client secret", result["client_secret"]))
+    table.add_row(*_cells("Display name", result["display_name"]))
+    if "role_assignment" in result:
+        ra = result["role_assignment"]
+        table.add_row(*_cells("Role", f"{ra['role']} at {ra['scope']}"))
+    out.print(table)
+    err.print("[yellow]Store the client secret now: it cannot be shown again.[/yellow]")
+
+
+@app_cli.command("list")
+def app_list(as_json: JsonOut = False, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
+    """List app registrations (secrets are never shown)."""
+
+    async def work(db: Database, _: Settings) -> list[apps_mod.AppInfo]:
+        return await apps_mod.list_apps(db)
+
+    items = _run(data_dir, database_url, work)
+    if as_json:
+        _print_json([a.as_dict() for a in items])
+        return
+    table = Table(title="App registrations")
+    for col in ("Client id", "Display name", "Created"):
+        table.add_column(col)
+    for a in items:
+        table.add_row(*_cells(a.client_id, a.display_name, a.created_at.isoformat(timespec="seconds")))
+    out.print(table)
+
+
+@app_cli.command("delete")
+def app_delete(
+    client_id: Annotated[str, typer.Argument(help="Client id of the app.")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Delete an app and all its role assignments."""
+
+    async def work(db: Database, _: Settings) -> bool:
+        return await apps_mod.delete_app(db, client_id)
+
+    if not _run(data_dir, database_url, work):
+        raise _fail(f"No app with client id '{client_id}'.")
+    out.print(f"Deleted app {client_id} and its role assignments.", highlight=False, markup=False)
+
+
+# --- roles --------------------------------------------------------------------------------------
+
+
+@role_cli.command("assign")
+def role_assign(
+    principal: Annotated[
+        str, typer.Option("--principal", help="Client id of an app, or oid/sub of an external principal.")
+    ],
+    role: Annotated[str, typer.Option("--role", help=f"Built-in role: {', '.join(rbac.role_names())}.")],
+    scope: Annotated[
+        str,
+        typer.Option(
+            "--scope",
+            help="'/', /subscriptions/{s}, .../resourceGroups/{rg} or .../providers/Microsoft.ApiManagement/service/{name}.",
+        ),
+    ],
+    as_json: JsonOut = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Assign a built-in role to a principal at a scope."""
+    try:
+        rbac.validate_assignment(principal, role, scope)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+
+    async def work(db: Database, _: Settings) -> rbac.Assignment:
+        return await rbac.assign_role(db, principal, role, scope)
+
+    a = _run(data_dir, database_url, work)
+    if as_json:
+        _print_json(a.as_dict())
+        return
+    out.print(f"Assignment {a.id}: {a.role} for {a.principal_id} at {a.scope}", highlight=False, markup=False)
+
+
+@role_cli.command("list")
+def role_list(
+    principal: Annotated[
+        str | None, typer.Option("--principal", help="Only this principal's assignments.")
+    ] = None,
+    as_json: JsonOut = False,
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """List role assignments."""
+
+    async def work(db: Database, _: Settings) -> list[rbac.Assignment]:
+        return await rbac.list_assignments(db, principal)
+
+    items = _run(data_dir, database_url, work)
+    if as_json:
+        _print_json([a.as_dict() for a in items])
+        return
+    table = Table(title="Role assignments")
+    for col in ("Assignment id", "Principal", "Role", "Scope"):
+        table.add_column(col, overflow="fold")
+    for a in items:
+        table.add_row(*_cells(a.id, a.principal_id, a.role, a.scope))
+    out.print(table)
+
+
+@role_cli.command("delete")
+def role_delete(
+    assignment_id: Annotated[str, typer.Argument(help="Id of the role assignment.")],
+    data_dir: DataDir = None,
+    database_url: DatabaseUrl = None,
+) -> None:
+    """Delete a role assignment."""
+
+    async def work(db: Database, _: Settings) -> bool:
+        return await rbac.delete_assignment(db, assignment_id)
+
+    if not _run(data_dir, database_url, work):
+        raise _fail(f"No role assignment with id '{assignment_id}'.")
+    out.print(f"Deleted role assignment {assignment_id}.", highlight=False, markup=False)

@@ -1,0 +1,326 @@
+"""Azure-style RBAC: built-in role definitions, role assignments at scopes, and `authorize`."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import delete, select
+
+from portico.arm.errors import ArmError
+from portico.identity.validation import Principal
+from portico.store.db import Database
+from portico.store.schema import role_assignments
+
+
+def _compile(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    if not patterns:
+        return None
+    # ARM wildcards: `*` matches any run of characters, `/` included; matching ignores case.
+    alts = "|".join(".*".join(re.escape(part) for part in p.split("*")) for p in patterns)
+    return re.compile(f"(?:{alts})", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Role:
+    name: str
+    id: str
+    description: str
+    actions: tuple[str, ...]
+    not_actions: tuple[str, ...] = ()
+    _allow: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    _deny: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_allow", _compile(self.actions))
+        object.__setattr__(self, "_deny", _compile(self.not_actions))
+
+    def permits(self, action: str) -> bool:
+        if self._allow is None or not self._allow.fullmatch(action):
+            return False
+        return self._deny is None or not self._deny.fullmatch(action)
+
+
+_COMMON = (
+    "Microsoft.Authorization/*/read",
+    "Microsoft.Insights/alertRules/*",
+    "Microsoft.ResourceHealth/availabilityStatuses/read",
+    "Microsoft.Resources/deployments/*",
+    "Microsoft.Resources/subscriptions/resourceGroups/read",
+    "Microsoft.Support/*",
+)
+_NO_USER_KEYS = ("Microsoft.ApiManagement/service/users/keys/read",)
+
+BUILTIN_ROLES: tuple[Role, ...] = (
+    Role(
+        "Owner",
+        "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",
+        "Grants full access to manage all resources, including assigning roles.",
+        ("*",),
+    ),
+    Role(
+        "Contributor",
+        "b24988ac-6180-42a0-ab88-20f7382dd24c",
+        "Grants full access to manage all resources, but does not allow you to assign roles.",
+        ("*",),
+        (
+            "Microsoft.Authorization/*/Delete",
+            "Microsoft.Authorization/*/Write",
+            "Microsoft.Authorization/elevateAccess/Action",
+        ),
+    ),
+    Role(
+        "Reader",
+        "acdd72a7-3385-48ef-bd42-f606fba81ae7",
+        "View all resources, but does not allow you to make any changes.",
+        ("*/read",),
+    ),
+    Role(
+        "API Management Service Contributor",
+        "312a565d-c81f-4fd8-895a-4e21e48d571c",
+        "Can manage service and the APIs",
+        ("Microsoft.ApiManagement/service/*", *_COMMON),
+    ),
+    Role(
+        "API Management Service Operator Role",
+        "e022efe7-f5ba-4159-bbe4-b44f577e9b61",
+        "Can manage service but not the APIs",
+        (
+            "Microsoft.ApiManagement/service/*/read",
+            "Microsoft.ApiManagement/service/backup/action",
+            "Microsoft.ApiManagement/service/delete",
+            "Microsoft.ApiManagement/service/managedeployments/action",
+            "Microsoft.ApiManagement/service/read",
+            "Microsoft.ApiManagement/service/restore/action",
+            "Microsoft.ApiManagement/service/updatecertificate/action",
+            "Microsoft.ApiManagement/service/updatehostname/action",
+            "Microsoft.ApiManagement/service/write",
+            *_COMMON,
+        ),
+        _NO_USER_KEYS,
+    ),
+    Role(
+        "API Management Service Reader Role",
+        "71522526-b88f-4d52-b57f-d31fc3546d0d",
+        "Read-only access to service and APIs",
+        ("Microsoft.ApiManagement/service/*/read", "Microsoft.ApiManagement/service/read", *_COMMON),
+        _NO_USER_KEYS,
+    ),
+)
+_ROLES_BY_KEY: dict[str, Role] = {r.name.casefold(): r for r in BUILTIN_ROLES} | {
+    r.id: r for r in BUILTIN_ROLES
+}
+
+
+def find_role(name_or_id: str) -> Role | None:
+    """A built-in role by name (any case) or by its role-definition GUID."""
+    return _ROLES_BY_KEY.get(name_or_id.strip().casefold())
+
+
+def role_names() -> list[str]:
+    return [r.name for r in BUILTIN_ROLES]
+
+
+# --- scopes -------------------------------------------------------------------------------------
+
+_SEG = r"[^/]+"
+_SCOPE_RE = re.compile(
+    rf"^/subscriptions/{_SEG}(?:/resourceGroups/{_SEG}(?:/providers/Microsoft\.ApiManagement/service/{_SEG})?)?$",
+    re.IGNORECASE,
+)
+
+
+def normalize_scope(scope: str) -> str:
+    """The canonical spelling of an assignable scope, or ValueError saying what is accepted."""
+    s = scope.strip()
+    if s == "/":
+        return s
+    s = s.rstrip("/")
+    if len(s) > 600 or not _SCOPE_RE.match(s):
+        raise ValueError(
+            f"Invalid scope {scope!r}. Use '/', '/subscriptions/{{subscriptionId}}', "
+            "'/subscriptions/{subscriptionId}/resourceGroups/{resourceGroup}' or "
+            "'/subscriptions/{subscriptionId}/resourceGroups/{resourceGroup}/providers/"
+            "Microsoft.ApiManagement/service/{serviceName}'."
+        )
+    return s
+
+
+def scope_covers(assigned: str, requested: str) -> bool:
+    """True when `assigned` is `requested` or one of its ancestors (segment boundary, any case)."""
+    if assigned == "/":
+        return True
+    a = assigned.rstrip("/").casefold()
+    r = requested.rstrip("/").casefold()
+    return r == a or r.startswith(a + "/")
+
+
+# --- assignments --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Assignment:
+    id: str
+    principal_id: str
+    role: str
+    scope: str
+    created_at: datetime
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "principal_id": self.principal_id,
+            "role": self.role,
+            "scope": self.scope,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def _row_to_assignment(row: Any) -> Assignment:
+    return Assignment(row.id, row.principal_id, row.role, row.scope, row.created_at)
+
+
+# Per-process cache of a principal's (role, scope) pairs. Short enough that a change made on another
+# node shows within ~2 s; changes made through this process clear it at once.
+_CACHE_TTL = 1.5
+_cache: dict[tuple[str, str], tuple[float, list[tuple[Role, str]]]] = {}
+
+
+def invalidate_cache() -> None:
+    _cache.clear()
+
+
+def validate_assignment(principal_id: str, role: str, scope: str) -> tuple[str, Role, str]:
+    pid = principal_id.strip()
+    if not pid or len(pid) > 200:
+        raise ValueError("The principal id must be 1 to 200 characters.")
+    found = find_role(role)
+    if found is None:
+        raise ValueError(f"Unknown role {role!r}. Built-in roles: {', '.join(role_names())}.")
+    return pid, found, normalize_scope(scope)
+
+
+async def insert_assignment(conn: Any, principal_id: str, role: str, scope: str) -> Assignment:
+    """Assign inside the caller's transaction; an existing identical assignment is returned as is."""
+    pid, found, norm = validate_assignment(principal_id, role, scope)
+    rows = (
+        await conn.execute(
+            select(role_assignments).where(
+                role_assignments.c.principal_id == pid, role_assignments.c.role == found.name
+            )
+        )
+    ).all()
+    for row in rows:
+        if row.scope.casefold() == norm.casefold():
+            return _row_to_assignment(row)
+    a = Assignment(str(uuid.uuid4()), pid, found.name, norm, datetime.now(UTC))
+    await conn.execute(
+        role_assignments.insert().values(
+            id=a.id, principal_id=a.principal_id, role=a.role, scope=a.scope, created_at=a.created_at
+        )
+    )
+    invalidate_cache()
+    return a
+
+
+async def assign_role(db: Database, principal_id: str, role: str, scope: str) -> Assignment:
+    """Give `principal_id` a built-in `role` at `scope` (ValueError on a bad role or scope)."""
+    validate_assignment(principal_id, role, scope)  # fail before opening a write transaction
+    async with db.write() as conn:
+        a = await insert_assignment(conn, principal_id, role, scope)
+    invalidate_cache()
+    return a
+
+
+async def list_assignments(db: Database, principal_id: str | None = None) -> list[Assignment]:
+    q = select(role_assignments).order_by(role_assignments.c.created_at, role_assignments.c.id)
+    if principal_id is not None:
+        q = q.where(role_assignments.c.principal_id == principal_id)
+    async with db.read() as conn:
+        return [_row_to_assignment(r) for r in (await conn.execute(q)).all()]
+
+
+async def delete_assignment(db: Database, assignment_id: str) -> bool:
+    async with db.write() as conn:
+        result = await conn.execute(delete(role_assignments).where(role_assignments.c.id == assignment_id))
+    invalidate_cache()
+    return bool(result.rowcount)
+
+
+async def delete_assignments_of(conn: Any, principal_id: str) -> None:
+    await conn.execute(delete(role_assignments).where(role_assignments.c.principal_id == principal_id))
+    invalidate_cache()
+
+
+async def _grants(db: Database, principal_id: str) -> list[tuple[Role, str]]:
+    key = (db.url, principal_id)
+    now = time.monotonic()
+    hit = _cache.get(key)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    q = select(role_assignments.c.role, role_assignments.c.scope).where(
+        role_assignments.c.principal_id == principal_id
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(q)).all()
+    grants = [
+        (role, scope) for role, scope in ((find_role(r.role), r.scope) for r in rows) if role is not None
+    ]
+    if len(_cache) > 10_000:  # bound memory under many distinct principals
+        _cache.clear()
+    _cache[key] = (now + _CACHE_TTL, grants)
+    return grants
+
+
+async def is_authorized(db: Database, principal_id: str, action: str, scope: str) -> bool:
+    for role, assigned in await _grants(db, principal_id):
+        if scope_covers(assigned, scope) and role.permits(action):
+            return True
+    return False
+
+
+async def authorize(db: Database, principal: Principal, action: str, scope: str) -> None:
+    """Raise ARM's 403 AuthorizationFailed unless an assignment at or above `scope` permits `action`."""
+    if await is_authorized(db, principal.principal_id, action, scope):
+        return
+    pid = principal.principal_id
+    raise ArmError(
+        403,
+        "AuthorizationFailed",
+        f"The client '{pid}' with object id '{pid}' does not have authorization to perform action "
+        f"'{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, "
+        "please refresh your credentials.",
+    )
+
+
+# --- request → action ---------------------------------------------------------------------------
+
+_VERBS = {"GET": "read", "HEAD": "read", "PUT": "write", "PATCH": "write", "DELETE": "delete"}
+
+
+def arm_action(method: str, path: str) -> str:
+    """ARM operation name of a request, e.g. POST .../service/s1/backup →
+    `Microsoft.ApiManagement/service/backup/action`, GET .../service/s1/apis/a → `.../apis/read`."""
+    segs = [s for s in path.split("?", 1)[0].split("/") if s]
+    method = method.upper()
+    lowered = [s.casefold() for s in segs]
+    if "providers" in lowered:
+        i = lowered.index("providers")
+        if i + 1 >= len(segs):
+            return f"Microsoft.Resources/providers/{_VERBS.get(method, 'action')}"
+        namespace, rest = segs[i + 1], segs[i + 2 :]
+    else:
+        # /subscriptions/{s}/resourceGroups/{rg}... are Microsoft.Resources types.
+        namespace, rest = "Microsoft.Resources", segs
+    action_name = None
+    if method == "POST" and len(rest) >= 3 and len(rest) % 2 == 1:
+        action_name, rest = rest[-1], rest[:-1]
+    types = rest[0::2]
+    type_path = "/".join([namespace, *types])
+    if method == "POST":
+        return f"{type_path}/{action_name}/action" if action_name else f"{type_path}/action"
+    return f"{type_path}/{_VERBS.get(method, 'action')}"
