@@ -11,40 +11,124 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PORTICO_", extra="ignore")
 
-    data_dir: Path = Field(default=Path("./data"), description="Where the database, TLS material and local storage live.")
+    data_dir: Path = Field(
+        default=Path("./data"), description="Where the database, TLS material and local storage live."
+    )
     host: str = Field(default="127.0.0.1", description="Management API bind address.")
     port: int = Field(default=8443, description="Management API HTTPS port.")
     public_url: str | None = Field(
-        default=None, description="Externally visible base URL (default https://{host}:{port}); used for Location headers and the token issuer."
+        default=None,
+        description="Externally visible base URL (default https://{host}:{port}); used for Location headers and the token issuer.",
     )
     database_url: str | None = Field(
-        default=None, description="SQLAlchemy async URL; default sqlite+aiosqlite:///{data_dir}/portico.db. PostgreSQL: postgresql+asyncpg://..."
+        default=None,
+        description="SQLAlchemy async URL; default sqlite+aiosqlite:///{data_dir}/portico.db. PostgreSQL: postgresql+asyncpg://...",
     )
-    tls_cert: Path | None = Field(default=None, description="Operator-supplied server certificate (PEM). Generated when absent.")
+    tls_cert: Path | None = Field(
+        default=None, description="Operator-supplied server certificate (PEM). Generated when absent."
+    )
     tls_key: Path | None = Field(default=None, description="Operator-supplied server private key (PEM).")
-    insecure_http: bool = Field(default=False, description="Serve plain HTTP (only for reverse-proxy setups; the Azure SDK refuses bearer tokens over HTTP).")
-    tenant_id: str = Field(default="portico", description="Tenant of the built-in identity provider.")
-    token_lifetime_seconds: int = Field(default=3600, ge=60, le=86400, description="Lifetime of issued access tokens.")
-    audience: str = Field(default="https://management.azure.com/", description="Audience the management API accepts.")
-    trusted_issuers: str = Field(
-        default="", description="Extra OIDC issuers to trust, comma-separated `issuer|audience` pairs; keys are found by discovery."
+    insecure_http: bool = Field(
+        default=False,
+        description="Serve plain HTTP (only for reverse-proxy setups; the Azure SDK refuses bearer tokens over HTTP).",
     )
-    gateway_domain: str = Field(default="gateway.localhost", description="Services get gatewayUrl https://{service}.{gateway_domain}.")
-    max_request_bytes: int = Field(default=4 * 1024 * 1024, description="Largest accepted management request body.")
+    tenant_id: str = Field(default="portico", description="Tenant of the built-in identity provider.")
+    token_lifetime_seconds: int = Field(
+        default=3600, ge=60, le=86400, description="Lifetime of issued access tokens."
+    )
+    audience: str = Field(
+        default="https://management.azure.com/", description="Audience the management API accepts."
+    )
+    trusted_issuers: str = Field(
+        default="",
+        description="Extra OIDC issuers to trust, comma-separated `issuer|audience` pairs; keys are found by discovery.",
+    )
+    gateway_domain: str = Field(
+        default="gateway.localhost", description="Services get gatewayUrl https://{service}.{gateway_domain}."
+    )
+    max_request_bytes: int = Field(
+        default=4 * 1024 * 1024, description="Largest accepted management request body."
+    )
     backup_validity_days: float = Field(default=30.0, gt=0, description="How long a backup stays restorable.")
     blob_endpoint_template: str = Field(
-        default="https://{account}.blob.core.windows.net", description="Azure Blob endpoint of a storage account; {account} is replaced."
+        default="https://{account}.blob.core.windows.net",
+        description="Azure Blob endpoint of a storage account; {account} is replaced.",
     )
-    storage_backend: str = Field(default="local", description="`local` (accounts under the data directory) or `azure`.")
+    storage_backend: str = Field(
+        default="local", description="`local` (accounts under the data directory) or `azure`."
+    )
     managed_identity_credentials: SecretStr = Field(
-        default=SecretStr(""), description="Credentials the service identities use for managed-identity backups: `account=key:BASE64` or `account=sas:TOKEN` or `account=default` pairs, `;`-separated."
+        default=SecretStr(""),
+        description="Credentials the service identities use for managed-identity backups: `account=key:BASE64` or `account=sas:TOKEN` or `account=default` pairs, `;`-separated.",
     )
     backup_encryption_key: SecretStr | None = Field(
-        default=None, description="Base64 of a 32-byte key: backups are encrypted with AES-256-GCM and restores decrypt with it."
+        default=None,
+        description="Base64 of a 32-byte key: backups are encrypted with AES-256-GCM and restores decrypt with it.",
     )
-    operation_lease_seconds: float = Field(default=15.0, gt=0, description="Lease of a node on a running operation.")
-    node_id: str | None = Field(default=None, description="Name of this node in operation leases (default hostname:pid).")
+    operation_lease_seconds: float = Field(
+        default=15.0, gt=0, description="Lease of a node on a running operation."
+    )
+    node_id: str | None = Field(
+        default=None, description="Name of this node in operation leases (default hostname:pid)."
+    )
     log_level: str = Field(default="info")
+
+    # --- gateway (issue 4) ---------------------------------------------------------------------
+    gateway_host: str | None = Field(
+        default=None, description="Gateway bind address (default: the management `host`)."
+    )
+    gateway_port: int = Field(
+        default=8080, ge=0, le=65535, description="Gateway HTTP port; 0 turns the HTTP listener off."
+    )
+    gateway_https_port: int = Field(
+        default=8081,
+        ge=0,
+        le=65535,
+        description="Gateway HTTPS port (same TLS material as the management API); 0 = off.",
+    )
+    gateway_backend_timeout: float = Field(
+        default=300.0,
+        gt=0,
+        description="Seconds to wait for backend response headers (forward-request timeout default).",
+    )
+    gateway_connect_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds to open a backend connection."
+    )
+    gateway_max_body_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=0, description="Largest request body the gateway forwards (413 above)."
+    )
+    gateway_max_header_bytes: int = Field(
+        default=32 * 1024, ge=1024, description="Largest total size of request headers (431 above)."
+    )
+    gateway_config_poll_seconds: float = Field(
+        default=0.25, gt=0, le=5, description="How often a gateway node checks for configuration changes."
+    )
+    gateway_analytics: bool = Field(
+        default=True, description="Record every gateway request in the usage table (reports API)."
+    )
+    gateway_analytics_queue: int = Field(
+        default=100_000,
+        ge=100,
+        description="Usage records buffered in memory; beyond it records are dropped and counted.",
+    )
+
+    # --- backup schedules, recovery-point visibility (issue 5) ------------------------------------
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Base64 of a 32-byte key that encrypts stored secrets (schedule access keys); default: "
+        "data_dir/secret.key, generated on first start. Multi-node: the same key on every node.",
+    )
+    scheduler_tick_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="How often each node checks for due backup schedules."
+    )
+    scheduler_clock_file: Path | None = Field(
+        default=None,
+        description="Tests only: a file holding a number of seconds added to the scheduler's clock.",
+    )
+    metrics_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token /metrics requires; unset: /metrics answers loopback clients only.",
+    )
 
     @property
     def resolved_database_url(self) -> str:

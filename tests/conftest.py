@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.azurite import azurite  # noqa: F401 - session fixture, one Azurite for the whole run
 from tests.support.postgres import create_database, postgres_cluster
 from tests.support.server import PorticoServer, free_port
 
@@ -22,12 +23,20 @@ def pg_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def server_factory(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Iterator[Callable[..., PorticoServer]]:
+def server_factory(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Callable[..., PorticoServer]]:
     """`server_factory(db="sqlite"|"postgres", **env)` starts a fresh server with its own database."""
     started: list[PorticoServer] = []
 
-    def make(db: str = "sqlite", env: dict[str, str] | None = None, data_dir: Path | None = None, database_url: str | None = None) -> PorticoServer:
-        extra = dict(env or {})
+    def make(
+        db: str = "sqlite",
+        env: dict[str, str] | None = None,
+        data_dir: Path | None = None,
+        database_url: str | None = None,
+    ) -> PorticoServer:
+        # Gateway listeners are off unless a test asks for them: fixed default ports would collide.
+        extra = {"PORTICO_GATEWAY_PORT": "0", "PORTICO_GATEWAY_HTTPS_PORT": "0", **(env or {})}
         if database_url is not None:
             extra["PORTICO_DATABASE_URL"] = database_url
         elif db == "postgres":
@@ -48,13 +57,24 @@ def portico(request: pytest.FixtureRequest, server_factory: Callable[..., Portic
     return server_factory(db=request.param)
 
 
-def sdk_client(server: PorticoServer, subscription_id: str = "00000000-0000-0000-0000-000000000001", client_id: str | None = None, secret: str | None = None) -> Any:
+def sdk_client(
+    server: PorticoServer,
+    subscription_id: str = "00000000-0000-0000-0000-000000000001",
+    client_id: str | None = None,
+    secret: str | None = None,
+) -> Any:
     from azure.identity import ClientSecretCredential
     from azure.mgmt.apimanagement import ApiManagementClient
 
     creds = server.admin()
     credential = ClientSecretCredential(
-        server.tenant, client_id or creds["client_id"], secret or creds["client_secret"],
-        authority=server.url, disable_instance_discovery=True, connection_verify=server.ca,
+        server.tenant,
+        client_id or creds["client_id"],
+        secret or creds["client_secret"],
+        authority=server.url,
+        disable_instance_discovery=True,
+        connection_verify=server.ca,
     )
-    return ApiManagementClient(credential, subscription_id, base_url=server.url, connection_verify=server.ca, polling_interval=0.2)
+    return ApiManagementClient(
+        credential, subscription_id, base_url=server.url, connection_verify=server.ca, polling_interval=0.2
+    )

@@ -40,8 +40,13 @@ def bad_request(message: str, code: str = "ValidationError", target: str | None 
 
 def invalid_field(field: str, message: str) -> ArmError:
     """400 for one bad field, named in the message and as `target`."""
-    return ArmError(400, "ValidationError", f"{field}: {message}", target=field,
-                    details=[{"code": "ValidationError", "target": field, "message": message}])
+    return ArmError(
+        400,
+        "ValidationError",
+        f"{field}: {message}",
+        target=field,
+        details=[{"code": "ValidationError", "target": field, "message": message}],
+    )
 
 
 def not_found(what: str, code: str = "ResourceNotFound") -> ArmError:

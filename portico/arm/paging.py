@@ -12,6 +12,7 @@ from portico.arm.errors import ArmError
 
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
+MAX_INT = 2**31 - 1  # larger $skip/$top values overflow the databases' integers
 
 
 @dataclass(frozen=True)
@@ -28,9 +29,13 @@ def parse_page(top: str | None, skip: str | None, filt: str | None) -> Page:
         try:
             value = int(raw)
         except ValueError:
-            raise ArmError(400, "ValidationError", f"'{name}' must be an integer, got '{raw[:20]}'.", target=name) from None
+            raise ArmError(
+                400, "ValidationError", f"'{name}' must be an integer, got '{raw[:20]}'.", target=name
+            ) from None
         if value < minimum:
             raise ArmError(400, "ValidationError", f"'{name}' must be at least {minimum}.", target=name)
+        if value > MAX_INT:
+            raise ArmError(400, "ValidationError", f"'{name}' must be at most {MAX_INT}.", target=name)
         return value
 
     return Page(
@@ -58,7 +63,9 @@ def next_link(base_url: str, query: dict[str, str], page: Page, returned: int, h
 #   field  := name | displayName | properties/<x> | <x>
 #   literal:= 'string' (quote doubled to escape) | number | true | false | null
 
-_TOKEN = re.compile(r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<punc>[(),])|(?P<word>[A-Za-z_][\w./]*))")
+_TOKEN = re.compile(
+    r"\s*(?:(?P<str>'(?:[^']|'')*')|(?P<num>-?\d+(?:\.\d+)?)|(?P<punc>[(),])|(?P<word>[A-Za-z_][\w./]*))"
+)
 
 Predicate = Callable[[dict[str, Any]], bool]
 
@@ -77,7 +84,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
             break
         m = _TOKEN.match(text, pos)
         if not m:
-            raise _filter_error(f"unexpected character at position {pos}: '{text[pos:pos + 10]}'")
+            raise _filter_error(f"unexpected character at position {pos}: '{text[pos : pos + 10]}'")
         kind = m.lastgroup or ""
         out.append((kind, m.group(kind)))
         pos = m.end()
@@ -184,7 +191,9 @@ class _Parser:
         op_tok = self.take()
         cmp = op_tok[1].lower()
         if cmp not in ("eq", "ne", "gt", "ge", "lt", "le"):
-            raise _filter_error(f"unsupported operator '{op_tok[1]}' (use eq, ne, gt, ge, lt, le, contains, startswith, endswith)")
+            raise _filter_error(
+                f"unsupported operator '{op_tok[1]}' (use eq, ne, gt, ge, lt, le, contains, startswith, endswith)"
+            )
         value = self.literal()
         get = _field_getter(word)
 

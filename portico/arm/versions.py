@@ -20,9 +20,34 @@ SUPPORTED_API_VERSIONS: tuple[str, ...] = (
 )
 DEFAULT_API_VERSION = "2024-05-01"
 _SUPPORTED = frozenset(SUPPORTED_API_VERSIONS)
+# Resource groups are Microsoft.Resources resources: clients (azure-mgmt-resource, az CLI) send that
+# provider's api-versions, not API Management's.
+RESOURCES_API_VERSIONS: tuple[str, ...] = (
+    "2016-09-01",
+    "2017-05-10",
+    "2018-05-01",
+    "2019-05-01",
+    "2019-05-10",
+    "2019-07-01",
+    "2019-08-01",
+    "2019-10-01",
+    "2020-06-01",
+    "2020-08-01",
+    "2020-10-01",
+    "2021-01-01",
+    "2021-04-01",
+    "2022-09-01",
+    "2023-07-01",
+    "2024-03-01",
+    "2024-07-01",
+    "2024-11-01",
+    "2025-03-01",
+    "2025-04-01",
+)
+_RESOURCES = frozenset(RESOURCES_API_VERSIONS)
 
 
-def check_api_version(value: str | None) -> str:
+def check_api_version(value: str | None, *, resource_groups: bool = False) -> str:
     if not value:
         raise ArmError(
             400,
@@ -30,12 +55,14 @@ def check_api_version(value: str | None) -> str:
             "The api-version query parameter (?api-version=) is required for all requests.",
         )
     version = value.strip()
-    if version not in _SUPPORTED:
+    supported, listed = (
+        (_RESOURCES, RESOURCES_API_VERSIONS) if resource_groups else (_SUPPORTED, SUPPORTED_API_VERSIONS)
+    )
+    if version not in supported:
         raise ArmError(
             400,
             "InvalidApiVersionParameter",
-            f"The api-version '{version[:40]}' is invalid. The supported api-versions are "
-            f"'{', '.join(SUPPORTED_API_VERSIONS)}'.",
+            f"The api-version '{version[:40]}' is invalid. The supported api-versions are '{', '.join(listed)}'.",
         )
     return version
 

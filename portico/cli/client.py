@@ -48,7 +48,9 @@ class Endpoint:
         return f"{self.url}/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}/providers/Microsoft.ApiManagement/service/{service}"
 
     def client(self) -> httpx.Client:
-        return httpx.Client(verify=self.verify(), headers={"Authorization": f"Bearer {self.token()}"}, timeout=60)
+        return httpx.Client(
+            verify=self.verify(), headers={"Authorization": f"Bearer {self.token()}"}, timeout=60
+        )
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -56,13 +58,30 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
-URL = typer.Option("https://localhost:8443", "--url", envvar="PORTICO_URL", help="Management endpoint (also the token authority).")
-TENANT = typer.Option("portico", "--tenant", envvar="AZURE_TENANT_ID", help="Tenant of the identity provider.")
-CLIENT_ID = typer.Option(..., "--client-id", envvar="AZURE_CLIENT_ID", help="App (service principal) client id.")
-CLIENT_SECRET = typer.Option(..., "--client-secret", envvar="AZURE_CLIENT_SECRET", help="App secret (prefer the environment variable).")
-CA = typer.Option(None, "--ca", envvar="PORTICO_CA", help="CA certificate to trust (the server's data_dir/tls/ca.pem).")
-SUBSCRIPTION = typer.Option(..., "--subscription", "-s", envvar="PORTICO_SUBSCRIPTION", help="Subscription id.")
-RESOURCE_GROUP = typer.Option(..., "--resource-group", "-g", envvar="PORTICO_RESOURCE_GROUP", help="Resource group.")
+URL = typer.Option(
+    "https://localhost:8443",
+    "--url",
+    envvar="PORTICO_URL",
+    help="Management endpoint (also the token authority).",
+)
+TENANT = typer.Option(
+    "portico", "--tenant", envvar="AZURE_TENANT_ID", help="Tenant of the identity provider."
+)
+CLIENT_ID = typer.Option(
+    ..., "--client-id", envvar="AZURE_CLIENT_ID", help="App (service principal) client id."
+)
+CLIENT_SECRET = typer.Option(
+    ..., "--client-secret", envvar="AZURE_CLIENT_SECRET", help="App secret (prefer the environment variable)."
+)
+CA = typer.Option(
+    None, "--ca", envvar="PORTICO_CA", help="CA certificate to trust (the server's data_dir/tls/ca.pem)."
+)
+SUBSCRIPTION = typer.Option(
+    ..., "--subscription", "-s", envvar="PORTICO_SUBSCRIPTION", help="Subscription id."
+)
+RESOURCE_GROUP = typer.Option(
+    ..., "--resource-group", "-g", envvar="PORTICO_RESOURCE_GROUP", help="Resource group."
+)
 
 
 def arm_error(resp: httpx.Response) -> str:
@@ -86,13 +105,22 @@ def follow_operation(http: httpx.Client, resp: httpx.Response, title: str) -> di
     if not status_url or not location:
         fail("the server did not return an operation to follow")
     assert status_url and location
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.percentage:>5.1f}%"),
-                  TextColumn("{task.fields[detail]}"), TimeElapsedColumn(), console=err, transient=False) as bar:
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>5.1f}%"),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    ) as bar:
         task = bar.add_task(title, total=100, detail="")
         while True:
             st = check(http.get(status_url)).json()
             counters = st.get("properties", {}).get("counters", {})
-            detail = st.get("properties", {}).get("phase", "") + (" " + " ".join(f"{k}={v}" for k, v in counters.items()) if counters else "")
+            detail = st.get("properties", {}).get("phase", "") + (
+                " " + " ".join(f"{k}={v}" for k, v in counters.items()) if counters else ""
+            )
             bar.update(task, completed=float(st.get("percentComplete") or 0), detail=detail)
             if st.get("status") in ("Succeeded", "Failed", "Canceled"):
                 break

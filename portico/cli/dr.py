@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -23,22 +24,45 @@ from portico.cli.client import (
     follow_operation,
 )
 
-backup_cli = typer.Typer(help="Back up a service to blob storage; list and verify backups.", invoke_without_command=True)
+backup_cli = typer.Typer(
+    help="Back up a service to blob storage; list and verify backups.", invoke_without_command=True
+)
 restore_cli = typer.Typer(help="Restore a service from a backup.")
 operation_cli = typer.Typer(help="Long-running operations.")
 
 API_VERSION = typer.Option("2024-05-01", "--api-version", help="Management api-version to use.")
 ACCOUNT = typer.Option(None, "--storage-account", help="Storage account name.")
 CONTAINER = typer.Option(None, "--container", help="Blob container (must exist).")
-ACCESS_KEY = typer.Option(None, "--access-key", envvar="PORTICO_STORAGE_KEY", help="Storage account key (prefer the environment variable).")
-ACCESS_TYPE = typer.Option("AccessKey", "--access-type", help="AccessKey, SystemAssignedManagedIdentity or UserAssignedManagedIdentity.")
+ACCESS_KEY = typer.Option(
+    None,
+    "--access-key",
+    envvar="PORTICO_STORAGE_KEY",
+    help="Storage account key (prefer the environment variable).",
+)
+ACCESS_TYPE = typer.Option(
+    "AccessKey",
+    "--access-type",
+    help="AccessKey, SystemAssignedManagedIdentity or UserAssignedManagedIdentity.",
+)
 IDENTITY_CLIENT = typer.Option(None, "--identity-client-id", help="Client id of the user-assigned identity.")
-ENCRYPTION_KEY = typer.Option(None, "--encryption-key", envvar="PORTICO_BACKUP_KEY", help="Base64 32-byte key to encrypt/decrypt the backup.")
+ENCRYPTION_KEY = typer.Option(
+    None,
+    "--encryption-key",
+    envvar="PORTICO_BACKUP_KEY",
+    help="Base64 32-byte key to encrypt/decrypt the backup.",
+)
 NO_WAIT = typer.Option(False, "--no-wait", help="Print the operation URL and return at once.")
 JSON_OUT = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _storage_body(account: str | None, container: str | None, access_type: str, access_key: str | None, identity_client: str | None, encryption_key: str | None) -> dict[str, Any]:
+def _storage_body(
+    account: str | None,
+    container: str | None,
+    access_type: str,
+    access_key: str | None,
+    identity_client: str | None,
+    encryption_key: str | None,
+) -> dict[str, Any]:
     if not account or not container:
         fail("--storage-account and --container are required", 2)
     body: dict[str, Any] = {"storageAccount": account, "containerName": container, "accessType": access_type}
@@ -51,9 +75,13 @@ def _storage_body(account: str | None, container: str | None, access_type: str, 
     return body
 
 
-def _run(ep: Endpoint, service: str, action: str, body: dict[str, Any], api_version: str, no_wait: bool) -> None:
+def _run(
+    ep: Endpoint, service: str, action: str, body: dict[str, Any], api_version: str, no_wait: bool
+) -> None:
     with ep.client() as http:
-        resp = check(http.post(f"{ep.service_url(service)}/{action}", params={"api-version": api_version}, json=body))
+        resp = check(
+            http.post(f"{ep.service_url(service)}/{action}", params={"api-version": api_version}, json=body)
+        )
         if resp.status_code == 200:
             console.print(f"{action} of '{service}' completed")
             return
@@ -62,7 +90,9 @@ def _run(ep: Endpoint, service: str, action: str, body: dict[str, Any], api_vers
             return
         st = follow_operation(http, resp, f"{action} {service}")
         props = st.get("properties", {})
-        console.print(f"[green]{action} of '{service}' succeeded[/] in {_duration(st)}: {props.get('counters', {})}, {props.get('bytes', 0):,} bytes")
+        console.print(
+            f"[green]{action} of '{service}' succeeded[/] in {_duration(st)}: {props.get('counters', {})}, {props.get('bytes', 0):,} bytes"
+        )
 
 
 def _duration(st: dict[str, Any]) -> str:
@@ -81,10 +111,18 @@ def backup(
     ctx: typer.Context,
     service: str = typer.Option(None, "--service", help="Service to back up."),
     name: str = typer.Option(None, "--name", help="Backup (blob) name."),
-    storage_account: str = ACCOUNT, container: str = CONTAINER, access_key: str = ACCESS_KEY, access_type: str = ACCESS_TYPE,
-    identity_client_id: str = IDENTITY_CLIENT, encryption_key: str = ENCRYPTION_KEY, no_wait: bool = NO_WAIT,
-    url: str = URL, tenant: str = TENANT, client_id: str = typer.Option(None, "--client-id", envvar="AZURE_CLIENT_ID"),
-    client_secret: str = typer.Option(None, "--client-secret", envvar="AZURE_CLIENT_SECRET"), ca: str = CA,
+    storage_account: str = ACCOUNT,
+    container: str = CONTAINER,
+    access_key: str = ACCESS_KEY,
+    access_type: str = ACCESS_TYPE,
+    identity_client_id: str = IDENTITY_CLIENT,
+    encryption_key: str = ENCRYPTION_KEY,
+    no_wait: bool = NO_WAIT,
+    url: str = URL,
+    tenant: str = TENANT,
+    client_id: str = typer.Option(None, "--client-id", envvar="AZURE_CLIENT_ID"),
+    client_secret: str = typer.Option(None, "--client-secret", envvar="AZURE_CLIENT_SECRET"),
+    ca: str = CA,
     subscription: str = typer.Option(None, "--subscription", "-s", envvar="PORTICO_SUBSCRIPTION"),
     resource_group: str = typer.Option(None, "--resource-group", "-g", envvar="PORTICO_RESOURCE_GROUP"),
     api_version: str = API_VERSION,
@@ -92,36 +130,84 @@ def backup(
     """Back up SERVICE to a blob: `portico backup --service S --storage-account A --container C --name N`."""
     if ctx.invoked_subcommand is not None:
         return
-    missing = [o for o, v in (("--service", service), ("--name", name), ("--client-id", client_id), ("--client-secret", client_secret), ("--subscription", subscription), ("--resource-group", resource_group)) if not v]
+    missing = [
+        o
+        for o, v in (
+            ("--service", service),
+            ("--name", name),
+            ("--client-id", client_id),
+            ("--client-secret", client_secret),
+            ("--subscription", subscription),
+            ("--resource-group", resource_group),
+        )
+        if not v
+    ]
     if missing:
         fail(f"missing {', '.join(missing)}", 2)
     ep = Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, subscription, resource_group)
-    body = _storage_body(storage_account, container, access_type, access_key, identity_client_id, encryption_key)
+    body = _storage_body(
+        storage_account, container, access_type, access_key, identity_client_id, encryption_key
+    )
     body["backupName"] = name
     _run(ep, service, "backup", body, api_version, no_wait)
 
 
 @backup_cli.command("list")
 def backup_list(
-    service: str = typer.Option(..., "--service", help="Any service you may back up (authorises the listing)."),
-    storage_account: str = ACCOUNT, container: str = CONTAINER, access_key: str = ACCESS_KEY, access_type: str = ACCESS_TYPE,
-    identity_client_id: str = IDENTITY_CLIENT, prefix: str = typer.Option("", "--prefix"), as_json: bool = JSON_OUT,
-    url: str = URL, tenant: str = TENANT, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET, ca: str = CA,
-    subscription: str = SUBSCRIPTION, resource_group: str = RESOURCE_GROUP, api_version: str = API_VERSION,
+    service: str = typer.Option(
+        ..., "--service", help="Any service you may back up (authorises the listing)."
+    ),
+    storage_account: str = ACCOUNT,
+    container: str = CONTAINER,
+    access_key: str = ACCESS_KEY,
+    access_type: str = ACCESS_TYPE,
+    identity_client_id: str = IDENTITY_CLIENT,
+    prefix: str = typer.Option("", "--prefix"),
+    as_json: bool = JSON_OUT,
+    url: str = URL,
+    tenant: str = TENANT,
+    client_id: str = CLIENT_ID,
+    client_secret: str = CLIENT_SECRET,
+    ca: str = CA,
+    subscription: str = SUBSCRIPTION,
+    resource_group: str = RESOURCE_GROUP,
+    api_version: str = API_VERSION,
 ) -> None:
     """The backup catalog of a container, from blob metadata (no download)."""
     ep = Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, subscription, resource_group)
     body = _storage_body(storage_account, container, access_type, access_key, identity_client_id, None)
     body["prefix"] = prefix
     with ep.client() as http:
-        items = check(http.post(f"{ep.service_url(service)}/listBackups", params={"api-version": api_version}, json=body)).json()["value"]
+        items = check(
+            http.post(
+                f"{ep.service_url(service)}/listBackups", params={"api-version": api_version}, json=body
+            )
+        ).json()["value"]
     if as_json:
         console.print_json(json.dumps(items))
         return
-    table = Table("name", "service", "sku", "created", "expires", "size", "encrypted", "verified", title=f"{storage_account}/{container}")
+    table = Table(
+        "name",
+        "service",
+        "sku",
+        "created",
+        "expires",
+        "size",
+        "encrypted",
+        "verified",
+        title=f"{storage_account}/{container}",
+    )
     for b in items:
-        table.add_row(b["name"], b.get("service", ""), b.get("sku", ""), b.get("created", ""), b.get("expires", "") + (" (expired)" if b.get("expired") else ""),
-                      f"{b.get('size', 0):,}", str(b.get("encrypted", "")), b.get("verified") or "no")
+        table.add_row(
+            b["name"],
+            b.get("service", ""),
+            b.get("sku", ""),
+            b.get("created", ""),
+            b.get("expires", "") + (" (expired)" if b.get("expired") else ""),
+            f"{b.get('size', 0):,}",
+            str(b.get("encrypted", "")),
+            b.get("verified") or "no",
+        )
     console.print(table)
 
 
@@ -129,47 +215,96 @@ def backup_list(
 def backup_verify(
     service: str = typer.Option(..., "--service", help="Any service you may back up (authorises the check)."),
     name: str = typer.Option(..., "--name", help="Backup (blob) name."),
-    storage_account: str = ACCOUNT, container: str = CONTAINER, access_key: str = ACCESS_KEY, access_type: str = ACCESS_TYPE,
-    identity_client_id: str = IDENTITY_CLIENT, encryption_key: str = ENCRYPTION_KEY, as_json: bool = JSON_OUT,
-    url: str = URL, tenant: str = TENANT, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET, ca: str = CA,
-    subscription: str = SUBSCRIPTION, resource_group: str = RESOURCE_GROUP, api_version: str = API_VERSION,
+    storage_account: str = ACCOUNT,
+    container: str = CONTAINER,
+    access_key: str = ACCESS_KEY,
+    access_type: str = ACCESS_TYPE,
+    identity_client_id: str = IDENTITY_CLIENT,
+    encryption_key: str = ENCRYPTION_KEY,
+    as_json: bool = JSON_OUT,
+    url: str = URL,
+    tenant: str = TENANT,
+    client_id: str = CLIENT_ID,
+    client_secret: str = CLIENT_SECRET,
+    ca: str = CA,
+    subscription: str = SUBSCRIPTION,
+    resource_group: str = RESOURCE_GROUP,
+    api_version: str = API_VERSION,
 ) -> None:
     """Download a backup, check its checksums and decode every record, without restoring."""
     ep = Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, subscription, resource_group)
-    body = _storage_body(storage_account, container, access_type, access_key, identity_client_id, encryption_key)
+    body = _storage_body(
+        storage_account, container, access_type, access_key, identity_client_id, encryption_key
+    )
     body["backupName"] = name
     with ep.client() as http:
-        report = check(http.post(f"{ep.service_url(service)}/verifyBackup", params={"api-version": api_version}, json=body)).json()
+        report = check(
+            http.post(
+                f"{ep.service_url(service)}/verifyBackup", params={"api-version": api_version}, json=body
+            )
+        ).json()
     if as_json:
         console.print_json(json.dumps(report))
     else:
-        console.print(f"[green]backup '{name}' is intact[/]: {report.get('record_count')} records, {report.get('size', 0):,} bytes, sha256 {report.get('payload_sha256', '')[:16]}…, counts {report.get('counts')}")
+        console.print(
+            f"[green]backup '{name}' is intact[/]: {report.get('record_count')} records, {report.get('size', 0):,} bytes, sha256 {report.get('payload_sha256', '')[:16]}…, counts {report.get('counts')}"
+        )
 
 
 @restore_cli.callback(invoke_without_command=True)
 def restore(
     service: str = typer.Option(..., "--service", help="Service to restore into."),
     name: str = typer.Option(..., "--name", help="Backup (blob) name."),
-    storage_account: str = ACCOUNT, container: str = CONTAINER, access_key: str = ACCESS_KEY, access_type: str = ACCESS_TYPE,
-    identity_client_id: str = IDENTITY_CLIENT, encryption_key: str = ENCRYPTION_KEY, no_wait: bool = NO_WAIT,
-    what_if: bool = typer.Option(False, "--what-if", help="Show what the restore would add, change and remove; change nothing."),
+    storage_account: str = ACCOUNT,
+    container: str = CONTAINER,
+    access_key: str = ACCESS_KEY,
+    access_type: str = ACCESS_TYPE,
+    identity_client_id: str = IDENTITY_CLIENT,
+    encryption_key: str = ENCRYPTION_KEY,
+    no_wait: bool = NO_WAIT,
+    what_if: bool = typer.Option(
+        False, "--what-if", help="Show what the restore would add, change and remove; change nothing."
+    ),
     as_json: bool = JSON_OUT,
-    url: str = URL, tenant: str = TENANT, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET, ca: str = CA,
-    subscription: str = SUBSCRIPTION, resource_group: str = RESOURCE_GROUP, api_version: str = API_VERSION,
+    url: str = URL,
+    tenant: str = TENANT,
+    client_id: str = CLIENT_ID,
+    client_secret: str = CLIENT_SECRET,
+    ca: str = CA,
+    subscription: str = SUBSCRIPTION,
+    resource_group: str = RESOURCE_GROUP,
+    api_version: str = API_VERSION,
 ) -> None:
     """Restore SERVICE from a backup (all-or-nothing)."""
     ep = Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, subscription, resource_group)
-    body = _storage_body(storage_account, container, access_type, access_key, identity_client_id, encryption_key)
+    body = _storage_body(
+        storage_account, container, access_type, access_key, identity_client_id, encryption_key
+    )
     body["backupName"] = name
     if not what_if:
         _run(ep, service, "restore", body, api_version, no_wait)
         return
     with ep.client() as http:
-        diff = check(http.post(f"{ep.service_url(service)}/restorePreview", params={"api-version": api_version}, json=body)).json()
+        diff = check(
+            http.post(
+                f"{ep.service_url(service)}/restorePreview", params={"api-version": api_version}, json=body
+            )
+        ).json()
+    _print_preview(diff, name, service, as_json)
+
+
+def _print_preview(diff: dict[str, Any], name: str, service: str, as_json: bool) -> None:
     if as_json:
         console.print_json(json.dumps(diff))
         return
-    table = Table("kind", "added", "changed", "removed", "unchanged", title=f"restore of '{name}' into '{service}' would:")
+    table = Table(
+        "kind",
+        "added",
+        "changed",
+        "removed",
+        "unchanged",
+        title=f"restore of '{name}' into '{service}' would:",
+    )
     for kind, c in sorted(diff["byKind"].items()):
         table.add_row(kind, str(c["added"]), str(c["changed"]), str(c["removed"]), str(c["unchanged"]))
     console.print(table)
@@ -179,19 +314,29 @@ def restore(
             console.print(f"[bold]{verb}[/] ({len(items)} shown): " + ", ".join(items[:50]))
     if diff.get("service"):
         console.print(f"service properties that would change: {', '.join(diff['service'])}")
+    if diff.get("overriddenNamedValues"):
+        console.print(f"named values overridden: {', '.join(diff['overriddenNamedValues'])}")
+    for blocker in diff.get("blockers", []):
+        console.print(f"[red]{blocker}[/]")
 
 
 @operation_cli.command("show")
 def operation_show(
     operation: str = typer.Argument(..., help="Operation id, or the Location / Azure-AsyncOperation URL."),
     service: str = typer.Option(None, "--service", help="Service of the operation (when an id is given)."),
-    url: str = URL, tenant: str = TENANT, client_id: str = CLIENT_ID, client_secret: str = CLIENT_SECRET, ca: str = CA,
+    url: str = URL,
+    tenant: str = TENANT,
+    client_id: str = CLIENT_ID,
+    client_secret: str = CLIENT_SECRET,
+    ca: str = CA,
     subscription: str = typer.Option(None, "--subscription", "-s", envvar="PORTICO_SUBSCRIPTION"),
     resource_group: str = typer.Option(None, "--resource-group", "-g", envvar="PORTICO_RESOURCE_GROUP"),
     api_version: str = API_VERSION,
 ) -> None:
     """Status, phase, percent and counters of a backup or restore."""
-    ep = Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, subscription or "", resource_group or "")
+    ep = Endpoint(
+        url.rstrip("/"), tenant, client_id, client_secret, ca, subscription or "", resource_group or ""
+    )
     if operation.startswith("https://") or operation.startswith("http://"):
         status_url = operation.replace("/operationresults/", "/operationstatuses/")
     else:
@@ -201,3 +346,94 @@ def operation_show(
     with ep.client() as http:
         st = check(http.get(status_url)).json()
     console.print_json(json.dumps(st))
+
+
+promote_cli = typer.Typer(help="Promote a service between environments from a backup.")
+
+
+def _load_overrides(path: Path) -> dict[str, Any]:
+    """`namedValues: {id: value | {value, secret}}` from YAML or JSON."""
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        fail(f"cannot read overrides file {path}: {exc}", 2)
+    if not isinstance(doc, dict) or not isinstance(doc.get("namedValues", {}), dict):
+        fail(f"{path}: expected a mapping with a 'namedValues' mapping of id → value or {{value, secret}}", 2)
+    return dict(doc.get("namedValues") or {})
+
+
+@promote_cli.callback(invoke_without_command=True)
+def promote(
+    backup_name: str = typer.Option(..., "--from", help="Backup (blob) name to promote from."),
+    service: str = typer.Option(..., "--to", help="Target service (in the target environment)."),
+    storage_account: str = ACCOUNT,
+    container: str = CONTAINER,
+    access_key: str = ACCESS_KEY,
+    access_type: str = ACCESS_TYPE,
+    identity_client_id: str = IDENTITY_CLIENT,
+    encryption_key: str = ENCRYPTION_KEY,
+    exclude_runtime_data: bool = typer.Option(
+        False, "--exclude-runtime-data", help="Keep the target's users, subscriptions and group memberships."
+    ),
+    include_types: list[str] = typer.Option(
+        None,
+        "--include-type",
+        help="Only these entity types from the backup (repeatable): apis, products, groups, users, subscriptions, namedValues, backends, tags, apiVersionSets, policies, groupUsers.",
+    ),
+    exclude_types: list[str] = typer.Option(
+        None, "--exclude-type", help="Entity types to keep from the target (repeatable)."
+    ),
+    exclude_apis: list[str] = typer.Option(
+        None, "--exclude-api", help="An API to keep from the target (repeatable)."
+    ),
+    exclude_products: list[str] = typer.Option(
+        None, "--exclude-product", help="A product to keep from the target (repeatable)."
+    ),
+    overrides: Path = typer.Option(
+        None,
+        "--overrides",
+        help="YAML/JSON file: namedValues: {id: value | {value, secret}} set after the restore.",
+    ),
+    what_if: bool = typer.Option(False, "--what-if", help="Show what would change; change nothing."),
+    no_wait: bool = NO_WAIT,
+    as_json: bool = JSON_OUT,
+    url: str = URL,
+    tenant: str = TENANT,
+    client_id: str = CLIENT_ID,
+    client_secret: str = CLIENT_SECRET,
+    ca: str = CA,
+    subscription: str = SUBSCRIPTION,
+    resource_group: str = RESOURCE_GROUP,
+    api_version: str = API_VERSION,
+) -> None:
+    """Restore a backup into another environment's service without carrying what it should not."""
+    ep = Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, subscription, resource_group)
+    body = _storage_body(
+        storage_account, container, access_type, access_key, identity_client_id, encryption_key
+    )
+    body["backupName"] = backup_name
+    body["excludeRuntimeData"] = exclude_runtime_data
+    for key, values in (
+        ("includeTypes", include_types),
+        ("excludeTypes", exclude_types),
+        ("excludeApis", exclude_apis),
+        ("excludeProducts", exclude_products),
+    ):
+        if values:
+            body[key] = list(values)
+    if overrides is not None:
+        body["namedValueOverrides"] = _load_overrides(overrides)
+    if what_if:
+        with ep.client() as http:
+            diff = check(
+                http.post(
+                    f"{ep.service_url(service)}/restorePreview",
+                    params={"api-version": api_version},
+                    json=body,
+                )
+            ).json()
+        _print_preview(diff, backup_name, service, as_json)
+        return
+    _run(ep, service, "restore", body, api_version, no_wait)

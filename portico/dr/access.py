@@ -9,11 +9,12 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from portico.arm.errors import ArmError
 from portico.arm.versions import requires_access_key
+from portico.dr.promotion import RestoreOptions, parse_options
 from portico.settings import Settings
 
 ACCESS_TYPES = ("AccessKey", "SystemAssignedManagedIdentity", "UserAssignedManagedIdentity")
@@ -22,7 +23,9 @@ _CONTAINER = re.compile(r"^(?=.{3,63}$)[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9]))*$")
 
 
 def _invalid(param: str, message: str) -> ArmError:
-    return ArmError(400, "InvalidParameters", f"Invalid parameter: {message}\r\nParameter name: {param}", target=param)
+    return ArmError(
+        400, "InvalidParameters", f"Invalid parameter: {message}\r\nParameter name: {param}", target=param
+    )
 
 
 @dataclass(frozen=True)
@@ -34,6 +37,7 @@ class BackupRequest:
     access_key: str | None
     client_id: str | None
     encryption_key: bytes | None
+    options: RestoreOptions = field(default_factory=RestoreOptions)
 
     def public(self) -> dict[str, Any]:
         return {
@@ -43,6 +47,7 @@ class BackupRequest:
             "accessType": self.access_type,
             "clientId": self.client_id,
             "encrypted": self.encryption_key is not None,
+            **({"restoreOptions": self.options.public()} if self.options != RestoreOptions() else {}),
         }
 
     def __repr__(self) -> str:  # keys must not leak through logs or tracebacks
@@ -59,9 +64,15 @@ def parse_encryption_key(text: str, param: str) -> bytes:
     return key
 
 
-def parse_request(body: Any, api_version: str, settings: Settings, *, need_name: bool = True) -> BackupRequest:
+def parse_request(
+    body: Any, api_version: str, settings: Settings, *, need_name: bool = True
+) -> BackupRequest:
     if not isinstance(body, dict):
-        raise ArmError(400, "InvalidRequestContent", "The request body must be a JSON object with storageAccount, containerName and backupName.")
+        raise ArmError(
+            400,
+            "InvalidRequestContent",
+            "The request body must be a JSON object with storageAccount, containerName and backupName.",
+        )
 
     def text(field: str, required: bool) -> str | None:
         v = body.get(field)
@@ -78,11 +89,25 @@ def parse_request(body: Any, api_version: str, settings: Settings, *, need_name:
     name = text("backupName", need_name) or ""
     assert account and container
     if not _ACCOUNT.match(account):
-        raise _invalid("storageAccount", f"Storage account name '{account[:64]}' is invalid: 3-24 lowercase letters and digits.")
+        raise _invalid(
+            "storageAccount",
+            f"Storage account name '{account[:64]}' is invalid: 3-24 lowercase letters and digits.",
+        )
     if not _CONTAINER.match(container):
-        raise _invalid("containerName", "The specified resource name contains invalid characters (3-63 lowercase letters, digits and single hyphens).")
-    if (need_name and len(name) > 1024) or any(c in name for c in "\\\0") or ".." in name.split("/") or name.startswith("/"):
-        raise _invalid("backupName", "The backup name must be 1-1024 characters, without '\\', NUL, '..' segments or a leading '/'.")
+        raise _invalid(
+            "containerName",
+            "The specified resource name contains invalid characters (3-63 lowercase letters, digits and single hyphens).",
+        )
+    if (
+        (need_name and len(name) > 1024)
+        or any(c in name for c in "\\\0")
+        or ".." in name.split("/")
+        or name.startswith("/")
+    ):
+        raise _invalid(
+            "backupName",
+            "The backup name must be 1-1024 characters, without '\\', NUL, '..' segments or a leading '/'.",
+        )
     access_type = "AccessKey"
     client_id = None
     if requires_access_key(api_version):
@@ -95,16 +120,22 @@ def parse_request(body: Any, api_version: str, settings: Settings, *, need_name:
         access_type = match
         key = text("accessKey", access_type == "AccessKey")
         if access_type != "AccessKey" and key is not None:
-            raise _invalid("accessKey", f"accessKey must not be sent with accessType {access_type}: the service uses its own identity.")
+            raise _invalid(
+                "accessKey",
+                f"accessKey must not be sent with accessType {access_type}: the service uses its own identity.",
+            )
         client_id = text("clientId", access_type == "UserAssignedManagedIdentity")
     enc_text = text("encryptionKey", False)  # Portico extension; otherwise the server's key, if any
     if enc_text is not None:
         encryption_key: bytes | None = parse_encryption_key(enc_text, "encryptionKey")
     elif settings.backup_encryption_key is not None:
-        encryption_key = parse_encryption_key(settings.backup_encryption_key.get_secret_value(), "PORTICO_BACKUP_ENCRYPTION_KEY")
+        encryption_key = parse_encryption_key(
+            settings.backup_encryption_key.get_secret_value(), "PORTICO_BACKUP_ENCRYPTION_KEY"
+        )
     else:
         encryption_key = None
-    return BackupRequest(account, container, name, access_type, key, client_id, encryption_key)
+    options = parse_options(body)
+    return BackupRequest(account, container, name, access_type, key, client_id, encryption_key, options)
 
 
 def check_identity(req: BackupRequest, identity: dict[str, Any] | None, service_name: str) -> None:
@@ -113,11 +144,17 @@ def check_identity(req: BackupRequest, identity: dict[str, Any] | None, service_
         return
     kind = (identity or {}).get("type", "None")
     if req.access_type == "SystemAssignedManagedIdentity" and "SystemAssigned" not in kind:
-        raise _invalid("accessType", f"Service '{service_name}' has no system-assigned managed identity; set identity.type to SystemAssigned first.")
+        raise _invalid(
+            "accessType",
+            f"Service '{service_name}' has no system-assigned managed identity; set identity.type to SystemAssigned first.",
+        )
     if req.access_type == "UserAssignedManagedIdentity":
         ids = [v.get("clientId") for v in ((identity or {}).get("userAssignedIdentities") or {}).values()]
         if req.client_id not in ids:
-            raise _invalid("clientId", f"No user-assigned identity with client id '{req.client_id}' is assigned to service '{service_name}'.")
+            raise _invalid(
+                "clientId",
+                f"No user-assigned identity with client id '{req.client_id}' is assigned to service '{service_name}'.",
+            )
 
 
 def managed_identity_credential(settings: Settings, account: str) -> tuple[str, str] | None:

@@ -7,7 +7,6 @@ Routes (POST, same body as backup/restore): `.../service/{name}/listBackups`, `/
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from fastapi import Response
@@ -31,13 +30,20 @@ async def handle(call: Call, sub: str, rg: str, name: str, action: str) -> Respo
     if call.method != "POST":
         raise ArmError(405, "MethodNotAllowed", f"Use POST for {action}.")
     svc_path = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ApiManagement/service/{name}"
-    await call.authorize(f"Microsoft.ApiManagement/service/{'restore' if action == 'restorepreview' else 'backup'}/action", svc_path)
+    await call.authorize(
+        f"Microsoft.ApiManagement/service/{'restore' if action == 'restorepreview' else 'backup'}/action",
+        svc_path,
+    )
     body = await call.body()
     req = parse_request(body, call.api_version, call.rt.settings, need_name=action != "listbackups")
     async with call.rt.db.read() as conn:
         svc = await S.get_service(conn, sub, rg, name)
     if svc is None:
-        raise ArmError(404, "ResourceNotFound", f"The Resource 'Microsoft.ApiManagement/service/{name}' under resource group '{rg}' was not found.")
+        raise ArmError(
+            404,
+            "ResourceNotFound",
+            f"The Resource 'Microsoft.ApiManagement/service/{name}' under resource group '{rg}' was not found.",
+        )
     code = "RestoreFailed" if action == "restorepreview" else "BackupFailed"
     try:
         if action == "listbackups":
@@ -60,24 +66,17 @@ async def handle(call: Call, sub: str, rg: str, name: str, action: str) -> Respo
         raise
 
 
-def _entry(info: Any) -> dict[str, Any]:
+async def list_backups(call: Call, req: BackupRequest, prefix: str) -> list[dict[str, Any]]:
+    """Backups in the container, newest first; blobs that are not Portico backups are skipped."""
     from portico.dr.archive import catalog_entry
 
-    entry = catalog_entry(info.name, info.size, info.metadata)
-    expires = entry.get("expires")
-    if expires:
-        try:
-            entry["expired"] = datetime.fromisoformat(expires.replace("Z", "+00:00")) < datetime.now(UTC)
-        except ValueError:
-            entry["expired"] = None
-    return entry
-
-
-async def list_backups(call: Call, req: BackupRequest, prefix: str) -> list[dict[str, Any]]:
     out = []
     async with open_request_container(call.rt.settings, req, "BackupFailed") as container:
         async for info in container.list(prefix):
-            out.append(_entry(info))
+            entry = catalog_entry(info)
+            if entry is not None:
+                out.append(entry.to_dict())
+    out.sort(key=lambda e: e["created"] or "", reverse=True)
     return out
 
 
@@ -86,8 +85,21 @@ async def verify(call: Call, req: BackupRequest) -> dict[str, Any]:
 
     async with open_request_container(call.rt.settings, req, "BackupFailed") as container:
         report = await verify_backup(container, req.backup_name, encryption_key=req.encryption_key)
-        out = report if isinstance(report, dict) else report.as_dict()
-        await mark_verified(container, req.backup_name)
+        if report.ok and report.contents_verified:
+            await mark_verified(container, req.backup_name)
+    out = report.to_dict()
+    if report.manifest is not None:
+        out.update(
+            size=report.manifest.blob_size,
+            payloadSha256=report.manifest.payload_sha256,
+            encrypted=report.manifest.encrypted,
+        )
+    if not report.ok:
+        raise ArmError(
+            400,
+            "BackupVerificationFailed",
+            f"Backup '{req.backup_name}' failed verification: {report.message}",
+        )
     return out
 
 
@@ -114,8 +126,9 @@ async def preview(call: Call, req: BackupRequest, svc: S.Service) -> dict[str, A
     service_changes: list[str] = []
     async with open_request_container(call.rt.settings, req, "RestoreFailed") as container:
         reader = await open_backup(container, req.backup_name, encryption_key=req.encryption_key)
-        manifest = reader.manifest if isinstance(reader.manifest, dict) else reader.manifest.as_dict()
-        async for batch in reader.records():
+        manifest = reader.manifest
+        opts = req.options
+        async for batch in reader.records(batch_size=5000):
             for r in batch:
                 if r.kind == "service":
                     props = orjson.loads(r.data).get("properties", {})
@@ -124,6 +137,8 @@ async def preview(call: Call, req: BackupRequest, svc: S.Service) -> dict[str, A
                             service_changes.append(k)
                     continue
                 key = (r.kind, r.parent, r.name)
+                if not opts.from_backup(*key):
+                    continue  # the target keeps its own row (promotion options)
                 old = current.pop(key, None)
                 if old is None:
                     count(r.kind, "added", key)
@@ -132,11 +147,20 @@ async def preview(call: Call, req: BackupRequest, svc: S.Service) -> dict[str, A
                 else:
                     count(r.kind, "unchanged", key)
     for key in current:
-        count(key[0], "removed", key)
+        count(key[0], "unchanged" if opts.kept_from_target(*key) else "removed", key)
     problems = []
-    if manifest["sku"]["name"].lower() != svc.sku_name.lower():
-        problems.append(f"Cannot restore: current SKU is '{svc.sku_name}', backup SKU is '{manifest['sku']['name']}'")
-    expires = datetime.fromisoformat(manifest["expires_at"].replace("Z", "+00:00"))
-    if expires < datetime.now(UTC):
+    if manifest.sku.name.lower() != svc.sku_name.lower():
+        problems.append(
+            f"Cannot restore: current SKU is '{svc.sku_name}', backup SKU is '{manifest.sku.name}'"
+        )
+    if manifest.is_expired():
         problems.append("Cannot restore: backup expired")
-    return {"backup": req.backup_name, "source": manifest.get("source_service_id"), "byKind": by_kind, **lists, "service": service_changes, "blockers": problems}
+    return {
+        "backup": req.backup_name,
+        "source": manifest.source_service_id,
+        "byKind": by_kind,
+        **lists,
+        "service": service_changes,
+        "overriddenNamedValues": sorted(opts.overrides),
+        "blockers": problems,
+    }

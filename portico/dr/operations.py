@@ -14,6 +14,7 @@ from portico import __version__
 from portico.arm.errors import ArmError
 from portico.dr.access import BackupRequest
 from portico.dr.containers import open_request_container
+from portico.faults import failpoint
 from portico.jobs import store as J
 from portico.jobs.runner import OperationFailed, Progress
 from portico.resources.service import TARGET_OWNED_PROPERTIES
@@ -33,10 +34,20 @@ async def begin(rt: Runtime, svc: S.Service, kind: str, req: BackupRequest) -> J
         if not await S.set_busy(conn, svc.id, f"{kind}:{op_id}"):
             current = await S.get_service_by_id(conn, svc.id)
             what = (current.busy or "").split(":") if current else ["", ""]
-            raise ArmError(409, "ServiceBusy", f"Service '{svc.name}' is already running a {what[0]} (operation {what[-1]}); wait for it to complete.")
+            raise ArmError(
+                409,
+                "ServiceBusy",
+                f"Service '{svc.name}' is already running a {what[0]} (operation {what[-1]}); wait for it to complete.",
+            )
         op = await J.create(
-            conn, op_id=op_id, kind=kind, service_id=svc.id, service_path=svc.arm_id, params=req.public(),
-            owner=rt.jobs.node_id, lease=rt.jobs.lease,
+            conn,
+            op_id=op_id,
+            kind=kind,
+            service_id=svc.id,
+            service_path=svc.arm_id,
+            params=req.public(),
+            owner=rt.jobs.node_id,
+            lease=rt.jobs.lease,
         )
 
     async def release() -> None:
@@ -77,11 +88,20 @@ def storage_message(exc: Exception, req: BackupRequest, verb: str) -> str:
 
 def service_record_data(svc: S.Service) -> bytes:
     props = {k: v for k, v in svc.properties.items() if k not in TARGET_OWNED_PROPERTIES}
-    return orjson.dumps({"name": svc.name, "location": svc.location, "sku": {"name": svc.sku_name, "capacity": svc.sku_capacity}, "properties": props})
+    return orjson.dumps(
+        {
+            "name": svc.name,
+            "location": svc.location,
+            "sku": {"name": svc.sku_name, "capacity": svc.sku_capacity},
+            "properties": props,
+        }
+    )
 
 
-async def run_backup(rt: Runtime, op: J.Operation, service_id: int, req: BackupRequest, progress: Progress) -> dict[str, Any]:
-    from portico.dr.archive import Record, catalog_metadata, write_backup
+async def run_backup(
+    rt: Runtime, op: J.Operation, service_id: int, req: BackupRequest, progress: Progress
+) -> dict[str, Any]:
+    from portico.dr.archive import Record, write_backup
     from portico.dr.storage import StorageError
 
     settings = rt.settings
@@ -107,15 +127,20 @@ async def run_backup(rt: Runtime, op: J.Operation, service_id: int, req: BackupR
                     "sku": {"name": svc.sku_name, "capacity": svc.sku_capacity},
                     "location": svc.location,
                     "snapshot_time": now.isoformat().replace("+00:00", "Z"),
-                    "expires_at": (now + timedelta(days=settings.backup_validity_days)).isoformat().replace("+00:00", "Z"),
+                    "expires_at": (now + timedelta(days=settings.backup_validity_days))
+                    .isoformat()
+                    .replace("+00:00", "Z"),
                 }
                 progress.counters = {"total": total, "written": 0}
                 await progress.update(phase="Writing", percent=1.0)
 
                 async def records() -> Any:
                     yield [Record("service", "", svc.name, None, svc.etag, service_record_data(svc))]
-                    async for batch in E.stream_raw(conn, svc.active_store_id):
-                        yield [Record(r.kind, r.parent, r.name, r.display_name, r.etag, r.data.encode()) for r in batch]
+                    # Rows go to the encoder as they are (it reads the same attributes as a Record);
+                    # building a Record per row cost more than the whole encoding.
+                    async for batch in E.stream_tuples(conn, svc.active_store_id):
+                        failpoint("backup.mid_write")
+                        yield batch
 
                 def on_progress(done: int, nbytes: int) -> None:
                     progress.counters["written"] = done
@@ -123,19 +148,19 @@ async def run_backup(rt: Runtime, op: J.Operation, service_id: int, req: BackupR
                     progress.percent = 1 + 98 * done / total
 
                 writer = await container.open_writer(req.backup_name, {})
-                try:
-                    result = await _with_progress(
-                        write_backup(writer, manifest=manifest, records=records(), encryption_key=req.encryption_key, on_progress=on_progress),
-                        progress,
-                    )
-                    info = await writer.commit()
-                except BaseException:
-                    await writer.abort()
-                    raise
-            manifest_out = result if isinstance(result, dict) else result.as_dict()
-            await container.set_metadata(req.backup_name, catalog_metadata(manifest_out))
-            progress.bytes = int(getattr(info, "size", 0) or progress.bytes)
-            progress.counters["written"] = total
+                # write_backup commits with catalog metadata, or aborts: never a half-written blob.
+                written = await _with_progress(
+                    write_backup(
+                        writer,
+                        manifest=manifest,
+                        records=records(),
+                        encryption_key=req.encryption_key,
+                        on_progress=on_progress,
+                    ),
+                    progress,
+                )
+            progress.bytes = int(written.blob_size or written.payload_size)
+            progress.counters["written"] = written.record_count
             return {}
     except StorageError as exc:
         raise OperationFailed("BackupFailed", storage_message(exc, req, "back up")) from None
@@ -151,7 +176,9 @@ async def _with_progress(coro: Any, progress: Progress) -> Any:
     return task.result()
 
 
-async def run_restore(rt: Runtime, op: J.Operation, service_id: int, req: BackupRequest, progress: Progress) -> dict[str, Any]:
+async def run_restore(
+    rt: Runtime, op: J.Operation, service_id: int, req: BackupRequest, progress: Progress
+) -> dict[str, Any]:
     from portico.dr.archive import BackupFormatError, open_backup
     from portico.dr.storage import StorageError
 
@@ -163,55 +190,108 @@ async def run_restore(rt: Runtime, op: J.Operation, service_id: int, req: Backup
                 reader = await open_backup(container, req.backup_name, encryption_key=req.encryption_key)
             except BackupFormatError as exc:
                 raise OperationFailed("RestoreFailed", f"Cannot restore: {exc}") from None
-            manifest = reader.manifest if isinstance(reader.manifest, dict) else reader.manifest.as_dict()
-            expires = datetime.fromisoformat(manifest["expires_at"].replace("Z", "+00:00"))
-            if expires < datetime.now(UTC):
-                raise OperationFailed("RestoreFailed", f"Cannot restore: backup expired (it expired on {manifest['expires_at']}; backups are restorable for {settings.backup_validity_days:g} days).")
+            manifest = reader.manifest
+            if manifest.is_expired():
+                raise OperationFailed(
+                    "RestoreFailed",
+                    f"Cannot restore: backup expired (it expired on {manifest.expires_at.isoformat()}; backups are restorable "
+                    f"for {settings.backup_validity_days:g} days).",
+                )
             async with rt.db.read() as conn:
                 svc = await S.get_service_by_id(conn, service_id)
             if svc is None:
                 raise OperationFailed("RestoreFailed", "Cannot restore: the target service was deleted.")
-            backup_sku = manifest["sku"]["name"]
+            backup_sku = manifest.sku.name
             if svc.sku_name.lower() != backup_sku.lower():
-                raise OperationFailed("RestoreFailed", f"Cannot restore: current SKU is '{svc.sku_name}', backup SKU is '{backup_sku}'.")
+                raise OperationFailed(
+                    "RestoreFailed",
+                    f"Cannot restore: current SKU is '{svc.sku_name}', backup SKU is '{backup_sku}'.",
+                )
 
+            failpoint("restore.after_validate")
             staging = await _create_staging(rt, op.id, service_id)
-            total = int(manifest.get("record_count") or 1)
+            total = max(manifest.record_count, 1)
             progress.counters = {"total": total, "loaded": 0}
             await progress.update(phase="Loading", percent=1.0)
             service_data: dict[str, Any] | None = None
             loaded = 0
+            opts = req.options
+            partial = opts.partial
             try:
-                async for batch in reader.records():
+                async for batch in reader.records(batch_size=INSERT_BATCH):
                     rows = []
                     for r in batch:
                         if r.kind == "service":
                             service_data = orjson.loads(r.data)
                             continue
-                        rows.append({"store_id": staging, "kind": r.kind, "parent": r.parent, "name": r.name,
-                                     "display_name": r.display_name, "etag": r.etag, "data": r.data.decode()})
+                        if partial and not opts.from_backup(r.kind, r.parent, r.name):
+                            continue
+                        rows.append(
+                            (staging, r.kind, r.parent, r.name, r.display_name, r.etag, r.data.decode())
+                        )
                     if rows:
-                        async with rt.db.write() as conn:
-                            await conn.execute(insert(entities), rows)
+                        await E.bulk_insert(rt.db, rows)
                     loaded += len(batch)
+                    if loaded * 2 >= total:
+                        failpoint("restore.mid_load")
                     progress.counters["loaded"] = loaded
                     progress.percent = 1 + 95 * loaded / max(total, 1)
                     await progress.update()
             except BackupFormatError as exc:
                 await _drop_store(rt, staging)
-                raise OperationFailed("RestoreFailed", f"Cannot restore: {exc} The target was not changed.") from None
+                raise OperationFailed(
+                    "RestoreFailed", f"Cannot restore: {exc} The target was not changed."
+                ) from None
             except BaseException:
                 await _drop_store(rt, staging)
                 raise
             if service_data is None:
                 await _drop_store(rt, staging)
-                raise OperationFailed("RestoreFailed", "Cannot restore: the backup has no service record. The target was not changed.")
+                raise OperationFailed(
+                    "RestoreFailed",
+                    "Cannot restore: the backup has no service record. The target was not changed.",
+                )
+            try:
+                await _promote(rt, svc.active_store_id, staging, opts, progress)
+            except BaseException:
+                await _drop_store(rt, staging)
+                raise
             await progress.update(phase="Switching", percent=97.0)
+            failpoint("restore.before_switch")
             old_store = await _switch(rt, op.id, service_id, staging, service_data)
+            failpoint("restore.after_switch")
             asyncio.get_running_loop().create_task(gc_store(rt, old_store))
             return {}
     except StorageError as exc:
         raise OperationFailed("RestoreFailed", storage_message(exc, req, "restore")) from None
+
+
+async def _promote(rt: Runtime, target_store: int, staging: int, opts: Any, progress: Progress) -> None:
+    """Promotion options: keep the target's rows the backup does not provide, then apply the
+    named-value overrides. The target is busy (restoring), so its rows cannot change meanwhile."""
+    from portico.dr.promotion import apply_override
+
+    if opts.partial:
+        await progress.update(phase="KeepingTargetEntities")
+        kept = 0
+        async with rt.db.read() as conn:
+            async for batch in E.stream_tuples(conn, target_store):
+                rows = [
+                    (staging, k, p, n, d, e, data.decode())
+                    for k, p, n, d, e, data in batch
+                    if opts.kept_from_target(k, p, n)
+                ]
+                if rows:
+                    await E.bulk_insert(rt.db, rows)
+                    kept += len(rows)
+        progress.counters["keptFromTarget"] = kept
+    if opts.overrides:
+        async with rt.db.write() as conn:
+            for nv_id, spec in opts.overrides.items():
+                row = await E.get(conn, staging, "namedValue", "", nv_id)
+                data = apply_override(row.data if row else None, nv_id, spec)
+                await E.put(conn, staging, "namedValue", "", nv_id, data.get("displayName"), data)
+        progress.counters["overriddenNamedValues"] = len(opts.overrides)
 
 
 async def _create_staging(rt: Runtime, op_id: str, service_id: int) -> int:
@@ -219,21 +299,34 @@ async def _create_staging(rt: Runtime, op_id: str, service_id: int) -> int:
         store_id = int(
             (
                 await conn.execute(
-                    insert(stores).values(service_id=service_id, state="staging", operation_id=op_id, created_at=S.utcnow()).returning(stores.c.id)
+                    insert(stores)
+                    .values(service_id=service_id, state="staging", operation_id=op_id, created_at=S.utcnow())
+                    .returning(stores.c.id)
                 )
             ).scalar_one()
         )
-        await conn.execute(update(operations).where(operations.c.id == op_id).values(staging_store_id=store_id))
+        await conn.execute(
+            update(operations).where(operations.c.id == op_id).values(staging_store_id=store_id)
+        )
     return store_id
 
 
-async def _switch(rt: Runtime, op_id: str, service_id: int, staging: int, service_data: dict[str, Any]) -> int:
+async def _switch(
+    rt: Runtime, op_id: str, service_id: int, staging: int, service_data: dict[str, Any]
+) -> int:
     """The all-or-nothing step: one transaction points the service at the restored store."""
     async with rt.db.write() as conn:
         svc = await S.get_service_by_id(conn, service_id)
         if svc is None or svc.busy != f"restore:{op_id}":
-            raise OperationFailed("RestoreFailed", "Cannot restore: the target service changed hands during the restore. The target was not changed.")
-        props = {k: v for k, v in (service_data.get("properties") or {}).items() if k not in TARGET_OWNED_PROPERTIES}
+            raise OperationFailed(
+                "RestoreFailed",
+                "Cannot restore: the target service changed hands during the restore. The target was not changed.",
+            )
+        props = {
+            k: v
+            for k, v in (service_data.get("properties") or {}).items()
+            if k not in TARGET_OWNED_PROPERTIES
+        }
         for key in TARGET_OWNED_PROPERTIES:
             if key in svc.properties:
                 props[key] = svc.properties[key]
@@ -245,7 +338,9 @@ async def _switch(rt: Runtime, op_id: str, service_id: int, staging: int, servic
 
 async def _drop_store(rt: Runtime, store_id: int) -> None:
     async with rt.db.write() as conn:
-        await conn.execute(update(stores).where(stores.c.id == store_id, stores.c.state == "staging").values(state="retired"))
+        await conn.execute(
+            update(stores).where(stores.c.id == store_id, stores.c.state == "staging").values(state="retired")
+        )
     await gc_store(rt, store_id)
 
 
@@ -254,12 +349,15 @@ async def gc_store(rt: Runtime, store_id: int) -> None:
     try:
         while True:
             async with rt.db.write() as conn:
-                state = (await conn.execute(select(stores.c.state).where(stores.c.id == store_id))).scalar_one_or_none()
+                state = (
+                    await conn.execute(select(stores.c.state).where(stores.c.id == store_id))
+                ).scalar_one_or_none()
                 if state != "retired":
                     return
                 if rt.db.sqlite:
                     res = await conn.exec_driver_sql(
-                        "DELETE FROM entities WHERE rowid IN (SELECT rowid FROM entities WHERE store_id = ? LIMIT 20000)", (store_id,)
+                        "DELETE FROM entities WHERE rowid IN (SELECT rowid FROM entities WHERE store_id = ? LIMIT 20000)",
+                        (store_id,),
                     )
                     done = res.rowcount < 20000
                 else:
@@ -275,6 +373,8 @@ async def gc_store(rt: Runtime, store_id: int) -> None:
 
 async def gc_retired(rt: Runtime) -> None:
     async with rt.db.read() as conn:
-        ids = [r.id for r in (await conn.execute(select(stores.c.id).where(stores.c.state == "retired"))).all()]
+        ids = [
+            r.id for r in (await conn.execute(select(stores.c.id).where(stores.c.state == "retired"))).all()
+        ]
     for store_id in ids:
         await gc_store(rt, store_id)

@@ -17,9 +17,15 @@ async def recover_operation(rt: Runtime, op: J.Operation) -> tuple[str, str | No
     marker = f"{op.kind}:{op.id}"
     async with rt.db.write() as conn:
         svc = await S.get_service_by_id(conn, op.service_id)
-        switched = svc is not None and op.staging_store_id is not None and svc.active_store_id == op.staging_store_id
+        switched = (
+            svc is not None and op.staging_store_id is not None and svc.active_store_id == op.staging_store_id
+        )
         if op.staging_store_id is not None and not switched:
-            await conn.execute(update(stores).where(stores.c.id == op.staging_store_id, stores.c.state == "staging").values(state="retired"))
+            await conn.execute(
+                update(stores)
+                .where(stores.c.id == op.staging_store_id, stores.c.state == "staging")
+                .values(state="retired")
+            )
         if svc is not None:
             await S.set_busy(conn, svc.id, None, expect=marker)
     if op.staging_store_id is not None and not switched:
@@ -28,5 +34,13 @@ async def recover_operation(rt: Runtime, op: J.Operation) -> tuple[str, str | No
         return J.SUCCEEDED, None, None
     code = f"{op.kind.capitalize()}Failed"
     if op.kind == "restore":
-        return J.FAILED, code, "The restore was interrupted (the server running it stopped) before it completed; the target service was not changed. Start the restore again."
-    return J.FAILED, code, "The backup was interrupted (the server running it stopped) before it completed; no backup blob was written. Start the backup again."
+        return (
+            J.FAILED,
+            code,
+            "The restore was interrupted (the server running it stopped) before it completed; the target service was not changed. Start the restore again.",
+        )
+    return (
+        J.FAILED,
+        code,
+        "The backup was interrupted (the server running it stopped) before it completed; no backup blob was written. Start the backup again.",
+    )

@@ -42,7 +42,11 @@ async def start_backup_restore(call: Call, sub: str, rg: str, name: str, kind: s
     async with call.rt.db.read() as conn:
         svc = await S.get_service(conn, sub, rg, name)
     if svc is None:
-        raise ArmError(404, "ResourceNotFound", f"The Resource 'Microsoft.ApiManagement/service/{name}' under resource group '{rg}' was not found.")
+        raise ArmError(
+            404,
+            "ResourceNotFound",
+            f"The Resource 'Microsoft.ApiManagement/service/{name}' under resource group '{rg}' was not found.",
+        )
     if svc.sku_name in ("Consumption", "BasicV2", "StandardV2"):
         raise ArmError(
             400,
@@ -54,7 +58,9 @@ async def start_backup_restore(call: Call, sub: str, rg: str, name: str, kind: s
     return empty(202, _links(call, svc.arm_id, op.id))
 
 
-async def operation_result(call: Call, sub: str, rg: str, name: str, op_id: str, *, status_resource: bool) -> Response:
+async def operation_result(
+    call: Call, sub: str, rg: str, name: str, op_id: str, *, status_resource: bool
+) -> Response:
     if call.method != "GET":
         raise ArmError(405, "MethodNotAllowed", "Use GET to read an operation.")
     svc_scope = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ApiManagement/service/{name}"
@@ -63,7 +69,9 @@ async def operation_result(call: Call, sub: str, rg: str, name: str, op_id: str,
         op = await J.get(conn, op_id[:64])
         svc = await S.get_service_by_id(conn, op.service_id) if op else None
     if op is None or op.service_path.lower() != svc_scope.lower():
-        raise ArmError(404, "ResourceNotFound", f"Operation '{op_id[:64]}' was not found for service '{name}'.")
+        raise ArmError(
+            404, "ResourceNotFound", f"Operation '{op_id[:64]}' was not found for service '{name}'."
+        )
     if status_resource:
         return json_response(render_status(op))
     if op.status == J.IN_PROGRESS:
@@ -71,7 +79,10 @@ async def operation_result(call: Call, sub: str, rg: str, name: str, op_id: str,
     if op.status == J.FAILED:
         # 4xx, never 5xx: azure-core retries 5xx, and the failure is final.
         code = op.error_code or f"{op.kind.capitalize()}Failed"
-        return json_response({"error": {"code": code, "message": op.error_message or "The operation failed.", "details": []}}, 400)
+        return json_response(
+            {"error": {"code": code, "message": op.error_message or "The operation failed.", "details": []}},
+            400,
+        )
     if svc is None:
         return empty(204)
     from portico.resources.service import render_service
@@ -87,8 +98,17 @@ def render_status(op: J.Operation) -> dict[str, Any]:
         "percentComplete": op.percent,
         "startTime": _iso(op.started_at),
         "endTime": _iso(op.ended_at),
-        "properties": {"operation": op.kind, "phase": op.phase, "counters": op.counters, "bytes": op.bytes, **op.params},
+        "properties": {
+            "operation": op.kind,
+            "phase": op.phase,
+            "counters": op.counters,
+            "bytes": op.bytes,
+            **op.params,
+        },
     }
     if op.status == J.FAILED:
-        out["error"] = {"code": op.error_code or f"{op.kind.capitalize()}Failed", "message": op.error_message or "The operation failed."}
+        out["error"] = {
+            "code": op.error_code or f"{op.kind.capitalize()}Failed",
+            "message": op.error_message or "The operation failed.",
+        }
     return out

@@ -41,7 +41,9 @@ class Progress:
         self.percent = 0.0
         self.bytes = 0
 
-    async def update(self, *, phase: str | None = None, percent: float | None = None, force: bool = False, **fields: Any) -> None:
+    async def update(
+        self, *, phase: str | None = None, percent: float | None = None, force: bool = False, **fields: Any
+    ) -> None:
         if phase is not None:
             self.phase = phase
         if percent is not None:
@@ -52,8 +54,14 @@ class Progress:
         self._last = loop.time()
         async with self.runner.rt.db.write() as conn:
             await J.progress(
-                conn, self.op.id, self.runner.node_id, phase=self.phase, percent=round(self.percent, 1),
-                counters=dict(self.counters), bytes=self.bytes, **fields,
+                conn,
+                self.op.id,
+                self.runner.node_id,
+                phase=self.phase,
+                percent=round(self.percent, 1),
+                counters=dict(self.counters),
+                bytes=self.bytes,
+                **fields,
             )
 
 
@@ -66,7 +74,9 @@ class JobRunner:
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._gc_task: asyncio.Task[None] | None = None
-        self.recoverers: dict[str, Callable[[J.Operation], Awaitable[tuple[str, str | None, str | None]]]] = {}
+        self.recoverers: dict[
+            str, Callable[[J.Operation], Awaitable[tuple[str, str | None, str | None]]]
+        ] = {}
 
     async def start(self) -> None:
         from portico.dr.operations import gc_retired
@@ -110,9 +120,17 @@ class JobRunner:
             await on_end()
             async with self.rt.db.write() as conn:
                 await J.finish(
-                    conn, op.id, self.node_id, status, code=code, message=message,
+                    conn,
+                    op.id,
+                    self.node_id,
+                    status,
+                    code=code,
+                    message=message,
                     percent=100.0 if status == J.SUCCEEDED else progress.percent,
-                    phase="Completed" if status == J.SUCCEEDED else "Failed", counters=progress.counters, bytes=progress.bytes, **extra,
+                    phase="Completed" if status == J.SUCCEEDED else "Failed",
+                    counters=progress.counters,
+                    bytes=progress.bytes,
+                    **extra,
                 )
         finally:
             self.tasks.pop(op.id, None)
@@ -138,5 +156,13 @@ class JobRunner:
                     continue  # another node got it first
             status, code, message = await self.recoverers["default"](op)
             async with self.rt.db.write() as conn:
-                await J.finish(conn, op.id, self.node_id, status, code=code, message=message, phase="Completed" if status == J.SUCCEEDED else "Failed")
+                await J.finish(
+                    conn,
+                    op.id,
+                    self.node_id,
+                    status,
+                    code=code,
+                    message=message,
+                    phase="Completed" if status == J.SUCCEEDED else "Failed",
+                )
             log.warning("operation %s (%s) was orphaned and has been closed as %s", op.id, op.kind, status)

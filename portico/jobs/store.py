@@ -46,10 +46,22 @@ class Operation:
 
 def _op(r: Any) -> Operation:
     return Operation(
-        id=r.id, kind=r.kind, service_id=r.service_id, service_path=r.service_path, status=r.status, phase=r.phase,
-        percent=r.percent, counters=r.counters or {}, params=r.params or {}, error_code=r.error_code,
-        error_message=r.error_message, started_at=_aware(r.started_at), ended_at=_aware(r.ended_at),  # type: ignore[arg-type]
-        lease_owner=r.lease_owner, lease_expires=_aware(r.lease_expires), staging_store_id=r.staging_store_id,
+        id=r.id,
+        kind=r.kind,
+        service_id=r.service_id,
+        service_path=r.service_path,
+        status=r.status,
+        phase=r.phase,
+        percent=r.percent,
+        counters=r.counters or {},
+        params=r.params or {},
+        error_code=r.error_code,
+        error_message=r.error_message,
+        started_at=_aware(r.started_at) or utcnow(),
+        ended_at=_aware(r.ended_at),
+        lease_owner=r.lease_owner,
+        lease_expires=_aware(r.lease_expires),
+        staging_store_id=r.staging_store_id,
         bytes=r.bytes or 0,
     )
 
@@ -59,14 +71,32 @@ def new_id() -> str:
 
 
 async def create(
-    conn: AsyncConnection, *, op_id: str, kind: str, service_id: int, service_path: str, params: dict[str, Any], owner: str, lease: float
+    conn: AsyncConnection,
+    *,
+    op_id: str,
+    kind: str,
+    service_id: int,
+    service_path: str,
+    params: dict[str, Any],
+    owner: str,
+    lease: float,
 ) -> Operation:
     now = utcnow()
     await conn.execute(
         insert(operations).values(
-            id=op_id, kind=kind, service_id=service_id, service_path=service_path, status=IN_PROGRESS, phase="Queued",
-            percent=0.0, counters={}, params=params, started_at=now, lease_owner=owner,
-            lease_expires=now + timedelta(seconds=lease), bytes=0,
+            id=op_id,
+            kind=kind,
+            service_id=service_id,
+            service_path=service_path,
+            status=IN_PROGRESS,
+            phase="Queued",
+            percent=0.0,
+            counters={},
+            params=params,
+            started_at=now,
+            lease_owner=owner,
+            lease_expires=now + timedelta(seconds=lease),
+            bytes=0,
         )
     )
     got = await get(conn, op_id)
@@ -82,17 +112,38 @@ async def get(conn: AsyncConnection, op_id: str) -> Operation | None:
 async def progress(conn: AsyncConnection, op_id: str, owner: str, **values: Any) -> bool:
     """Update progress fields while this node still holds the lease; False when it lost it."""
     c = operations.c
-    res = await conn.execute(update(operations).where(c.id == op_id, c.lease_owner == owner, c.status == IN_PROGRESS).values(**values))
+    res = await conn.execute(
+        update(operations)
+        .where(c.id == op_id, c.lease_owner == owner, c.status == IN_PROGRESS)
+        .values(**values)
+    )
     return bool(res.rowcount)
 
 
-async def finish(conn: AsyncConnection, op_id: str, owner: str | None, status: str, *, code: str | None = None, message: str | None = None, **values: Any) -> bool:
+async def finish(
+    conn: AsyncConnection,
+    op_id: str,
+    owner: str | None,
+    status: str,
+    *,
+    code: str | None = None,
+    message: str | None = None,
+    **values: Any,
+) -> bool:
     c = operations.c
     q = update(operations).where(c.id == op_id, c.status == IN_PROGRESS)
     if owner is not None:
         q = q.where(c.lease_owner == owner)
     res = await conn.execute(
-        q.values(status=status, error_code=code, error_message=message, ended_at=utcnow(), lease_owner=None, lease_expires=None, **values)
+        q.values(
+            status=status,
+            error_code=code,
+            error_message=message,
+            ended_at=utcnow(),
+            lease_owner=None,
+            lease_expires=None,
+            **values,
+        )
     )
     return bool(res.rowcount)
 
@@ -100,7 +151,9 @@ async def finish(conn: AsyncConnection, op_id: str, owner: str | None, status: s
 async def renew(conn: AsyncConnection, owner: str, lease: float) -> None:
     c = operations.c
     await conn.execute(
-        update(operations).where(c.lease_owner == owner, c.status == IN_PROGRESS).values(lease_expires=utcnow() + timedelta(seconds=lease))
+        update(operations)
+        .where(c.lease_owner == owner, c.status == IN_PROGRESS)
+        .values(lease_expires=utcnow() + timedelta(seconds=lease))
     )
 
 
@@ -123,6 +176,10 @@ async def orphans(conn: AsyncConnection, owner: str, running: set[str]) -> list[
 async def claim(conn: AsyncConnection, op: Operation, owner: str, lease: float) -> bool:
     c = operations.c
     q = update(operations).where(c.id == op.id, c.status == IN_PROGRESS)
-    q = q.where(c.lease_owner == op.lease_owner) if op.lease_owner is not None else q.where(c.lease_owner.is_(None))
+    q = (
+        q.where(c.lease_owner == op.lease_owner)
+        if op.lease_owner is not None
+        else q.where(c.lease_owner.is_(None))
+    )
     res = await conn.execute(q.values(lease_owner=owner, lease_expires=utcnow() + timedelta(seconds=lease)))
     return bool(res.rowcount)

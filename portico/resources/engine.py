@@ -59,7 +59,13 @@ def _validation_error(exc: ValidationError) -> ArmError:
         details.append({"code": "ValidationError", "target": loc, "message": msg})
     first = details[0]
     more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
-    return ArmError(400, "ValidationError", f"{first['target']}: {first['message']}{more}.", target=first["target"], details=details)
+    return ArmError(
+        400,
+        "ValidationError",
+        f"{first['target']}: {first['message']}{more}.",
+        target=first["target"],
+        details=details,
+    )
 
 
 def etag_matches(header: str | None, etag: str) -> bool:
@@ -86,7 +92,9 @@ class EntityEngine:
     def _arm_id(self, path: str) -> str:
         return f"{self.svc.arm_id}/{path}"
 
-    def render(self, kind: Kind, parent: str, name: str, data: dict[str, Any], *, path: str | None = None) -> dict[str, Any]:
+    def render(
+        self, kind: Kind, parent: str, name: str, data: dict[str, Any], *, path: str | None = None
+    ) -> dict[str, Any]:
         props = {k: v for k, v in data.items() if k not in INTERNAL_FIELDS.get(kind.kind, ())}
         for f in HIDDEN_FIELDS.get(kind.kind, ()):
             props.pop(f, None)
@@ -113,7 +121,9 @@ class EntityEngine:
         target_kind = _kind_by_name(t.kind.link_target)
         row = await E.get(self.conn, self.store, target_kind.kind, "", name)
         if row is None:  # a dangling link (its target was removed in the same restore): report absence
-            raise ArmError(404, "ResourceNotFound", f"{target_kind.segment[:-1].capitalize()} '{name}' was not found.")
+            raise ArmError(
+                404, "ResourceNotFound", f"{target_kind.segment[:-1].capitalize()} '{name}' was not found."
+            )
         body = self.render(target_kind, "", name, row.data, path=f"{t.parent}/{t.kind.segment}/{name}")
         return body, row.etag
 
@@ -122,7 +132,9 @@ class EntityEngine:
         parent_path = ""
         for kind, name in t.ancestors:
             if not await E.exists(self.conn, self.store, kind.kind, parent_path, name):
-                raise ArmError(404, "ResourceNotFound", f"{kind.segment[:-1].capitalize()} '{name}' was not found.")
+                raise ArmError(
+                    404, "ResourceNotFound", f"{kind.segment[:-1].capitalize()} '{name}' was not found."
+                )
             parent_path = f"{parent_path}/{kind.segment}/{name}" if parent_path else f"{kind.segment}/{name}"
 
     async def get(self, t: Target) -> Result:
@@ -136,12 +148,21 @@ class EntityEngine:
             return Result(body, etag)
         return Result(self.render(t.kind, t.parent, t.name, row.data), row.etag)
 
+    def result_of(self, t: Target, row: E.Row | None) -> Result:
+        """`get` of a top-level, non-link entity whose row the caller already read."""
+        assert t.name is not None and not t.ancestors and not t.kind.link_target
+        if row is None:
+            raise _missing(t)
+        return Result(self.render(t.kind, t.parent, t.name, row.data), row.etag)
+
     async def list(self, t: Target, page: Page) -> tuple[list[dict[str, Any]], int, bool]:
         """Returns (items of this page, total count, more pages follow)."""
         await self._require_ancestors(t)
         if page.filter is None:
             total = await E.count_children(self.conn, self.store, t.kind.kind, t.parent)
-            rows = await E.list_children(self.conn, self.store, t.kind.kind, t.parent, offset=page.skip, limit=page.top)
+            rows = await E.list_children(
+                self.conn, self.store, t.kind.kind, t.parent, offset=page.skip, limit=page.top
+            )
             items = [await self._render_row(t, r) for r in rows]
             return [i for i in items if i is not None], total, page.skip + len(rows) < total
         rows = await E.list_children(self.conn, self.store, t.kind.kind, t.parent)
@@ -175,7 +196,7 @@ class EntityEngine:
         assert t.name is not None
         self._check_writable()
         await self._require_ancestors(t)
-        existing = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name)
+        existing = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name, lock=True)
         if existing is not None and not etag_matches(if_match, existing.etag):
             raise _precondition(t)
         if existing is None and if_match not in (None, "*"):
@@ -184,7 +205,16 @@ class EntityEngine:
             return await self._put_link(t, existing is None)
         props = _props_of(body)
         data = await self._normalize(t, props, existing.data if existing else None)
-        etag, created = await E.put(self.conn, self.store, t.kind.kind, t.parent, t.name, _display(data), data)
+        etag, created = await E.put(
+            self.conn,
+            self.store,
+            t.kind.kind,
+            t.parent,
+            t.name,
+            _display(data),
+            data,
+            exists=existing is not None,
+        )
         return Result(self.render(t.kind, t.parent, t.name, data), etag, created)
 
     async def patch(self, t: Target, body: Any, if_match: str | None) -> Result:
@@ -192,8 +222,12 @@ class EntityEngine:
         self._check_writable()
         await self._require_ancestors(t)
         if if_match is None:
-            raise ArmError(400, "IfMatchRequired", "The If-Match header is required to update an entity; send the ETag from GET or '*'.")
-        existing = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name)
+            raise ArmError(
+                400,
+                "IfMatchRequired",
+                "The If-Match header is required to update an entity; send the ETag from GET or '*'.",
+            )
+        existing = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name, lock=True)
         if existing is None:
             raise _missing(t)
         if not etag_matches(if_match, existing.etag):
@@ -204,16 +238,24 @@ class EntityEngine:
         merged = {k: v for k, v in existing.data.items() if k not in INTERNAL_FIELDS.get(t.kind.kind, ())}
         merged.update(props)
         data = await self._normalize(t, merged, existing.data)
-        etag, _ = await E.put(self.conn, self.store, t.kind.kind, t.parent, t.name, _display(data), data)
+        etag, _ = await E.put(
+            self.conn, self.store, t.kind.kind, t.parent, t.name, _display(data), data, exists=True
+        )
         return Result(self.render(t.kind, t.parent, t.name, data), etag)
 
     async def delete(self, t: Target, if_match: str | None, query: dict[str, str]) -> bool:
         """Returns False when there was nothing to delete."""
         assert t.name is not None
         self._check_writable()
-        if if_match is None:
-            raise ArmError(400, "IfMatchRequired", "The If-Match header is required to delete an entity; send the ETag from GET or '*'.")
-        existing = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name)
+        # Links (product apis/groups, group users, tag links) are deleted without If-Match, as the
+        # Azure API defines them; every other entity requires it.
+        if if_match is None and not t.kind.link_target:
+            raise ArmError(
+                400,
+                "IfMatchRequired",
+                "The If-Match header is required to delete an entity; send the ETag from GET or '*'.",
+            )
+        existing = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name, lock=True)
         if existing is None:
             return False
         if not etag_matches(if_match, existing.etag):
@@ -226,12 +268,18 @@ class EntityEngine:
         assert t.name is not None
         kind, name, path = t.kind.kind, t.name, t.path
         flag = query.get("deleteSubscriptions", "").lower() == "true"
-        if kind == "group" and name.lower() in K.BUILTIN_GROUPS:
-            raise ArmError(400, "MethodNotAllowedInBuiltInGroup", f"Built-in group '{name}' cannot be deleted.")
+        if kind == "group" and name in K.BUILTIN_GROUPS:
+            raise ArmError(
+                400, "MethodNotAllowedInBuiltInGroup", f"Built-in group '{name}' cannot be deleted."
+            )
         if kind in ("product", "user"):
             ref_field = "scope" if kind == "product" else "ownerId"
             ref = f"/{t.kind.segment}/{name}"
-            subs = [r for r in await E.list_children(self.conn, self.store, "subscription", "") if r.data.get(ref_field) == ref]
+            subs = [
+                r
+                for r in await E.list_children(self.conn, self.store, "subscription", "")
+                if r.data.get(ref_field) == ref
+            ]
             if subs and not flag:
                 raise ArmError(
                     409,
@@ -253,35 +301,48 @@ class EntityEngine:
 
     async def action(self, t: Target) -> Result:
         assert t.name is not None and t.action is not None
-        row = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name)
+        writes = t.action.startswith("regenerate")
+        row = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name, lock=writes)
         if row is None:
             raise _missing(t)
         if t.action == "listsecrets":
-            return Result({"primaryKey": row.data["primaryKey"], "secondaryKey": row.data["secondaryKey"]}, row.etag)
+            return Result(
+                {"primaryKey": row.data["primaryKey"], "secondaryKey": row.data["secondaryKey"]}, row.etag
+            )
         if t.action == "listvalue":
             return Result({"value": row.data.get("value")}, row.etag)
         self._check_writable()
         field = "primaryKey" if t.action == "regenerateprimarykey" else "secondaryKey"
         data = dict(row.data)
         data[field] = new_subscription_key()
-        etag, _ = await E.put(self.conn, self.store, t.kind.kind, t.parent, t.name, row.display_name, data)
+        etag, _ = await E.put(
+            self.conn, self.store, t.kind.kind, t.parent, t.name, row.display_name, data, exists=True
+        )
         return Result(None, etag)
 
     async def _put_link(self, t: Target, created: bool) -> Result:
         assert t.name is not None and t.kind.link_target
         target_kind = _kind_by_name(t.kind.link_target)
         if not await E.exists(self.conn, self.store, target_kind.kind, "", t.name):
-            raise ArmError(404, "ResourceNotFound", f"{target_kind.segment[:-1].capitalize()} '{t.name}' was not found.")
-        await E.put(self.conn, self.store, t.kind.kind, t.parent, t.name, None, {})
+            raise ArmError(
+                404, "ResourceNotFound", f"{target_kind.segment[:-1].capitalize()} '{t.name}' was not found."
+            )
+        await E.put(self.conn, self.store, t.kind.kind, t.parent, t.name, None, {}, exists=not created)
         body, etag = await self._render_link(t, t.name)
         return Result(body, etag, created)
 
     # --- normalisation per kind ------------------------------------------------------------------
-    async def _normalize(self, t: Target, props: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    async def _normalize(
+        self, t: Target, props: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
         kind = t.kind
         assert t.name is not None
         if kind.kind == "api" and ("value" in props or "format" in props) and "path" not in props:
-            raise ArmError(400, "ValidationError", "API import from a definition (format/value) is not supported; send path, displayName and operations.")
+            raise ArmError(
+                400,
+                "ValidationError",
+                "API import from a definition (format/value) is not supported; send path, displayName and operations.",
+            )
         try:
             model = kind.model.model_validate(props)
         except ValidationError as exc:
@@ -292,7 +353,9 @@ class EntityEngine:
             data = await hook(t, data, props, old)
         return data
 
-    async def _n_api(self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    async def _n_api(
+        self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
         data.setdefault("displayName", t.name)
         data.setdefault("apiRevision", "1")
         data.setdefault("isCurrent", True)
@@ -300,30 +363,59 @@ class EntityEngine:
         data.setdefault("protocols", ["https"])
         data["type"] = data.get("type") or data.pop("apiType", None) or "http"
         data.pop("apiType", None)
-        if data.get("serviceUrl") and not data["serviceUrl"].lower().startswith(("http://", "https://", "ws://", "wss://")):
+        if data.get("serviceUrl") and not data["serviceUrl"].lower().startswith(
+            ("http://", "https://", "ws://", "wss://")
+        ):
             raise invalid_field("properties.serviceUrl", "must be an absolute URL")
         if data.get("apiVersionSetId"):
             rel = to_relative(data["apiVersionSetId"])
             parts = rel.strip("/").split("/")
-            if len(parts) != 2 or parts[0].lower() != "apiversionsets" or not await E.exists(self.conn, self.store, "apiVersionSet", "", parts[1]):
+            if (
+                len(parts) != 2
+                or parts[0].lower() != "apiversionsets"
+                or not await E.exists(self.conn, self.store, "apiVersionSet", "", parts[1])
+            ):
                 raise invalid_field("properties.apiVersionSetId", f"version set '{rel}' was not found")
             data["apiVersionSetId"] = f"/apiVersionSets/{parts[1]}"
         # Two current APIs cannot answer on the same path (the gateway routes by path).
         for r in await E.list_children(self.conn, self.store, "api", ""):
-            if r.name != t.name and r.data.get("path", "").lower() == data["path"].lower() and r.data.get("apiVersion") == data.get("apiVersion") and not data.get("apiVersionSetId"):
-                raise ArmError(409, "PathAlreadyUsed", f"Path '{data['path']}' is already used by API '{r.name}'.", target="properties.path")
+            if (
+                r.name != t.name
+                and r.data.get("path", "").lower() == data["path"].lower()
+                and r.data.get("apiVersion") == data.get("apiVersion")
+                and not data.get("apiVersionSetId")
+            ):
+                raise ArmError(
+                    409,
+                    "PathAlreadyUsed",
+                    f"Path '{data['path']}' is already used by API '{r.name}'.",
+                    target="properties.path",
+                )
         return data
 
-    async def _n_policy(self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    async def _n_policy(
+        self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
         if data["format"].endswith("-link"):
-            raise invalid_field("properties.format", "linked policy documents are not supported; send the XML inline")
+            raise invalid_field(
+                "properties.format", "linked policy documents are not supported; send the XML inline"
+            )
         check_policy_document(data["value"])
         data["format"] = "xml"
         return data
 
-    async def _n_group(self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    async def _n_group(
+        self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
         assert t.name is not None
-        builtin = t.name.lower() in K.BUILTIN_GROUPS
+        if t.name.lower() in K.BUILTIN_GROUPS and t.name not in K.BUILTIN_GROUPS:
+            # Would be a second, undeletable "built-in" group beside the real one.
+            raise ArmError(
+                409,
+                "GroupNameConflict",
+                f"Group id '{t.name}' differs from the built-in group '{t.name.lower()}' only by case.",
+            )
+        builtin = t.name in K.BUILTIN_GROUPS
         data["builtIn"] = builtin
         if builtin:
             data["type"] = "system"
@@ -331,7 +423,9 @@ class EntityEngine:
             raise invalid_field("properties.type", "only the built-in groups are of type system")
         return data
 
-    async def _n_user(self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    async def _n_user(
+        self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
         password = data.pop("password", None)
         data.pop("confirmation", None)
         data.pop("appType", None)
@@ -343,7 +437,9 @@ class EntityEngine:
         data.setdefault("identities", [{"provider": "Basic", "id": data["email"]}])
         return data
 
-    async def _n_subscription(self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    async def _n_subscription(
+        self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
         scope = to_relative(data["scope"])
         parts = scope.strip("/").split("/")
         if scope.lower() == "/apis":
@@ -359,7 +455,11 @@ class EntityEngine:
         if data.get("ownerId"):
             owner = to_relative(data["ownerId"])
             oparts = owner.strip("/").split("/")
-            if len(oparts) != 2 or oparts[0].lower() != "users" or not await E.exists(self.conn, self.store, "user", "", oparts[1]):
+            if (
+                len(oparts) != 2
+                or oparts[0].lower() != "users"
+                or not await E.exists(self.conn, self.store, "user", "", oparts[1])
+            ):
                 raise invalid_field("properties.ownerId", f"user '{owner}' was not found")
             data["ownerId"] = f"/users/{oparts[1]}"
         prev = old or {}
@@ -374,7 +474,9 @@ class EntityEngine:
             data["startDate"] = prev["startDate"]
         return data
 
-    async def _n_namedValue(self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None) -> dict[str, Any]:
+    async def _n_namedValue(
+        self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
         if "value" not in data and "keyVault" not in data:
             if old and "value" in old:
                 data["value"] = old["value"]
@@ -392,8 +494,9 @@ def _kind_by_name(kind: str) -> Kind:
 
 
 def _display(data: dict[str, Any]) -> str | None:
+    """The copy of displayName kept in its own column (PostgreSQL text cannot hold NUL characters)."""
     v = data.get("displayName")
-    return v[:300] if isinstance(v, str) else None
+    return v.replace("\x00", "")[:300] if isinstance(v, str) else None
 
 
 def _props_of(body: Any) -> dict[str, Any]:
@@ -409,7 +512,9 @@ def _props_of(body: Any) -> dict[str, Any]:
 
 def _missing(t: Target) -> ArmError:
     noun = t.kind.segment[:-1] if t.kind.segment.endswith("s") else t.kind.segment
-    return ArmError(404, "ResourceNotFound", f"{noun[:1].upper() + noun[1:]} '{t.name}' was not found at '{t.path}'.")
+    return ArmError(
+        404, "ResourceNotFound", f"{noun[:1].upper() + noun[1:]} '{t.name}' was not found at '{t.path}'."
+    )
 
 
 def _precondition(t: Target) -> ArmError:

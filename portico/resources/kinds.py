@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from portico.arm.errors import ArmError
 from portico.resources import models as m
 
-_ID_DEFAULT = re.compile(r"^[^*#&+:<>?/\\%]+$")
+_ID_DEFAULT = re.compile(r"^[^*#&+:<>?/\\%\x00-\x1f\x7f]+$")
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ class Kind:
     link_target: str | None = None  # links answer with the target entity's contract
     fixed_name: str | None = None  # policies are always named "policy"
     delete_status: int = 200  # api and user deletes are LROs in the SDK: 202/204 only
+    head_status: int = 200  # HEAD answer; product/group links answer 204 (checkEntityExists), tag links 200
     children: dict[str, Kind] = field(default_factory=dict)
 
     @property
@@ -43,15 +44,23 @@ def _policy(arm_type: str) -> Kind:
 
 
 def _tag_link(arm_type: str) -> Kind:
-    return _k("tagLink", "tags", arm_type, m.LinkProps, id_max=80, link_target="tag")
+    return _k("tagLink", "tags", arm_type, m.LinkProps, id_max=80, link_target="tag", head_status=200)
 
 
 OPERATION = _k(
-    "operation", "operations", "apis/operations", m.OperationProps, id_max=80,
+    "operation",
+    "operations",
+    "apis/operations",
+    m.OperationProps,
+    id_max=80,
     children={"policies": _policy("apis/operations/policies"), "tags": _tag_link("apis/operations/tags")},
 )
 API = _k(
-    "api", "apis", "apis", m.ApiProps, delete_status=204,
+    "api",
+    "apis",
+    "apis",
+    m.ApiProps,
+    delete_status=204,
     children={
         "operations": OPERATION,
         "policies": _policy("apis/policies"),
@@ -60,17 +69,29 @@ API = _k(
     },
 )
 PRODUCT = _k(
-    "product", "products", "products", m.ProductProps,
+    "product",
+    "products",
+    "products",
+    m.ProductProps,
     children={
-        "apis": _k("productApi", "apis", "products/apis", m.LinkProps, link_target="api"),
-        "groups": _k("productGroup", "groups", "products/groups", m.LinkProps, link_target="group"),
+        "apis": _k("productApi", "apis", "products/apis", m.LinkProps, link_target="api", head_status=204),
+        "groups": _k(
+            "productGroup", "groups", "products/groups", m.LinkProps, link_target="group", head_status=204
+        ),
         "policies": _policy("products/policies"),
         "tags": _tag_link("products/tags"),
     },
 )
 GROUP = _k(
-    "group", "groups", "groups", m.GroupProps,
-    children={"users": _k("groupUser", "users", "groups/users", m.LinkProps, id_max=80, link_target="user")},
+    "group",
+    "groups",
+    "groups",
+    m.GroupProps,
+    children={
+        "users": _k(
+            "groupUser", "users", "groups/users", m.LinkProps, id_max=80, link_target="user", head_status=204
+        )
+    },
 )
 TOP_LEVEL: dict[str, Kind] = {
     k.segment.lower(): k
@@ -91,7 +112,10 @@ TOP_LEVEL: dict[str, Kind] = {
 # Kinds whose entities are "runtime data" (BRIEF): users, subscriptions, group memberships.
 RUNTIME_KINDS = frozenset({"user", "subscription", "groupUser"})
 BUILTIN_GROUPS = {
-    "administrators": ("Administrators", "Administrators is a built-in group containing the admin email account."),
+    "administrators": (
+        "Administrators",
+        "Administrators is a built-in group containing the admin email account.",
+    ),
     "developers": ("Developers", "Developers is a built-in group. Its membership is managed by the system."),
     "guests": ("Guests", "Guests is a built-in group. Its membership is managed by the system."),
 }
@@ -122,14 +146,16 @@ class Target:
 def check_id(kind: Kind, value: str) -> str:
     if kind.fixed_name is not None:
         if value.lower() != kind.fixed_name:
-            raise ArmError(400, "ValidationError", f"Policy identifier must be '{kind.fixed_name}', got '{value[:80]}'.")
+            raise ArmError(
+                400, "ValidationError", f"Policy identifier must be '{kind.fixed_name}', got '{value[:80]}'."
+            )
         return kind.fixed_name
     if not value or len(value) > kind.id_max or not _ID_DEFAULT.match(value):
         raise ArmError(
             400,
             "ValidationError",
             f"Invalid {kind.segment} identifier '{value[:80]}': it must be 1-{kind.id_max} characters and "
-            "must not contain * # & + : < > ? / \\ %.",
+            "must not contain * # & + : < > ? / \\ % or control characters.",
             target="name",
         )
     return value

@@ -11,13 +11,25 @@ SECTIONS = ("inbound", "backend", "outbound", "on-error")
 
 def check_policy_document(value: str) -> None:
     if "<!DOCTYPE" in value or "<!ENTITY" in value:
-        raise ArmError(400, "ValidationError", "Policy document must not contain a DOCTYPE or entity declarations.", target="value")
+        raise ArmError(
+            400,
+            "ValidationError",
+            "Policy document must not contain a DOCTYPE or entity declarations.",
+            target="value",
+        )
     try:
         root = ET.fromstring(value)
     except ET.ParseError as exc:
-        raise ArmError(400, "ValidationError", f"Policy document is not well-formed XML: {exc}.", target="value") from None
+        raise ArmError(
+            400, "ValidationError", f"Policy document is not well-formed XML: {exc}.", target="value"
+        ) from None
     if root.tag != "policies":
-        raise ArmError(400, "ValidationError", f"Policy document root element must be <policies>, found <{root.tag}>.", target="value")
+        raise ArmError(
+            400,
+            "ValidationError",
+            f"Policy document root element must be <policies>, found <{root.tag}>.",
+            target="value",
+        )
     for child in root:
         if child.tag not in SECTIONS:
             raise ArmError(
@@ -26,3 +38,7 @@ def check_policy_document(value: str) -> None:
                 f"Unknown policy section <{child.tag}>: allowed sections are {', '.join('<' + s + '>' for s in SECTIONS)}.",
                 target="value",
             )
+    # Elements, attributes and expressions are checked by the gateway's policy compiler (issue 4).
+    from portico.gateway.policies import validate_policy_document
+
+    validate_policy_document(value)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import re
 
 _SERVICE_PREFIX = re.compile(
-    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ApiManagement/service/[^/]+", re.IGNORECASE
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ApiManagement/service/[^/]+",
+    re.IGNORECASE,
 )
 
 
@@ -15,7 +16,7 @@ def to_relative(ref: str) -> str:
     ref = ref.strip()
     m = _SERVICE_PREFIX.match(ref)
     if m:
-        ref = ref[m.end():]
+        ref = ref[m.end() :]
     return "/" + ref.strip("/")
 
 

@@ -63,6 +63,21 @@ _WRITABLE = (
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+$")
 
 
+_LOCATION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 ()._-]{0,63}$")
+
+
+def check_location(value: Any, field: str = "location") -> str:
+    """A region name such as `West Europe` or `westeurope` (at most 64 characters, as stored)."""
+    if not isinstance(value, str) or not value.strip():
+        raise invalid_field(field, "is required")
+    value = value.strip()
+    if not _LOCATION.match(value):
+        raise invalid_field(
+            field, "must be a region name: 1-64 letters, digits, spaces, '(', ')', '.', '_' or '-'"
+        )
+    return value
+
+
 def check_service_name(name: str) -> None:
     if not (1 <= len(name) <= 50) or not SERVICE_NAME.match(name):
         raise ArmError(
@@ -76,6 +91,10 @@ def check_service_name(name: str) -> None:
 
 def _cert_info(encoded: str, password: str | None, field: str) -> dict[str, str]:
     """Parse a base64 PFX (or DER/PEM certificate) to report expiry/thumbprint/subject, as Azure does."""
+    if not isinstance(encoded, str):
+        raise invalid_field(field, "must be a base64 string")
+    if password is not None and not isinstance(password, str):
+        raise invalid_field(field.rsplit(".", 1)[0] + ".certificatePassword", "must be a string")
     try:
         raw = base64.b64decode(encoded, validate=True)
     except ValueError:
@@ -113,11 +132,15 @@ def _validate_hostnames(value: Any) -> list[dict[str, Any]]:
         if hc.get("type") not in HOSTNAME_TYPES:
             raise invalid_field(f + ".type", f"must be one of {', '.join(HOSTNAME_TYPES)}")
         host = hc.get("hostName")
-        if not isinstance(host, str) or not re.match(r"^(?=.{1,253}$)([a-zA-Z0-9*]([a-zA-Z0-9-]*[a-zA-Z0-9])?\.)*[a-zA-Z0-9-]+$", host):
+        if not isinstance(host, str) or not re.match(
+            r"^(?=.{1,253}$)([a-zA-Z0-9*]([a-zA-Z0-9-]*[a-zA-Z0-9])?\.)*[a-zA-Z0-9-]+$", host
+        ):
             raise invalid_field(f + ".hostName", "must be a DNS host name")
         item = dict(hc)
         if hc.get("encodedCertificate"):
-            item["certificate"] = _cert_info(hc["encodedCertificate"], hc.get("certificatePassword"), f + ".encodedCertificate")
+            item["certificate"] = _cert_info(
+                hc["encodedCertificate"], hc.get("certificatePassword"), f + ".encodedCertificate"
+            )
             item.setdefault("certificateSource", "Custom")
         out.append(item)
     return out
@@ -133,7 +156,9 @@ def _validate_certificates(value: Any) -> list[dict[str, Any]]:
             raise invalid_field(f + ".storeName", "must be CertificateAuthority or Root")
         item = dict(c)
         if c.get("encodedCertificate"):
-            item["certificate"] = _cert_info(c["encodedCertificate"], c.get("certificatePassword"), f + ".encodedCertificate")
+            item["certificate"] = _cert_info(
+                c["encodedCertificate"], c.get("certificatePassword"), f + ".encodedCertificate"
+            )
         out.append(item)
     return out
 
@@ -158,14 +183,13 @@ def _validate_identity(value: Any, existing: dict[str, Any] | None) -> dict[str,
             raise invalid_field("identity.userAssignedIdentities", "is required for UserAssigned identities")
         old = (existing or {}).get("userAssignedIdentities") or {}
         out["userAssignedIdentities"] = {
-            rid: old.get(rid) or {"principalId": str(uuid.uuid4()), "clientId": str(uuid.uuid4())} for rid in uai
+            rid: old.get(rid) or {"principalId": str(uuid.uuid4()), "clientId": str(uuid.uuid4())}
+            for rid in uai
         }
     return out
 
 
-def validate_service(
-    body: Any, *, api_version: str, existing: Service | None, patch: bool
-) -> dict[str, Any]:
+def validate_service(body: Any, *, api_version: str, existing: Service | None, patch: bool) -> dict[str, Any]:
     """Return the column values for a PUT (full) or PATCH (merge) of a service."""
     if not isinstance(body, dict):
         raise ArmError(400, "InvalidRequestContent", "The request body must be a JSON object.")
@@ -180,11 +204,18 @@ def validate_service(
     values: dict[str, Any] = {}
     location = body.get("location")
     if existing is None:
-        if not isinstance(location, str) or not location.strip():
-            raise invalid_field("location", "is required")
-        values["location"] = location.strip()
-    elif location is not None and isinstance(location, str) and _norm_loc(location) != _norm_loc(existing.location):
-        raise ArmError(400, "InvalidParameters", "location cannot be changed after the service is created.", target="location")
+        values["location"] = check_location(location)
+    elif (
+        location is not None
+        and isinstance(location, str)
+        and _norm_loc(location) != _norm_loc(existing.location)
+    ):
+        raise ArmError(
+            400,
+            "InvalidParameters",
+            "location cannot be changed after the service is created.",
+            target="location",
+        )
 
     sku = body.get("sku")
     if sku is None and existing is None:
@@ -202,10 +233,19 @@ def validate_service(
             raise invalid_field("sku.capacity", "is required and must be an integer")
         lo, hi = SKU_CAPACITY[match]
         if not lo <= cap <= hi:
-            rule = "must be 0 for the Consumption SKU" if match == "Consumption" else f"must be between {lo} and {hi} for {match}"
+            rule = (
+                "must be 0 for the Consumption SKU"
+                if match == "Consumption"
+                else f"must be between {lo} and {hi} for {match}"
+            )
             raise invalid_field("sku.capacity", rule)
         if existing is not None and (existing.sku_name == "Consumption") != (match == "Consumption"):
-            raise ArmError(400, "InvalidParameters", "A service cannot move between the Consumption tier and the other tiers.", target="sku.name")
+            raise ArmError(
+                400,
+                "InvalidParameters",
+                "A service cannot move between the Consumption tier and the other tiers.",
+                target="sku.name",
+            )
         values["sku_name"], values["sku_capacity"] = match, cap
 
     props: dict[str, Any] = dict(existing.properties) if (existing is not None and patch) else {}
@@ -221,7 +261,9 @@ def validate_service(
         raise invalid_field("properties.publisherEmail", "must be an email address")
     nse = props.get("notificationSenderEmail")
     if nse is not None and (not isinstance(nse, str) or len(nse) > 100 or not _EMAIL.match(nse)):
-        raise invalid_field("properties.notificationSenderEmail", "must be an email address (at most 100 characters)")
+        raise invalid_field(
+            "properties.notificationSenderEmail", "must be an email address (at most 100 characters)"
+        )
     if "hostnameConfigurations" in props_in:
         props["hostnameConfigurations"] = _validate_hostnames(props_in["hostnameConfigurations"] or [])
     if "certificates" in props_in:
@@ -244,7 +286,9 @@ def validate_service(
         values["identity"] = _validate_identity(body.get("identity"), existing.identity if existing else None)
     tags = body.get("tags")
     if tags is not None:
-        if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        if not isinstance(tags, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in tags.items()
+        ):
             raise invalid_field("tags", "must be a map of strings")
         values["tags"] = tags
     elif existing is None or not patch:
@@ -257,7 +301,10 @@ def _norm_loc(loc: str) -> str:
 
 
 def _hide_cert_secrets(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in it.items() if k not in ("encodedCertificate", "certificatePassword")} for it in items]
+    return [
+        {k: v for k, v in it.items() if k not in ("encodedCertificate", "certificatePassword")}
+        for it in items
+    ]
 
 
 def render_service(svc: Service, gateway_domain: str) -> dict[str, Any]:

@@ -38,9 +38,16 @@ def create_app(settings: Settings) -> FastAPI:
         await keys.start()
         rt.jobs = JobRunner(rt)
         await rt.jobs.start()
+        # --- backup scheduler (issue 5): after job recovery, so ended runs are closed first ---
+        from portico.dr.scheduler import Scheduler
+
+        scheduler = rt.extras["scheduler"] = Scheduler(rt)
+        await scheduler.start()
+        # --- end issue 5 ---
         try:
             yield
         finally:
+            await scheduler.stop()
             await rt.jobs.stop()
             await rt.validator.aclose()
             await db.close()
@@ -49,6 +56,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.runtime = rt
     app.include_router(build_identity_router(settings, db, keys))
     app.include_router(build_management_router(rt))
+    # --- Prometheus metrics (issue 5; portico/metrics.py) ---
+    from portico.metrics import build_metrics_route
+
+    app.add_route("/metrics", build_metrics_route(rt), methods=["GET"])
+    # --- end issue 5 ---
 
     @app.exception_handler(ArmError)
     async def arm_error(_request: Request, exc: ArmError) -> Response:
@@ -57,16 +69,36 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_request: Request, exc: StarletteHTTPException) -> Response:
         code = {404: "ResourceNotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "BadRequest")
-        return json_response({"error": {"code": code, "message": str(exc.detail), "details": []}}, exc.status_code)
+        return json_response(
+            {"error": {"code": code, "message": str(exc.detail), "details": []}}, exc.status_code
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_request: Request, exc: RequestValidationError) -> Response:
-        return json_response({"error": {"code": "InvalidRequestContent", "message": "The request is malformed.", "details": []}}, 400)
+        return json_response(
+            {
+                "error": {
+                    "code": "InvalidRequestContent",
+                    "message": "The request is malformed.",
+                    "details": [],
+                }
+            },
+            400,
+        )
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         # Log the type and the route only: exception text may carry request data.
         log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
-        return json_response({"error": {"code": "InternalServerError", "message": "An internal error occurred.", "details": []}}, 500)
+        return json_response(
+            {
+                "error": {
+                    "code": "InternalServerError",
+                    "message": "An internal error occurred.",
+                    "details": [],
+                }
+            },
+            500,
+        )
 
     return app

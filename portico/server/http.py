@@ -41,7 +41,11 @@ async def read_json(request: Request, limit: int, *, required: bool = True) -> A
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
-        raise ArmError(400, "InvalidRequestContent", f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.") from None
+        raise ArmError(
+            400,
+            "InvalidRequestContent",
+            f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.",
+        ) from None
 
 
 def _too_large(limit: int) -> ArmError:

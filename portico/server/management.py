@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
+from sqlalchemy.exc import IntegrityError
 
 from portico.arm.errors import ArmError, invalid_field
 from portico.arm.paging import next_link, parse_page
 from portico.arm.versions import check_api_version
 from portico.resources import kinds as K
 from portico.resources.engine import EntityEngine, quote_etag
-from portico.resources.service import check_service_name, render_service, validate_service
+from portico.resources.service import check_location, check_service_name, render_service, validate_service
 from portico.server.http import empty, json_response, read_json
 from portico.server.runtime import Runtime
 from portico.store import entities as E
@@ -60,14 +61,27 @@ Handler = Callable[[Call], Awaitable[Response]]
 def build_management_router(rt: Runtime) -> APIRouter:
     router = APIRouter()
 
-    @router.api_route("/subscriptions/{rest:path}", methods=["GET", "PUT", "PATCH", "DELETE", "POST", "HEAD"])
-    async def management(request: Request, rest: str) -> Response:
-        api_version = check_api_version(request.query_params.get("api-version"))
+    async def management(request: Request) -> Response:
+        rest: str = request.path_params["rest"]
+        segments = [s for s in rest.split("/") if s != ""]
+        api_version = check_api_version(
+            request.query_params.get("api-version"), resource_groups=_is_group_path(segments)
+        )
         principal = await rt.validator.validate(request.headers.get("authorization"))
-        call = Call(rt, request, api_version, principal, [s for s in rest.split("/") if s != ""])
+        call = Call(rt, request, api_version, principal, segments)
         return await dispatch(call)
 
+    # A plain Starlette route: FastAPI's per-request parameter machinery is not needed here and
+    # costs measurable CPU on every management call.
+    router.add_route(
+        "/subscriptions/{rest:path}", management, methods=["GET", "PUT", "PATCH", "DELETE", "POST", "HEAD"]
+    )
     return router
+
+
+def _is_group_path(segments: list[str]) -> bool:
+    """`/subscriptions/{s}/resourceGroups[/{rg}]`: Microsoft.Resources, with its own api-versions."""
+    return 2 <= len(segments) <= 3 and segments[1].lower() == "resourcegroups"
 
 
 def _method_not_allowed(call: Call) -> ArmError:
@@ -108,10 +122,26 @@ async def dispatch(call: Call) -> Response:
                 from portico.dr.catalog import handle
 
                 return await handle(call, sub, rg, name, head)
+            # --- backup schedules and recovery-point status (issue 5; portico/dr/schedules.py) ---
+            if head == "backupschedules" and len(rest) <= 3:
+                from portico.dr.schedules import handle as handle_schedules
+
+                return await handle_schedules(call, sub, rg, name, rest)
+            if len(rest) == 1 and head == "backupstatus":
+                from portico.dr.status import handle_status
+
+                return await handle_status(call, sub, rg, name)
+            # --- end issue 5 ---
+            if len(rest) == 2 and head == "reports":
+                from portico.analytics.reports import handle as handle_reports
+
+                return await handle_reports(call, sub, rg, name, rest[1])
             if len(rest) == 2 and head in ("operationresults", "operationstatuses"):
                 from portico.jobs.api import operation_result
 
-                return await operation_result(call, sub, rg, name, rest[1], status_resource=head == "operationstatuses")
+                return await operation_result(
+                    call, sub, rg, name, rest[1], status_resource=head == "operationstatuses"
+                )
             return await entity(call, sub, rg, name, rest)
     raise _no_route(call)
 
@@ -152,7 +182,11 @@ async def list_groups(call: Call, sub: str) -> Response:
 
 async def resource_group(call: Call, sub: str, rg: str) -> Response:
     if not _RG_NAME.match(rg) or rg.endswith("."):
-        raise ArmError(400, "InvalidResourceGroupName", f"Resource group name '{rg[:100]}' is invalid: 1-90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'.")
+        raise ArmError(
+            400,
+            "InvalidResourceGroupName",
+            f"Resource group name '{rg[:100]}' is invalid: 1-90 letters, digits, '-', '_', '.', '(' or ')', not ending in '.'.",
+        )
     scope = _rg_scope(sub, rg)
     db = call.rt.db
     if call.method in ("GET", "HEAD"):
@@ -174,9 +208,7 @@ async def resource_group(call: Call, sub: str, rg: str) -> Response:
             raise invalid_field("tags", "must be a map of strings")
         async with db.write() as conn:
             existing = await S.get_group(conn, sub, rg)
-            location = body.get("location") or (existing.location if existing else None)
-            if not isinstance(location, str) or not location:
-                raise invalid_field("location", "is required")
+            location = check_location(body.get("location") or (existing.location if existing else None))
             created = await S.put_group(conn, sub, rg, location, {str(k): str(v) for k, v in tags.items()})
             g = await S.get_group(conn, sub, rg)
         assert g is not None
@@ -186,7 +218,11 @@ async def resource_group(call: Call, sub: str, rg: str) -> Response:
         async with db.write() as conn:
             for svc in await S.list_services(conn, sub, rg):
                 if svc.busy:
-                    raise ArmError(409, "ServiceBusy", f"Service '{svc.name}' in this group is running {svc.busy.split(':')[0]}; try again when it completes.")
+                    raise ArmError(
+                        409,
+                        "ServiceBusy",
+                        f"Service '{svc.name}' in this group is running {svc.busy.split(':')[0]}; try again when it completes.",
+                    )
                 await S.delete_service(conn, svc.id)
             deleted = await S.delete_group(conn, sub, rg)
         return empty(200 if deleted else 204)
@@ -201,7 +237,9 @@ def _render(call: Call, svc: S.Service) -> dict[str, Any]:
 async def list_services(call: Call, sub: str, rg: str | None) -> Response:
     if call.method != "GET":
         raise _method_not_allowed(call)
-    await call.authorize("Microsoft.ApiManagement/service/read", _rg_scope(sub, rg) if rg else f"/subscriptions/{sub}")
+    await call.authorize(
+        "Microsoft.ApiManagement/service/read", _rg_scope(sub, rg) if rg else f"/subscriptions/{sub}"
+    )
     async with call.rt.db.read() as conn:
         if rg is not None and await S.get_group(conn, sub, rg) is None:
             raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
@@ -212,7 +250,7 @@ async def list_services(call: Call, sub: str, rg: str | None) -> Response:
 async def check_name(call: Call, sub: str) -> Response:
     if call.method != "POST":
         raise _method_not_allowed(call)
-    await call.authorize("Microsoft.ApiManagement/checkNameAvailability/action", f"/subscriptions/{sub}")
+    await call.authorize("Microsoft.ApiManagement/checkNameAvailability/read", f"/subscriptions/{sub}")
     body = await call.body()
     name = body.get("name") if isinstance(body, dict) else None
     if not isinstance(name, str) or not name:
@@ -224,7 +262,9 @@ async def check_name(call: Call, sub: str) -> Response:
     async with call.rt.db.read() as conn:
         taken = await S.name_taken(conn, name)
     if taken:
-        return json_response({"nameAvailable": False, "reason": "AlreadyExists", "message": f"{name} is already in use."})
+        return json_response(
+            {"nameAvailable": False, "reason": "AlreadyExists", "message": f"{name} is already in use."}
+        )
     return json_response({"nameAvailable": True, "reason": "Valid", "message": ""})
 
 
@@ -245,14 +285,25 @@ async def service(call: Call, sub: str, rg: str, name: str) -> Response:
         async with db.write() as conn:
             if await S.get_group(conn, sub, rg) is None:
                 raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
-            existing = await S.get_service(conn, sub, rg, name, lock=True)
+            existing = await S.get_service(conn, sub, rg, name, exclusive=True)
             if existing is None and call.method == "PATCH":
                 raise _service_missing(name, rg)
-            values = validate_service(body, api_version=call.api_version, existing=existing, patch=call.method == "PATCH")
+            values = validate_service(
+                body, api_version=call.api_version, existing=existing, patch=call.method == "PATCH"
+            )
             if existing is None:
                 if await S.name_taken(conn, name):
-                    raise ArmError(409, "ServiceNameNotAvailable", f"Service name '{name}' is already in use.")
-                service_id = await S.create_service(conn, subscription_id=sub, group=rg, name=name, values=values)
+                    raise ArmError(
+                        409, "ServiceNameNotAvailable", f"Service name '{name}' is already in use."
+                    )
+                try:
+                    service_id = await S.create_service(
+                        conn, subscription_id=sub, group=rg, name=name, values=values
+                    )
+                except IntegrityError:  # created by a concurrent request since name_taken (PostgreSQL)
+                    raise ArmError(
+                        409, "ServiceNameNotAvailable", f"Service name '{name}' is already in use."
+                    ) from None
                 svc = await S.get_service_by_id(conn, service_id)
                 assert svc is not None
                 await _create_builtins(conn, svc)
@@ -265,11 +316,15 @@ async def service(call: Call, sub: str, rg: str, name: str) -> Response:
     if call.method == "DELETE":
         await call.authorize("Microsoft.ApiManagement/service/delete", scope)
         async with db.write() as conn:
-            existing = await S.get_service(conn, sub, rg, name, lock=True)
+            existing = await S.get_service(conn, sub, rg, name, exclusive=True)
             if existing is None:
                 return empty(204)
             if existing.busy:
-                raise ArmError(409, "ServiceBusy", f"Service '{name}' is running a {existing.busy.split(':')[0]}; delete it when that completes.")
+                raise ArmError(
+                    409,
+                    "ServiceBusy",
+                    f"Service '{name}' is running a {existing.busy.split(':')[0]}; delete it when that completes.",
+                )
             await S.delete_service(conn, existing.id)
         return empty(200)
     raise _method_not_allowed(call)
@@ -280,8 +335,15 @@ def _check_service_write_allowed(existing: S.Service, values: dict[str, Any]) ->
         return
     op, op_id = existing.busy.split(":", 1)
     if op == "restore":
-        raise ArmError(409, "ServiceRestoreInProgress", f"Service '{existing.name}' is being restored (operation {op_id}); changes are refused until it completes.")
-    changes_sku = ("sku_name" in values and (values["sku_name"], values["sku_capacity"]) != (existing.sku_name, existing.sku_capacity))
+        raise ArmError(
+            409,
+            "ServiceRestoreInProgress",
+            f"Service '{existing.name}' is being restored (operation {op_id}); changes are refused until it completes.",
+        )
+    changes_sku = "sku_name" in values and (values["sku_name"], values["sku_capacity"]) != (
+        existing.sku_name,
+        existing.sku_capacity,
+    )
     old_hosts = existing.properties.get("hostnameConfigurations") or []
     new_hosts = values.get("properties", {}).get("hostnameConfigurations", old_hosts)
     if changes_sku or new_hosts != old_hosts:
@@ -295,11 +357,15 @@ def _check_service_write_allowed(existing: S.Service, values: dict[str, Any]) ->
 async def _create_builtins(conn: Any, svc: S.Service) -> None:
     for gid, (display, description) in K.BUILTIN_GROUPS.items():
         data = {"displayName": display, "description": description, "builtIn": True, "type": "system"}
-        await E.put(conn, svc.active_store_id, "group", "", gid, display, data)
+        await E.put(conn, svc.active_store_id, "group", "", gid, display, data, exists=False)
 
 
 def _service_missing(name: str, rg: str) -> ArmError:
-    return ArmError(404, "ResourceNotFound", f"The Resource 'Microsoft.ApiManagement/service/{name}' under resource group '{rg}' was not found.")
+    return ArmError(
+        404,
+        "ResourceNotFound",
+        f"The Resource 'Microsoft.ApiManagement/service/{name}' under resource group '{rg}' was not found.",
+    )
 
 
 # --- entities ------------------------------------------------------------------------------------------
@@ -316,10 +382,17 @@ async def entity(call: Call, sub: str, rg: str, name: str, rest: list[str]) -> R
     if target.action is not None:
         if method != "POST":
             raise _method_not_allowed(call)
-        action_names = {"listsecrets": "listSecrets", "listvalue": "listValue", "regenerateprimarykey": "regeneratePrimaryKey", "regeneratesecondarykey": "regenerateSecondaryKey"}
-        await call.authorize(f"Microsoft.ApiManagement/service/{noun}/{action_names[target.action]}/action", scope)
+        action_names = {
+            "listsecrets": "listSecrets",
+            "listvalue": "listValue",
+            "regenerateprimarykey": "regeneratePrimaryKey",
+            "regeneratesecondarykey": "regenerateSecondaryKey",
+        }
+        await call.authorize(
+            f"Microsoft.ApiManagement/service/{noun}/{action_names[target.action]}/action", scope
+        )
         writes = target.action.startswith("regenerate")
-        async with (db.write() if writes else db.read()) as conn:
+        async with db.write() if writes else db.read() as conn:
             svc = await _get_svc(conn, sub, rg, name, lock=writes)
             res = await EntityEngine(conn, svc).action(target)
         headers = {"ETag": quote_etag(res.etag)} if res.etag else None
@@ -344,16 +417,25 @@ async def entity(call: Call, sub: str, rg: str, name: str, rest: list[str]) -> R
     if method in ("GET", "HEAD"):
         await call.authorize(f"Microsoft.ApiManagement/service/{noun}/read", scope)
         async with db.read() as conn:
-            svc = await _get_svc(conn, sub, rg, name)
             try:
-                res = await EntityEngine(conn, svc).get(target)
+                if not target.ancestors and not target.kind.link_target:
+                    # Fast path: the service and a top-level entity in one statement.
+                    svc_or_none, row = await S.get_service_and_entity(
+                        conn, sub, rg, name, target.kind.kind, target.parent, target.name
+                    )
+                    if svc_or_none is None:
+                        raise _service_missing(name, rg)
+                    res = EntityEngine(conn, svc_or_none).result_of(target, row)
+                else:
+                    svc = await _get_svc(conn, sub, rg, name)
+                    res = await EntityEngine(conn, svc).get(target)
             except ArmError as exc:
                 if method == "HEAD" and exc.status == 404:
                     return empty(404)
                 raise
         headers = {"ETag": quote_etag(res.etag or "")}
         if method == "HEAD":
-            return empty(204 if target.kind.link_target else 200, headers)
+            return empty(target.kind.head_status, headers)
         return json_response(res.body, headers=headers)
     if method in ("PUT", "PATCH"):
         await call.authorize(f"Microsoft.ApiManagement/service/{noun}/write", scope)
@@ -361,8 +443,14 @@ async def entity(call: Call, sub: str, rg: str, name: str, rest: list[str]) -> R
         async with db.write() as conn:
             svc = await _get_svc(conn, sub, rg, name, lock=True)
             engine = EntityEngine(conn, svc)
-            res = await (engine.put(target, body, if_match) if method == "PUT" else engine.patch(target, body, if_match))
-        return json_response(res.body, 201 if res.created else 200, headers={"ETag": quote_etag(res.etag or "")})
+            res = await (
+                engine.put(target, body, if_match)
+                if method == "PUT"
+                else engine.patch(target, body, if_match)
+            )
+        return json_response(
+            res.body, 201 if res.created else 200, headers={"ETag": quote_etag(res.etag or "")}
+        )
     if method == "DELETE":
         await call.authorize(f"Microsoft.ApiManagement/service/{noun}/delete", scope)
         async with db.write() as conn:

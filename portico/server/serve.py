@@ -23,7 +23,9 @@ async def _bootstrap(settings: Settings) -> str | None:
     db = Database(settings.resolved_database_url)
     await db.start()
     try:
-        path = await ensure_bootstrap_admin(db, settings.data_dir, tenant_id=settings.tenant_id, authority=settings.resolved_public_url)
+        path = await ensure_bootstrap_admin(
+            db, settings.data_dir, tenant_id=settings.tenant_id, authority=settings.resolved_public_url
+        )
     finally:
         await db.close()
     return str(path) if path else None
@@ -31,7 +33,9 @@ async def _bootstrap(settings: Settings) -> str | None:
 
 def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     admin = asyncio.run(_bootstrap(settings))
     ssl: dict[str, str] = {}
     if not settings.insecure_http:
@@ -41,12 +45,37 @@ def serve(settings: Settings) -> None:
             ca, cert, key = ensure_tls(settings.data_dir, [settings.host, socket.gethostname()])
         ssl = {"ssl_certfile": str(cert), "ssl_keyfile": str(key)}
         if ca:
-            console.print(f"[bold]TLS[/]: CA certificate {ca.resolve()} (clients trust it with connection_verify= or REQUESTS_CA_BUNDLE)")
+            console.print(
+                f"[bold]TLS[/]: CA certificate {ca.resolve()} (clients trust it with connection_verify= or REQUESTS_CA_BUNDLE)"
+            )
     url = settings.resolved_public_url
-    console.print(f"[bold]Portico[/] management API and identity provider on {url} (tenant '{settings.tenant_id}')")
-    console.print(f"  token endpoint: {url}/{settings.tenant_id}/oauth2/v2.0/token   database: {settings.resolved_database_url.split('://')[0]}")
+    console.print(
+        f"[bold]Portico[/] management API and identity provider on {url} (tenant '{settings.tenant_id}')"
+    )
+    console.print(
+        f"  token endpoint: {url}/{settings.tenant_id}/oauth2/v2.0/token   database: {settings.resolved_database_url.split('://')[0]}"
+    )
     if admin:
-        console.print(f"[bold yellow]First start[/]: an admin app (role Owner at '/') was created; its client id and secret are in {admin} (readable only by you).")
+        console.print(
+            f"[bold yellow]First start[/]: an admin app (role Owner at '/') was created; its client id and secret are in {admin} (readable only by you)."
+        )
     else:
-        console.print("  admin credential: `portico app create --name NAME --role Owner --scope /` prints a new one.")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower(), access_log=False, timeout_graceful_shutdown=2, **ssl)  # type: ignore[arg-type]
+        console.print(
+            "  admin credential: `portico app create --name NAME --role Owner --scope /` prints a new one."
+        )
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+        timeout_graceful_shutdown=2,
+        **ssl,  # type: ignore[arg-type]
+    )
+    if settings.gateway_port or settings.gateway_https_port:
+        # The gateway (issue 4) runs beside the management API: same process, same event loop.
+        from portico.gateway.server import serve_with_gateway
+
+        serve_with_gateway(settings, config, console)
+    else:
+        uvicorn.Server(config).run()

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, func, insert, or_, select, update
+from sqlalchemy import LargeBinary, and_, bindparam, cast, delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.store.schema import entities
@@ -37,14 +38,44 @@ def _key(store_id: int, kind: str, parent: str, name: str) -> Any:
     return and_(c.store_id == store_id, c.kind == kind, c.parent == parent, c.name == name)
 
 
-async def get(conn: AsyncConnection, store_id: int, kind: str, parent: str, name: str) -> Row | None:
-    res = await conn.execute(select(entities).where(_key(store_id, kind, parent, name)))
+# Statements of the per-request paths, built once: building SQLAlchemy expressions per call costs
+# more CPU than SQLite takes to run them.
+_c = entities.c
+_BOUND_KEY = and_(
+    _c.store_id == bindparam("k_store"),
+    _c.kind == bindparam("k_kind"),
+    _c.parent == bindparam("k_parent"),
+    _c.name == bindparam("k_name"),
+)
+_GET = select(entities).where(_BOUND_KEY)
+_GET_LOCKED = _GET.with_for_update()
+_EXISTS = select(_c.etag).where(_BOUND_KEY)
+_UPDATE = (
+    update(entities)
+    .where(_BOUND_KEY)
+    .values(display_name=bindparam("v_display"), etag=bindparam("v_etag"), data=bindparam("v_data"))
+)
+_INSERT = insert(entities)
+_PG_INSERT = pg_insert(entities).on_conflict_do_nothing()
+
+
+def _params(store_id: int, kind: str, parent: str, name: str) -> dict[str, Any]:
+    return {"k_store": store_id, "k_kind": kind, "k_parent": parent, "k_name": name}
+
+
+async def get(
+    conn: AsyncConnection, store_id: int, kind: str, parent: str, name: str, *, lock: bool = False
+) -> Row | None:
+    """`lock=True` (in a write transaction) holds the row until commit, so that a writer that checks
+    an If-Match ETag and then writes cannot interleave with another one (PostgreSQL; SQLite
+    transactions that write are serialised anyway)."""
+    res = await conn.execute(_GET_LOCKED if lock else _GET, _params(store_id, kind, parent, name))
     r = res.first()
     return _row(r) if r else None
 
 
 async def exists(conn: AsyncConnection, store_id: int, kind: str, parent: str, name: str) -> bool:
-    res = await conn.execute(select(entities.c.etag).where(_key(store_id, kind, parent, name)))
+    res = await conn.execute(_EXISTS, _params(store_id, kind, parent, name))
     return res.first() is not None
 
 
@@ -62,7 +93,11 @@ async def list_children(
 
 async def count_children(conn: AsyncConnection, store_id: int, kind: str, parent: str) -> int:
     c = entities.c
-    q = select(func.count()).select_from(entities).where(c.store_id == store_id, c.kind == kind, c.parent == parent)
+    q = (
+        select(func.count())
+        .select_from(entities)
+        .where(c.store_id == store_id, c.kind == kind, c.parent == parent)
+    )
     return int((await conn.execute(q)).scalar_one())
 
 
@@ -74,21 +109,43 @@ async def names_by_kind(conn: AsyncConnection, store_id: int, kind: str, name: s
 
 
 async def put(
-    conn: AsyncConnection, store_id: int, kind: str, parent: str, name: str, display_name: str | None, data: dict[str, Any]
+    conn: AsyncConnection,
+    store_id: int,
+    kind: str,
+    parent: str,
+    name: str,
+    display_name: str | None,
+    data: dict[str, Any],
+    *,
+    exists: bool | None = None,
 ) -> tuple[str, bool]:
-    """Insert or replace; returns (new etag, created)."""
+    """Insert or replace; returns (new etag, created). `exists` is what the caller already read in
+    this transaction (None: unknown), which saves a statement."""
     etag = new_etag()
     blob = orjson.dumps(data).decode()
-    res = await conn.execute(
-        update(entities).where(_key(store_id, kind, parent, name)).values(display_name=display_name, etag=etag, data=blob)
+    key = _params(store_id, kind, parent, name)
+    if exists is not False:
+        res = await conn.execute(_UPDATE, {**key, "v_display": display_name, "v_etag": etag, "v_data": blob})
+        if res.rowcount:
+            return etag, False
+    values = dict(
+        store_id=store_id,
+        kind=kind,
+        parent=parent,
+        name=name,
+        display_name=display_name,
+        etag=etag,
+        data=blob,
     )
-    if res.rowcount:
-        return etag, False
-    await conn.execute(
-        insert(entities).values(
-            store_id=store_id, kind=kind, parent=parent, name=name, display_name=display_name, etag=etag, data=blob
-        )
-    )
+    if conn.dialect.name == "postgresql":
+        # Two writers may both have found no row: the second one replaces the first one's instead
+        # of failing on the primary key (SQLite writers are serialised, so no race there).
+        res = await conn.execute(_PG_INSERT, values)
+        if not res.rowcount:
+            await conn.execute(_UPDATE, {**key, "v_display": display_name, "v_etag": etag, "v_data": blob})
+            return etag, False
+        return etag, True
+    await conn.execute(_INSERT, values)
     return etag, True
 
 
@@ -102,7 +159,9 @@ async def remove_subtree(conn: AsyncConnection, store_id: int, path: str) -> int
     c = entities.c
     like = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
     res = await conn.execute(
-        delete(entities).where(c.store_id == store_id, or_(c.parent == path, c.parent.like(like, escape="\\")))
+        delete(entities).where(
+            c.store_id == store_id, or_(c.parent == path, c.parent.like(like, escape="\\"))
+        )
     )
     return int(res.rowcount or 0)
 
@@ -110,7 +169,9 @@ async def remove_subtree(conn: AsyncConnection, store_id: int, path: str) -> int
 async def remove_named(conn: AsyncConnection, store_id: int, kinds: Sequence[str], name: str) -> int:
     """Delete links of the given kinds that point at `name` (e.g. productApi rows for a deleted api)."""
     c = entities.c
-    res = await conn.execute(delete(entities).where(c.store_id == store_id, c.kind.in_(kinds), c.name == name))
+    res = await conn.execute(
+        delete(entities).where(c.store_id == store_id, c.kind.in_(kinds), c.name == name)
+    )
     return int(res.rowcount or 0)
 
 
@@ -120,14 +181,70 @@ async def counts(conn: AsyncConnection, store_id: int) -> dict[str, int]:
     return {k: int(n) for k, n in (await conn.execute(q)).all()}
 
 
-async def stream_raw(conn: AsyncConnection, store_id: int, batch: int = 5000) -> AsyncIterator[list[Any]]:
-    """All rows of a store in key order, raw (data left as JSON text), in batches. For backups."""
+async def stream_raw(
+    conn: AsyncConnection, store_id: int, batch: int = 5000, *, data_as_bytes: bool = False
+) -> AsyncIterator[list[Any]]:
+    """All rows of a store in key order, raw (data left as stored JSON), in batches. For backups.
+
+    Rows have attributes kind, parent, name, display_name, etag, data; with `data_as_bytes` the
+    database hands `data` over as UTF-8 bytes, so rows can go to the archive encoder as they are."""
     c = entities.c
+    data: Any = c.data
+    if data_as_bytes:
+        data = cast(c.data, LargeBinary) if conn.dialect.name == "sqlite" else func.convert_to(c.data, "UTF8")
     q = (
-        select(c.kind, c.parent, c.name, c.display_name, c.etag, c.data)
+        select(c.kind, c.parent, c.name, c.display_name, c.etag, data.label("data"))
         .where(c.store_id == store_id)
         .order_by(c.kind, c.parent, c.name)
     )
     result = await conn.stream(q.execution_options(yield_per=batch))
     async for part in result.partitions(batch):
         yield list(part)
+
+
+async def stream_tuples(conn: AsyncConnection, store_id: int, batch: int = 5000) -> AsyncIterator[list[Any]]:
+    """Like `stream_raw(data_as_bytes=True)` but rows are the driver's own tuples/records
+    `(kind, parent, name, display_name, etag, data)`: no per-row objects, for the backup hot path.
+    Runs on `conn`'s driver connection, so inside its transaction (the backup's snapshot)."""
+    # SQLAlchemy begins the transaction (and so the snapshot) lazily, at its first statement: make
+    # sure that has happened before reading through the driver.
+    await conn.execute(select(1))
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    if conn.dialect.name == "sqlite":
+        cursor = await driver.execute(
+            "SELECT kind, parent, name, display_name, etag, CAST(data AS BLOB) FROM entities"
+            " WHERE store_id = ? ORDER BY kind, parent, name",
+            (store_id,),
+        )
+        try:
+            while rows := await cursor.fetchmany(batch):
+                yield rows
+        finally:
+            await cursor.close()
+        return
+    cur = await driver.cursor(
+        "SELECT kind, parent, name, display_name, etag, convert_to(data, 'UTF8') FROM entities"
+        " WHERE store_id = $1 ORDER BY kind, parent, name",
+        store_id,
+    )
+    while rows := await cur.fetch(batch):
+        yield rows
+
+
+ENTITY_COLUMNS = ("store_id", "kind", "parent", "name", "display_name", "etag", "data")
+
+
+async def bulk_insert(db: Any, rows: list[tuple[Any, ...]]) -> None:
+    """Insert rows (tuples in ENTITY_COLUMNS order) in one transaction by the driver's fastest path:
+    executemany on SQLite, COPY on PostgreSQL. Used to load a restore's staging store."""
+    async with db.write() as conn:
+        if db.sqlite:
+            await conn.exec_driver_sql(
+                f"INSERT INTO entities ({', '.join(ENTITY_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+            )
+            return
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        assert driver is not None
+        await driver.copy_records_to_table("entities", records=rows, columns=list(ENTITY_COLUMNS))

@@ -77,6 +77,9 @@ stores = Table(
     Column("state", String(16), nullable=False),  # active | staging | retired
     Column("operation_id", String(64), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Bumped by a trigger on every change to the store's entities while it is active (migration
+    # 0002): the gateway's cheap "did the configuration change" marker. Never written by code.
+    Column("config_version", BigInteger, nullable=False, server_default="0"),
 )
 
 entities = Table(
@@ -91,6 +94,18 @@ entities = Table(
     Column("data", Text, nullable=False),  # JSON of the ARM properties, references relative
 )
 Index("ix_entities_kind_name", entities.c.store_id, entities.c.kind, entities.c.name)
+
+# Which entity keys of an active store changed at which `stores.config_version` (written only by
+# the triggers of migration 0002, bounded there): gateway nodes apply changes incrementally.
+config_changes = Table(
+    "config_changes",
+    metadata,
+    Column("store_id", Integer, primary_key=True),
+    Column("version", BigInteger, primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("parent", String(600), nullable=False),
+    Column("name", String(256), nullable=False),
+)
 
 apps = Table(
     "apps",
@@ -162,11 +177,45 @@ usage = Table(
     Column("bytes_in", BigInteger, nullable=False),
     Column("bytes_out", BigInteger, nullable=False),
     Column("client_ip", String(64), nullable=True),
+    # Added by migration 0002 for the reports API: epoch seconds of `ts` (portable byTime buckets),
+    # the gateway's request id, the URL as received (subscription key removed), backend status.
+    Column("ts_epoch", BigInteger, nullable=True),
+    Column("request_id", String(64), nullable=True),
+    Column("url", String(2048), nullable=True),
+    Column("backend_status", Integer, nullable=True),
 )
 Index("ix_usage_service_ts", usage.c.service_id, usage.c.ts)
 
+# --- backup schedules (issue 5; migration 0003) ---------------------------------------------------
+# One row per schedule of a service (`.../service/{name}/backupSchedules/{id}`). `sealed_secret`
+# holds the storage access key (and encryption key) sealed with the server's secret key
+# (portico/secrets_box.py), never in clear. `next_run_at` is the claim: a node fires a run only if its
+# conditional UPDATE moves it from the value it read. `running` is the operation id of the run in
+# progress (or a short-lived "pending:" marker while it starts): overlapping runs are skipped.
+backup_schedules = Table(
+    "backup_schedules",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service_id", Integer, nullable=False),
+    Column("name_key", String(80), nullable=False),  # lower-cased: ARM names are case-insensitive
+    Column("name", String(80), nullable=False),
+    Column("properties", JSON, nullable=False),
+    Column("sealed_secret", LargeBinary, nullable=True),
+    Column("etag", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("next_run_at", DateTime(timezone=True), nullable=True),
+    Column("running", String(120), nullable=True),
+    Column("last_run", JSON, nullable=True),
+    Column("history", JSON, nullable=False),
+    UniqueConstraint("service_id", "name_key", name="uq_backup_schedules_service_name"),
+)
+Index("ix_backup_schedules_next_run_at", backup_schedules.c.next_run_at)
+
 __all__ = [
     "apps",
+    "backup_schedules",
+    "config_changes",
     "entities",
     "metadata",
     "operations",

@@ -6,10 +6,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+import orjson
+from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from portico.store.entities import new_etag
+from portico.store.entities import Row, new_etag
 from portico.store.schema import entities, resource_groups, services, stores
 
 
@@ -63,12 +65,16 @@ async def get_group(conn: AsyncConnection, subscription_id: str, name: str) -> R
 async def list_groups(conn: AsyncConnection, subscription_id: str) -> list[ResourceGroup]:
     rg = resource_groups.c
     rows = (
-        await conn.execute(select(resource_groups).where(rg.subscription_id == subscription_id).order_by(rg.name_key))
+        await conn.execute(
+            select(resource_groups).where(rg.subscription_id == subscription_id).order_by(rg.name_key)
+        )
     ).all()
     return [ResourceGroup(r.subscription_id, r.name, r.location, r.tags or {}) for r in rows]
 
 
-async def put_group(conn: AsyncConnection, subscription_id: str, name: str, location: str, tags: dict[str, str]) -> bool:
+async def put_group(
+    conn: AsyncConnection, subscription_id: str, name: str, location: str, tags: dict[str, str]
+) -> bool:
     """Create or update; returns True when created."""
     rg = resource_groups.c
     res = await conn.execute(
@@ -78,12 +84,26 @@ async def put_group(conn: AsyncConnection, subscription_id: str, name: str, loca
     )
     if res.rowcount:
         return False
-    await conn.execute(
-        insert(resource_groups).values(
-            subscription_id=subscription_id, name_key=name.lower(), name=name, location=location, tags=tags,
-            created_at=utcnow(),
-        )
+    values = dict(
+        subscription_id=subscription_id,
+        name_key=name.lower(),
+        name=name,
+        location=location,
+        tags=tags,
+        created_at=utcnow(),
     )
+    if conn.dialect.name == "postgresql":
+        # A concurrent PUT of the same new group: the later one updates instead of failing on the key.
+        res = await conn.execute(pg_insert(resource_groups).values(**values).on_conflict_do_nothing())
+        if not res.rowcount:
+            await conn.execute(
+                update(resource_groups)
+                .where(rg.subscription_id == subscription_id, rg.name_key == name.lower())
+                .values(tags=tags)
+            )
+            return False
+        return True
+    await conn.execute(insert(resource_groups).values(**values))
     return True
 
 
@@ -121,19 +141,80 @@ def _with_group_name() -> Any:
     )
 
 
+# The per-request look-up of a service, built once (see portico.store.entities).
+_SVC_WHERE = (
+    (services.c.subscription_id == bindparam("q_sub"))
+    & (services.c.resource_group_key == bindparam("q_group"))
+    & (services.c.name_key == bindparam("q_name"))
+)
+_GET_SERVICE = _with_group_name().where(_SVC_WHERE)
+_GET_SERVICE_SHARE = _GET_SERVICE.with_for_update(read=True, of=services)
+_GET_SERVICE_UPDATE = _GET_SERVICE.with_for_update(of=services)
+_ec = entities.c
+_GET_SERVICE_AND_ENTITY = (
+    select(
+        services,
+        resource_groups.c.name.label("group_name"),
+        _ec.etag.label("entity_etag"),
+        _ec.display_name.label("entity_display_name"),
+        _ec.data.label("entity_data"),
+    )
+    .select_from(
+        services.join(
+            resource_groups,
+            (resource_groups.c.subscription_id == services.c.subscription_id)
+            & (resource_groups.c.name_key == services.c.resource_group_key),
+        ).outerjoin(
+            entities,
+            (_ec.store_id == services.c.active_store_id)
+            & (_ec.kind == bindparam("q_kind"))
+            & (_ec.parent == bindparam("q_parent"))
+            & (_ec.name == bindparam("q_entity")),
+        )
+    )
+    .where(_SVC_WHERE)
+)
+
+
+def _svc_params(subscription_id: str, group: str, name: str) -> dict[str, Any]:
+    return {"q_sub": subscription_id, "q_group": group.lower(), "q_name": name.lower()}
+
+
 async def get_service(
-    conn: AsyncConnection, subscription_id: str, group: str, name: str, *, lock: bool = False
+    conn: AsyncConnection,
+    subscription_id: str,
+    group: str,
+    name: str,
+    *,
+    lock: bool = False,
+    exclusive: bool = False,
 ) -> Service | None:
     """`lock=True` (inside a write transaction) holds a share lock on the row until commit, so a
-    restore or backup that marks the service busy waits for this writer and vice versa."""
-    s = services.c
-    q = _with_group_name().where(
-        s.subscription_id == subscription_id, s.resource_group_key == group.lower(), s.name_key == name.lower()
-    )
-    if lock:
-        q = q.with_for_update(read=True, of=services)
-    r = (await conn.execute(q)).first()
+    restore or backup that marks the service busy waits for this writer and vice versa.
+    `exclusive=True` (for writers of the service row itself: read, merge, update) takes an update
+    lock instead, so that two such writers queue rather than lose an update or deadlock."""
+    q = _GET_SERVICE_UPDATE if exclusive else _GET_SERVICE_SHARE if lock else _GET_SERVICE
+    r = (await conn.execute(q, _svc_params(subscription_id, group, name))).first()
     return _service(r, r.group_name) if r else None
+
+
+async def get_service_and_entity(
+    conn: AsyncConnection, subscription_id: str, group: str, name: str, kind: str, parent: str, entity: str
+) -> tuple[Service | None, Row | None]:
+    """A service and one entity of its active store in one statement (the GET fast path)."""
+    params = {
+        **_svc_params(subscription_id, group, name),
+        "q_kind": kind,
+        "q_parent": parent,
+        "q_entity": entity,
+    }
+    r = (await conn.execute(_GET_SERVICE_AND_ENTITY, params)).first()
+    if r is None:
+        return None, None
+    svc = _service(r, r.group_name)
+    if r.entity_etag is None:
+        return svc, None
+    return svc, Row(kind, parent, entity, r.entity_display_name, r.entity_etag, orjson.loads(r.entity_data))
 
 
 async def get_service_by_id(conn: AsyncConnection, service_id: int) -> Service | None:
@@ -146,7 +227,9 @@ async def name_taken(conn: AsyncConnection, name: str) -> bool:
     return r is not None
 
 
-async def list_services(conn: AsyncConnection, subscription_id: str, group: str | None = None) -> list[Service]:
+async def list_services(
+    conn: AsyncConnection, subscription_id: str, group: str | None = None
+) -> list[Service]:
     s = services.c
     q = _with_group_name().where(s.subscription_id == subscription_id)
     if group is not None:
@@ -160,7 +243,9 @@ async def list_all_services(conn: AsyncConnection) -> list[Service]:
     return [_service(r, r.group_name) for r in rows]
 
 
-async def create_service(conn: AsyncConnection, *, subscription_id: str, group: str, name: str, values: dict[str, Any]) -> int:
+async def create_service(
+    conn: AsyncConnection, *, subscription_id: str, group: str, name: str, values: dict[str, Any]
+) -> int:
     now = utcnow()
     store_id = (
         await conn.execute(insert(stores).values(state="active", created_at=now).returning(stores.c.id))
@@ -169,8 +254,15 @@ async def create_service(conn: AsyncConnection, *, subscription_id: str, group: 
         await conn.execute(
             insert(services)
             .values(
-                subscription_id=subscription_id, resource_group_key=group.lower(), name_key=name.lower(), name=name,
-                etag=new_etag(), created_at=now, active_store_id=store_id, busy=None, **values,
+                subscription_id=subscription_id,
+                resource_group_key=group.lower(),
+                name_key=name.lower(),
+                name=name,
+                etag=new_etag(),
+                created_at=now,
+                active_store_id=store_id,
+                busy=None,
+                **values,
             )
             .returning(services.c.id)
         )
@@ -187,14 +279,18 @@ async def update_service(conn: AsyncConnection, service_id: int, values: dict[st
 
 async def delete_service(conn: AsyncConnection, service_id: int) -> None:
     """Remove the service; its stores are retired and their rows deleted."""
-    store_ids = [r.id for r in (await conn.execute(select(stores.c.id).where(stores.c.service_id == service_id))).all()]
+    store_ids = [
+        r.id for r in (await conn.execute(select(stores.c.id).where(stores.c.service_id == service_id))).all()
+    ]
     if store_ids:
         await conn.execute(delete(entities).where(entities.c.store_id.in_(store_ids)))
         await conn.execute(delete(stores).where(stores.c.id.in_(store_ids)))
     await conn.execute(delete(services).where(services.c.id == service_id))
 
 
-async def set_busy(conn: AsyncConnection, service_id: int, marker: str | None, *, expect: str | None = None) -> bool:
+async def set_busy(
+    conn: AsyncConnection, service_id: int, marker: str | None, *, expect: str | None = None
+) -> bool:
     """Compare-and-set of the busy marker: True when this caller now owns (or released) it."""
     s = services.c
     res = await conn.execute(

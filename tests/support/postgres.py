@@ -25,7 +25,9 @@ def pg_bin() -> Path:
     for cand in sorted(Path("/usr/lib/postgresql").glob("*/bin"), reverse=True):
         if (cand / "initdb").exists():
             return cand
-    raise RuntimeError("PostgreSQL server binaries not found; `make test` installs the postgresql package (apt-get install -y postgresql).")
+    raise RuntimeError(
+        "PostgreSQL server binaries not found; `make test` installs the postgresql package (apt-get install -y postgresql)."
+    )
 
 
 @contextmanager
@@ -39,20 +41,48 @@ def postgres_cluster() -> Iterator[str]:
     os.chmod(sock, 0o777)
     port = _free_port()
     as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "portico", "--auth=trust", "--no-sync"], check=True, capture_output=True)
+    subprocess.run(
+        [*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "portico", "--auth=trust", "--no-sync"],
+        check=True,
+        capture_output=True,
+    )
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {sock} -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-w", "-l", str(root / "log"), "start"], check=True, capture_output=True)
+    subprocess.run(
+        [
+            *as_postgres,
+            str(bindir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-o",
+            opts,
+            "-w",
+            "-l",
+            str(root / "log"),
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            r = subprocess.run([str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True)
+            r = subprocess.run(
+                [str(bindir / "pg_isready"), "-h", "127.0.0.1", "-p", str(port)], capture_output=True
+            )
             if r.returncode == 0:
                 break
             time.sleep(0.1)
-        subprocess.run([str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "portico", "portico"], check=True, capture_output=True)
+        subprocess.run(
+            [str(bindir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "portico", "portico"],
+            check=True,
+            capture_output=True,
+        )
         yield f"postgresql+asyncpg://portico@127.0.0.1:{port}/portico"
     finally:
-        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -61,5 +91,9 @@ def create_database(url: str, name: str) -> str:
     base, _, _db = url.rpartition("/")
     host_port = base.split("@", 1)[1]
     host, port = host_port.split(":")
-    subprocess.run([str(pg_bin() / "createdb"), "-h", host, "-p", port, "-U", "portico", name], check=True, capture_output=True)
+    subprocess.run(
+        [str(pg_bin() / "createdb"), "-h", host, "-p", port, "-U", "portico", name],
+        check=True,
+        capture_output=True,
+    )
     return f"{base}/{name}"

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -47,20 +48,40 @@ class PorticoServer:
     def tenant(self) -> str:
         return self.env.get("PORTICO_TENANT_ID", "portico")
 
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=self.ca)
+
     def admin(self) -> dict[str, Any]:
         return json.loads((self.data_dir / "admin-credentials.json").read_text())
 
     def start(self, timeout: float = 30) -> PorticoServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.env, "PORTICO_DATA_DIR": str(self.data_dir), "PORTICO_PORT": str(self.port)}
-        log = open(self.log_path, "ab")  # noqa: SIM115 - lives as long as the process
-        self.proc = subprocess.Popen([sys.executable, "-m", "portico.cli", "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        env = {
+            **os.environ,
+            **self.env,
+            "PORTICO_DATA_DIR": str(self.data_dir),
+            "PORTICO_PORT": str(self.port),
+        }
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "portico.cli", "serve"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"Portico exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}")
+                raise RuntimeError(
+                    f"Portico exited with {self.proc.returncode}:\n{self.log_path.read_text()[-4000:]}"
+                )
             try:
-                r = httpx.get(f"{self.url}/{self.tenant}/v2.0/.well-known/openid-configuration", verify=self.ca, timeout=1)
+                r = httpx.get(
+                    f"{self.url}/{self.tenant}/v2.0/.well-known/openid-configuration",
+                    verify=self.ssl_context(),
+                    timeout=1,
+                )
                 if r.status_code == 200:
                     return self
             except (httpx.HTTPError, OSError):
@@ -86,13 +107,24 @@ class PorticoServer:
         creds = self.admin()
         r = httpx.post(
             f"{self.url}/{self.tenant}/oauth2/v2.0/token",
-            data={"grant_type": "client_credentials", "client_id": client_id or creds["client_id"],
-                  "client_secret": secret or creds["client_secret"], "scope": "https://management.azure.com/.default"},
-            verify=self.ca,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": client_id or creds["client_id"],
+                "client_secret": secret or creds["client_secret"],
+                "scope": "https://management.azure.com/.default",
+            },
+            verify=self.ssl_context(),
         )
         r.raise_for_status()
         return str(r.json()["access_token"])
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         env = {**os.environ, **self.env, "PORTICO_DATA_DIR": str(self.data_dir)}
-        return subprocess.run([sys.executable, "-m", "portico.cli", *args], env=env, capture_output=True, text=True, check=check, cwd=REPO)
+        return subprocess.run(
+            [sys.executable, "-m", "portico.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=check,
+            cwd=REPO,
+        )

@@ -1,0 +1,1 @@
+"""Usage analytics: the reports REST API and its export (the data backups leave out)."""

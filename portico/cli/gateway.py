@@ -1,0 +1,173 @@
+"""`portico gateway` (a gateway-only node) and `portico analytics export`.
+
+The export is client-side, like `portico backup`: it pages through the reports REST API with a
+service principal's token, so it works from anywhere the management API is reachable, under the
+same RBAC as the API (Reader may export), against Portico or Azure API Management alike, and
+needs no database credentials on the operator's machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from portico.cli.client import (
+    CA,
+    CLIENT_ID,
+    CLIENT_SECRET,
+    RESOURCE_GROUP,
+    SUBSCRIPTION,
+    TENANT,
+    URL,
+    Endpoint,
+    check,
+    console,
+    fail,
+)
+
+analytics_cli = typer.Typer(
+    help="Usage analytics (the data backups leave out): export reports for retention."
+)
+
+REPORTS = {
+    "byrequest": "byRequest",
+    "byapi": "byApi",
+    "byoperation": "byOperation",
+    "byproduct": "byProduct",
+    "bysubscription": "bySubscription",
+    "byuser": "byUser",
+    "bytime": "byTime",
+}
+
+
+def gateway(
+    data_dir: Path = typer.Option(
+        None, envvar="PORTICO_DATA_DIR", help="Data directory (TLS material; SQLite database by default)."
+    ),
+    database_url: str = typer.Option(
+        None, envvar="PORTICO_DATABASE_URL", help="The database of the management nodes (SQLAlchemy URL)."
+    ),
+    host: str = typer.Option(None, envvar="PORTICO_GATEWAY_HOST", help="Bind address (default 127.0.0.1)."),
+    port: int = typer.Option(None, envvar="PORTICO_GATEWAY_PORT", help="HTTP port (default 8080, 0 = off)."),
+    https_port: int = typer.Option(
+        None, envvar="PORTICO_GATEWAY_HTTPS_PORT", help="HTTPS port (default 8081, 0 = off)."
+    ),
+    gateway_domain: str = typer.Option(
+        None, envvar="PORTICO_GATEWAY_DOMAIN", help="Services answer as {service}.{domain}."
+    ),
+    tls_cert: Path = typer.Option(
+        None, envvar="PORTICO_TLS_CERT", help="Server certificate (PEM); generated when absent."
+    ),
+    tls_key: Path = typer.Option(None, envvar="PORTICO_TLS_KEY", help="Server private key (PEM)."),
+) -> None:
+    """Run a gateway-only node: serves every service of the database, no management API."""
+    import logging
+
+    from portico.gateway.server import serve_with_gateway
+    from portico.settings import Settings
+
+    overrides = {
+        k: v
+        for k, v in dict(
+            data_dir=data_dir,
+            database_url=database_url,
+            gateway_host=host,
+            gateway_port=port,
+            gateway_https_port=https_port,
+            gateway_domain=gateway_domain,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+        ).items()
+        if v is not None
+    }
+    settings = Settings.model_validate(overrides)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    if not settings.gateway_port and not settings.gateway_https_port:
+        fail("both gateway ports are 0: nothing to serve", 2)
+    serve_with_gateway(settings, None, console)
+
+
+@analytics_cli.command("export")
+def export(
+    service: str = typer.Option(..., "--service", help="Service whose usage to export."),
+    start: str = typer.Option(None, "--from", help="Start (ISO 8601, UTC when no offset), inclusive."),
+    end: str = typer.Option(None, "--to", help="End (ISO 8601), inclusive."),
+    report: str = typer.Option(
+        "byRequest",
+        "--report",
+        help="byRequest (one row per call) or an aggregate: byApi, byOperation, byProduct, bySubscription, byUser, byTime.",
+    ),
+    interval: str = typer.Option("PT15M", "--interval", help="Bucket of byTime (ISO 8601 duration)."),
+    fmt: str = typer.Option("csv", "--format", help="csv or json."),
+    output: Path = typer.Option(None, "--output", "-o", help="File to write (default: standard output)."),
+    page_size: int = typer.Option(1000, "--page-size", min=1, max=1000),
+    url: str = URL,
+    tenant: str = TENANT,
+    client_id: str = CLIENT_ID,
+    client_secret: str = CLIENT_SECRET,
+    ca: str = CA,
+    subscription: str = SUBSCRIPTION,
+    resource_group: str = RESOURCE_GROUP,
+    api_version: str = typer.Option("2024-05-01", "--api-version"),
+) -> None:
+    """Export usage (the reports REST API, all pages) as CSV or JSON, for retention."""
+    name = REPORTS.get(report.lower())
+    if name is None:
+        fail(f"unknown report '{report}' (use {', '.join(REPORTS.values())})", 2)
+    if fmt not in ("csv", "json"):
+        fail("--format must be csv or json", 2)
+    terms = []
+    if start:
+        terms.append(f"timestamp ge datetime'{start}'")
+    if end:
+        terms.append(f"timestamp le datetime'{end}'")
+    params: dict[str, Any] = {"api-version": api_version, "$top": page_size}
+    if terms:
+        params["$filter"] = " and ".join(terms)
+    if name == "byTime":
+        params["interval"] = interval
+    ep = Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, subscription, resource_group)
+    rows: list[dict[str, Any]] = []
+    with ep.client() as http:
+        next_url: str | None = f"{ep.service_url(service)}/reports/{name}"
+        first = True
+        while next_url:
+            resp = check(http.get(next_url, params=params if first else None))
+            first = False
+            doc = resp.json()
+            rows.extend(doc.get("value", []))
+            next_url = doc.get("nextLink")
+    out = output.open("w", newline="") if output else sys.stdout
+    try:
+        if fmt == "json":
+            json.dump(rows, out, indent=1)
+            out.write("\n")
+        else:
+            columns: list[str] = []
+            for r in rows:
+                for k in r:
+                    if k not in columns:
+                        columns.append(k)
+            writer = csv.DictWriter(out, fieldnames=columns)
+            writer.writeheader()
+            for r in rows:
+                writer.writerow(r)
+    finally:
+        if output:
+            out.close()
+    if output:
+        console.print(f"exported {len(rows)} {name} record(s) of '{service}' to {output}", style="green")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `portico gateway` and `portico analytics export` to the `portico` command."""
+    app.command("gateway")(gateway)
+    app.add_typer(analytics_cli, name="analytics")

@@ -1,0 +1,28 @@
+"""API Management policies: parsing, validation (for the control plane) and execution.
+
+`validate_policy_document` is what the control plane calls on every policy PUT: an unknown
+element, a bad attribute or an invalid expression is refused with a 400 whose message names the
+element, its line and column, and the problem.
+"""
+
+from __future__ import annotations
+
+from portico.arm.errors import ArmError
+
+
+def validate_policy_document(xml: str) -> None:
+    from portico.gateway.policies.base import CompileContext
+    from portico.gateway.policies.pipeline import compile_document
+    from portico.gateway.policies.xmltree import PolicyDocumentError
+
+    try:
+        compile_document(xml, CompileContext(validate_only=True, scope="validate"))
+    except PolicyDocumentError as exc:
+        raise ArmError(400, "ValidationError", str(exc), target="value") from None
+    except RecursionError:
+        raise ArmError(
+            400, "ValidationError", "Policy document is too deeply nested.", target="value"
+        ) from None
+
+
+__all__ = ["validate_policy_document"]

@@ -1,0 +1,115 @@
+"""What every policy shares: the registry of elements, compile-time checks and run-time signals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from portico.gateway.policies.xmltree import Node, PolicyDocumentError
+
+if TYPE_CHECKING:
+    from portico.gateway.context import Context
+
+SECTIONS = ("inbound", "backend", "outbound", "on-error")
+ALL = frozenset(SECTIONS)
+STOP = (
+    object()
+)  # returned by a policy that answered the request itself (return-response, mock, cors preflight)
+
+
+class Reject(Exception):
+    """A policy (or the key check) refuses the request: answered with API Management's JSON error
+    body after the on-error section ran (which may change it)."""
+
+    def __init__(
+        self, status: int, message: str, *, source: str, reason: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.source = source
+        self.reason = reason
+        self.headers = headers or {}
+
+
+class CompileContext:
+    """What compiling a document needs besides the XML: where we are, and shared services."""
+
+    def __init__(
+        self,
+        *,
+        validate_only: bool = False,
+        scope: str = "",
+        limits: Any = None,
+        jwks: Any = None,
+        backends: dict[str, Any] | None = None,
+        operation: Any = None,
+    ) -> None:
+        self.validate_only = validate_only
+        self.scope = scope  # "global" | "product:p" | "api:a" | "operation:a/o" (counter identity)
+        self.limits = limits
+        self.jwks = jwks
+        self.backends = backends or {}
+        self.operation = operation
+        self.counter = 0
+
+    def next_id(self, tag: str) -> str:
+        self.counter += 1
+        return f"{self.scope}/{tag}#{self.counter}"
+
+
+class Policy:
+    tag: ClassVar[str]
+    sections: ClassVar[frozenset[str]] = ALL
+    is_async: ClassVar[bool] = False
+
+    def __init__(self, node: Node, section: str, cc: CompileContext) -> None:
+        self.node = node
+        self.section = section
+
+    def run(self, ctx: Context) -> Any:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+REGISTRY: dict[str, type[Policy]] = {}
+
+
+def policy(cls: type[Policy]) -> type[Policy]:
+    REGISTRY[cls.tag] = cls
+    return cls
+
+
+def compile_policies(nodes: list[Node], section: str, cc: CompileContext, *, allow_base: bool) -> list[Any]:
+    """Compile a section's elements; `BASE` stands for `<base/>` (expanded by composition)."""
+    out: list[Any] = []
+    for node in nodes:
+        if node.tag == "base":
+            if not allow_base:
+                raise PolicyDocumentError("<base /> is only allowed directly inside a section.", node)
+            node.check_attrs(frozenset())
+            if node.children:
+                raise PolicyDocumentError("<base /> takes no child elements.", node)
+            out.append(BASE)
+            continue
+        cls = REGISTRY.get(node.tag)
+        if cls is None:
+            raise PolicyDocumentError(
+                f"unknown or unsupported policy '{node.tag}'. Supported: {', '.join(sorted(REGISTRY))}.", node
+            )
+        if section not in cls.sections:
+            raise PolicyDocumentError(
+                f"policy is not allowed in section '{section}' (allowed in: {', '.join(s for s in SECTIONS if s in cls.sections)}).",
+                node,
+            )
+        out.append(cls(node, section, cc))
+    return out
+
+
+class _Base:
+    def __repr__(self) -> str:
+        return "<base/>"
+
+
+BASE = _Base()
+
+Runner = Callable[["Context"], Any]

@@ -1,0 +1,340 @@
+"""rate-limit, quota (per subscription) and rate-limit-by-key.
+
+Counters live in the memory of each gateway node (like API Management's self-hosted gateway
+without synchronisation): with N nodes behind a balancer the effective limit is up to N times
+the configured one. Windows are fixed, starting at the first call of a key; expired windows are
+swept every few seconds so memory follows the number of active keys.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import TYPE_CHECKING, Any
+
+from portico.gateway.expressions import Value, to_text, truthy
+from portico.gateway.policies.base import CompileContext, Policy, Reject, policy
+from portico.gateway.policies.xmltree import Node, PolicyDocumentError
+
+if TYPE_CHECKING:
+    from portico.gateway.context import Context
+
+INBOUND = frozenset({"inbound"})
+
+
+class Counters:
+    """Fixed windows keyed by anything hashable: key → [window start, count]."""
+
+    def __init__(self) -> None:
+        self._w: dict[Any, list[float]] = {}
+        self._last_sweep = time.monotonic()
+
+    def __len__(self) -> int:
+        return len(self._w)
+
+    def _window(self, key: Any, period: float, now: float) -> list[float]:
+        w = self._w.get(key)
+        if w is None or now - w[0] >= period:
+            w = [now, 0.0]
+            self._w[key] = w
+        if now - self._last_sweep > 5.0:
+            self._sweep(now)
+        return w
+
+    def _sweep(self, now: float) -> None:
+        self._last_sweep = now
+        # periods are at most a year; a window idle for longer than its own age+period is dead
+        dead = [
+            k
+            for k, w in self._w.items()
+            if now - w[0] >= (k[-1] if isinstance(k, tuple) and isinstance(k[-1], float) else 3600.0)
+        ]
+        for k in dead:
+            del self._w[k]
+
+    def peek(self, key: Any, period: float, now: float) -> tuple[float, float]:
+        """(count in the current window, seconds until it renews)."""
+        w = self._window(key, period, now)
+        return w[1], max(0.0, w[0] + period - now)
+
+    def add(self, key: Any, period: float, now: float, amount: float) -> float:
+        w = self._window(key, period, now)
+        w[1] += amount
+        return w[1]
+
+
+class _Limit:
+    __slots__ = ("bandwidth_kb", "calls", "key", "period")
+
+    def __init__(self, calls: int | None, bandwidth_kb: int | None, period: float, key: str) -> None:
+        self.calls = calls
+        self.bandwidth_kb = bandwidth_kb
+        self.period = period
+        self.key = key
+
+
+def _nested(
+    node: Node, cc: CompileContext, *, quota: bool
+) -> list[tuple[str, str | None, str | None, _Limit, list[tuple[str, str | None, str | None, _Limit]]]]:
+    """<api name|id calls renewal-period><operation .../></api> children of rate-limit and quota."""
+    out = []
+    node.check_children({"api"})
+    for api in node.children:
+        api.check_attrs(
+            {"name", "id", "calls", "renewal-period", "bandwidth"}
+            if quota
+            else {"name", "id", "calls", "renewal-period"}
+        )
+        api.check_children({"operation"})
+        if not api.get("name") and not api.get("id"):
+            raise PolicyDocumentError("<api> needs a 'name' or an 'id'.", api)
+        ops = []
+        for op in api.children:
+            op.check_attrs(
+                {"name", "id", "calls", "renewal-period", "bandwidth"}
+                if quota
+                else {"name", "id", "calls", "renewal-period"}
+            )
+            if op.children:
+                raise PolicyDocumentError("<operation> takes no child elements.", op)
+            if not op.get("name") and not op.get("id"):
+                raise PolicyDocumentError("<operation> needs a 'name' or an 'id'.", op)
+            ops.append(("operation", op.get("name"), op.get("id"), _limit_of(op, cc, quota)))
+        out.append(("api", api.get("name"), api.get("id"), _limit_of(api, cc, quota), ops))
+    return out
+
+
+def _limit_of(node: Node, cc: CompileContext, quota: bool) -> _Limit:
+    calls = node.integer("calls", minimum=0, required=not quota)
+    bandwidth = node.integer("bandwidth", minimum=0) if quota else None
+    if quota and calls is None and bandwidth is None:
+        raise PolicyDocumentError("at least one of 'calls' and 'bandwidth' is required.", node)
+    period = node.integer("renewal-period", required=True, minimum=1)
+    assert period is not None
+    if period > 366 * 86400 * 5:
+        raise PolicyDocumentError("attribute 'renewal-period' is too long.", node)
+    return _Limit(calls, bandwidth, float(period), f"{cc.scope}@{node.line}:{node.col}")
+
+
+def _matches(ctx: Context, kind: str, name: str | None, ident: str | None) -> bool:
+    target = ctx.api if kind == "api" else ctx.operation
+    if target is None:
+        return False
+    if ident is not None and ident.lower() == target.name.lower():
+        return True
+    return name is not None and name == target.display_name
+
+
+def _retry_text(seconds: float) -> str:
+    s = math.ceil(seconds)
+    return f"{s // 3600:02d}:{(s % 3600) // 60:02d}:{s % 60:02d}"
+
+
+class _HeaderNames:
+    def __init__(self, node: Node) -> None:
+        self.retry_after_header = node.get("retry-after-header-name")
+        self.retry_after_variable = node.get("retry-after-variable-name")
+        self.remaining_header = node.get("remaining-calls-header-name")
+        self.remaining_variable = node.get("remaining-calls-variable-name")
+        self.total_header = node.get("total-calls-header-name")
+
+    def report(self, ctx: Context, remaining: int, total: int) -> None:
+        if self.remaining_header:
+            ctx.extra_headers.append((self.remaining_header, str(max(0, remaining))))
+        if self.remaining_variable:
+            ctx.variables[self.remaining_variable] = max(0, remaining)
+        if self.total_header:
+            ctx.extra_headers.append((self.total_header, str(total)))
+
+    def reject(self, ctx: Context, retry: float) -> dict[str, str]:
+        seconds = str(max(1, math.ceil(retry)))
+        if self.retry_after_variable:
+            ctx.variables[self.retry_after_variable] = int(seconds)
+        return {self.retry_after_header or "Retry-After": seconds}
+
+
+_LIMIT_ATTRS = {
+    "calls",
+    "renewal-period",
+    "retry-after-header-name",
+    "retry-after-variable-name",
+    "remaining-calls-header-name",
+    "remaining-calls-variable-name",
+    "total-calls-header-name",
+}
+
+
+def _subscription_key(ctx: Context) -> str:
+    s = ctx.subscription
+    return s.name if s is not None else "\x00anonymous"
+
+
+@policy
+class RateLimit(Policy):
+    tag = "rate-limit"
+    sections = INBOUND
+
+    def __init__(self, node: Node, section: str, cc: CompileContext) -> None:
+        super().__init__(node, section, cc)
+        node.check_attrs(_LIMIT_ATTRS)
+        self.limit = _limit_of(node, cc, quota=False)
+        self.nested = _nested(node, cc, quota=False)
+        self.names = _HeaderNames(node)
+        self.counters: Counters = cc.limits if cc.limits is not None else Counters()
+
+    def _check(self, ctx: Context, limit: _Limit, who: Any, now: float) -> None:
+        assert limit.calls is not None
+        key = (ctx.service.id, limit.key, who, limit.period)
+        count, renew = self.counters.peek(key, limit.period, now)
+        if count + 1 > limit.calls:
+            raise Reject(
+                429,
+                f"Rate limit is exceeded. Try again in {max(1, math.ceil(renew))} seconds.",
+                source="rate-limit",
+                reason="RateLimitExceeded",
+                headers=self.names.reject(ctx, renew),
+            )
+        self.counters.add(key, limit.period, now, 1)
+        self.names.report(ctx, int(limit.calls - count - 1), limit.calls)
+
+    def run(self, ctx: Context) -> Any:
+        now = time.monotonic()
+        who = _subscription_key(ctx)
+        for _k, name, ident, limit, ops in self.nested:
+            if _matches(ctx, "api", name, ident):
+                for _ko, oname, oident, olimit in ops:
+                    if _matches(ctx, "operation", oname, oident):
+                        self._check(ctx, olimit, who, now)
+                self._check(ctx, limit, who, now)
+        self._check(ctx, self.limit, who, now)
+        return None
+
+
+@policy
+class Quota(Policy):
+    tag = "quota"
+    sections = INBOUND
+
+    def __init__(self, node: Node, section: str, cc: CompileContext) -> None:
+        super().__init__(node, section, cc)
+        node.check_attrs({"calls", "bandwidth", "renewal-period"})
+        self.limit = _limit_of(node, cc, quota=True)
+        self.nested = _nested(node, cc, quota=True)
+        self.counters: Counters = cc.limits if cc.limits is not None else Counters()
+
+    def _check(self, ctx: Context, limit: _Limit, who: Any, now: float) -> None:
+        if limit.calls is not None:
+            key = (ctx.service.id, limit.key, "calls", who, limit.period)
+            count, renew = self.counters.peek(key, limit.period, now)
+            if count + 1 > limit.calls:
+                raise Reject(
+                    403,
+                    f"Out of call volume quota. Quota will be replenished in {_retry_text(renew)}.",
+                    source="quota",
+                    reason="QuotaExceeded",
+                    headers={"Retry-After": str(max(1, math.ceil(renew)))},
+                )
+            self.counters.add(key, limit.period, now, 1)
+        if limit.bandwidth_kb is not None:
+            bkey = (ctx.service.id, limit.key, "kb", who, limit.period)
+            used, renew = self.counters.peek(bkey, limit.period, now)
+            if used >= limit.bandwidth_kb:
+                raise Reject(
+                    403,
+                    f"Out of bandwidth quota. Quota will be replenished in {_retry_text(renew)}.",
+                    source="quota",
+                    reason="QuotaExceeded",
+                    headers={"Retry-After": str(max(1, math.ceil(renew)))},
+                )
+            counters, period = self.counters, limit.period
+
+            def charge(c: Context, key: Any = bkey) -> None:
+                counters.add(key, period, time.monotonic(), (c.bytes_in + c.bytes_out) / 1024.0)
+
+            ctx.deferred.append(charge)
+
+    def run(self, ctx: Context) -> Any:
+        now = time.monotonic()
+        who = _subscription_key(ctx)
+        for _k, name, ident, limit, ops in self.nested:
+            if _matches(ctx, "api", name, ident):
+                for _ko, oname, oident, olimit in ops:
+                    if _matches(ctx, "operation", oname, oident):
+                        self._check(ctx, olimit, who, now)
+                self._check(ctx, limit, who, now)
+        self._check(ctx, self.limit, who, now)
+        return None
+
+
+@policy
+class RateLimitByKey(Policy):
+    tag = "rate-limit-by-key"
+    sections = INBOUND
+
+    def __init__(self, node: Node, section: str, cc: CompileContext) -> None:
+        super().__init__(node, section, cc)
+        node.check_attrs(_LIMIT_ATTRS | {"counter-key", "increment-condition", "increment-count"})
+        node.check_children(frozenset())
+        self.limit = _limit_of(node, cc, quota=False)
+        counter_key = node.value("counter-key", required=True)
+        assert counter_key is not None
+        self.counter_key: Value = counter_key
+        self.condition = node.value("increment-condition")
+        if (
+            self.condition is not None
+            and self.condition.constant
+            and self.condition.literal.lower() not in ("true", "false")
+        ):
+            raise PolicyDocumentError(
+                "attribute 'increment-condition' must be an expression or true/false.", node
+            )
+        self.increment = node.value("increment-count", default="1")
+        if self.increment is not None and self.increment.constant:
+            node.integer("increment-count", minimum=1)
+        self.names = _HeaderNames(node)
+        self.counters: Counters = cc.limits if cc.limits is not None else Counters()
+
+    def _amount(self, ctx: Context) -> int:
+        if self.increment is None:
+            return 1
+        v = self.increment.get(ctx)
+        try:
+            n = int(v if not isinstance(v, str) else v.strip())
+        except (TypeError, ValueError):
+            raise Reject(
+                500,
+                "increment-count did not evaluate to an integer.",
+                source="rate-limit-by-key",
+                reason="ExpressionValueEvaluationFailure",
+            ) from None
+        return max(0, n)
+
+    def run(self, ctx: Context) -> Any:
+        limit = self.limit
+        assert limit.calls is not None
+        now = time.monotonic()
+        who = to_text(self.counter_key.get(ctx))
+        key = (ctx.service.id, limit.key, who, limit.period)
+        count, renew = self.counters.peek(key, limit.period, now)
+        if count + 1 > limit.calls:
+            raise Reject(
+                429,
+                f"Rate limit is exceeded. Try again in {max(1, math.ceil(renew))} seconds.",
+                source="rate-limit-by-key",
+                reason="RateLimitExceeded",
+                headers=self.names.reject(ctx, renew),
+            )
+        amount = self._amount(ctx)
+        if self.condition is None or (self.condition.constant and self.condition.literal.lower() == "true"):
+            self.counters.add(key, limit.period, now, amount)
+            self.names.report(ctx, int(limit.calls - count - amount), limit.calls)
+        elif not self.condition.constant:
+            cond, counters, period = self.condition, self.counters, limit.period
+
+            def later(c: Context) -> None:
+                if truthy(cond.get(c)):
+                    counters.add(key, period, time.monotonic(), amount)
+
+            ctx.deferred.append(later)
+            self.names.report(ctx, int(limit.calls - count), limit.calls)
+        return None

@@ -1,0 +1,92 @@
+"""Policy documents → composed pipelines (global → product → API → operation through <base/>)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from portico.gateway.policies import access, limits, transform  # noqa: F401 - registers the policies
+from portico.gateway.policies.base import BASE, SECTIONS, STOP, CompileContext, compile_policies
+from portico.gateway.policies.transform import ForwardRequest
+from portico.gateway.policies.xmltree import Node, PolicyDocumentError, parse
+
+if TYPE_CHECKING:
+    from portico.gateway.context import Context
+
+
+@dataclass
+class PolicyDoc:
+    """A compiled document: each present section's policies, `BASE` where <base/> stood."""
+
+    sections: dict[str, list[Any]] = field(default_factory=dict)
+
+
+def compile_document(xml: str, cc: CompileContext) -> PolicyDoc:
+    root = parse(xml)
+    if root.tag != "policies":
+        raise PolicyDocumentError(f"the root element must be <policies>, found <{root.tag}>.", root)
+    root.check_attrs(frozenset())
+    doc = PolicyDoc()
+    for child in root.children:
+        if child.tag not in SECTIONS:
+            raise PolicyDocumentError(
+                f"unknown section <{child.tag}> (allowed: {', '.join(SECTIONS)}).", child
+            )
+        if child.tag in doc.sections:
+            raise PolicyDocumentError(f"section <{child.tag}> appears more than once.", child)
+        child.check_attrs(frozenset())
+        compiled = compile_policies(child.children, child.tag, cc, allow_base=True)
+        if sum(1 for p in compiled if p is BASE) > 1:
+            raise PolicyDocumentError("<base /> may appear only once per section.", child)
+        doc.sections[child.tag] = compiled
+    return doc
+
+
+_DEFAULT_FORWARD = ForwardRequest(
+    Node("forward-request", {}, 0, 0), "backend", CompileContext(scope="default")
+)
+PLATFORM_DEFAULT = PolicyDoc({"inbound": [], "backend": [_DEFAULT_FORWARD], "outbound": [], "on-error": []})
+
+
+@dataclass
+class Pipeline:
+    inbound: list[Any]
+    backend: list[Any]
+    outbound: list[Any]
+    on_error: list[Any]
+    error: str | None = None  # a policy of this scope failed to compile: every request gets a 500
+
+    def cors(self) -> list[Any]:
+        return [p for p in self.inbound if getattr(p, "tag", "") == "cors"]
+
+
+def compose(levels: list[PolicyDoc | None]) -> Pipeline:
+    """`levels` from the outermost (global) to the innermost (operation); None = no document."""
+    chain = [PLATFORM_DEFAULT, *[d for d in levels if d is not None]]
+
+    def expand(i: int, section: str) -> list[Any]:
+        doc = chain[i]
+        items = doc.sections.get(section)
+        if items is None:  # a missing section inherits the enclosing scope unchanged
+            return expand(i - 1, section) if i > 0 else []
+        out: list[Any] = []
+        for p in items:
+            if p is BASE:
+                if i > 0:
+                    out.extend(expand(i - 1, section))
+            else:
+                out.append(p)
+        return out
+
+    last = len(chain) - 1
+    return Pipeline(
+        expand(last, "inbound"), expand(last, "backend"), expand(last, "outbound"), expand(last, "on-error")
+    )
+
+
+async def run_list(policies: list[Any], ctx: Context) -> Any:
+    for p in policies:
+        r = (await p.run(ctx)) if p.is_async else p.run(ctx)
+        if r is STOP:
+            return STOP
+    return None

@@ -1,0 +1,249 @@
+"""Forwarding to the backend (forward-request) and writing the answer back to the client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from portico.gateway.context import Response
+from portico.gateway.policies.base import Reject
+from portico.gateway.upstream import UpstreamError, UpstreamTimeout, split_url
+
+if TYPE_CHECKING:
+    from portico.gateway.app import Gateway
+    from portico.gateway.context import Context
+
+# RFC 9110 §7.6.1 connection-specific headers, plus what the gateway sets itself.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+        b"host",
+        b"content-length",
+        b"expect",
+    }
+)
+RESPONSE_DROP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"trailers",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+_url_cache: dict[str, tuple[str, str, int, str, str]] = {}
+
+
+def _split(base: str) -> tuple[str, str, int, str, str]:
+    hit = _url_cache.get(base)
+    if hit is None:
+        try:
+            scheme, host, port, target = split_url(base)
+        except ValueError as exc:
+            raise Reject(
+                500, f"Backend URL is invalid: {exc}.", source="forward-request", reason="BackendUrlInvalid"
+            ) from None
+        path, _, query = target.partition("?")
+        hit = (scheme, host, port, path.rstrip("/"), query)
+        if len(_url_cache) > 10000:
+            _url_cache.clear()
+        _url_cache[base] = hit
+    return hit
+
+
+def request_headers(ctx: Context, gw: Gateway) -> list[tuple[bytes, bytes]]:
+    touched = ctx.headers_touched
+    raw = ctx.headers.to_raw() if touched else ctx.raw_headers
+    drop_key = ctx.api.key_header if ctx.api is not None else b""
+    out: list[tuple[bytes, bytes]] = []
+    forwarded_for = b""
+    conn_tokens: list[bytes] | None = None
+    for name, value in raw:
+        n = name.lower() if touched else name
+        if n in HOP_BY_HOP or n == drop_key:
+            if n == b"connection":  # headers it names are hop-by-hop too (RFC 9110 §7.6.1)
+                conn_tokens = [t.strip().lower() for t in value.split(b",")]
+            continue
+        if n == b"x-forwarded-for":
+            forwarded_for = value
+            continue
+        out.append((n, value))
+    if conn_tokens:
+        drop = frozenset(conn_tokens)
+        out = [h for h in out if h[0] not in drop]
+    ip = ctx.client_ip.encode("latin-1")
+    out.append((b"x-forwarded-for", forwarded_for + b", " + ip if forwarded_for else ip))
+    out.append((b"x-forwarded-proto", ctx.scheme.encode()))
+    out.append((b"x-forwarded-host", ctx.host.encode("latin-1")))
+    return out
+
+
+async def request_body(ctx: Context, limit: int) -> AsyncIterator[bytes]:
+    receive = ctx.receive
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientGone()
+        chunk = message.get("body", b"")
+        if chunk:
+            ctx.bytes_in += len(chunk)
+            if ctx.bytes_in > limit:
+                raise BodyTooLarge()
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+def _has_body(ctx: Context) -> tuple[bool, int | None]:
+    length: int | None = None
+    chunked = False
+    for name, value in ctx.raw_headers:
+        if name == b"content-length":
+            try:
+                length = int(value)
+            except ValueError:
+                length = None
+        elif name == b"transfer-encoding":
+            chunked = True
+    if chunked:
+        return True, None
+    return (length is not None and length > 0), length
+
+
+async def forward(ctx: Context, timeout: float | None) -> None:  # noqa: ASYNC109 - the policy's attribute
+    gw: Gateway = ctx.service.store.gateway  # type: ignore[attr-defined]
+    base = ctx.backend_base
+    if not base:
+        raise Reject(
+            500,
+            "Backend service URL is not defined for this API.",
+            source="forward-request",
+            reason="BackendUrlMissing",
+        )
+    scheme, host, port, base_path, base_query = _split(base)
+    path = (base_path + ctx.backend_suffix) or "/"
+    query = ctx.current_query()
+    if base_query:
+        query = base_query + ("&" + query if query else "")
+    target = path + ("?" + query if query else "")
+    headers = request_headers(ctx, gw)
+    body: bytes | AsyncIterator[bytes] | None
+    length: int | None = None
+    if ctx.request_body is not None:
+        body = ctx.request_body
+    else:
+        has, length = _has_body(ctx)
+        body = request_body(ctx, gw.settings.gateway_max_body_bytes) if has else None
+    if ctx.response is not None:
+        ctx.response.drop_upstream()
+    t0 = time.perf_counter()
+    try:
+        upstream = await gw.upstream.request(
+            ctx.method,
+            scheme,
+            host,
+            port,
+            target,
+            headers,
+            body,
+            timeout if timeout is not None else gw.settings.gateway_backend_timeout,
+            verify_tls=ctx.backend_verify_tls,
+            content_length=length,
+        )
+    except BodyTooLarge:
+        raise Reject(
+            413,
+            f"Request body exceeds the limit of {gw.settings.gateway_max_body_bytes} bytes.",
+            source="forward-request",
+            reason="RequestEntityTooLarge",
+        ) from None
+    except ClientGone:
+        raise
+    except UpstreamTimeout as exc:
+        ctx.backend_ms = (time.perf_counter() - t0) * 1000.0
+        raise Reject(
+            504, f"The backend did not respond in time ({exc}).", source="forward-request", reason="Timeout"
+        ) from None
+    except UpstreamError as exc:
+        ctx.backend_ms = (time.perf_counter() - t0) * 1000.0
+        raise Reject(
+            502,
+            f"The backend could not be reached ({exc}).",
+            source="forward-request",
+            reason="BackendConnectionFailure",
+        ) from None
+    ctx.backend_ms = (time.perf_counter() - t0) * 1000.0
+    ctx.backend_status = upstream.status
+    r = Response(upstream.status, reason=upstream.reason.decode("latin-1", "replace"))
+    r.raw_headers = [h for h in upstream.headers if h[0] not in RESPONSE_DROP]  # names arrive lower-cased
+    r.upstream = upstream
+    ctx.response = r
+
+
+def error_body(status: int, message: str) -> bytes:
+    import orjson
+
+    return orjson.dumps({"statusCode": status, "message": message})
+
+
+async def send_response(ctx: Context, send: Any) -> None:
+    r = ctx.response
+    if r is None:
+        r = ctx.response = Response(200)
+    if r.headers is not None:
+        headers = [(n.lower(), v) for n, v in r.headers.to_raw()]
+    else:
+        headers = r.raw_headers or []
+    for name, value in ctx.extra_headers:
+        headers.append((name.lower().encode("latin-1"), value.encode("latin-1", "replace")))
+    upstream = r.upstream
+    if upstream is not None:
+        whole = upstream.ready_body()
+        if whole is not None:
+            await send({"type": "http.response.start", "status": r.status, "headers": headers})
+            await send({"type": "http.response.body", "body": whole})
+            ctx.bytes_out += len(whole)
+            return
+    if upstream is None:
+        body = r.body
+        headers = [(n, v) for n, v in headers if n != b"content-length"]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": r.status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        ctx.bytes_out += len(body)
+        return
+    await send({"type": "http.response.start", "status": r.status, "headers": headers})
+    try:
+        async for chunk in upstream.iter_body():
+            ctx.bytes_out += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+    except UpstreamError:
+        # the backend broke mid-body: the head is gone already, so close the client connection
+        raise ClientGone() from None
+    finally:
+        upstream.close()
+    await send({"type": "http.response.body", "body": b""})

@@ -1,0 +1,143 @@
+"""Fast unit tests (no servers): expressions, policy validation messages, URL templates, composition."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from portico.arm.errors import ArmError
+from portico.gateway.expressions import ExpressionError, compile_expression
+from portico.gateway.policies import validate_policy_document
+from portico.gateway.policies.base import BASE, CompileContext
+from portico.gateway.policies.pipeline import compile_document, compose
+from portico.gateway.policies.xmltree import substitute_named_values
+from portico.gateway.routing import compile_operation
+
+
+class _Ctx:
+    def expr_member(self, name: str) -> Any:
+        if name == "Variables":
+            from portico.gateway.context import Variables
+
+            return Variables({"n": 5, "s": "text"})
+        raise ExpressionError(name)
+
+
+@pytest.mark.parametrize(
+    ("src", "value"),
+    [
+        ("@(1 + 2 * 3)", 7),
+        ("@(7 / 2)", 3),
+        ("@(7.0 / 2)", 3.5),
+        ('@("a" + 1 + true + null)', "a1True"),
+        ('@("Hello".ToUpper().Substring(1, 3).Replace("L", "l"))', "Ell"),
+        ("@(\"a,b,c\".Split(',')[1])", "b"),
+        ('@(3 > 2 && !(1 == 2) ? "yes" : "no")', "yes"),
+        ('@(null ?? "fallback")', "fallback"),
+        ('@(string.IsNullOrEmpty("") && String.IsNullOrWhiteSpace("  "))', True),
+        ('@(string.Format("{0}-{1}", "a", 2))', "a-2"),
+        ("@(Math.Max(3, Math.Min(10, 7)))", 7),
+        ('@((int)context.Variables["n"] * 2)', 10),
+        ('@(context.Variables.GetValueOrDefault<string>("missing", "d"))', "d"),
+        (
+            '@{ var x = (string)context.Variables["s"]; if (x.Length > 3) { return x.ToUpper(); } else { return "short"; } }',
+            "TEXT",
+        ),
+        ('@("abc".StartsWith("AB", StringComparison.OrdinalIgnoreCase))', True),
+        ('@(int.Parse("42") + Convert.ToInt32("8"))', 50),
+    ],
+)
+def test_expressions(src: str, value: Any) -> None:
+    assert compile_expression(src).evaluate(_Ctx()) == value
+
+
+@pytest.mark.parametrize(
+    ("src", "fragment"),
+    [
+        ("@(context.Nope)", "does not contain a definition for 'Nope'"),
+        ('@(__import__("os"))', "unknown name '__import__'"),
+        ("@(x => x)", "lambda"),
+        ("@(new Object())", "'new' is not supported"),
+        ('@("a".GetType())', "does not contain a method 'GetType'"),
+        ("@(1 +)", "unexpected end"),
+        ("@{ while (true) { } }", "'while' is not supported"),
+        ("@{ var a = 1; }", None),
+    ],
+)
+def test_expression_errors(src: str, fragment: str | None) -> None:
+    if fragment is None:  # compiles, fails when run (no return)
+        with pytest.raises(ExpressionError, match="without a return"):
+            compile_expression(src).evaluate(_Ctx())
+        return
+    with pytest.raises(ExpressionError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
+        compile_expression(src)
+
+
+def test_runtime_errors_are_expression_errors() -> None:
+    with pytest.raises(ExpressionError, match="not present"):
+        compile_expression('@(context.Variables["missing"])').evaluate(_Ctx())
+    with pytest.raises(ExpressionError, match="divide by zero"):
+        compile_expression("@(1 / 0)").evaluate(_Ctx())
+    with pytest.raises(ExpressionError, match="null"):
+        compile_expression('@(context.Variables.GetValueOrDefault("missing").ToString())').evaluate(_Ctx())
+
+
+def test_validation_points_at_element_line_and_column() -> None:
+    xml = '<policies>\n  <inbound>\n    <base />\n    <rate-limit calls="5" />\n  </inbound>\n</policies>'
+    with pytest.raises(ArmError) as err:
+        validate_policy_document(xml)
+    assert err.value.status == 400 and err.value.code == "ValidationError"
+    assert (
+        err.value.message
+        == "Error in element 'rate-limit' on line 4, column 5: attribute 'renewal-period' is required."
+    )
+    validate_policy_document(
+        '<policies><inbound><rate-limit calls="{{limit}}" renewal-period="60" /></inbound></policies>'
+    )  # named values later
+
+
+def test_named_value_substitution_escapes_xml() -> None:
+    text, missing = substitute_named_values(
+        '<v a="{{One}}">{{two}} {{three}}</v>', {"one": 'x"<y', "two": "a&b"}
+    )
+    assert text == '<v a="x&quot;&lt;y">a&amp;b {{three}}</v>' and missing == ["three"]
+
+
+def test_composition_order_through_base() -> None:
+    def d(inbound: str) -> Any:
+        return compile_document(f"<policies><inbound>{inbound}</inbound></policies>", CompileContext())
+
+    hdr = '<set-header name="x" exists-action="append"><value>{}</value></set-header>'
+    glob, api, op = (
+        d(hdr.format("g") + "<base />"),
+        d("<base />" + hdr.format("a")),
+        d(hdr.format("o1") + "<base />" + hdr.format("o2")),
+    )
+    p = compose([glob, None, api, op])
+    assert [x.values[0].literal for x in p.inbound] == ["o1", "g", "a", "o2"]
+    assert [type(x).__name__ for x in p.backend] == ["ForwardRequest"]  # platform default
+    assert BASE not in p.inbound
+    no_base = compose([glob, None, api, d(hdr.format("alone"))])
+    assert [x.values[0].literal for x in no_base.inbound] == ["alone"]
+    empty_backend = compose([compile_document("<policies><backend /></policies>", CompileContext())])
+    assert empty_backend.backend == []  # no forward-request: the backend is not called
+
+
+@pytest.mark.parametrize(
+    ("template", "path", "params"),
+    [
+        ("/items/{id}", "/items/5", {"id": "5"}),
+        ("/items/{id}", "/items/5/", {"id": "5"}),
+        ("/items/{id}", "/items", None),
+        ("/files/{*rest}", "/files/a/b", {"rest": "a/b"}),
+        ("/misc/*", "/misc", {}),
+        ("/misc/*", "/misc/x/y", {}),
+        ("/{a}.{b}", "/f.txt", {"a": "f", "b": "txt"}),
+        ("/", "/", {}),
+        ("/", "/x", None),
+    ],
+)
+def test_url_templates(template: str, path: str, params: dict[str, str] | None) -> None:
+    op = compile_operation("o", {"method": "GET", "urlTemplate": template})
+    assert op.match(path, None) == params
