@@ -115,7 +115,7 @@ def floor_insert(url: str, rows: list[tuple[Any, ...]]) -> float:
             con.execute("PRAGMA synchronous=NORMAL")
             con.execute(
                 "CREATE TABLE entities (store_id INTEGER, kind TEXT, parent TEXT, name TEXT, display_name TEXT, etag TEXT, data TEXT,"
-                " PRIMARY KEY (store_id, kind, parent, name))"
+                " PRIMARY KEY (store_id, kind, parent, name)) WITHOUT ROWID"
             )
             con.execute("CREATE INDEX ix ON entities (store_id, kind, name)")
             t = time.perf_counter()
@@ -184,7 +184,10 @@ def measure(
 ) -> dict[str, Any]:
     account = az.account_names[0]
     key = az.key(account)
+    # Management nodes: no gateway in the process (it would load the large service as well).
     env = {
+        "PORTICO_GATEWAY_PORT": "0",
+        "PORTICO_GATEWAY_HTTPS_PORT": "0",
         "PORTICO_STORAGE_BACKEND": "azure",
         "PORTICO_BLOB_ENDPOINT_TEMPLATE": az.endpoint_template,
         "PORTICO_LOG_LEVEL": "warning",

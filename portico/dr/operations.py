@@ -217,6 +217,7 @@ async def run_restore(
             loaded = 0
             opts = req.options
             partial = opts.partial
+            inserting: asyncio.Future[None] | None = None
             try:
                 async for batch in reader.records(batch_size=INSERT_BATCH):
                     rows = []
@@ -229,20 +230,29 @@ async def run_restore(
                         rows.append(
                             (staging, r.kind, r.parent, r.name, r.display_name, r.etag, r.data.decode())
                         )
+                    if inserting is not None:
+                        await inserting
+                        inserting = None
                     if rows:
-                        await E.bulk_insert(rt.db, rows)
+                        # Inserted (in the driver's thread) while the next batch is decoded.
+                        inserting = asyncio.ensure_future(E.bulk_insert(rt.db, rows))
                     loaded += len(batch)
                     if loaded * 2 >= total:
                         failpoint("restore.mid_load")
                     progress.counters["loaded"] = loaded
                     progress.percent = 1 + 95 * loaded / max(total, 1)
                     await progress.update()
+                if inserting is not None:
+                    await inserting
+                    inserting = None
             except BackupFormatError as exc:
+                await _settle(inserting)
                 await _drop_store(rt, staging)
                 raise OperationFailed(
                     "RestoreFailed", f"Cannot restore: {exc} The target was not changed."
                 ) from None
             except BaseException:
+                await _settle(inserting)
                 await _drop_store(rt, staging)
                 raise
             if service_data is None:
@@ -294,6 +304,12 @@ async def _promote(rt: Runtime, target_store: int, staging: int, opts: Any, prog
         progress.counters["overriddenNamedValues"] = len(opts.overrides)
 
 
+async def _settle(task: asyncio.Future[None] | None) -> None:
+    """Let an in-flight staging insert finish or fail before the staging store is dropped."""
+    if task is not None:
+        await asyncio.gather(task, return_exceptions=True)
+
+
 async def _create_staging(rt: Runtime, op_id: str, service_id: int) -> int:
     async with rt.db.write() as conn:
         store_id = int(
@@ -316,11 +332,19 @@ async def _switch(
 ) -> int:
     """The all-or-nothing step: one transaction points the service at the restored store."""
     async with rt.db.write() as conn:
-        svc = await S.get_service_by_id(conn, service_id)
-        if svc is None or svc.busy != f"restore:{op_id}":
+        svc = await S.get_service_by_id(conn, service_id, lock=True)
+        owner = (
+            await conn.execute(
+                select(operations.c.lease_owner)
+                .where(operations.c.id == op_id, operations.c.status == "InProgress")
+                .with_for_update()
+            )
+        ).scalar_one_or_none()
+        if svc is None or svc.busy != f"restore:{op_id}" or owner != rt.jobs.node_id:
+            # Another node judged this operation orphaned (our lease lapsed) and closed it.
             raise OperationFailed(
                 "RestoreFailed",
-                "Cannot restore: the target service changed hands during the restore. The target was not changed.",
+                "Cannot restore: this node lost its lease on the operation before the switch. The target was not changed.",
             )
         props = {
             k: v
@@ -356,8 +380,9 @@ async def gc_store(rt: Runtime, store_id: int) -> None:
                     return
                 if rt.db.sqlite:
                     res = await conn.exec_driver_sql(
-                        "DELETE FROM entities WHERE rowid IN (SELECT rowid FROM entities WHERE store_id = ? LIMIT 20000)",
-                        (store_id,),
+                        "DELETE FROM entities WHERE store_id = ? AND (kind, parent, name) IN"
+                        " (SELECT kind, parent, name FROM entities WHERE store_id = ? LIMIT 20000)",
+                        (store_id, store_id),
                     )
                     done = res.rowcount < 20000
                 else:

