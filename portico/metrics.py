@@ -31,9 +31,10 @@ from sqlalchemy import func, select, text
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
+from portico.dr.schedules_store import orphaned
 from portico.server.runtime import Runtime
 from portico.store import services as S
-from portico.store.schema import backup_schedules, operations
+from portico.store.schema import backup_schedules, operations, services
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
@@ -89,14 +90,17 @@ async def render(rt: Runtime, now: datetime | None = None) -> str:
     c = operations.c
     async with rt.db.read() as conn:
         svcs = await S.list_all_services(conn)
+        # Joined to the service and started after its creation: SQLite may reuse a deleted
+        # service's id, and the history of the deleted service is not this one's.
+        live = select(c.service_id).join(
+            services, (services.c.id == c.service_id) & (c.started_at >= services.c.created_at)
+        )
         ok = {
             r.service_id: (r.ended, r.started)
             for r in (
                 await conn.execute(
-                    select(
-                        c.service_id,
-                        func.max(c.ended_at).label("ended"),
-                        func.max(c.started_at).label("started"),
+                    live.add_columns(
+                        func.max(c.ended_at).label("ended"), func.max(c.started_at).label("started")
                     )
                     .where(c.kind == "backup", c.status == "Succeeded")
                     .group_by(c.service_id)
@@ -107,14 +111,16 @@ async def render(rt: Runtime, now: datetime | None = None) -> str:
             r.service_id: r.ended
             for r in (
                 await conn.execute(
-                    select(c.service_id, func.max(c.ended_at).label("ended"))
+                    live.add_columns(func.max(c.ended_at).label("ended"))
                     .where(c.kind == "backup", c.status == "Failed")
                     .group_by(c.service_id)
                 )
             ).all()
         }
         b = backup_schedules.c
-        schedules = (await conn.execute(select(b.service_id, b.next_run_at, b.properties))).all()
+        schedules = (
+            await conn.execute(select(b.service_id, b.next_run_at, b.properties).where(~orphaned()))
+        ).all()
         dur = _duration_sql(conn.dialect.name)
         bucket_sql = ", ".join(
             f"SUM(CASE WHEN d <= {le!r} THEN 1 ELSE 0 END) AS b{i}" for i, le in enumerate(BUCKETS)

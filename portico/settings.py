@@ -147,3 +147,8 @@ class Settings(BaseSettings):
     @property
     def issuer(self) -> str:
         return f"{self.resolved_public_url}/{self.tenant_id}/v2.0"
+
+
+def settings_from_options(**options: object) -> Settings:
+    """Settings from CLI flags: a flag left unset (None) falls back to `PORTICO_*` or the default."""
+    return Settings.model_validate({k: v for k, v in options.items() if v is not None})

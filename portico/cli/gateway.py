@@ -69,23 +69,18 @@ def gateway(
     import logging
 
     from portico.gateway.server import serve_with_gateway
-    from portico.settings import Settings
+    from portico.settings import settings_from_options
 
-    overrides = {
-        k: v
-        for k, v in dict(
-            data_dir=data_dir,
-            database_url=database_url,
-            gateway_host=host,
-            gateway_port=port,
-            gateway_https_port=https_port,
-            gateway_domain=gateway_domain,
-            tls_cert=tls_cert,
-            tls_key=tls_key,
-        ).items()
-        if v is not None
-    }
-    settings = Settings.model_validate(overrides)
+    settings = settings_from_options(
+        data_dir=data_dir,
+        database_url=database_url,
+        gateway_host=host,
+        gateway_port=port,
+        gateway_https_port=https_port,
+        gateway_domain=gateway_domain,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+    )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"

@@ -38,11 +38,10 @@ def serve(
 ) -> None:
     """Run the management API and identity provider over HTTPS."""
     from portico.server.serve import serve as run
-    from portico.settings import Settings
+    from portico.settings import settings_from_options
 
-    overrides = {
-        k: v
-        for k, v in dict(
+    run(
+        settings_from_options(
             data_dir=data_dir,
             host=host,
             port=port,
@@ -52,10 +51,8 @@ def serve(
             tls_key=tls_key,
             storage_backend=storage_backend,
             blob_endpoint_template=blob_endpoint_template,
-        ).items()
-        if v is not None
-    }
-    run(Settings.model_validate(overrides))
+        )
+    )
 
 
 def _mount() -> None:
@@ -80,6 +77,15 @@ def _mount() -> None:
         name="storage",
         help="Storage accounts and containers of the local backend (server-side).",
     )
+    # --- issue 5: schedules, recovery-point status, failover drill (client side) ---
+    from portico.cli.drill import drill_cli
+    from portico.cli.schedule import schedule_cli
+    from portico.cli.status import status_cli
+
+    app.add_typer(schedule_cli, name="schedule")
+    app.add_typer(status_cli, name="status")
+    app.add_typer(drill_cli, name="drill")
+    # --- end issue 5 ---
 
 
 _mount()

@@ -132,16 +132,10 @@ class Scheduler:
     async def _remove_orphans(self) -> None:
         from sqlalchemy import select
 
-        from portico.store.schema import backup_schedules, services
+        from portico.store.schema import backup_schedules
 
         async with self.rt.db.read() as conn:
-            orphan = (
-                await conn.execute(
-                    select(backup_schedules.c.id)
-                    .where(backup_schedules.c.service_id.not_in(select(services.c.id).scalar_subquery()))
-                    .limit(1)
-                )
-            ).first()
+            orphan = (await conn.execute(select(backup_schedules.c.id).where(Q.orphaned()).limit(1))).first()
         if orphan is not None:
             async with self.rt.db.write() as conn:
                 n = await Q.remove_orphans(conn)
@@ -196,6 +190,13 @@ class Scheduler:
             async with self.rt.db.write() as conn:
                 await Q.record_run(conn, s.id, run)
             raise RunRefused("Skipped", "PreviousRunInProgress", run["error"]["message"], 409)
+        # Names have a resolution of one second: a run right after the previous one (run-now)
+        # waits for the next second rather than replace the previous run's backup.
+        previous = {h.get("backupName") for h in (await self._reload(s.id) or s).history[:3]}
+        if backup_name(s.spec.name_prefix, svc.name, now) in previous:
+            await asyncio.sleep(1.02 - now.microsecond / 1e6)
+            now = self.now()
+            run["time"] = Q.iso(now)
         async with self.rt.db.write() as conn:
             await Q.record_run(conn, s.id, run)
         try:
@@ -377,7 +378,7 @@ class Scheduler:
             return
         async with self.rt.db.read() as conn:
             svc = await S.get_service_by_id(conn, s.service_id)
-        if svc is None:
+        if svc is None or not Q.belongs(s, svc):
             return
         summary: dict[str, Any]
         try:

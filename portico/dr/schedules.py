@@ -58,7 +58,7 @@ async def handle(call: Call, sub: str, rg: str, name: str, rest: list[str]) -> R
         await call.authorize("Microsoft.ApiManagement/service/backupSchedules/read", scope)
         async with db.read() as conn:
             svc = await _service(conn, sub, rg, name)
-            items = await Q.list_for_service(conn, svc.id)
+            items = await Q.list_for_service(conn, svc)
         return json_response({"value": [render(svc, s) for s in items], "count": len(items)})
     sched_name = rest[1]
     if not SCHEDULE_NAME.match(sched_name):
@@ -80,7 +80,7 @@ async def handle(call: Call, sub: str, rg: str, name: str, rest: list[str]) -> R
         await call.authorize("Microsoft.ApiManagement/service/backupSchedules/read", scope)
         async with db.read() as conn:
             svc = await _service(conn, sub, rg, name)
-            s = await Q.get(conn, svc.id, sched_name)
+            s = await Q.get(conn, svc, sched_name)
         if s is None:
             raise _missing(sched_name, name)
         return (
@@ -92,7 +92,7 @@ async def handle(call: Call, sub: str, rg: str, name: str, rest: list[str]) -> R
         scheduler = get_scheduler(call.rt)
         async with db.write() as conn:
             svc = await _service(conn, sub, rg, name)
-            existing = await Q.get(conn, svc.id, sched_name, lock=True)
+            existing = await Q.get(conn, svc, sched_name, lock=True)
             spec = parse_spec(
                 body,
                 call.rt.settings,
@@ -128,8 +128,8 @@ async def handle(call: Call, sub: str, rg: str, name: str, rest: list[str]) -> R
             else:
                 nxt = next_run(spec.cron, spec.time_zone, scheduler.now())
             stored_name = existing.name if existing else sched_name
-            await Q.put(conn, svc.id, stored_name, spec, sealed, nxt, existing)
-            s = await Q.get(conn, svc.id, sched_name)
+            await Q.put(conn, svc, stored_name, spec, sealed, nxt, existing)
+            s = await Q.get(conn, svc, sched_name)
         assert s is not None
         scheduler.wake()
         return json_response(render(svc, s), 200 if existing else 201, headers={"ETag": f'"{s.etag}"'})
@@ -137,7 +137,7 @@ async def handle(call: Call, sub: str, rg: str, name: str, rest: list[str]) -> R
         await call.authorize("Microsoft.ApiManagement/service/backupSchedules/delete", scope)
         async with db.write() as conn:
             svc = await _service(conn, sub, rg, name)
-            deleted = await Q.delete_schedule(conn, svc.id, sched_name)
+            deleted = await Q.delete_schedule(conn, svc, sched_name)
         return empty(200 if deleted else 204)
     raise ArmError(405, "MethodNotAllowed", f"The {method} method is not allowed on this resource.")
 
@@ -158,7 +158,7 @@ async def _run_now(call: Call, sub: str, rg: str, name: str, sched_name: str) ->
     scheduler = get_scheduler(call.rt)
     async with call.rt.db.read() as conn:
         svc = await _service(conn, sub, rg, name)
-        s = await Q.get(conn, svc.id, sched_name)
+        s = await Q.get(conn, svc, sched_name)
     if s is None:
         raise _missing(sched_name, name)
     try:

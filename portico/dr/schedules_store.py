@@ -15,11 +15,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, exists, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.dr.schedules_model import HISTORY_LENGTH, ScheduleSpec
 from portico.secrets_box import SecretBox
+from portico.store import services as S
 from portico.store.entities import new_etag
 from portico.store.schema import backup_schedules, services
 
@@ -42,6 +43,7 @@ def iso(ts: datetime | None) -> str | None:
 class Schedule:
     id: int
     service_id: int
+    service_created_at: datetime
     name: str
     spec: ScheduleSpec
     has_secret: bool
@@ -63,6 +65,7 @@ def _schedule(r: Any) -> Schedule:
     return Schedule(
         id=r.id,
         service_id=r.service_id,
+        service_created_at=aware(r.service_created_at),  # type: ignore[arg-type]
         name=r.name,
         spec=ScheduleSpec.from_public(r.properties or {}),
         has_secret=r.sealed_secret is not None,
@@ -97,8 +100,16 @@ def unseal(box: SecretBox, schedule: Schedule) -> dict[str, str]:
 
 
 # --- CRUD -------------------------------------------------------------------------------------------------
-async def get(conn: AsyncConnection, service_id: int, name: str, *, lock: bool = False) -> Schedule | None:
-    q = select(backup_schedules).where(T.service_id == service_id, T.name_key == name.lower())
+def _of(svc: S.Service) -> Any:
+    return (T.service_id == svc.id) & (T.service_created_at == svc.created_at)
+
+
+def belongs(schedule: Schedule, svc: S.Service | None) -> bool:
+    return svc is not None and svc.id == schedule.service_id and svc.created_at == schedule.service_created_at
+
+
+async def get(conn: AsyncConnection, svc: S.Service, name: str, *, lock: bool = False) -> Schedule | None:
+    q = select(backup_schedules).where(_of(svc), T.name_key == name.lower())
     if lock and conn.dialect.name == "postgresql":
         q = q.with_for_update()
     r = (await conn.execute(q)).first()
@@ -113,10 +124,8 @@ async def get_by_id(conn: AsyncConnection, schedule_id: int, *, lock: bool = Fal
     return _schedule(r) if r else None
 
 
-async def list_for_service(conn: AsyncConnection, service_id: int) -> list[Schedule]:
-    rows = (
-        await conn.execute(select(backup_schedules).where(T.service_id == service_id).order_by(T.name_key))
-    ).all()
+async def list_for_service(conn: AsyncConnection, svc: S.Service) -> list[Schedule]:
+    rows = (await conn.execute(select(backup_schedules).where(_of(svc)).order_by(T.name_key))).all()
     return [_schedule(r) for r in rows]
 
 
@@ -127,7 +136,7 @@ async def list_all(conn: AsyncConnection) -> list[Schedule]:
 
 async def put(
     conn: AsyncConnection,
-    service_id: int,
+    svc: S.Service,
     name: str,
     spec: ScheduleSpec,
     sealed: bytes | None,
@@ -146,7 +155,8 @@ async def put(
     if existing is None:
         await conn.execute(
             insert(backup_schedules).values(
-                service_id=service_id,
+                service_id=svc.id,
+                service_created_at=svc.created_at,
                 name_key=name.lower(),
                 created_at=now,
                 running=None,
@@ -159,18 +169,19 @@ async def put(
         await conn.execute(update(backup_schedules).where(T.id == existing.id).values(**values))
 
 
-async def delete_schedule(conn: AsyncConnection, service_id: int, name: str) -> bool:
-    res = await conn.execute(
-        delete(backup_schedules).where(T.service_id == service_id, T.name_key == name.lower())
-    )
+async def delete_schedule(conn: AsyncConnection, svc: S.Service, name: str) -> bool:
+    res = await conn.execute(delete(backup_schedules).where(_of(svc), T.name_key == name.lower()))
     return bool(res.rowcount)
 
 
+def orphaned() -> Any:
+    """Schedules of services that no longer exist (same id and creation time)."""
+    sc = services.c
+    return ~exists().where(sc.id == T.service_id, sc.created_at == T.service_created_at)
+
+
 async def remove_orphans(conn: AsyncConnection) -> int:
-    """Schedules of services that no longer exist."""
-    res = await conn.execute(
-        delete(backup_schedules).where(T.service_id.not_in(select(services.c.id).scalar_subquery()))
-    )
+    res = await conn.execute(delete(backup_schedules).where(orphaned()))
     return int(res.rowcount or 0)
 
 

@@ -48,11 +48,12 @@ def _op_summary(op: J.Operation, schedule_of: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-async def _latest(conn: AsyncConnection, service_id: int, status: str) -> J.Operation | None:
+async def _latest(conn: AsyncConnection, svc: S.Service, status: str) -> J.Operation | None:
     c = operations.c
     q = (
         select(operations.c.id)
-        .where(c.service_id == service_id, c.kind == "backup", c.status == status)
+        # started after the service was created: SQLite may reuse the id of a deleted service
+        .where(c.service_id == svc.id, c.started_at >= svc.created_at, c.kind == "backup", c.status == status)
         .order_by((c.ended_at if status != J.IN_PROGRESS else c.started_at).desc())
         .limit(1)
     )
@@ -64,11 +65,11 @@ async def service_status(
     conn: AsyncConnection, svc: S.Service, now: datetime | None = None
 ) -> dict[str, Any]:
     now = now or datetime.now(UTC)
-    schedules = await Q.list_for_service(conn, svc.id)
+    schedules = await Q.list_for_service(conn, svc)
     schedule_of = {h["operationId"]: s.name for s in schedules for h in s.history if h.get("operationId")}
-    ok = await _latest(conn, svc.id, J.SUCCEEDED)
-    bad = await _latest(conn, svc.id, J.FAILED)
-    running = await _latest(conn, svc.id, J.IN_PROGRESS)
+    ok = await _latest(conn, svc, J.SUCCEEDED)
+    bad = await _latest(conn, svc, J.FAILED)
+    running = await _latest(conn, svc, J.IN_PROGRESS)
 
     last_failure: dict[str, Any] | None = None
     if bad is not None:

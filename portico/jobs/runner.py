@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -69,7 +70,7 @@ class JobRunner:
     def __init__(self, rt: Runtime) -> None:
         self.rt = rt
         s = rt.settings
-        self.node_id = s.node_id or f"{__import__('socket').gethostname()}:{s.port}"
+        self.node_id = s.node_id or f"{socket.gethostname()}:{s.port}"
         self.lease = s.operation_lease_seconds
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
@@ -83,7 +84,7 @@ class JobRunner:
         from portico.dr.recovery import recover_operation
 
         self.recoverers["default"] = lambda op: recover_operation(self.rt, op)
-        await self.recover()
+        await self.recover(at_start=True)
         self._gc_task = asyncio.create_task(gc_retired(self.rt))
         self._loop_task = asyncio.create_task(self._heartbeat())
 

@@ -92,6 +92,7 @@ entities = Table(
     Column("display_name", String(300), nullable=True),  # copied out of data for $filter and ordering
     Column("etag", String(32), nullable=False),
     Column("data", Text, nullable=False),  # JSON of the ARM properties, references relative
+    sqlite_with_rowid=False,  # clustered by key: backups read a store sequentially
 )
 Index("ix_entities_kind_name", entities.c.store_id, entities.c.kind, entities.c.name)
 
@@ -197,6 +198,8 @@ backup_schedules = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("service_id", Integer, nullable=False),
+    # With service_id, identifies the service instance (SQLite may reuse the id of a deleted one).
+    Column("service_created_at", DateTime(timezone=True), nullable=False),
     Column("name_key", String(80), nullable=False),  # lower-cased: ARM names are case-insensitive
     Column("name", String(80), nullable=False),
     Column("properties", JSON, nullable=False),

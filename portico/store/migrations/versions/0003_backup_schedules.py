@@ -4,7 +4,8 @@ Revision ID: 0003
 Revises: 0002
 
 See `portico.store.schema.backup_schedules` and `portico/dr/scheduler.py`. No foreign key to
-`services` (like the other tables): the scheduler removes the schedules of a deleted service.
+`services` (like the other tables): the scheduler removes the schedules of a deleted service
+(`service_id` + `service_created_at` name one service instance: SQLite may reuse an id).
 """
 
 import sqlalchemy as sa
@@ -21,6 +22,7 @@ def upgrade() -> None:
         "backup_schedules",
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("service_id", sa.Integer(), nullable=False),
+        sa.Column("service_created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("name_key", sa.String(length=80), nullable=False),
         sa.Column("name", sa.String(length=80), nullable=False),
         sa.Column("properties", sa.JSON(), nullable=False),
