@@ -152,3 +152,14 @@ class Settings(BaseSettings):
 def settings_from_options(**options: object) -> Settings:
     """Settings from CLI flags: a flag left unset (None) falls back to `PORTICO_*` or the default."""
     return Settings.model_validate({k: v for k, v in options.items() if v is not None})
+
+
+def configure_logging(settings: Settings) -> None:
+    """One log format for every Portico process. The Azure SDK's per-request HTTP logging is kept
+    at WARNING: it is noise at INFO, and request URLs can carry SAS tokens."""
+    import logging
+
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    logging.getLogger("azure").setLevel(max(logging.WARNING, logging.getLogger().level))

@@ -66,10 +66,9 @@ def gateway(
     tls_key: Path = typer.Option(None, envvar="PORTICO_TLS_KEY", help="Server private key (PEM)."),
 ) -> None:
     """Run a gateway-only node: serves every service of the database, no management API."""
-    import logging
 
     from portico.gateway.server import serve_with_gateway
-    from portico.settings import settings_from_options
+    from portico.settings import configure_logging, settings_from_options
 
     settings = settings_from_options(
         data_dir=data_dir,
@@ -82,9 +81,7 @@ def gateway(
         tls_key=tls_key,
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings)
     if not settings.gateway_port and not settings.gateway_https_port:
         fail("both gateway ports are 0: nothing to serve", 2)
     serve_with_gateway(settings, None, console)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import socket
 
 import uvicorn
@@ -11,7 +10,7 @@ from rich.console import Console
 
 from portico.server.app import create_app
 from portico.server.tls import ensure_tls
-from portico.settings import Settings
+from portico.settings import Settings, configure_logging
 from portico.store.db import Database
 
 console = Console(stderr=True)
@@ -33,9 +32,7 @@ async def _bootstrap(settings: Settings) -> str | None:
 
 def serve(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    configure_logging(settings)
     admin = asyncio.run(_bootstrap(settings))
     ssl: dict[str, str] = {}
     if not settings.insecure_http:
