@@ -136,8 +136,8 @@ async def run_backup(
 
                 async def records() -> Any:
                     yield [Record("service", "", svc.name, None, svc.etag, service_record_data(svc))]
-                    # Rows go to the encoder as they are (it reads the same attributes as a Record);
-                    # building a Record per row cost more than the whole encoding.
+                    # Driver rows go to the encoder as they are (same field order as a Record):
+                    # building an object per row cost more than the whole encoding.
                     async for batch in E.stream_tuples(conn, svc.active_store_id):
                         failpoint("backup.mid_write")
                         yield batch
