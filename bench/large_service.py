@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import orjson
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from portico.store.db import Database
-from portico.store.schema import entities, services
+from portico.store.schema import entities, services, stores
 
 # BRIEF "Goals": 1,000 APIs, 20,000 operations, 1,000 API policies, 200 products, 50 groups,
 # 100,000 users, 200,000 subscriptions, 5,000 named values, 500 backends, 100 tags.
@@ -210,6 +210,9 @@ async def seed(db_url: str, service: str, size: dict[str, int]) -> int:
                     select(services.c.active_store_id).where(services.c.name_key == service.lower())
                 )
             ).scalar_one()
+            # Load like a restore does: the store is not active while it fills, so the gateway's
+            # change-log triggers stay out of the way (one bump per row is quadratic on PostgreSQL).
+            await conn.execute(update(stores).where(stores.c.id == store).values(state="staging"))
             await conn.execute(entities.delete().where(entities.c.store_id == store))
             batch: list[dict[str, Any]] = []
             for r in rows(store, size):
@@ -221,6 +224,7 @@ async def seed(db_url: str, service: str, size: dict[str, int]) -> int:
             if batch:
                 await conn.execute(insert(entities), batch)
                 count += len(batch)
+            await conn.execute(update(stores).where(stores.c.id == store).values(state="active"))
     finally:
         await db.close()
     return count

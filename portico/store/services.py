@@ -288,6 +288,9 @@ async def delete_service(conn: AsyncConnection, service_id: int) -> None:
         r.id for r in (await conn.execute(select(stores.c.id).where(stores.c.service_id == service_id))).all()
     ]
     if store_ids:
+        # Retire first: the gateway's change-log triggers track active stores only, and one
+        # change-log bump per deleted row is quadratic within a transaction on PostgreSQL.
+        await conn.execute(update(stores).where(stores.c.id.in_(store_ids)).values(state="retired"))
         await conn.execute(delete(entities).where(entities.c.store_id.in_(store_ids)))
         await conn.execute(delete(stores).where(stores.c.id.in_(store_ids)))
     await conn.execute(delete(services).where(services.c.id == service_id))

@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from tests.support.server import PorticoServer
 
@@ -263,7 +263,7 @@ def snapshot(rest: Rest, rg: str, name: str) -> dict[str, Any]:
 # --- bulk seeding straight into the database (test set-up for large services) ------------------------
 async def _seed(db_url: str, service: str, users: int, subs_per_user: int) -> None:
     from portico.store.db import Database
-    from portico.store.schema import entities, services
+    from portico.store.schema import entities, services, stores
 
     db = Database(db_url)
     try:
@@ -273,6 +273,8 @@ async def _seed(db_url: str, service: str, users: int, subs_per_user: int) -> No
                     select(services.c.active_store_id).where(services.c.name_key == service.lower())
                 )
             ).scalar_one()
+            # Loaded as a restore loads (store not active meanwhile), then switched back on.
+            await conn.execute(update(stores).where(stores.c.id == store).values(state="staging"))
             rows: list[dict[str, Any]] = []
             for i in range(users):
                 uid = f"bulk-user-{i:06d}"
@@ -324,6 +326,7 @@ async def _seed(db_url: str, service: str, users: int, subs_per_user: int) -> No
                     rows = []
             if rows:
                 await conn.execute(insert(entities), rows)
+            await conn.execute(update(stores).where(stores.c.id == store).values(state="active"))
     finally:
         await db.close()
 
