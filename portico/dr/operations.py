@@ -14,7 +14,7 @@ from portico import __version__
 from portico.arm.errors import ArmError
 from portico.dr.access import BackupRequest
 from portico.dr.containers import open_request_container
-from portico.faults import failpoint
+from portico.faults import failpoint, pausepoint
 from portico.jobs import store as J
 from portico.jobs.runner import OperationFailed, Progress
 from portico.resources.service import TARGET_OWNED_PROPERTIES
@@ -140,6 +140,7 @@ async def run_backup(
                     # building an object per row cost more than the whole encoding.
                     async for batch in E.stream_tuples(conn, svc.active_store_id):
                         failpoint("backup.mid_write")
+                        await pausepoint("backup.mid_write")
                         yield batch
 
                 def on_progress(done: int, nbytes: int) -> None:
@@ -239,6 +240,7 @@ async def run_restore(
                     loaded += len(batch)
                     if loaded * 2 >= total:
                         failpoint("restore.mid_load")
+                    await pausepoint("restore.load")
                     progress.counters["loaded"] = loaded
                     progress.percent = 1 + 95 * loaded / max(total, 1)
                     await progress.update()

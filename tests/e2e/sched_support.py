@@ -24,6 +24,8 @@ def sched_env(az: AzuriteServer, data_dir: Path, **extra: str) -> dict[str, str]
         "PORTICO_OPERATION_LEASE_SECONDS": "2",
         "PORTICO_SCHEDULER_TICK_SECONDS": "0.2",
         "PORTICO_SCHEDULER_CLOCK_FILE": str(data_dir / "clock"),
+        # while this file exists, backups hold mid-way (tests of runs that overlap)
+        "PORTICO_PAUSEPOINTS": f"backup.mid_write={data_dir / 'hold-backups'}",
         "PORTICO_GATEWAY_PORT": "0",
         "PORTICO_GATEWAY_HTTPS_PORT": "0",
         **extra,

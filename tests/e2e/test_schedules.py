@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import os
 import stat
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -235,16 +236,26 @@ def test_run_now_and_overlap_prevention(server: PorticoServer, svc: Schedules, s
     """A run while the previous one is in progress: run-now gets 409, a scheduled time is skipped
     and recorded."""
     account, key, _ = storage
-    seed_bulk(server, svc.service, 15000, 1)  # a backup that takes a moment
+    seed_bulk(server, svc.service, 2000, 1)
     p = svc.put("busy", props(account, key, cron="*/10 * * * *")).json()["properties"]
     due = parse_time(p["nextRun"])
-    first = svc.run_now("busy")
-    assert (
-        first.headers["location"].startswith("https://") and "/operationresults/" in first.headers["location"]
-    )
-    set_clock(server, due + timedelta(seconds=0.2))  # the scheduled time passes during the run
-    again = svc.run_now("busy", expect=409)
-    assert again.json()["error"]["code"] == "ScheduleRunInProgress"
+    hold = server.data_dir / "hold-backups"
+    hold.touch()  # the run-now's backup holds mid-way until the file goes (PORTICO_PAUSEPOINTS)
+    try:
+        first = svc.run_now("busy")
+        assert (
+            first.headers["location"].startswith("https://")
+            and "/operationresults/" in first.headers["location"]
+        )
+        set_clock(server, due + timedelta(seconds=0.2))  # the scheduled time passes during the run
+        again = svc.run_now("busy", expect=409)
+        assert again.json()["error"]["code"] == "ScheduleRunInProgress"
+        deadline = time.monotonic() + 30
+        while len([r for r in svc.get("busy")["runs"] if r["status"] == "Skipped"]) < 2:
+            assert time.monotonic() < deadline, svc.get("busy")["runs"]
+            time.sleep(0.1)
+    finally:
+        hold.unlink(missing_ok=True)
     runs = svc.wait_run("busy", 3, timeout=60)
     skipped = [r for r in runs if r["status"] == "Skipped"]
     done = [r for r in runs if r["status"] == "Succeeded"]

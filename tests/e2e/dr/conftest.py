@@ -22,8 +22,16 @@ def dr_env(az: AzuriteServer, **extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="package")
-def region_a(server_factory: Callable[..., PorticoServer], azurite: AzuriteServer) -> PorticoServer:
-    return server_factory(db="sqlite", env=dr_env(azurite))
+def region_a(
+    server_factory: Callable[..., PorticoServer],
+    azurite: AzuriteServer,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> PorticoServer:
+    # While `region_a.hold_restores` exists, restores on this server pause while loading.
+    hold = tmp_path_factory.mktemp("holds") / "hold-restores"
+    server = server_factory(db="sqlite", env=dr_env(azurite, PORTICO_PAUSEPOINTS=f"restore.load={hold}"))
+    server.hold_restores = hold  # type: ignore[attr-defined]
+    return server
 
 
 @pytest.fixture(scope="package")

@@ -348,7 +348,7 @@ def test_writes_during_restore_get_409(region_a: PorticoServer, storage: Any) ->
     rest = Rest(region_a)
     src, dst = uniq("big"), uniq("bigdst")
     rest.service("rg-a", src)
-    seed_bulk(region_a, src, 30000, 2)
+    seed_bulk(region_a, src, 3000, 2)
     rest.service("rg-a", dst)
     name = uniq("big-")
     body = {"storageAccount": account, "containerName": "backups", "backupName": name, "accessKey": key}
@@ -356,21 +356,38 @@ def test_writes_during_restore_get_409(region_a: PorticoServer, storage: Any) ->
         rest.wait(rest.call("POST", rest.svc("rg-a", src, "backup"), body).headers["location"]).status_code
         == 200
     )
-    r = rest.call("POST", rest.svc("rg-a", dst, "restore"), body)
-    w = rest.http.put(
-        rest.svc("rg-a", dst, "apis/during"),
-        params={"api-version": "2024-05-01"},
-        json={"properties": {"path": "during"}},
-    )
-    assert w.status_code == 409 and w.json()["error"]["code"] == "ServiceRestoreInProgress"
-    s = rest.http.patch(
-        rest.svc("rg-a", dst),
-        params={"api-version": "2024-05-01"},
-        json={"sku": {"name": "Developer", "capacity": 1}},
-    )
-    assert s.status_code == 409
-    again = rest.http.post(rest.svc("rg-a", dst, "restore"), params={"api-version": "2024-05-01"}, json=body)
-    assert again.status_code == 409 and again.json()["error"]["code"] == "ServiceBusy"
+    hold = region_a.hold_restores  # type: ignore[attr-defined]
+    hold.touch()  # the restore pauses while loading until the file goes (PORTICO_PAUSEPOINTS)
+    try:
+        r = rest.call("POST", rest.svc("rg-a", dst, "restore"), body)
+        w = rest.http.put(
+            rest.svc("rg-a", dst, "apis/during"),
+            params={"api-version": "2024-05-01"},
+            json={"properties": {"path": "during"}},
+        )
+        assert w.status_code == 409 and w.json()["error"]["code"] == "ServiceRestoreInProgress"
+        s = rest.http.patch(
+            rest.svc("rg-a", dst),
+            params={"api-version": "2024-05-01"},
+            json={"sku": {"name": "Developer", "capacity": 1}},
+        )
+        assert s.status_code == 409
+        again = rest.http.post(
+            rest.svc("rg-a", dst, "restore"), params={"api-version": "2024-05-01"}, json=body
+        )
+        assert again.status_code == 409 and again.json()["error"]["code"] == "ServiceBusy"
+        deadline = time.monotonic() + 20
+        while (st := rest.status(r.headers["location"]))["properties"]["phase"] != "Loading":
+            assert st["status"] == "InProgress" and time.monotonic() < deadline, st
+            time.sleep(0.05)
+        w = rest.http.put(
+            rest.svc("rg-a", dst, "apis/loading"),
+            params={"api-version": "2024-05-01"},
+            json={"properties": {"path": "x"}},
+        )
+        assert w.status_code == 409  # and still refused while it loads
+    finally:
+        hold.unlink(missing_ok=True)
     assert rest.wait(r.headers["location"]).status_code == 200
     rest.put("rg-a", dst, "apis/after", {"path": "after"})
 
