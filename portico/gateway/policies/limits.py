@@ -169,8 +169,31 @@ def _subscription_key(ctx: Context) -> str:
     return s.name if s is not None else "\x00anonymous"
 
 
+class _PerSubscriptionLimit(Policy):
+    """rate-limit and quota: the policy's own limit plus nested <api>/<operation> limits, checked
+    per subscription; subclasses say how one limit is checked (`_check`)."""
+
+    limit: Any
+    nested: Any
+
+    def _check(self, ctx: Context, limit: Any, who: Any, now: float) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def run(self, ctx: Context) -> Any:
+        now = time.monotonic()
+        who = _subscription_key(ctx)
+        for _k, name, ident, limit, ops in self.nested:
+            if _matches(ctx, "api", name, ident):
+                for _ko, oname, oident, olimit in ops:
+                    if _matches(ctx, "operation", oname, oident):
+                        self._check(ctx, olimit, who, now)
+                self._check(ctx, limit, who, now)
+        self._check(ctx, self.limit, who, now)
+        return None
+
+
 @policy
-class RateLimit(Policy):
+class RateLimit(_PerSubscriptionLimit):
     tag = "rate-limit"
     sections = INBOUND
 
@@ -197,21 +220,9 @@ class RateLimit(Policy):
         self.counters.add(key, limit.period, now, 1)
         self.names.report(ctx, int(limit.calls - count - 1), limit.calls)
 
-    def run(self, ctx: Context) -> Any:
-        now = time.monotonic()
-        who = _subscription_key(ctx)
-        for _k, name, ident, limit, ops in self.nested:
-            if _matches(ctx, "api", name, ident):
-                for _ko, oname, oident, olimit in ops:
-                    if _matches(ctx, "operation", oname, oident):
-                        self._check(ctx, olimit, who, now)
-                self._check(ctx, limit, who, now)
-        self._check(ctx, self.limit, who, now)
-        return None
-
 
 @policy
-class Quota(Policy):
+class Quota(_PerSubscriptionLimit):
     tag = "quota"
     sections = INBOUND
 
@@ -252,18 +263,6 @@ class Quota(Policy):
                 counters.add(key, period, time.monotonic(), (c.bytes_in + c.bytes_out) / 1024.0)
 
             ctx.deferred.append(charge)
-
-    def run(self, ctx: Context) -> Any:
-        now = time.monotonic()
-        who = _subscription_key(ctx)
-        for _k, name, ident, limit, ops in self.nested:
-            if _matches(ctx, "api", name, ident):
-                for _ko, oname, oident, olimit in ops:
-                    if _matches(ctx, "operation", oname, oident):
-                        self._check(ctx, olimit, who, now)
-                self._check(ctx, limit, who, now)
-        self._check(ctx, self.limit, who, now)
-        return None
 
 
 @policy
