@@ -27,6 +27,9 @@ class Endpoint:
     subscription: str
     resource_group: str
 
+    def __post_init__(self) -> None:
+        self.url = self.url.rstrip("/")  # so every path joins as f"{url}/subscriptions/..."
+
     def verify(self) -> Any:
         return self.ca if self.ca else True
 

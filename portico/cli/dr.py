@@ -144,7 +144,7 @@ def backup(
     ]
     if missing:
         fail(f"missing {', '.join(missing)}", 2)
-    ep = Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, subscription, resource_group)
+    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     body = _storage_body(
         storage_account, container, access_type, access_key, identity_client_id, encryption_key
     )
@@ -174,7 +174,7 @@ def backup_list(
     api_version: str = API_VERSION,
 ) -> None:
     """The backup catalog of a container, from blob metadata (no download)."""
-    ep = Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, subscription, resource_group)
+    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     body = _storage_body(storage_account, container, access_type, access_key, identity_client_id, None)
     body["prefix"] = prefix
     with ep.client() as http:
@@ -232,7 +232,7 @@ def backup_verify(
     api_version: str = API_VERSION,
 ) -> None:
     """Download a backup, check its checksums and decode every record, without restoring."""
-    ep = Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, subscription, resource_group)
+    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     body = _storage_body(
         storage_account, container, access_type, access_key, identity_client_id, encryption_key
     )
@@ -276,7 +276,7 @@ def restore(
     api_version: str = API_VERSION,
 ) -> None:
     """Restore SERVICE from a backup (all-or-nothing)."""
-    ep = Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, subscription, resource_group)
+    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     body = _storage_body(
         storage_account, container, access_type, access_key, identity_client_id, encryption_key
     )
@@ -334,9 +334,7 @@ def operation_show(
     api_version: str = API_VERSION,
 ) -> None:
     """Status, phase, percent and counters of a backup or restore."""
-    ep = Endpoint(
-        url.rstrip("/"), tenant, client_id, client_secret, ca, subscription or "", resource_group or ""
-    )
+    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription or "", resource_group or "")
     if operation.startswith("https://") or operation.startswith("http://"):
         status_url = operation.replace("/operationresults/", "/operationstatuses/")
     else:
@@ -409,7 +407,7 @@ def promote(
     api_version: str = API_VERSION,
 ) -> None:
     """Restore a backup into another environment's service without carrying what it should not."""
-    ep = Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, subscription, resource_group)
+    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     body = _storage_body(
         storage_account, container, access_type, access_key, identity_client_id, encryption_key
     )

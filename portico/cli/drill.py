@@ -439,7 +439,7 @@ def drill(
         return str(value)
 
     p_ep = Endpoint(
-        primary_url.rstrip("/"),
+        primary_url,
         tenant,
         need(primary_client_id or client_id, "--primary-client-id or --client-id"),
         need(primary_client_secret or client_secret, "--primary-client-secret or --client-secret"),
@@ -448,7 +448,7 @@ def drill(
         need(primary_resource_group or resource_group, "--primary-resource-group or --resource-group"),
     )
     s_ep = Endpoint(
-        standby_url.rstrip("/"),
+        standby_url,
         tenant,
         need(standby_client_id or client_id, "--standby-client-id or --client-id"),
         need(standby_client_secret or client_secret, "--standby-client-secret or --client-secret"),

@@ -126,7 +126,7 @@ def export(
         params["$filter"] = " and ".join(terms)
     if name == "byTime":
         params["interval"] = interval
-    ep = Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, subscription, resource_group)
+    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     rows: list[dict[str, Any]] = []
     with ep.client() as http:
         next_url: str | None = f"{ep.service_url(service)}/reports/{name}"

@@ -38,12 +38,6 @@ NAME = typer.Option(..., "--name", help="Schedule name (1-80 letters, digits, '-
 JSON_OUT = typer.Option(False, "--json", help="Print JSON.")
 
 
-def _endpoint(
-    url: str, tenant: str, client_id: str, client_secret: str, ca: str | None, sub: str, rg: str
-) -> Endpoint:
-    return Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, sub, rg)
-
-
 def _run_text(run: dict[str, Any] | None) -> str:
     if not run:
         return "-"
@@ -105,7 +99,7 @@ def create(
     api_version: str = API_VERSION,
 ) -> None:
     """Create or replace a backup schedule (PUT .../backupSchedules/NAME)."""
-    ep = _endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
+    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     props: dict[str, Any] = {
         "cron": cron,
         "timeZone": time_zone,
@@ -157,7 +151,7 @@ def list_(
     api_version: str = API_VERSION,
 ) -> None:
     """The schedules of a service, with their next and last runs."""
-    ep = _endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
+    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     with ep.client() as http:
         items = check(
             http.get(f"{ep.service_url(service)}/backupSchedules", params={"api-version": api_version})
@@ -207,7 +201,7 @@ def show(
     api_version: str = API_VERSION,
 ) -> None:
     """One schedule with its recent runs."""
-    ep = _endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
+    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     with ep.client() as http:
         body = check(
             http.get(f"{ep.service_url(service)}/backupSchedules/{name}", params={"api-version": api_version})
@@ -257,7 +251,7 @@ def delete(
     api_version: str = API_VERSION,
 ) -> None:
     """Delete a schedule (its backups stay)."""
-    ep = _endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
+    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     with ep.client() as http:
         resp = check(
             http.delete(
@@ -284,7 +278,7 @@ def run_now(
     api_version: str = API_VERSION,
 ) -> None:
     """Run a schedule now (its retention applies afterwards), following the backup's progress."""
-    ep = _endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
+    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     with ep.client() as http:
         resp = check(
             http.post(

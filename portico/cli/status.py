@@ -56,7 +56,7 @@ def status(
     api_version: str = typer.Option("2024-05-01", "--api-version"),
 ) -> None:
     """Last successful backup, its age (the current RPO), next scheduled run, last failure."""
-    ep = Endpoint(url.rstrip("/"), tenant, client_id, client_secret, ca, subscription, resource_group)
+    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     with ep.client() as http:
         body = check(
             http.get(f"{ep.service_url(service)}/backupStatus", params={"api-version": api_version})
