@@ -6,7 +6,7 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -14,10 +14,13 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from portico.identity import apps as apps_mod
-from portico.identity import rbac
-from portico.settings import Settings
-from portico.store.db import Database
+from portico.identity.roles import role_names
+
+if TYPE_CHECKING:
+    from portico.identity import apps as apps_mod
+    from portico.identity import rbac
+    from portico.settings import Settings
+    from portico.store.db import Database
 
 app_cli = typer.Typer(
     help="Manage app registrations (client id + secret) of the built-in identity provider.",
@@ -53,6 +56,8 @@ def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
         overrides["data_dir"] = data_dir
     if database_url:
         overrides["database_url"] = database_url
+    from portico.settings import Settings
+
     return Settings(**overrides)
 
 
@@ -64,6 +69,8 @@ def _run(
         settings.data_dir.mkdir(parents=True, exist_ok=True)  # SQLite cannot create the folder itself
 
     async def main() -> T:
+        from portico.store.db import Database
+
         db = Database(settings.resolved_database_url)
         try:
             await db.start()
@@ -102,6 +109,9 @@ def app_create(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Register an app and print its client id and secret (the secret is shown only this once)."""
+    from portico.identity import apps as apps_mod
+    from portico.identity import rbac
+
     if (role is None) != (scope is None):
         raise _fail("--role and --scope must be given together.")
     if role is not None and scope is not None:
@@ -151,6 +161,7 @@ def app_create(
 @app_cli.command("list")
 def app_list(as_json: JsonOut = False, data_dir: DataDir = None, database_url: DatabaseUrl = None) -> None:
     """List app registrations (secrets are never shown)."""
+    from portico.identity import apps as apps_mod
 
     async def work(db: Database, _: Settings) -> list[apps_mod.AppInfo]:
         return await apps_mod.list_apps(db)
@@ -174,6 +185,7 @@ def app_delete(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Delete an app and all its role assignments."""
+    from portico.identity import apps as apps_mod
 
     async def work(db: Database, _: Settings) -> bool:
         return await apps_mod.delete_app(db, client_id)
@@ -191,7 +203,7 @@ def role_assign(
     principal: Annotated[
         str, typer.Option("--principal", help="Client id of an app, or oid/sub of an external principal.")
     ],
-    role: Annotated[str, typer.Option("--role", help=f"Built-in role: {', '.join(rbac.role_names())}.")],
+    role: Annotated[str, typer.Option("--role", help=f"Built-in role: {', '.join(role_names())}.")],
     scope: Annotated[
         str,
         typer.Option(
@@ -204,6 +216,8 @@ def role_assign(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Assign a built-in role to a principal at a scope."""
+    from portico.identity import rbac
+
     try:
         rbac.validate_assignment(principal, role, scope)
     except ValueError as e:
@@ -229,6 +243,7 @@ def role_list(
     database_url: DatabaseUrl = None,
 ) -> None:
     """List role assignments."""
+    from portico.identity import rbac
 
     async def work(db: Database, _: Settings) -> list[rbac.Assignment]:
         return await rbac.list_assignments(db, principal)
@@ -252,6 +267,7 @@ def role_delete(
     database_url: DatabaseUrl = None,
 ) -> None:
     """Delete a role assignment."""
+    from portico.identity import rbac
 
     async def work(db: Database, _: Settings) -> bool:
         return await rbac.delete_assignment(db, assignment_id)
