@@ -219,6 +219,9 @@ async def run_restore(
             opts = req.options
             partial = opts.partial
             inserting: asyncio.Future[None] | None = None
+            # Contract with the gateway's read-ahead (portico/gateway/config.py): the staging store
+            # only ever receives inserts (backup rows in key order, then kept target rows), never
+            # updates or deletes of subscriptions and users; the gateway checks the rest by counting.
             try:
                 async for batch in reader.records(batch_size=INSERT_BATCH):
                     rows = []

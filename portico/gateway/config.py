@@ -9,7 +9,21 @@ change to an active store). Then, per service:
 - a higher config_version → the changed keys are read from `config_changes` and only those
   entities are re-read and applied; a node too far behind (log trimmed) reloads the service.
 Compiled tables are rebuilt by swapping whole objects, so a request in flight keeps a consistent
-view. Subscriptions and users (the big tables) are patched in place, key by key.
+view: a full load builds a new `ServiceConfig` beside the one serving and swaps it in when it is
+complete. Subscriptions and users (the big tables) are patched in place, key by key.
+
+A restore must be served within a second, also for the BRIEF's large service (328,853 entities:
+bench/gateway_reload.py). Reading 300,000 rows into Python takes longer than that on a small
+machine, so:
+- a full load reads through the database driver (no SQLAlchemy rows), keeps subscriptions and
+  users as the JSON text the database holds (a subscription is parsed at its first request, a
+  user when a policy reads `context.User`), reuses the previous generation's compiled operations
+  whose JSON did not change, and leaves operations' URL regexes to their first match
+  (portico/gateway/routing.py);
+- while a restore fills its staging store, the poller reads that store's subscriptions and users
+  ahead and compiles its routing tables once their rows are in (`Staged`): the switch then reads
+  the routing rows (adopting the tables compiled ahead when the rows did not change since) and
+  the last subscriptions and users, and checks by counting that nothing was missed.
 """
 
 from __future__ import annotations
@@ -27,29 +41,31 @@ from sqlalchemy import and_, or_, select, tuple_
 from portico.gateway.policies.base import CompileContext
 from portico.gateway.policies.pipeline import Pipeline, PolicyDoc, compile_document, compose
 from portico.gateway.policies.xmltree import PolicyDocumentError, substitute_named_values
-from portico.gateway.routing import Api, Router, build_api, compile_operation
+from portico.gateway.routing import Api, Operation, Router, build_api, compile_operation
 from portico.store.schema import config_changes, entities, services, stores
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
     from portico.gateway.jwks import JwksCache
-    from portico.gateway.policies.limits import Counters
+    from portico.gateway.policies.limits import CounterStore
     from portico.store.db import Database
 
 log = logging.getLogger("portico.gateway")
 
-KINDS = (
+ROUTING_KINDS = (
     "api",
+    "apiVersionSet",
+    "backend",
+    "namedValue",
     "operation",
     "policy",
     "product",
     "productApi",
-    "subscription",
-    "user",
-    "namedValue",
-    "backend",
-    "apiVersionSet",
 )
-ROUTING_KINDS = frozenset(KINDS) - {"subscription", "user"}
+KINDS = (*ROUTING_KINDS, "subscription", "user")
+
+Json = bytes | str  # an entity's JSON as the database driver hands it over
 
 
 @dataclass(eq=False, slots=True)
@@ -100,20 +116,206 @@ def _subscription(name: str, data: dict[str, Any]) -> Subscription:
     )
 
 
+def _keys_of(text: Json) -> tuple[Any, Any]:
+    data = orjson.loads(text)
+    return data.get("primaryKey"), data.get("secondaryKey")
+
+
+# --- reading a store ---------------------------------------------------------------------------
+# Through the driver, inside the poller's snapshot transaction (as portico/store/entities.py
+# `stream_tuples` does for backups): no SQLAlchemy row objects for 300,000 rows. Each statement
+# is (SQLite, PostgreSQL).
+_IN_ROUTING = ", ".join(f"'{k}'" for k in ROUTING_KINDS)
+_ROUTING = (  # in key order (PostgreSQL: sorted by `fetch_routing`, cheaper than on the server)
+    "SELECT kind, parent, name, CAST(data AS BLOB) FROM entities"
+    f" WHERE store_id = ? AND kind IN ({_IN_ROUTING}) ORDER BY kind, parent, name",
+    f"SELECT kind, parent, name, data FROM entities WHERE store_id = $1 AND kind IN ({_IN_ROUTING})",
+)
+# Subscriptions and users: (name, JSON) of one kind, all of them...
+_ALL_OF_KIND = (
+    "SELECT name, CAST(data AS BLOB) FROM entities WHERE store_id = ? AND kind = ? AND parent = ''",
+    "SELECT name, data FROM entities WHERE store_id = $1 AND kind = $2 AND parent = ''",
+)
+# ... or those after a name, in name order (reading a staging store while a restore fills it).
+_AFTER = (
+    "SELECT name, CAST(data AS BLOB) FROM entities WHERE store_id = ? AND kind = ? AND parent = ''"
+    " AND name > ? ORDER BY name LIMIT ?",
+    "SELECT name, data FROM entities WHERE store_id = $1 AND kind = $2 AND parent = ''"
+    " AND name > $3 ORDER BY name LIMIT $4",
+)
+# How many subscriptions and users a store has (one statement: on PostgreSQL the server counts
+# while the poller compiles; the counts visit every row there).
+_COUNTS = (
+    "SELECT (SELECT count(*) FROM entities WHERE store_id = ? AND kind = 'subscription' AND parent = ''),"
+    " (SELECT count(*) FROM entities WHERE store_id = ? AND kind = 'user' AND parent = '')",
+    "SELECT (SELECT count(*) FROM entities WHERE store_id = $1 AND kind = 'subscription' AND parent = ''),"
+    " (SELECT count(*) FROM entities WHERE store_id = $1 AND kind = 'user' AND parent = '')",
+)
+
+
+class Driver:
+    """The database driver's connection under a SQLAlchemy connection (same transaction).
+
+    `start` runs queries while the caller compiles: PostgreSQL's server executes them meanwhile;
+    SQLite's driver thread gets little done then (it needs the GIL for every row it builds), so
+    there they mostly run when the caller awaits them."""
+
+    def __init__(self, driver: Any, sqlite: bool) -> None:
+        self.driver = driver
+        self.sqlite = sqlite
+
+    @classmethod
+    async def of(cls, conn: Any) -> Driver:
+        raw = await conn.get_raw_connection()
+        return cls(raw.driver_connection, conn.dialect.name == "sqlite")
+
+    async def fetch(self, statement: tuple[str, str], *params: Any) -> list[Any]:
+        """All rows, as the driver's tuples (SQLite) or records (PostgreSQL)."""
+        if self.sqlite:
+            return list(await self.driver.execute_fetchall(statement[0], params))
+        return list(await self.driver.fetch(statement[1], *params))
+
+    async def fetch_routing(self, store_id: int) -> list[tuple[Any, ...]]:
+        """(kind, parent, name, JSON) of the routing kinds, in key order (SQLite's binary
+        collation: code points), as tuples."""
+        rows = await self.fetch(_ROUTING, store_id)
+        if self.sqlite:
+            return rows
+        out = [tuple(r) for r in rows]
+        out.sort()  # keys are unique: JSON is never compared
+        return out
+
+    async def start(
+        self, *queries: tuple[tuple[str, str], tuple[Any, ...]]
+    ) -> asyncio.Future[list[list[Any]]]:
+        """Send `queries` (SQLite: all queued on the driver's thread at once; PostgreSQL: one
+        after the other); await the returned future for their rows."""
+        if self.sqlite:
+            parts = [asyncio.ensure_future(self.fetch(q, *params)) for q, params in queries]
+            future: asyncio.Future[list[list[Any]]] = asyncio.ensure_future(_all(parts))
+        else:
+
+            async def chain() -> list[list[Any]]:
+                return [await self.fetch(q, *params) for q, params in queries]
+
+            future = asyncio.ensure_future(chain())
+        await asyncio.sleep(0)  # let the queries be sent before the caller blocks the loop
+        return future
+
+
+async def _all(parts: Sequence[asyncio.Future[list[Any]]]) -> list[list[Any]]:
+    try:
+        return [await p for p in parts]
+    finally:
+        await asyncio.gather(*parts, return_exceptions=True)
+
+
+def add_subscriptions(sub_json: dict[str, Json], keys: dict[Any, str], rows: Iterable[Sequence[Any]]) -> None:
+    """Rows (name, JSON) into the JSON-by-name table and the key index."""
+    loads = orjson.loads
+    for name, text in rows:
+        sub_json[name] = text
+        data = loads(text)
+        pk, sk = data.get("primaryKey"), data.get("secondaryKey")
+        if pk:
+            keys[pk] = name
+        if sk:
+            keys[sk] = name
+
+
+def parse_routing(
+    rows: Iterable[Sequence[Any]], into: dict[str, dict[tuple[str, str], Any]] | None = None
+) -> dict[str, dict[tuple[str, str], Any]]:
+    """Routing rows (kind, parent, name, JSON) → kind → {(parent, name): parsed JSON}, except
+    operations, which keep their JSON text (see `ServiceConfig.rebuild_routing`)."""
+    raw = into if into is not None else {k: {} for k in ROUTING_KINDS}
+    loads = orjson.loads
+    for kind, parent, name, text in rows:
+        raw[kind][(parent, name)] = text if kind == "operation" else loads(text)
+    return raw
+
+
+def named_values(raw: dict[str, dict[tuple[str, str], Any]]) -> dict[str, str]:
+    """Lower-case id and display name → value."""
+    out: dict[str, str] = {}
+    for (_p, name), data in raw["namedValue"].items():
+        value = data.get("value")
+        if isinstance(value, str):
+            out[name.lower()] = value
+            dn = data.get("displayName")
+            if isinstance(dn, str):
+                out[dn.lower()] = value
+    return out
+
+
+PRELOAD_ROWS = 2000  # rows per query while reading a staging store (the loop is free in between)
+
+
+@dataclass(eq=False)
+class Staged:
+    """The subscriptions and users of a restore's staging store, read while the restore fills it,
+    and its routing tables, compiled then, so that its switch leaves little to do. A task of its
+    own does it (`ConfigStore._follow`), beside the poller, which keeps serving every service.
+
+    Sound because a restore fills its staging store in key order (the backup's order), one
+    committed batch after another, and never updates or deletes a subscription or user there
+    (portico/dr/operations.py: promotion inserts the target's kept rows, overrides change named
+    values only): reading "after the last name read" sees every row once, and when, at the
+    switch, the store has as many subscriptions and users as were read, none was missed.
+    When rows arrive in another order (a backup from a database that sorts names differently),
+    the counts differ and the service is read whole. (A full load collects into one too.)"""
+
+    service_id: int
+    store_id: int
+    sub_json: dict[str, Json] = field(default_factory=dict)
+    keys: dict[Any, str] = field(default_factory=dict)
+    user_json: dict[str, Json] = field(default_factory=dict)
+    sub_after: str = ""  # names are never empty
+    user_after: str = ""
+    # The store's routing rows and their compiled tables, made once the restore has loaded past
+    # them (`ConfigStore._warm`): the switch adopts them when the rows did not change since.
+    routing: list[tuple[Any, ...]] | None = None
+    compiled: ServiceConfig | None = None
+    op_cache: dict[tuple[str, str], tuple[Json, Operation]] = field(default_factory=dict)  # so far
+    task: asyncio.Task[None] | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # set by every poll: read again
+    stop: asyncio.Event = field(default_factory=asyncio.Event)  # the task leaves it all as it is
+    passes: int = 0  # reads completed by the task
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop.is_set()
+
+    def add(self, kind: str, rows: list[Any]) -> None:
+        if not rows:
+            return
+        if kind == "subscription":
+            add_subscriptions(self.sub_json, self.keys, rows)
+            self.sub_after = rows[-1][0]
+        else:
+            self.user_json.update(rows)
+            self.user_after = rows[-1][0]
+
+    def after(self, kind: str) -> str:
+        return self.sub_after if kind == "subscription" else self.user_after
+
+
 class ServiceConfig:
     """The compiled configuration of one service at one (store, version)."""
 
-    def __init__(self, store: ConfigStore, row: Any) -> None:
+    def __init__(self, store: ConfigStore, row: Any, previous: ServiceConfig | None = None) -> None:
         self.store = store
         self.id: int = row.id
         self.store_id: int = row.active_store_id
         self.version: int = 0
         self._service_row(row)
-        # raw entity data by kind → {(parent, name): data}; users keep their JSON text (parsed on use)
-        self.raw: dict[str, dict[tuple[str, str], Any]] = {k: {} for k in KINDS}
-        self.subs: dict[str, Subscription] = {}  # built on first use (see rebuild_subscriptions)
-        self.keys: dict[str, str] = {}  # key → subscription name
-        self.sub_keys: dict[str, tuple[str, str]] = {}
+        # Routing kinds → {(parent, name): parsed JSON}; operations keep their JSON text (compiled
+        # through `_op_cache`, which outlives a generation: see `rebuild_routing`).
+        self.raw: dict[str, dict[tuple[str, str], Any]] = {k: {} for k in ROUTING_KINDS}
+        self.sub_json: dict[str, Json] = {}  # subscription name → JSON (parsed on first use)
+        self.user_json: dict[str, Json] = {}  # user id → JSON (parsed when a policy asks)
+        self.subs: dict[str, Subscription] = {}  # built on first use (see subscription_for_key)
+        self.keys: dict[Any, str] = {}  # key → subscription name
         self.apis: dict[str, Api] = {}
         self.router = Router([], {})
         self.products: dict[str, Product] = {}
@@ -122,7 +324,10 @@ class ServiceConfig:
         self.named_values: dict[str, str] = {}
         self.docs: dict[str, PolicyDoc | str | None] = {}
         self._pipelines: dict[tuple[str | None, str, str | None], Pipeline] = {}
-        self._op_cache: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._op_cache: dict[tuple[str, str], tuple[Json, Operation]] = (
+            previous._op_cache if previous is not None else {}
+        )
+        self.stats: dict[str, float] = {}  # seconds spent by the last full load, by phase
 
     def _service_row(self, row: Any) -> None:
         self.row = row
@@ -138,48 +343,65 @@ class ServiceConfig:
         self.gateway_disabled = bool(props.get("disableGateway"))
 
     # --- building ------------------------------------------------------------------------------
-    def load_rows(self, rows: list[Any]) -> None:
-        raw = self.raw
-        loads = orjson.loads
-        for kind, parent, name, text in rows:
-            raw[kind][(parent, name)] = text if kind == "user" else loads(text)
-        self.rebuild_routing()
-        self.rebuild_subscriptions()
+    def load_routing(self, rows: Iterable[Sequence[Any]]) -> None:
+        t = time.perf_counter()
+        self.raw = parse_routing(rows)
+        parse = time.perf_counter() - t
+        t = time.perf_counter()
+        op_parse = self.rebuild_routing()
+        self.stats["parse_s"] = parse + op_parse
+        self.stats["compile_s"] = time.perf_counter() - t - op_parse
 
-    def _put_raw(self, kind: str, parent: str, name: str, text: str | None) -> None:
+    def take(self, staged: Staged) -> None:
+        """The subscriptions and users collected from this store (complete: see `Staged`)."""
+        self.sub_json, self.keys, self.subs, self.user_json = (
+            staged.sub_json,
+            staged.keys,
+            {},
+            staged.user_json,
+        )
+
+    def adopt_routing(self, other: ServiceConfig) -> None:
+        """The routing tables `other` compiled from the same routing rows."""
+        self.raw, self.named_values, self.backends = other.raw, other.named_values, other.backends
+        self.apis, self.router, self.products, self.api_products = (
+            other.apis,
+            other.router,
+            other.products,
+            other.api_products,
+        )
+        self.docs, self._op_cache, self._pipelines = other.docs, other._op_cache, {}
+
+    def _put_raw(self, kind: str, parent: str, name: str, text: Json | None) -> None:
+        if kind == "subscription":
+            if parent == "":
+                self._put_subscription(name, text)
+            return
+        if kind == "user":
+            if parent == "":
+                if text is None:
+                    self.user_json.pop(name, None)
+                else:
+                    self.user_json[name] = text
+            return
         table = self.raw[kind]
         if text is None:
             table.pop((parent, name), None)
         else:
-            table[(parent, name)] = text if kind == "user" else orjson.loads(text)
+            table[(parent, name)] = text if kind == "operation" else orjson.loads(text)
 
-    # Subscriptions are the biggest table (200,000 in the "large service"): only the key index is
-    # built eagerly; a Subscription object is made on its first request and cached.
-    def rebuild_subscriptions(self) -> None:
-        keys: dict[str, str] = {}
-        sub_keys: dict[str, tuple[str, str]] = {}
-        for (_p, name), data in self.raw["subscription"].items():
-            pk, sk = data.get("primaryKey") or "", data.get("secondaryKey") or ""
-            sub_keys[name] = (pk, sk)
-            if pk:
-                keys[pk] = name
-            if sk:
-                keys[sk] = name
-        self.keys, self.sub_keys, self.subs = keys, sub_keys, {}
-
-    def patch_subscription(self, name: str) -> None:
-        for k in self.sub_keys.pop(name, ()):
-            if self.keys.get(k) == name:
-                del self.keys[k]
+    def _put_subscription(self, name: str, text: Json | None) -> None:
+        old = self.sub_json.pop(name, None)
+        if old is not None:
+            for k in _keys_of(old):
+                if k and self.keys.get(k) == name:
+                    del self.keys[k]
         self.subs.pop(name, None)
-        data = self.raw["subscription"].get(("", name))
-        if data is not None:
-            pk, sk = data.get("primaryKey") or "", data.get("secondaryKey") or ""
-            self.sub_keys[name] = (pk, sk)
-            if pk:
-                self.keys[pk] = name
-            if sk:
-                self.keys[sk] = name
+        if text is not None:
+            self.sub_json[name] = text
+            for k in _keys_of(text):
+                if k:
+                    self.keys[k] = name
 
     def subscription_for_key(self, key: str) -> Subscription | None:
         name = self.keys.get(key)
@@ -187,37 +409,45 @@ class ServiceConfig:
             return None
         sub = self.subs.get(name)
         if sub is None:
-            data = self.raw["subscription"].get(("", name))
-            if data is None:
+            text = self.sub_json.get(name)
+            if text is None:
                 return None
-            sub = self.subs[name] = _subscription(name, data)
+            sub = self.subs[name] = _subscription(name, orjson.loads(text))
         return sub
 
-    def rebuild_routing(self) -> None:
+    def rebuild_routing(self) -> float:
+        """Compile the routing tables from `raw` and swap them in; returns the seconds spent
+        parsing operations' JSON (for the load's statistics)."""
         raw = self.raw
-        self.named_values = {}
-        for (_p, name), data in raw["namedValue"].items():
-            value = data.get("value")
-            if isinstance(value, str):
-                self.named_values[name.lower()] = value
-                dn = data.get("displayName")
-                if isinstance(dn, str):
-                    self.named_values[dn.lower()] = value
+        self.named_values = named_values(raw)
         version_sets = {name.lower(): data for (_p, name), data in raw["apiVersionSet"].items()}
         apis: dict[str, Api] = {}
         for (_p, name), data in raw["api"].items():
             if ";rev=" in name or data.get("isCurrent") is False:
                 continue  # only current revisions take traffic
             apis[name.lower()] = build_api(name, data)
-        op_cache: dict[tuple[str, str], tuple[Any, Any]] = {}
-        for (parent, name), data in raw["operation"].items():
-            api = apis.get(parent.split("/", 1)[-1].lower())
+        # Operations: unchanged JSON → the operation compiled before (also by the previous
+        # generation of this service: a restore of the same content recompiles nothing).
+        previous = self._op_cache
+        op_cache: dict[tuple[str, str], tuple[Json, Operation]] = {}
+        todo: list[tuple[tuple[str, str], Api, Json]] = []
+        for key, text in raw["operation"].items():
+            api = apis.get(key[0].split("/", 1)[-1].lower())
             if api is None:
                 continue
-            key = (parent, name)
-            cached = self._op_cache.get(key)
-            op = cached[1] if cached is not None and cached[0] is data else compile_operation(name, data)
-            op_cache[key] = (data, op)
+            cached = previous.get(key)
+            if cached is not None and cached[0] == text:
+                op_cache[key] = cached
+                api.operations.append(cached[1])
+            else:
+                todo.append((key, api, text))
+        t1 = time.perf_counter()
+        loads = orjson.loads
+        parsed = [loads(text) for _key, _api, text in todo]
+        t2 = time.perf_counter()
+        for (key, api, text), data in zip(todo, parsed, strict=True):
+            op = compile_operation(key[1], data)
+            op_cache[key] = (text, op)
             api.operations.append(op)
         self._op_cache = op_cache
         for api in apis.values():
@@ -246,14 +476,17 @@ class ServiceConfig:
         self.apis, self.products, self.api_products, self.docs = apis, products, api_products, docs
         self.router = Router(list(apis.values()), version_sets)
         self._pipelines = {}
+        return t2 - t1
 
-    def _compile_policy(self, scope: str, xml: str) -> PolicyDoc | str:
+    def _compile_policy(self, scope: str, xml: str, *, warn: bool = True) -> PolicyDoc | str:
+        """The compiled document, or why it cannot be (logged unless `warn` is False)."""
         text, missing = substitute_named_values(xml, self.named_values)
         if missing:
             msg = f"named value(s) {', '.join(sorted(set(missing)))} not found"
-            log.warning(
-                "service %s: policy at '%s' cannot be compiled: %s", self.name, scope or "(global)", msg
-            )
+            if warn:
+                log.warning(
+                    "service %s: policy at '%s' cannot be compiled: %s", self.name, scope or "(global)", msg
+                )
             return msg
         cache = self.store.doc_cache
         key = (self.id, scope.lower(), text)
@@ -269,9 +502,10 @@ class ServiceConfig:
         try:
             doc = compile_document(text, cc)
         except PolicyDocumentError as exc:
-            log.warning(
-                "service %s: policy at '%s' cannot be compiled: %s", self.name, scope or "(global)", exc
-            )
+            if warn:
+                log.warning(
+                    "service %s: policy at '%s' cannot be compiled: %s", self.name, scope or "(global)", exc
+                )
             return str(exc)
         except RecursionError:
             return "policy document too deeply nested"
@@ -310,10 +544,10 @@ class ServiceConfig:
         return p
 
     def user(self, user_id: str) -> dict[str, Any] | None:
-        text = self.raw["user"].get(("", user_id))
+        text = self.user_json.get(user_id)
         if text is None:
             return None
-        data = orjson.loads(text) if isinstance(text, str) else text
+        data = orjson.loads(text)
         data["_id"] = user_id
         return data  # type: ignore[no-any-return]
 
@@ -322,7 +556,7 @@ class ConfigStore:
     """All services of the database, kept current by polling (see the module docstring)."""
 
     def __init__(
-        self, db: Database, gateway_domain: str, poll_seconds: float, counters: Counters, jwks: JwksCache
+        self, db: Database, gateway_domain: str, poll_seconds: float, counters: CounterStore, jwks: JwksCache
     ) -> None:
         self.db = db
         self.domain = gateway_domain.lower().strip(".")
@@ -338,6 +572,8 @@ class ConfigStore:
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
         self.loads = 0
+        self.staged: dict[int, Staged] = {}  # staging store id → what was read of it so far
+        self._no_preload: set[int] = set()  # staging stores whose reading ahead failed
 
     async def start(self) -> None:
         await self.poll()
@@ -349,6 +585,8 @@ class ConfigStore:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for store_id in list(self.staged):
+            await self._take_staged(store_id)
 
     async def _loop(self) -> None:
         while True:
@@ -404,8 +642,11 @@ class ConfigStore:
                 current = self.services.get(row.id)
                 version = int(row.config_version or 0)
                 if current is None or current.store_id != row.active_store_id:
-                    fresh = ServiceConfig(self, row)
-                    await self._full_load(conn, fresh, version)
+                    fresh = ServiceConfig(self, row, previous=current)
+                    staged = await self._take_staged(row.active_store_id)
+                    if staged is not None and staged.op_cache:
+                        fresh._op_cache = staged.op_cache  # compiled ahead (maybe not all of them)
+                    await self._full_load(conn, fresh, version, staged)
                     self.services[row.id] = fresh
                     changed_hosts = True
                     continue
@@ -424,26 +665,207 @@ class ConfigStore:
                 changed_hosts = True
             if changed_hosts:
                 self._index_hosts()
+            await self._track_restores(conn)
         self.last_poll = time.time()
 
-    async def _full_load(self, conn: Any, svc: ServiceConfig, version: int) -> None:
-        e = entities.c
-        t0 = time.perf_counter()
-        result = await conn.execute(
-            select(e.kind, e.parent, e.name, e.data).where(e.store_id == svc.store_id, e.kind.in_(KINDS))
+    async def _track_restores(self, conn: Any) -> None:
+        """Follow the staging stores that restores are loading into these services (`Staged`)."""
+        st = stores.c
+        rows = (await conn.execute(select(st.id, st.service_id).where(st.state == "staging"))).all()
+        loading = {
+            r.id: r.service_id
+            for r in rows
+            if r.service_id in self.services and self.services[r.service_id].store_id != r.id
+        }
+        for store_id in set(self.staged) - set(loading):
+            await self._take_staged(store_id)  # the restore failed (a switched-in one was taken)
+        self._no_preload &= set(loading)
+        for store_id, service_id in loading.items():
+            staged = self.staged.get(store_id)
+            if staged is not None:
+                staged.wake.set()
+            elif store_id not in self._no_preload:
+                staged = self.staged[store_id] = Staged(service_id, store_id)
+                staged.task = asyncio.get_running_loop().create_task(self._follow(staged))
+
+    async def _take_staged(self, store_id: int) -> Staged | None:
+        """Stop following a staging store; what was read of it (None: nothing usable)."""
+        staged = self.staged.pop(store_id, None)
+        if staged is not None and staged.task is not None:
+            staged.stop.set()
+            staged.wake.set()
+            await staged.task  # at most one query or compile slice away
+        return staged
+
+    async def _follow(self, staged: Staged) -> None:
+        """Read a staging store ahead after every poll, each time in a snapshot of its own, until
+        `staged.stopping`; compile its routing tables once their rows are in."""
+        try:
+            while not staged.stopping:
+                rows = None
+                async with self.db.read() as conn:
+                    driver = await Driver.of(conn)
+                    await self._read_ahead(driver, staged)
+                    if (
+                        staged.routing is None
+                        and (staged.sub_json or staged.user_json)
+                        and not staged.stopping
+                    ):
+                        # Rows arrive in key order and every routing kind sorts before
+                        # "subscription": the restore has loaded the backup's routing rows.
+                        rows = await driver.fetch_routing(staged.store_id)
+                if rows is not None and not staged.stopping:
+                    await self._warm(staged, rows)  # outside the transaction: it takes a while
+                staged.passes += 1
+                await staged.wake.wait()
+                staged.wake.clear()
+        except Exception as exc:  # an optimisation only: the switch will read the store whole
+            log.warning(
+                "gateway: reading store %s ahead failed: %s",
+                staged.store_id,
+                type(exc).__name__,
+                exc_info=exc,
+            )
+            if self.staged.get(staged.store_id) is staged:
+                del self.staged[staged.store_id]
+            self._no_preload.add(staged.store_id)
+
+    async def _read_ahead(self, driver: Driver, staged: Staged) -> None:
+        for kind in ("subscription", "user"):
+            while True:
+                part = await driver.fetch(_AFTER, staged.store_id, kind, staged.after(kind), PRELOAD_ROWS)
+                if staged.stopping:
+                    return
+                staged.add(kind, part)
+                if len(part) < PRELOAD_ROWS:
+                    break
+
+    async def _warm(self, staged: Staged, rows: list[tuple[Any, ...]]) -> None:
+        """Compile a staging store's routing tables ahead: operations and policies a slice at a
+        time (the loop serves requests in between), then the tables from them. The switch adopts
+        them if the store's routing rows are still the same then (else it compiles what changed
+        since — named-value overrides, kept rows — finding the rest in the caches)."""
+        current = self.services.get(staged.service_id)
+        if current is None:
+            return
+        t = time.perf_counter()
+        staged.routing = rows
+        raw: dict[str, dict[tuple[str, str], Any]] = {k: {} for k in ROUTING_KINDS}
+        for i in range(0, len(rows), 2000):
+            parse_routing(rows[i : i + 2000], into=raw)
+            await asyncio.sleep(0)
+            if staged.stopping:
+                return
+        scratch = ServiceConfig(self, current.row)  # never serves by itself
+        scratch.named_values = named_values(raw)
+        scratch.backends = {name.lower(): data for (_p, name), data in raw["backend"].items()}
+        for i, ((parent, _name), data) in enumerate(raw["policy"].items(), 1):
+            scratch._compile_policy(parent, str(data.get("value") or ""), warn=False)  # → doc cache
+            if i % 100 == 0:
+                await asyncio.sleep(0)
+                if staged.stopping:
+                    return
+        op_cache = staged.op_cache
+        loads = orjson.loads
+        for i, (key, text) in enumerate(raw["operation"].items(), 1):
+            op_cache[key] = (text, compile_operation(key[1], loads(text)))
+            if i % 1000 == 0:
+                await asyncio.sleep(0)
+                if staged.stopping:
+                    return
+        scratch.raw, scratch._op_cache = raw, op_cache
+        scratch.rebuild_routing()  # from the caches: no operation or policy is compiled again
+        staged.compiled = scratch
+        log.info(
+            "gateway: service %s: compiled %d operations and %d policies of store %s ahead in %.0f ms",
+            current.name,
+            len(op_cache),
+            len(raw["policy"]),
+            staged.store_id,
+            (time.perf_counter() - t) * 1000,
         )
-        rows = result.tuples().all()
+
+    async def _full_load(
+        self, conn: Any, svc: ServiceConfig, version: int, staged: Staged | None = None
+    ) -> None:
+        """Build `svc` (not yet visible to requests) from its whole store, in this snapshot;
+        `staged`: its subscriptions and users as read ahead while a restore filled the store."""
+        t0 = time.perf_counter()
+        store = svc.store_id
+        driver = await Driver.of(conn)
+        routing = await driver.fetch_routing(store)
+        read = time.perf_counter() - t0
+        queries: list[tuple[tuple[str, str], tuple[Any, ...]]]
+        if staged is not None:  # the rest of it, and whether it is complete
+            counts = (store, store) if driver.sqlite else (store,)
+            queries = [
+                (_COUNTS, counts),
+                (_AFTER, (store, "subscription", staged.sub_after, 1 << 62)),
+                (_AFTER, (store, "user", staged.user_after, 1 << 62)),
+            ]
+        else:
+            queries = [(_ALL_OF_KIND, (store, "subscription")), (_ALL_OF_KIND, (store, "user"))]
+        rest = await driver.start(*queries)
+        try:
+            if staged is not None and staged.compiled is not None and routing == staged.routing:
+                svc.adopt_routing(staged.compiled)  # compiled while the restore was loading
+            else:
+                svc.load_routing(routing)  # meanwhile the database works on the rest
+            t = time.perf_counter()
+            results = await rest
+            read += time.perf_counter() - t
+        except BaseException:
+            await asyncio.gather(rest, return_exceptions=True)
+            raise
+        preloaded = 0
+        if staged is not None:
+            [(sub_count, user_count)], subs, users = results
+            await self._collect(svc, staged, subs, users)
+            if len(staged.sub_json) == sub_count and len(staged.user_json) == user_count:
+                preloaded = len(staged.sub_json) + len(staged.user_json) - len(subs) - len(users)
+            else:
+                log.info(
+                    "gateway: service %s: store %s was not filled in key order; reading it whole",
+                    svc.name,
+                    store,
+                )
+                staged = None
+                t = time.perf_counter()
+                results = [
+                    await driver.fetch(_ALL_OF_KIND, store, "subscription"),
+                    await driver.fetch(_ALL_OF_KIND, store, "user"),
+                ]
+                read += time.perf_counter() - t
+        if staged is None:
+            staged = Staged(svc.id, store)
+            await self._collect(svc, staged, *results)
+        svc.take(staged)
         svc.version = version
-        svc.load_rows(rows)
+        svc.stats["read_s"] = read
+        svc.stats["total_s"] = total = time.perf_counter() - t0
         self.generation += 1
         self.loads += 1
         log.info(
-            "gateway: loaded service %s (store %s, %d entities) in %.0f ms",
+            "gateway: loaded service %s (store %s, %d entities%s) in %.0f ms"
+            " (read %.0f, parse %.0f, compile %.0f, index %.0f)",
             svc.name,
-            svc.store_id,
-            len(rows),
-            (time.perf_counter() - t0) * 1000,
+            store,
+            len(routing) + len(svc.sub_json) + len(svc.user_json),
+            f", {preloaded} read ahead" if preloaded else "",
+            total * 1000,
+            *(svc.stats.get(k, 0.0) * 1000 for k in ("read_s", "parse_s", "compile_s", "index_s")),
         )
+
+    @staticmethod
+    async def _collect(svc: ServiceConfig, staged: Staged, subs: list[Any], users: list[Any]) -> None:
+        """Add subscription and user rows to `staged`, a slice at a time: the loop serves requests
+        (with the service as it was) in between."""
+        t = time.perf_counter()
+        for kind, rows in (("subscription", subs), ("user", users)):
+            for i in range(0, len(rows), 5000):
+                staged.add(kind, rows[i : i + 5000])
+                await asyncio.sleep(0)
+        svc.stats["index_s"] = svc.stats.get("index_s", 0.0) + time.perf_counter() - t
 
     async def _apply_changes(self, conn: Any, svc: ServiceConfig, version: int) -> None:
         c = config_changes.c
@@ -456,7 +878,7 @@ class ConfigStore:
         ).all()
         if not rows or rows[0].version != svc.version + 1 or rows[-1].version != version:
             # the log was trimmed past what this node saw (or is inconsistent): reload everything
-            fresh = ServiceConfig(self, svc.row)
+            fresh = ServiceConfig(self, svc.row, previous=svc)
             await self._full_load(conn, fresh, version)
             self.services[svc.id] = fresh
             self._index_hosts()
@@ -476,19 +898,14 @@ class ConfigStore:
             for r in (await conn.execute(q)).all():
                 found[(r.kind, r.parent, r.name)] = r.data
         routing = False
-        subs: list[str] = []
         for kind, parent, name in keys:
             svc._put_raw(kind, parent, name, found.get((kind, parent, name)))
             if kind in ROUTING_KINDS:
                 routing = True
-            elif kind == "subscription":
-                subs.append(name)
         if routing:
             svc.rebuild_routing()
-        for name in subs:
-            svc.patch_subscription(name)
         svc.version = version
         self.generation += 1
 
 
-__all__ = ["ConfigStore", "Product", "ServiceConfig", "Subscription"]
+__all__ = ["KINDS", "ConfigStore", "Product", "ServiceConfig", "Staged", "Subscription"]

@@ -1,8 +1,9 @@
 """rate-limit, quota (per subscription) and rate-limit-by-key.
 
-Counters live in the memory of each gateway node (like API Management's self-hosted gateway
-without synchronisation): with N nodes behind a balancer the effective limit is up to N times
-the configured one. Windows are fixed, starting at the first call of a key; expired windows are
+Counters are per gateway node (like API Management's self-hosted gateway without
+synchronisation): with N nodes behind a balancer the effective limit is up to N times the
+configured one. The worker processes of one node share one table (portico/gateway/shared_counters.py);
+`Counters` is the in-process table of a gateway running inside the management process. Windows are fixed, starting at the first call of a key; expired windows are
 swept every few seconds so memory follows the number of active keys.
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from portico.gateway.expressions import Value, to_text, truthy
 from portico.gateway.policies.base import CompileContext, Policy, Reject, policy
@@ -20,6 +21,16 @@ if TYPE_CHECKING:
     from portico.gateway.context import Context
 
 INBOUND = frozenset({"inbound"})
+
+
+class CounterStore(Protocol):
+    """What the limit policies need of a counter table (`Counters`, `SharedCounters`)."""
+
+    def __len__(self) -> int: ...
+
+    def peek(self, key: Any, period: float, now: float) -> tuple[float, float]: ...
+
+    def add(self, key: Any, period: float, now: float, amount: float) -> float: ...
 
 
 class Counters:
@@ -203,7 +214,7 @@ class RateLimit(_PerSubscriptionLimit):
         self.limit = _limit_of(node, cc, quota=False)
         self.nested = _nested(node, cc, quota=False)
         self.names = _HeaderNames(node)
-        self.counters: Counters = cc.limits if cc.limits is not None else Counters()
+        self.counters: CounterStore = cc.limits if cc.limits is not None else Counters()
 
     def _check(self, ctx: Context, limit: _Limit, who: Any, now: float) -> None:
         assert limit.calls is not None
@@ -231,7 +242,7 @@ class Quota(_PerSubscriptionLimit):
         node.check_attrs({"calls", "bandwidth", "renewal-period"})
         self.limit = _limit_of(node, cc, quota=True)
         self.nested = _nested(node, cc, quota=True)
-        self.counters: Counters = cc.limits if cc.limits is not None else Counters()
+        self.counters: CounterStore = cc.limits if cc.limits is not None else Counters()
 
     def _check(self, ctx: Context, limit: _Limit, who: Any, now: float) -> None:
         if limit.calls is not None:
@@ -291,7 +302,7 @@ class RateLimitByKey(Policy):
         if self.increment is not None and self.increment.constant:
             node.integer("increment-count", minimum=1)
         self.names = _HeaderNames(node)
-        self.counters: Counters = cc.limits if cc.limits is not None else Counters()
+        self.counters: CounterStore = cc.limits if cc.limits is not None else Counters()
 
     def _amount(self, ctx: Context) -> int:
         if self.increment is None:
