@@ -40,6 +40,8 @@ test: $(STAMP) test-deps lint typecheck
 bench: $(STAMP) test-deps
 	$(BIN)/python bench/backup_restore.py
 	$(BIN)/python bench/management.py
+	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/gateway_reload.py
 
 clean:
 	rm -rf $(VENV) .test-deps

@@ -5,10 +5,10 @@
 What runs (all on loopback, bounded in time):
 - backend: nginx (one worker) answering a small static JSON document - fast enough not to be
   the bottleneck;
-- nginx reverse proxy (one worker, keep-alive upstream) in front of it;
-- Portico (`portico serve`, one process: management API + gateway) in front of it, with a
-  subscription-key check, a rate-limit policy (high limit: it counts, never refuses) and
-  analytics on (every request is written to the usage table);
+- nginx reverse proxy (`--workers` worker processes, keep-alive upstream) in front of it;
+- Portico (`portico serve` with `--workers` gateway worker processes beside the management
+  process) in front of it, with a subscription-key check, a rate-limit policy (high limit: it
+  counts, never refuses) and analytics on (every request is written to the usage table);
 - wrk: saturating runs for peak requests/s, then runs paced at half of Portico's peak (wrk's
   per-connection `delay()`), from which the added latency (p50/p99 minus the direct backend's at
   the same rate) is computed.
@@ -66,10 +66,10 @@ def nginx_bin() -> str:
     return shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-def start_nginx(root: Path, name: str, body: str) -> subprocess.Popen[bytes]:
+def start_nginx(root: Path, name: str, body: str, workers: int = 1) -> subprocess.Popen[bytes]:
     conf = root / f"{name}.conf"
     conf.write_text(
-        f"""worker_processes 1;
+        f"""worker_processes {workers};
 daemon off;
 pid {root}/{name}.pid;
 error_log {root}/{name}.error.log warn;
@@ -138,8 +138,9 @@ def wrk(
 
 
 class Portico:
-    def __init__(self, root: Path, backend_port: int) -> None:
+    def __init__(self, root: Path, backend_port: int, workers: int) -> None:
         self.root = root
+        self.workers = workers
         self.port = free_port()
         self.gw_port = free_port()
         self.backend_port = backend_port
@@ -153,6 +154,7 @@ class Portico:
             "PORTICO_PORT": str(self.port),
             "PORTICO_GATEWAY_PORT": str(self.gw_port),
             "PORTICO_GATEWAY_HTTPS_PORT": "0",
+            "PORTICO_GATEWAY_WORKERS": str(self.workers),
             "PORTICO_LOG_LEVEL": "warning",
         }
         self.proc = subprocess.Popen(
@@ -283,6 +285,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("--connections", type=int, default=32)
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="gateway worker processes of Portico, and worker processes of the nginx proxy",
+    )
     ap.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     args = ap.parse_args()
     ensure_tools()
@@ -306,9 +314,10 @@ def main() -> None:
                 f"upstream be {{ server 127.0.0.1:{backend_port}; keepalive 128; keepalive_requests 1000000; }} "
                 f"server {{ listen 127.0.0.1:{nginx_port}; keepalive_requests 1000000; location / {{ proxy_pass http://be; "
                 'proxy_http_version 1.1; proxy_set_header Connection ""; } }',
+                workers=args.workers,
             )
         )
-        portico = Portico(root, backend_port)
+        portico = Portico(root, backend_port, args.workers)
         portico.start()
         key = portico.configure()
         gw_headers = {"Host": f"{SERVICE}.{DOMAIN}", "Ocp-Apim-Subscription-Key": key}
@@ -321,6 +330,7 @@ def main() -> None:
         # warm-up (connection pools, caches)
         wrk(gw_url, duration=2, connections=c, headers=gw_headers)
         wrk(nginx_url, duration=2, connections=c, headers={})
+        time.sleep(2.0)  # the warm-up's records reach the usage table first
         before = portico.usage_total()
         peak = {
             "backend": wrk(direct_url, duration=d, connections=c, headers={}),
@@ -350,13 +360,14 @@ def main() -> None:
     add = {k: {p: paced[k][p] - paced["backend"][p] for p in ("p50", "p99")} for k in ("nginx", "portico")}
     cpu = os.cpu_count()
     lines = [
-        f"Measured by `python bench/gateway.py --duration {d} --connections {c}` on {time.strftime('%Y-%m-%d')} "
+        f"Measured by `python bench/gateway.py --duration {d} --connections {c} --workers {args.workers}` on {time.strftime('%Y-%m-%d')} "
         f"({cpu} cores; wrk, nginx backend and proxies all on this machine, loopback).",
         "",
-        "Setup: backend = nginx (1 worker) returning a static JSON body; nginx proxy = 1 worker, keep-alive upstream;",
-        "Portico = `portico serve` (one process: management API + gateway, uvloop + httptools) with a subscription-key",
-        "check, an API-level `rate-limit` policy (high limit: counted, never refused) and analytics on (every request",
-        "written to the `usage` table).",
+        f"Setup: backend = nginx (1 worker) returning a static JSON body; nginx proxy = {args.workers} worker(s),",
+        f"keep-alive upstream; Portico = `portico serve` with {args.workers} gateway worker process(es) (SO_REUSEPORT,",
+        "httptools on uvloop) beside the management process, a subscription-key check, an API-level `rate-limit`",
+        "policy (high limit: counted, never refused; counters shared by the workers) and analytics on (every request",
+        "sent to the node's process and written to the `usage` table).",
         "",
         f"| peak ({c} connections, {d} s) | requests/s | p50 ms | p99 ms | errors |",
         "|---|---:|---:|---:|---:|",

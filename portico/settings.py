@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     gateway_config_poll_seconds: float = Field(
         default=0.25, gt=0, le=5, description="How often a gateway node checks for configuration changes."
     )
+    gateway_workers: int = Field(
+        default=-1,
+        ge=-1,
+        le=64,
+        description="Gateway worker processes sharing the gateway ports (-1: one per CPU; 0: inside the "
+        "management process, one event loop).",
+    )
     gateway_analytics: bool = Field(
         default=True, description="Record every gateway request in the usage table (reports API)."
     )

@@ -64,6 +64,11 @@ def gateway(
         None, envvar="PORTICO_TLS_CERT", help="Server certificate (PEM); generated when absent."
     ),
     tls_key: Path = typer.Option(None, envvar="PORTICO_TLS_KEY", help="Server private key (PEM)."),
+    workers: int = typer.Option(
+        None,
+        envvar="PORTICO_GATEWAY_WORKERS",
+        help="Worker processes sharing the ports (default: one per CPU; 0 = in this process).",
+    ),
 ) -> None:
     """Run a gateway-only node: serves every service of the database, no management API."""
 
@@ -79,6 +84,7 @@ def gateway(
         gateway_domain=gateway_domain,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        gateway_workers=workers,
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     configure_logging(settings)

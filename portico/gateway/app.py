@@ -8,14 +8,14 @@ import os
 import time
 from typing import Any
 
-from portico.gateway.analytics import UsageWriter
+from portico.gateway.analytics import UsageForwarder, UsageWriter
 from portico.gateway.config import ConfigStore
 from portico.gateway.context import Context, HeaderMap, Response
 from portico.gateway.expressions import ExpressionError
 from portico.gateway.jwks import JwksCache
 from portico.gateway.keys import authenticate
 from portico.gateway.policies.base import STOP, Reject
-from portico.gateway.policies.limits import Counters
+from portico.gateway.policies.limits import Counters, CounterStore
 from portico.gateway.policies.pipeline import Pipeline, run_list
 from portico.gateway.proxy import ClientGone, error_body, send_response
 from portico.gateway.upstream import Upstream
@@ -31,32 +31,40 @@ _JSON = [(b"content-type", b"application/json; charset=utf-8")]
 class Gateway:
     """Everything one gateway node holds. `await start()` before serving, `await stop()` after."""
 
-    def __init__(self, settings: Settings, db: Database | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        db: Database | None = None,
+        *,
+        counters: CounterStore | None = None,
+        usage: UsageForwarder | None = None,
+        migrate_schema: bool = True,
+    ) -> None:
+        """`counters` and `usage`: a worker process's shares of its node (portico/gateway/workers.py)."""
         self.settings = settings
         self.db = db or Database(settings.resolved_database_url)
         self._own_db = db is None
-        self.counters = Counters()
+        self._migrate_schema = migrate_schema
+        self.counters: CounterStore = counters if counters is not None else Counters()
         self.jwks = JwksCache()
         self.config = ConfigStore(
             self.db, settings.gateway_domain, settings.gateway_config_poll_seconds, self.counters, self.jwks
         )
         self.config.gateway = self  # type: ignore[attr-defined]
         self.upstream = Upstream(connect_timeout=settings.gateway_connect_timeout)
-        self.analytics = (
-            UsageWriter(self.db, max_queue=settings.gateway_analytics_queue)
-            if settings.gateway_analytics
-            else None
-        )
+        self.analytics: UsageWriter | UsageForwarder | None = usage
+        if usage is None and settings.gateway_analytics:
+            self.analytics = UsageWriter(self.db, max_queue=settings.gateway_analytics_queue)
         self._prefix = os.urandom(4).hex()
         self._seq = 0
         self.started = False
 
     async def start(self) -> None:
         if self._own_db:
-            await self.db.start()
+            await self.db.start(migrate_schema=self._migrate_schema)
         self.upstream.start()
         if self.analytics is not None:
-            self.analytics.start()
+            await self.analytics.open()
         await self.config.start()
         self.started = True
 

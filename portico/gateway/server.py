@@ -1,5 +1,6 @@
-"""Run uvicorn servers (the management API and/or the gateway's HTTP and HTTPS listeners) in one
-process under one event loop, with one signal handler that stops them all."""
+"""Run servers (the management API on uvicorn, the gateway's HTTP and HTTPS listeners on
+portico/gateway/http1.py) under one event loop, with one signal handler that stops them all; and the gateway's worker processes
+(portico/gateway/workers.py) beside the management API."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import gc
 import logging
 import signal
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+import ssl
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import uvicorn
 
+from portico.gateway.http1 import HttpServer
 from portico.settings import Settings
 
 log = logging.getLogger("portico.gateway")
@@ -28,14 +31,6 @@ class _Server(uvicorn.Server):
         yield
 
 
-def _http_impl() -> str:
-    try:
-        import httptools  # noqa: F401
-    except ImportError:
-        return "h11"
-    return "httptools"
-
-
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     try:
         import uvloop
@@ -44,11 +39,15 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop  # type: ignore[no-any-return]
 
 
-def bind(host: str, port: int) -> socket.socket | None:
-    """Bind a listening socket ourselves, so a taken port is a logged error, not an exit."""
+def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket | None:
+    """Bind a listening socket ourselves, so a taken port is a logged error, not an exit.
+    `reuse_port`: the gateway's worker processes each bind the same port; the kernel spreads
+    incoming connections over them."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
@@ -71,39 +70,38 @@ def tls_files(settings: Settings) -> tuple[Path, Path]:
     return cert, key
 
 
-def gateway_servers(settings: Settings, app: Any) -> list[tuple[uvicorn.Server, list[socket.socket]]]:
+def gateway_servers(
+    settings: Settings, app: Any, reuse_port: bool = False
+) -> list[tuple[HttpServer, list[socket.socket]]]:
     host = settings.gateway_host or settings.host
-    common: dict[str, Any] = {
-        "lifespan": "off",
-        "http": _http_impl(),
-        "access_log": False,
-        "server_header": False,
-        "date_header": False,
-        "log_level": settings.log_level.lower(),
-        "timeout_keep_alive": 30,
-        "timeout_graceful_shutdown": 2,
-        "h11_max_incomplete_event_size": settings.gateway_max_header_bytes,
-        "backlog": 2048,
-        "proxy_headers": False,  # the client IP is the socket peer (ip-filter, X-Forwarded-For, analytics)
-    }
-    out: list[tuple[uvicorn.Server, list[socket.socket]]] = []
+    common: dict[str, Any] = {"max_header_bytes": settings.gateway_max_header_bytes, "keep_alive": 30.0}
+    out: list[tuple[HttpServer, list[socket.socket]]] = []
     if settings.gateway_port:
-        sock = bind(host, settings.gateway_port)
+        sock = bind(host, settings.gateway_port, reuse_port)
         if sock is not None:
-            out.append((_Server(uvicorn.Config(app, **common)), [sock]))
+            out.append((HttpServer(app, **common), [sock]))
     if settings.gateway_https_port:
-        sock = bind(host, settings.gateway_https_port)
+        sock = bind(host, settings.gateway_https_port, reuse_port)
         if sock is not None:
             cert, key = tls_files(settings)
-            cfg = uvicorn.Config(app, ssl_certfile=str(cert), ssl_keyfile=str(key), **common)
-            out.append((_Server(cfg), [sock]))
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(cert), str(key))
+            out.append((HttpServer(app, ssl_context=context, **common), [sock]))
     return out
 
 
+class _Serving(Protocol):
+    should_exit: bool
+    force_exit: bool
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None: ...
+
+
 async def run_servers(
-    servers: list[tuple[uvicorn.Server, list[socket.socket] | None]],
+    servers: Sequence[tuple[_Serving, list[socket.socket] | None]],
     before: Callable[[], Awaitable[None]] | None = None,
     after: Callable[[], Awaitable[None]] | None = None,
+    stop_signals: tuple[signal.Signals, ...] = (signal.SIGINT, signal.SIGTERM),
 ) -> None:
     loop = asyncio.get_running_loop()
 
@@ -121,7 +119,7 @@ async def run_servers(
             for s, _socks in servers:
                 s.force_exit = True
 
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in stop_signals:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, on_signal)
     if before is not None:
@@ -146,6 +144,49 @@ async def run_servers(
             await after()
 
 
+def _stop_event() -> asyncio.Event:
+    """An event SIGINT/SIGTERM set (installed before any slow start-up, so a signal is never lost)."""
+    loop = asyncio.get_running_loop()
+    stopped = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stopped.set)
+    return stopped
+
+
+async def _first(*events: asyncio.Event) -> None:
+    waits = [asyncio.get_running_loop().create_task(e.wait()) for e in events]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for t in waits:
+        t.cancel()
+
+
+async def serve_gateway_worker(
+    settings: Settings, index: int, counters: Any, usage: Any, ready: Callable[[], None]
+) -> None:
+    """One gateway worker process (portico/gateway/workers.py): its listeners, its configuration."""
+    from portico.gateway.analytics import UsageForwarder
+    from portico.gateway.app import Gateway
+    from portico.gateway.workers import EXIT_NO_LISTENER
+
+    gateway = Gateway(
+        settings,
+        counters=counters,
+        usage=UsageForwarder(usage) if usage is not None else None,
+        migrate_schema=False,  # the parent did, before starting its workers
+    )
+    listeners = gateway_servers(settings, gateway, reuse_port=True)
+    if not listeners:
+        raise SystemExit(EXIT_NO_LISTENER)
+
+    async def start() -> None:
+        await gateway.start()
+        ready()
+
+    # Ctrl+C reaches the whole process group: the node's process decides when workers stop (SIGTERM)
+    await run_servers(listeners, before=start, after=gateway.stop, stop_signals=(signal.SIGTERM,))
+
+
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
     """Run `main` on uvloop when it is installed (the gateway's throughput depends on it)."""
     factory = loop_factory()
@@ -156,13 +197,45 @@ def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
 def serve_with_gateway(settings: Settings, management: uvicorn.Config | None, console: Any = None) -> None:
     """`portico serve` (management + gateway) and `portico gateway` (management=None)."""
     from portico.gateway.app import Gateway
+    from portico.gateway.workers import WorkerPool, worker_count
+
+    workers = worker_count(settings)
+    host = settings.gateway_host or settings.host
+
+    def announce() -> None:
+        if console is None:
+            return
+        for scheme, port in (("http", settings.gateway_port), ("https", settings.gateway_https_port)):
+            if port:
+                console.print(
+                    f"[bold]Gateway[/] on {scheme}://{host}:{port}, {workers} worker process"
+                    f"{'es' if workers != 1 else ''} (services answer as {{service}}.{settings.gateway_domain}"
+                    " or their Proxy hostnames)"
+                )
+
+    async def main_workers() -> None:
+        pool = WorkerPool(settings, workers)
+        announce()
+        if management is None:
+            stopped = _stop_event()
+            try:
+                await pool.start()
+                await _first(stopped, pool.failed)
+            finally:
+                await pool.stop()
+            if pool.failed.is_set():
+                raise SystemExit("gateway: no worker could open a port (see the errors above)")
+            return
+        await run_servers([(_Server(management), None)], before=pool.start, after=pool.stop)
+
+    if workers > 0:
+        run(main_workers)
+        return
 
     async def main() -> None:
         gateway = Gateway(settings)
         listeners = gateway_servers(settings, gateway)
-        servers: list[tuple[uvicorn.Server, list[socket.socket] | None]] = [
-            (s, socks) for s, socks in listeners
-        ]
+        servers: list[tuple[_Serving, list[socket.socket] | None]] = [(s, socks) for s, socks in listeners]
         if management is not None:
             servers.insert(0, (_Server(management), None))
         if not listeners and management is None:
@@ -170,7 +243,7 @@ def serve_with_gateway(settings: Settings, management: uvicorn.Config | None, co
         if console is not None:
             host = settings.gateway_host or settings.host
             for s, _socks in listeners:
-                scheme = "https" if s.config.ssl_certfile else "http"
+                scheme = s.scheme
                 port = settings.gateway_https_port if scheme == "https" else settings.gateway_port
                 console.print(
                     f"[bold]Gateway[/] on {scheme}://{host}:{port} (services answer as {{service}}.{settings.gateway_domain} or their Proxy hostnames)"

@@ -81,8 +81,10 @@ class Database:
         async with self._write_lock, self._writer.begin() as conn:
             yield conn
 
-    async def start(self) -> None:
-        await migrate(self.engine)
+    async def start(self, *, migrate_schema: bool = True) -> None:
+        """`migrate_schema=False`: a process whose parent brought the schema up to date already."""
+        if migrate_schema:
+            await migrate(self.engine)
 
     async def close(self) -> None:
         await self.engine.dispose()
