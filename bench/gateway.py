@@ -396,7 +396,7 @@ def main() -> None:
         f"(target p99 ≤ 5 ms: {'met' if add['portico']['p99'] <= 5 else 'NOT met'}).",
         "",
         f"Analytics: {recorded:,} of {sent:,} gateway requests of the measured runs are in the reports API (byApi) "
-        "after the writer's flush.",
+        "after the writer's flush (a surplus: requests in flight when wrk stopped, which it does not count).",
     ]
     text = "\n".join(lines)
     print(text)
