@@ -234,19 +234,14 @@ class SharedCounters:
 
     def peek(self, key: Any, period: float, now: float) -> tuple[float, float]:
         """(count in the current window, seconds until it renews)."""
-        h = self._hash(key)
-        buf = self._buf
-        if buf is None:
-            raise ValueError("SharedCounters is closed")
-        if not self._lock.acquire(True, self._lock_timeout):
-            self._acquire_slow()
-        try:
-            _, start, count = self._window(buf, h, period, now)
-        finally:
-            self._release()
+        count, start = self._apply(key, period, now, 0.0)
         return count, max(0.0, start + period - now)
 
     def add(self, key: Any, period: float, now: float, amount: float) -> float:
+        return self._apply(key, period, now, amount)[0]
+
+    def _apply(self, key: Any, period: float, now: float, amount: float) -> tuple[float, float]:
+        """(count after adding `amount`, window start), under the lock."""
         h = self._hash(key)
         buf = self._buf
         if buf is None:
@@ -254,12 +249,13 @@ class SharedCounters:
         if not self._lock.acquire(True, self._lock_timeout):
             self._acquire_slow()
         try:
-            off, _, count = self._window(buf, h, period, now)
-            count += amount
-            _COUNT.pack_into(buf, off + 16, count)
+            off, start, count = self._window(buf, h, period, now)
+            if amount:
+                count += amount
+                _COUNT.pack_into(buf, off + 16, count)
         finally:
             self._release()
-        return count
+        return count, start
 
     def __len__(self) -> int:
         """Live windows in the table (a snapshot; O(slots))."""
