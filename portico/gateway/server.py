@@ -1,6 +1,6 @@
 """Run servers (the management API on uvicorn, the gateway's HTTP and HTTPS listeners on
-portico/gateway/http1.py) under one event loop, with one signal handler that stops them all; and the gateway's worker processes
-(portico/gateway/workers.py) beside the management API."""
+portico/gateway/http1.py) under one event loop, with one signal handler that stops them all; and
+the gateway's worker processes (portico/gateway/workers.py) beside the management API."""
 
 from __future__ import annotations
 

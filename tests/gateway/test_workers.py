@@ -168,3 +168,29 @@ def test_gateway_only_node(node: tuple[GatewayEnv, httpx.Client], tmp_path: Path
         return any(r.api_id.endswith("/solo") and r.call_count_total >= 10 for r in rows)
 
     wait_for(reported, timeout=10)
+
+
+def test_gateway_inside_the_management_process(
+    server_factory: Callable[..., PorticoServer], backend: str
+) -> None:
+    """PORTICO_GATEWAY_WORKERS=0: no worker process; the same gateway on the management loop."""
+    server = server_factory(db="sqlite", env=gateway_env(PORTICO_GATEWAY_WORKERS="0"))
+    assert gateway_workers(server) == []
+    name = unique("inproc")
+    client = make_service(server, name)
+    with httpx.Client(timeout=30, verify=ssl.create_default_context(cafile=server.ca)) as http:
+        env = GatewayEnv(server, client, http, name)
+        env.api("one", "one", backend, ops=[("all", "GET", "/*")])
+        key = env.subscription(unique("sub"), "/apis")
+        env.policy(LIMIT.format(calls=3), api="one")
+        time.sleep(1.0)
+        codes = [_fresh_get(env, "/one/x", key) for _ in range(5)]
+        assert codes == [200, 200, 200, 429, 429]
+        r = env.call("GET", "/one/y", key=key, https=True)
+        assert r.status_code == 429  # the HTTPS listener shares the counters too
+
+        def reported() -> bool:
+            rows = client.reports.list_by_api(RG, name, "timestamp ge datetime'2000-01-01T00:00:00'")
+            return any(r.api_id.endswith("/one") and r.call_count_total == 6 for r in rows)
+
+        wait_for(reported, timeout=10)
