@@ -138,6 +138,10 @@ def closed_port() -> int:
 
 def gateway_env(**extra: str) -> dict[str, str]:
     return {
+        # One worker: each worker polls the configuration on its own, so with several a change can
+        # show on one a poll (0.25 s) before the other, and a test's "eventually X, then Y" would
+        # race. tests/gateway/test_workers.py covers several workers.
+        "PORTICO_GATEWAY_WORKERS": "1",
         "PORTICO_GATEWAY_PORT": str(free_port()),
         "PORTICO_GATEWAY_HTTPS_PORT": str(free_port()),
         "PORTICO_GATEWAY_DOMAIN": DOMAIN,
