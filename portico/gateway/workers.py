@@ -44,18 +44,25 @@ def worker_count(settings: Settings) -> int:
     return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Linux: SIGKILL this process when the parent exits, however it exits."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL(None, use_errno=True)
         pr_set_pdeathsig = 1
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the request above was in place
+        os._exit(1)
 
 
 def _worker_main(
-    settings: Settings, index: int, counters: SharedCounters, usage: Connection | None, ready: Any
+    settings: Settings,
+    index: int,
+    counters: SharedCounters,
+    usage: Connection | None,
+    ready: Any,
+    parent: int,
 ) -> None:
-    _die_with_parent()
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node's process stops its workers (SIGTERM)
     from portico.gateway.server import run, serve_gateway_worker
     from portico.settings import configure_logging
@@ -63,10 +70,6 @@ def _worker_main(
     configure_logging(settings)
     try:
         run(lambda: serve_gateway_worker(settings, index, counters, usage, ready.set))
-    except SystemExit as exc:
-        raise SystemExit(exc.code) from None
-    except KeyboardInterrupt:
-        pass
     finally:
         counters.close()
 
@@ -121,7 +124,7 @@ class WorkerPool:
         ready = _SPAWN.Event()
         w.process = _SPAWN.Process(
             target=_worker_main,
-            args=(self.settings, w.index, self.counters, child_end, ready),
+            args=(self.settings, w.index, self.counters, child_end, ready, os.getpid()),
             name=f"portico-gateway-{w.index}",
             daemon=True,
         )
