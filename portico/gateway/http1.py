@@ -246,6 +246,7 @@ class HttpProtocol(asyncio.Protocol):
         self.expect = False
         self.parsing: _Cycle | None = None  # the request being parsed
         self.active: _Cycle | None = None  # the request being answered
+        self.task: asyncio.Task[None] | None = None  # answering it
         self.queue: deque[_Cycle] = deque()  # pipelined requests waiting for their turn
         self.reading_paused = False
         self.write_paused = False
@@ -412,10 +413,12 @@ class HttpProtocol(asyncio.Protocol):
     def _start(self, cycle: _Cycle) -> None:
         self.active = cycle
         self.idle_since = None
-        self.loop.create_task(cycle.run(self.app))
+        # held here: the loop keeps only weak references to tasks
+        self.task = self.loop.create_task(cycle.run(self.app))
 
     def cycle_done(self, cycle: _Cycle) -> None:
         self.active = None
+        self.task = None
         if self.closed:
             return
         if not cycle.keep_alive or not cycle.complete or self.server.stopping:
