@@ -36,6 +36,7 @@ _STATUS_LINES = {
 }
 _BODY_HIGH_WATER = 256 * 1024  # request body buffered before reading from the client pauses
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_WHOLE_BODY = 64 * 1024  # a request body up to this size is read whole before the app starts
 
 
 def _status_line(status: int) -> bytes:
@@ -126,39 +127,57 @@ class _Cycle:
 
     # --- ASGI send ----------------------------------------------------------------------------
     async def send(self, message: dict[str, Any]) -> None:
-        conn = self.conn
         kind = message["type"]
         if kind == "http.response.start":
-            if self.started:
-                raise RuntimeError("the response has started already")
-            status = int(message["status"])
-            lines = [_status_line(status)]
-            length_known = False
-            for name, value in message.get("headers", ()):
-                if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name or b":" in name:
-                    raise RuntimeError("invalid response header")
-                if name == b"content-length":
-                    length_known = True
-                elif name == b"transfer-encoding":
-                    continue  # framing is this server's business
-                elif name == b"connection":
-                    if value.lower() == b"close":
-                        self.keep_alive = False
-                    continue
-                lines.append(name + b": " + value + b"\r\n")
-            if not length_known and not self.head_only and status >= 200 and status not in (204, 304):
-                self.chunked = True  # decided for good when the first body part arrives
-            self.head = lines  # written with the first body part
-            self.started = True
-            self.continue_expected = False
+            self.start_response(int(message["status"]), message.get("headers", ()))
             return
         if kind != "http.response.body":
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
+        more = message.get("more_body", False)
+        self.write_body(message.get("body", b""), more)
+        if more and self.conn.write_paused:
+            await self.conn.drain()
+
+    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        """The whole answer at once, with no ASGI messages (the gateway's fast path, which then
+        calls `finish`). Raises RuntimeError on an invalid header, before anything is written."""
+        self.start_response(status, headers)
+        self.write_body(body, False)
+
+    def finish(self) -> None:
+        """The fast path's end of the exchange (what `run` does after the app returns)."""
+        if not self.response_done:
+            self.keep_alive = False
+        self.conn.cycle_done(self)
+
+    def start_response(self, status: int, headers: Any) -> None:
+        if self.started:
+            raise RuntimeError("the response has started already")
+        lines = [_status_line(status)]
+        length_known = False
+        for name, value in headers:
+            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name or b":" in name:
+                raise RuntimeError("invalid response header")
+            if name == b"content-length":
+                length_known = True
+            elif name == b"transfer-encoding":
+                continue  # framing is this server's business
+            elif name == b"connection":
+                if value.lower() == b"close":
+                    self.keep_alive = False
+                continue
+            lines.append(name + b": " + value + b"\r\n")
+        if not length_known and not self.head_only and status >= 200 and status not in (204, 304):
+            self.chunked = True  # decided for good when the first body part arrives
+        self.head = lines  # written with the first body part
+        self.started = True
+        self.continue_expected = False
+
+    def write_body(self, body: bytes, more: bool) -> None:
+        conn = self.conn
         head = self.head
         if not self.started or self.response_done:
             raise RuntimeError("http.response.body outside of a response")
-        body: bytes = message.get("body", b"")
-        more = message.get("more_body", False)
         transport = conn.transport
         if conn.closed:  # the client is gone: what is left of the answer has nowhere to go
             self.head = None
@@ -204,8 +223,6 @@ class _Cycle:
             transport.write(body)
         if not more:
             self.response_done = True
-        elif conn.write_paused:
-            await conn.drain()
 
     async def run(self, app: App) -> None:
         conn = self.conn
@@ -244,6 +261,9 @@ class HttpProtocol(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
         self.expect = False
+        self.body_length = 0  # declared by the request being parsed; -1: chunked
+        self.fast = server.fast
+        self.pending: _Cycle | None = None  # parsed head, started once its small body is in
         self.parsing: _Cycle | None = None  # the request being parsed
         self.active: _Cycle | None = None  # the request being answered
         self.task: asyncio.Task[None] | None = None  # answering it
@@ -341,6 +361,7 @@ class HttpProtocol(asyncio.Protocol):
         self.headers = []
         self.header_bytes = 0
         self.expect = False
+        self.body_length = 0
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -355,6 +376,13 @@ class HttpProtocol(asyncio.Protocol):
             raise _HeadersTooLarge()
         if name == b"expect" and value.lower() == b"100-continue":
             self.expect = True
+        elif name == b"content-length":
+            try:
+                self.body_length = int(value)
+            except ValueError:
+                self.body_length = -1  # the app answers 400
+        elif name == b"transfer-encoding":
+            self.body_length = -1
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -386,7 +414,10 @@ class HttpProtocol(asyncio.Protocol):
         cycle = _Cycle(self, scope, parser.should_keep_alive(), self.expect)
         self.parsing = cycle
         if self.active is None:
-            self._start(cycle)
+            if self.fast is not None and not self.expect and 0 <= self.body_length <= _WHOLE_BODY:
+                self.pending = cycle  # the fast path wants the whole request: started when it is in
+            else:
+                self._start(cycle)
         else:
             self.queue.append(cycle)
             self.pause_reading()  # one pipelined request parsed ahead is enough
@@ -408,11 +439,32 @@ class HttpProtocol(asyncio.Protocol):
         cycle.complete = True
         self.parsing = None
         cycle._wake()
+        if cycle is self.pending:
+            self.pending = None
+            self._start(cycle)
 
     # --- request lifecycle --------------------------------------------------------------------
     def _start(self, cycle: _Cycle) -> None:
+        if self.transport.is_closing():  # a request parsed after the connection was ended
+            return
         self.active = cycle
         self.idle_since = None
+        fast = self.fast
+        if fast is not None and cycle.complete and not cycle.continue_expected:
+            try:
+                if fast(cycle):
+                    return  # it answers (now or from a callback) and calls cycle.finish()
+            except Exception:
+                log.exception("gateway: unhandled error in the request handler")
+                if self.active is cycle:
+                    if not cycle.started and not self.transport.is_closing():
+                        self.transport.write(
+                            _plain(500, b'{"statusCode": 500, "message": "Internal server error"}')
+                        )
+                    cycle.keep_alive = False
+                    cycle.response_done = True
+                    self.cycle_done(cycle)
+                return
         # held here: the loop keeps only weak references to tasks
         self.task = self.loop.create_task(cycle.run(self.app))
 
@@ -452,6 +504,9 @@ class HttpServer:
         graceful: float = 2.0,
     ) -> None:
         self.app = app
+        # the app's synchronous entry for a whole, small request (Gateway.handle_nowait);
+        # False from it: served through ASGI as any other request
+        self.fast: Callable[[_Cycle], bool] | None = getattr(app, "handle_nowait", None)
         self.ssl_context = ssl_context
         self.scheme = "https" if ssl_context is not None else "http"
         body = b'{"statusCode": 431, "message": "Request header fields are too large."}'

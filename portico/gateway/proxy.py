@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 from portico.gateway.context import Response
 from portico.gateway.policies.base import Reject
-from portico.gateway.upstream import UpstreamError, UpstreamTimeout, split_url
+from portico.gateway.upstream import UpstreamError, UpstreamResponse, UpstreamTimeout, split_url
 
 if TYPE_CHECKING:
     from portico.gateway.app import Gateway
@@ -134,8 +134,7 @@ def _has_body(ctx: Context) -> tuple[bool, int | None]:
     return (length is not None and length > 0), length
 
 
-async def forward(ctx: Context, timeout: float | None) -> None:  # noqa: ASYNC109 - the policy's attribute
-    gw: Gateway = ctx.service.store.gateway  # type: ignore[attr-defined]
+def _target(ctx: Context) -> tuple[str, str, int, str]:
     base = ctx.backend_base
     if not base:
         raise Reject(
@@ -149,7 +148,35 @@ async def forward(ctx: Context, timeout: float | None) -> None:  # noqa: ASYNC10
     query = ctx.current_query()
     if base_query:
         query = base_query + ("&" + query if query else "")
-    target = path + ("?" + query if query else "")
+    return scheme, host, port, path + ("?" + query if query else "")
+
+
+def _failed(ctx: Context, exc: UpstreamError, t0: float) -> Reject:
+    ctx.backend_ms = (time.perf_counter() - t0) * 1000.0
+    if isinstance(exc, UpstreamTimeout):
+        return Reject(
+            504, f"The backend did not respond in time ({exc}).", source="forward-request", reason="Timeout"
+        )
+    return Reject(
+        502,
+        f"The backend could not be reached ({exc}).",
+        source="forward-request",
+        reason="BackendConnectionFailure",
+    )
+
+
+def _answered(ctx: Context, upstream: UpstreamResponse, t0: float) -> None:
+    ctx.backend_ms = (time.perf_counter() - t0) * 1000.0
+    ctx.backend_status = upstream.status
+    r = Response(upstream.status, reason=upstream.reason.decode("latin-1", "replace"))
+    r.raw_headers = [h for h in upstream.headers if h[0] not in RESPONSE_DROP]  # names arrive lower-cased
+    r.upstream = upstream
+    ctx.response = r
+
+
+async def forward(ctx: Context, timeout: float | None) -> None:  # noqa: ASYNC109 - the policy's attribute
+    gw: Gateway = ctx.service.store.gateway  # type: ignore[attr-defined]
+    scheme, host, port, target = _target(ctx)
     headers = request_headers(ctx, gw)
     body: bytes | AsyncIterator[bytes] | None
     length: int | None = None
@@ -183,25 +210,46 @@ async def forward(ctx: Context, timeout: float | None) -> None:  # noqa: ASYNC10
         ) from None
     except ClientGone:
         raise
-    except UpstreamTimeout as exc:
-        ctx.backend_ms = (time.perf_counter() - t0) * 1000.0
-        raise Reject(
-            504, f"The backend did not respond in time ({exc}).", source="forward-request", reason="Timeout"
-        ) from None
     except UpstreamError as exc:
-        ctx.backend_ms = (time.perf_counter() - t0) * 1000.0
-        raise Reject(
-            502,
-            f"The backend could not be reached ({exc}).",
-            source="forward-request",
-            reason="BackendConnectionFailure",
-        ) from None
-    ctx.backend_ms = (time.perf_counter() - t0) * 1000.0
-    ctx.backend_status = upstream.status
-    r = Response(upstream.status, reason=upstream.reason.decode("latin-1", "replace"))
-    r.raw_headers = [h for h in upstream.headers if h[0] not in RESPONSE_DROP]  # names arrive lower-cased
-    r.upstream = upstream
-    ctx.response = r
+        raise _failed(ctx, exc, t0) from None
+    _answered(ctx, upstream, t0)
+
+
+def forward_nowait(
+    ctx: Context,
+    timeout: float | None,
+    done: Callable[[Reject | None], None],
+) -> None:
+    """`forward` for the fast path (Gateway.handle_nowait), whose request body, if any, is in
+    `ctx.request_body` already: `done(None)` once the response head is in `ctx.response`, or
+    `done(reject)`. Raises Reject (bad backend URL) before anything is sent."""
+    gw: Gateway = ctx.service.store.gateway  # type: ignore[attr-defined]
+    scheme, host, port, target = _target(ctx)
+    headers = request_headers(ctx, gw)
+    if ctx.response is not None:
+        ctx.response.drop_upstream()
+    t0 = time.perf_counter()
+
+    def answered(upstream: UpstreamResponse | None, exc: BaseException | None) -> None:
+        if upstream is None:
+            assert isinstance(exc, UpstreamError)
+            done(_failed(ctx, exc, t0))
+            return
+        _answered(ctx, upstream, t0)
+        done(None)
+
+    gw.upstream.request_nowait(
+        ctx.method,
+        scheme,
+        host,
+        port,
+        target,
+        headers,
+        ctx.request_body,
+        timeout if timeout is not None else gw.settings.gateway_backend_timeout,
+        answered,
+        verify_tls=ctx.backend_verify_tls,
+    )
 
 
 def error_body(status: int, message: str) -> bytes:
@@ -210,7 +258,9 @@ def error_body(status: int, message: str) -> bytes:
     return orjson.dumps({"statusCode": status, "message": message})
 
 
-async def send_response(ctx: Context, send: Any) -> None:
+def response_parts(ctx: Context) -> tuple[int, list[tuple[bytes, bytes]], bytes | None]:
+    """The answer to write: status, headers (names lower-cased) and the whole body, or None when
+    the backend's body is still streaming in (`ctx.response.upstream.iter_body()`)."""
     r = ctx.response
     if r is None:
         r = ctx.response = Response(200)
@@ -222,21 +272,28 @@ async def send_response(ctx: Context, send: Any) -> None:
         headers.append((name.lower().encode("latin-1"), value.encode("latin-1", "replace")))
     upstream = r.upstream
     if upstream is not None:
-        whole = upstream.ready_body()
-        if whole is not None:
-            await send({"type": "http.response.start", "status": r.status, "headers": headers})
-            await send({"type": "http.response.body", "body": whole})
-            ctx.bytes_out += len(whole)
-            return
-    if upstream is None:
-        body = r.body
-        headers = [(n, v) for n, v in headers if n != b"content-length"]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await send({"type": "http.response.start", "status": r.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
-        ctx.bytes_out += len(body)
+        return r.status, headers, upstream.ready_body()
+    body = r.body
+    headers = [(n, v) for n, v in headers if n != b"content-length"]
+    headers.append((b"content-length", b"%d" % len(body)))
+    return r.status, headers, body
+
+
+async def send_response(ctx: Context, send: Any) -> None:
+    status, headers, whole = response_parts(ctx)
+    if whole is not None:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": whole})
+        ctx.bytes_out += len(whole)
         return
-    await send({"type": "http.response.start", "status": r.status, "headers": headers})
+    await stream_response(ctx, send, status, headers)
+
+
+async def stream_response(ctx: Context, send: Any, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+    """The backend's answer whose body is still arriving, passed on piece by piece."""
+    assert ctx.response is not None and ctx.response.upstream is not None
+    upstream = ctx.response.upstream
+    await send({"type": "http.response.start", "status": status, "headers": headers})
     try:
         async for chunk in upstream.iter_body():
             ctx.bytes_out += len(chunk)

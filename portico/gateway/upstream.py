@@ -15,7 +15,7 @@ import contextlib
 import ssl
 import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 IDLE_SECONDS = 4.0  # below the usual 5 s keep-alive timeout of servers (uvicorn's default)
 MAX_IDLE_PER_HOST = 256
@@ -47,6 +47,7 @@ class _Conn(asyncio.Protocol):
         "_head_only",
         "_head_waiter",
         "_length_left",
+        "_on_head",
         "_paused_reading",
         "_paused_writing",
         "_received_any",
@@ -72,6 +73,7 @@ class _Conn(asyncio.Protocol):
         self._buf = bytearray()
         self._state = "idle"  # idle | head | body | done
         self._head_waiter: asyncio.Future[None] | None = None
+        self._on_head: Callable[[BaseException | None], None] | None = None  # the waiter's callback form
         self._body: deque[bytes] = deque()
         self._body_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
@@ -91,13 +93,12 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self._state == "head" and self._head_waiter is not None and not self._head_waiter.done():
-            err: UpstreamError = (
+        if self._state == "head":
+            self._head_failed(
                 _Reusable("connection closed")
                 if not self._received_any
                 else UpstreamError("backend closed the connection")
             )
-            self._head_waiter.set_exception(err)
         elif self._state == "body":
             if self._framing == "close":
                 self.body_done = True
@@ -126,10 +127,18 @@ class _Conn(asyncio.Protocol):
             self.close()
 
     # --- parsing ----------------------------------------------------------------------------
+    def _head_failed(self, err: BaseException) -> None:
+        """Tell whoever waits for the response head (a future, or a callback) that it will not come."""
+        on_head = self._on_head
+        if on_head is not None:
+            self._on_head = None
+            on_head(err)
+        elif self._head_waiter is not None and not self._head_waiter.done():
+            self._head_waiter.set_exception(err)
+
     def _fail_head(self, message: str) -> None:
         self.keep_alive = False
-        if self._head_waiter is not None and not self._head_waiter.done():
-            self._head_waiter.set_exception(UpstreamError(message))
+        self._head_failed(UpstreamError(message))
         self.close()
 
     def _parse_head(self) -> None:
@@ -201,14 +210,19 @@ class _Conn(asyncio.Protocol):
             self._state = "body"
             if self._framing == "none" or (self._framing == "length" and length == 0):
                 self._finish_body()
-            if self._head_waiter is not None and not self._head_waiter.done():
-                self._head_waiter.set_result(None)
             rest = bytes(self._buf)
             self._buf = bytearray()
             if rest and self._state == "body":
                 self._feed_body(rest)
             elif rest:
                 self.keep_alive = False
+            # after the bytes that came with the head: a callback sees a small body complete
+            on_head = self._on_head
+            if on_head is not None:
+                self._on_head = None
+                on_head(None)
+            elif self._head_waiter is not None and not self._head_waiter.done():
+                self._head_waiter.set_result(None)
             return
 
     def _finish_body(self) -> None:
@@ -397,6 +411,7 @@ class Upstream:
         self._ssl_default: ssl.SSLContext | None = None
         self._ssl_insecure: ssl.SSLContext | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()  # connects of request_nowait (the loop holds weak refs)
         self.opened = 0
 
     def _ssl(self, verify: bool) -> ssl.SSLContext:
@@ -421,6 +436,8 @@ class Upstream:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
             self._sweeper = None
+        for task in list(self._tasks):
+            task.cancel()
         for conns in self._idle.values():
             for c in conns:
                 c.close()
@@ -451,6 +468,11 @@ class Upstream:
             conn.close()
             return
         idle.append(conn)
+
+    def release_idle(self, conn: _Conn) -> None:
+        """A connection opened for a request that no longer wants it: pool it unused."""
+        conn.body_done = True
+        self.release(conn)
 
     def _pooled(self, key: tuple[str, str, int]) -> _Conn | None:
         idle = self._idle.get(key)
@@ -550,26 +572,20 @@ class Upstream:
         conn._head_only = method == "HEAD"
         loop = asyncio.get_running_loop()
         conn._head_waiter = waiter = loop.create_future()
-        default_port = 443 if scheme == "https" else 80
-        host_value = host if port == default_port else f"{host}:{port}"
-        if ":" in host and not host.startswith("["):
-            host_value = f"[{host}]" if port == default_port else f"[{host}]:{port}"
-        parts = [f"{method} {target} HTTP/1.1\r\nHost: {host_value}\r\n".encode("latin-1")]
-        for name, value in headers:
-            parts.append(name + b": " + value + b"\r\n")
         streaming = isinstance(body, AsyncIterator)
-        if isinstance(body, bytes | bytearray):
-            if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
-                parts.append(b"content-length: %d\r\n" % len(body))
-        elif streaming:
-            if content_length is not None:
-                parts.append(b"content-length: %d\r\n" % content_length)
-            else:
-                parts.append(b"transfer-encoding: chunked\r\n")
-        parts.append(b"\r\n")
-        if isinstance(body, bytes | bytearray) and body:
-            parts.append(bytes(body))
-        conn.transport.write(b"".join(parts))
+        conn.transport.write(
+            _request_bytes(
+                method,
+                scheme,
+                host,
+                port,
+                target,
+                headers,
+                None if streaming else body,  # type: ignore[arg-type]
+                content_length if streaming else None,
+                chunked=streaming and content_length is None,
+            )
+        )
         if streaming:
             assert isinstance(body, AsyncIterator)
             sent = 0
@@ -602,6 +618,182 @@ class Upstream:
             await waiter
         finally:
             timer.cancel()
+
+    # --- the callback form, for the gateway's fast path ----------------------------------------
+    def request_nowait(
+        self,
+        method: str,
+        scheme: str,
+        host: str,
+        port: int,
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | None,
+        timeout: float,
+        done: Callable[[UpstreamResponse | None, BaseException | None], None],
+        *,
+        verify_tls: bool = True,
+    ) -> None:
+        """`request` without a task or future: `done(response, None)` runs once the response head
+        arrived (with the body too when it came in the same read: `ready_body()`), or
+        `done(None, error)` once it cannot (UpstreamError / UpstreamTimeout). `done` is never
+        called before this returns."""
+        _CallbackRequest(
+            self, method, (scheme, host, port), target, headers, body, timeout, verify_tls, done
+        ).start()
+
+
+class _CallbackRequest:
+    """One request of `Upstream.request_nowait`: a pooled connection when there is one (written at
+    once), else a new connection (a task: connecting is rare); one retry on a fresh connection when
+    a pooled one turns out to be closed before any byte came back; the head deadline as a timer."""
+
+    __slots__ = (
+        "body",
+        "conn",
+        "deadline",
+        "done",
+        "headers",
+        "key",
+        "method",
+        "pool",
+        "pooled",
+        "target",
+        "timer",
+        "verify_tls",
+    )
+
+    def __init__(
+        self,
+        pool: Upstream,
+        method: str,
+        key: tuple[str, str, int],
+        target: str,
+        headers: list[tuple[bytes, bytes]],
+        body: bytes | None,
+        timeout: float,
+        verify_tls: bool,
+        done: Callable[[UpstreamResponse | None, BaseException | None], None],
+    ) -> None:
+        self.pool = pool
+        self.method = method
+        self.key = key
+        self.target = target
+        self.headers = headers
+        self.body = body
+        self.deadline = time.monotonic() + timeout
+        self.verify_tls = verify_tls
+        self.done = done
+        self.conn: _Conn | None = None
+        self.pooled = False
+        self.timer: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_at(loop.time() + (self.deadline - time.monotonic()), self._expired)
+        conn = self.pool._pooled(self.key)
+        if conn is None:
+            self._connect_later()
+            return
+        self.pooled = True
+        self._write(conn)
+
+    def _connect_later(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._connect())
+        self.pool._tasks.add(task)
+        task.add_done_callback(self.pool._tasks.discard)
+
+    async def _connect(self) -> None:
+        try:
+            conn = await self.pool._connect(self.key, self.verify_tls, None)
+        except UpstreamError as exc:
+            self._finish(None, exc)
+            return
+        if self.done is None:  # timed out meanwhile: the connection is fresh, keep it
+            self.pool.release_idle(conn)
+            return
+        self._write(conn)
+
+    def _write(self, conn: _Conn) -> None:
+        assert conn.transport is not None
+        self.conn = conn
+        conn._state = "head"
+        conn._head_only = self.method == "HEAD"
+        conn._on_head = self._on_head
+        scheme, host, port = self.key
+        conn.transport.write(
+            _request_bytes(self.method, scheme, host, port, self.target, self.headers, self.body, None)
+        )
+
+    def _on_head(self, err: BaseException | None) -> None:
+        conn = self.conn
+        assert conn is not None
+        if err is None:
+            self._finish(UpstreamResponse(self.pool, conn), None)
+            return
+        conn.keep_alive = False
+        conn.close()
+        if isinstance(err, _Reusable) and self.pooled:  # a stale pooled connection: once more, fresh
+            self.pooled = False
+            self.conn = None
+            self._connect_later()
+            return
+        self._finish(
+            None, UpstreamError("backend closed the connection") if isinstance(err, _Reusable) else err
+        )
+
+    def _expired(self) -> None:
+        self.timer = None
+        conn = self.conn
+        if conn is not None:
+            conn._on_head = None
+            conn.keep_alive = False
+            conn.close()
+        self._finish(None, UpstreamTimeout("the backend did not answer in time"))
+
+    def _finish(self, response: UpstreamResponse | None, err: BaseException | None) -> None:
+        done = self.done
+        if done is None:
+            return
+        self.done = None  # type: ignore[assignment]
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        done(response, err)
+
+
+def _request_bytes(
+    method: str,
+    scheme: str,
+    host: str,
+    port: int,
+    target: str,
+    headers: list[tuple[bytes, bytes]],
+    body: bytes | bytearray | None,
+    content_length: int | None,
+    *,
+    chunked: bool = False,
+) -> bytes:
+    """The request head, and the whole body when it is given as bytes. A body streamed after the
+    head: its `content_length` if known, else `chunked`."""
+    default_port = 443 if scheme == "https" else 80
+    host_value = host if port == default_port else f"{host}:{port}"
+    if ":" in host and not host.startswith("["):
+        host_value = f"[{host}]" if port == default_port else f"[{host}]:{port}"
+    parts = [f"{method} {target} HTTP/1.1\r\nHost: {host_value}\r\n".encode("latin-1")]
+    for name, value in headers:
+        parts.append(name + b": " + value + b"\r\n")
+    if body is not None:
+        if body or method not in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            parts.append(b"content-length: %d\r\n" % len(body))
+    elif content_length is not None:
+        parts.append(b"content-length: %d\r\n" % content_length)
+    elif chunked:
+        parts.append(b"transfer-encoding: chunked\r\n")
+    parts.append(b"\r\n")
+    if body:
+        parts.append(bytes(body))
+    return b"".join(parts)
 
 
 def _expire(waiter: asyncio.Future[None]) -> None:

@@ -61,7 +61,8 @@ class CompileContext:
 class Policy:
     tag: ClassVar[str]
     sections: ClassVar[frozenset[str]] = ALL
-    is_async: ClassVar[bool] = False
+    is_async: bool = False  # run() returns a coroutine (per instance: <choose> is when a branch is)
+    forwards: ClassVar[bool] = False  # forward-request: the one the fast path calls back from
 
     def __init__(self, node: Node, section: str, cc: CompileContext) -> None:
         self.node = node
@@ -113,3 +114,11 @@ class _Base:
 BASE = _Base()
 
 Runner = Callable[["Context"], Any]
+
+
+def run_now(policies: list[Any], ctx: Context) -> Any:
+    """Run synchronous policies in order; STOP when one answered the request itself."""
+    for p in policies:
+        if p.run(ctx) is STOP:
+            return STOP
+    return None

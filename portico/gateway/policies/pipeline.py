@@ -55,6 +55,15 @@ class Pipeline:
     outbound: list[Any]
     on_error: list[Any]
     error: str | None = None  # a policy of this scope failed to compile: every request gets a 500
+    fast: bool = False  # every policy runs synchronously, forward-request only last in backend
+
+    def __post_init__(self) -> None:
+        *before, last = self.backend or [None]
+        self.fast = (
+            not any(p.is_async for p in (*self.inbound, *self.outbound, *self.on_error, *before))
+            and (last is None or last.forwards or not last.is_async)
+            and not any(getattr(p, "forwards", False) for p in before)
+        )
 
     def cors(self) -> list[Any]:
         return [p for p in self.inbound if getattr(p, "tag", "") == "cors"]

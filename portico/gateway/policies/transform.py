@@ -11,7 +11,16 @@ import orjson
 
 from portico.gateway.context import HeaderMap, QueryMap, Response
 from portico.gateway.expressions import ExpressionError, Value, truthy
-from portico.gateway.policies.base import ALL, STOP, CompileContext, Policy, Reject, compile_policies, policy
+from portico.gateway.policies.base import (
+    ALL,
+    STOP,
+    CompileContext,
+    Policy,
+    Reject,
+    compile_policies,
+    policy,
+    run_now,
+)
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
 
 if TYPE_CHECKING:
@@ -229,6 +238,7 @@ class ForwardRequest(Policy):
     tag = "forward-request"
     sections = frozenset({"backend"})
     is_async = True
+    forwards = True
 
     def __init__(self, node: Node, section: str, cc: CompileContext) -> None:
         super().__init__(node, section, cc)
@@ -263,6 +273,11 @@ class ForwardRequest(Policy):
         from portico.gateway.proxy import forward
 
         await forward(ctx, self.timeout)
+        self.check(ctx)
+        return None
+
+    def check(self, ctx: Context) -> None:
+        """fail-on-error-status-code: the backend's error status goes to on-error."""
         if self.fail_on_error and ctx.response is not None and ctx.response.status >= 400:
             raise Reject(
                 ctx.response.status,
@@ -270,7 +285,6 @@ class ForwardRequest(Policy):
                 source="forward-request",
                 reason="BackendError",
             )
-        return None
 
 
 @policy
@@ -364,7 +378,6 @@ class SetBody(Policy):
 @policy
 class Choose(Policy):
     tag = "choose"
-    is_async = True
 
     def __init__(self, node: Node, section: str, cc: CompileContext) -> None:
         super().__init__(node, section, cc)
@@ -388,8 +401,17 @@ class Choose(Policy):
             self.branches.append((cond, compile_policies(child.children, section, cc, allow_base=False)))
         if not any(c is not None for c, _ in self.branches):
             raise PolicyDocumentError("<choose> needs at least one <when condition=...>.", node)
+        self.is_async = any(p.is_async for _, body in self.branches for p in body)
 
-    async def run(self, ctx: Context) -> Any:
+    def run(self, ctx: Context) -> Any:
+        if self.is_async:
+            return self._run_async(ctx)
+        for cond, body in self.branches:
+            if cond is None or truthy(cond.get(ctx)):
+                return run_now(body, ctx)
+        return None
+
+    async def _run_async(self, ctx: Context) -> Any:
         from portico.gateway.policies.pipeline import run_list
 
         for cond, body in self.branches:
