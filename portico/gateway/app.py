@@ -409,13 +409,13 @@ class Gateway:
 
     def _answer_nowait(self, ctx: Context, cycle: Any) -> None:
         try:
-            status, headers, body = response_parts(ctx)
+            status, headers, body, checked = response_parts(ctx)
             if body is None:  # the backend's body is still arriving: stream it from a task
                 task = asyncio.get_running_loop().create_task(self._stream(ctx, cycle, status, headers))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 return
-            cycle.respond(status, headers, body)
+            cycle.respond(status, headers, body, checked)
             ctx.bytes_out += len(body)
         except Exception:
             self._crash_nowait(ctx, cycle)

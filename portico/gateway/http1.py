@@ -36,6 +36,7 @@ _STATUS_LINES = {
 }
 _BODY_HIGH_WATER = 256 * 1024  # request body buffered before reading from the client pauses
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_FRAMING = {b"content-length": 1, b"transfer-encoding": 2, b"connection": 3}
 _WHOLE_BODY = 64 * 1024  # a request body up to this size is read whole before the app starts
 
 
@@ -138,10 +139,13 @@ class _Cycle:
         if more and self.conn.write_paused:
             await self.conn.drain()
 
-    def respond(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    def respond(
+        self, status: int, headers: list[tuple[bytes, bytes]], body: bytes, checked: bool = False
+    ) -> None:
         """The whole answer at once, with no ASGI messages (the gateway's fast path, which then
-        calls `finish`). Raises RuntimeError on an invalid header, before anything is written."""
-        self.start_response(status, headers)
+        calls `finish`). Raises RuntimeError on an invalid header, before anything is written;
+        `checked`: the caller knows no header holds CR, LF (or a colon in a name)."""
+        self.start_response(status, headers, checked)
         self.write_body(body, False)
 
     def finish(self) -> None:
@@ -150,23 +154,25 @@ class _Cycle:
             self.keep_alive = False
         self.conn.cycle_done(self)
 
-    def start_response(self, status: int, headers: Any) -> None:
+    def start_response(self, status: int, headers: Any, checked: bool = False) -> None:
         if self.started:
             raise RuntimeError("the response has started already")
         lines = [_status_line(status)]
         length_known = False
         for name, value in headers:
-            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name or b":" in name:
+            if not checked and (
+                b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name or b":" in name
+            ):
                 raise RuntimeError("invalid response header")
-            if name == b"content-length":
+            special = _FRAMING.get(name)
+            if special is None:
+                lines.append(name + b": " + value + b"\r\n")
+            elif special == 1:  # content-length
                 length_known = True
-            elif name == b"transfer-encoding":
-                continue  # framing is this server's business
-            elif name == b"connection":
-                if value.lower() == b"close":
-                    self.keep_alive = False
-                continue
-            lines.append(name + b": " + value + b"\r\n")
+                lines.append(name + b": " + value + b"\r\n")
+            elif special == 3 and value.lower() == b"close":  # connection
+                self.keep_alive = False
+            # transfer-encoding (2): framing is this server's business
         if not length_known and not self.head_only and status >= 200 and status not in (204, 304):
             self.chunked = True  # decided for good when the first body part arrives
         self.head = lines  # written with the first body part

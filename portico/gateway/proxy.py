@@ -258,12 +258,14 @@ def error_body(status: int, message: str) -> bytes:
     return orjson.dumps({"statusCode": status, "message": message})
 
 
-def response_parts(ctx: Context) -> tuple[int, list[tuple[bytes, bytes]], bytes | None]:
-    """The answer to write: status, headers (names lower-cased) and the whole body, or None when
-    the backend's body is still streaming in (`ctx.response.upstream.iter_body()`)."""
+def response_parts(ctx: Context) -> tuple[int, list[tuple[bytes, bytes]], bytes | None, bool]:
+    """The answer to write: status, headers (names lower-cased), the whole body (or None when the
+    backend's body is still streaming in: `ctx.response.upstream.iter_body()`), and whether the
+    headers are known to be free of CR/LF (straight from the backend's parsed head: upstream.py)."""
     r = ctx.response
     if r is None:
         r = ctx.response = Response(200)
+    checked = r.headers is None and not ctx.extra_headers
     if r.headers is not None:
         headers = [(n.lower(), v) for n, v in r.headers.to_raw()]
     else:
@@ -272,15 +274,15 @@ def response_parts(ctx: Context) -> tuple[int, list[tuple[bytes, bytes]], bytes 
         headers.append((name.lower().encode("latin-1"), value.encode("latin-1", "replace")))
     upstream = r.upstream
     if upstream is not None:
-        return r.status, headers, upstream.ready_body()
+        return r.status, headers, upstream.ready_body(), checked
     body = r.body
     headers = [(n, v) for n, v in headers if n != b"content-length"]
     headers.append((b"content-length", b"%d" % len(body)))
-    return r.status, headers, body
+    return r.status, headers, body, checked
 
 
 async def send_response(ctx: Context, send: Any) -> None:
-    status, headers, whole = response_parts(ctx)
+    status, headers, whole, _checked = response_parts(ctx)
     if whole is not None:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": whole})

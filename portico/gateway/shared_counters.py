@@ -240,6 +240,24 @@ class SharedCounters:
     def add(self, key: Any, period: float, now: float, amount: float) -> float:
         return self._apply(key, period, now, amount)[0]
 
+    def take(self, key: Any, period: float, now: float, limit: float) -> tuple[bool, float, float]:
+        """Count one call if the window has room below `limit`: (taken, count before, seconds until
+        the window renews), under one lock round trip."""
+        h = self._hash(key)
+        buf = self._buf
+        if buf is None:
+            raise ValueError("SharedCounters is closed")
+        if not self._lock.acquire(True, self._lock_timeout):
+            self._acquire_slow()
+        try:
+            off, start, count = self._window(buf, h, period, now)
+            taken = count + 1 <= limit
+            if taken:
+                _COUNT.pack_into(buf, off + 16, count + 1)
+        finally:
+            self._release()
+        return taken, count, max(0.0, start + period - now)
+
     def _apply(self, key: Any, period: float, now: float, amount: float) -> tuple[float, float]:
         """(count after adding `amount`, window start), under the lock."""
         h = self._hash(key)

@@ -59,12 +59,45 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 DISCONNECTS: list[str] = []
 
 
-@pytest.fixture
-async def server() -> AsyncIterator[tuple[HttpServer, int]]:
+class FastEcho:
+    """echo_app plus the synchronous entry the gateway has (`handle_nowait`, Gateway's fast path):
+    paths under /fast/ are answered from it, at once or from a later callback; others decline."""
+
+    def __init__(self) -> None:
+        self.fast: list[str] = []
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await echo_app(scope, receive, send)
+
+    def handle_nowait(self, cycle: Any) -> bool:
+        scope = cycle.scope
+        path = scope["path"]
+        if not path.startswith("/fast/"):
+            return False
+        if path == "/fast/boom":
+            raise RuntimeError("app failure")
+        self.fast.append(path)
+        body = b"".join(cycle.body)
+        text = f"{scope['method']} {path} fast body={body.decode()}".encode()
+
+        def answer() -> None:
+            cycle.respond(200, [(b"content-length", b"%d" % len(text))], text, True)
+            cycle.finish()
+
+        if path.startswith("/fast/later"):
+            asyncio.get_running_loop().call_later(0.05, answer)
+        else:
+            answer()
+        return True
+
+
+@pytest.fixture(params=["asgi", "fast"])
+async def server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[HttpServer, int]]:
     sock = bind("127.0.0.1", 0)
     assert sock is not None
     port = sock.getsockname()[1]
-    srv = HttpServer(echo_app, max_header_bytes=4096, keep_alive=0.5, graceful=1.0)
+    app = echo_app if request.param == "asgi" else FastEcho()
+    srv = HttpServer(app, max_header_bytes=4096, keep_alive=0.5, graceful=1.0)
     task = asyncio.get_running_loop().create_task(srv.serve([sock]))
     await asyncio.sleep(0.05)
     yield srv, port
@@ -157,7 +190,8 @@ async def test_disconnect_and_idle_timeout(server: tuple[HttpServer, int]) -> No
     srv, port = server
     DISCONNECTS.clear()
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    writer.write(b"POST /wait-disconnect HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\nabc")
+    # (a body over 64 KiB: a smaller one is read whole before an app with a fast path starts)
+    writer.write(b"POST /wait-disconnect HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\nabc")
     await writer.drain()
     await asyncio.sleep(0.1)
     writer.close()
@@ -189,3 +223,75 @@ def test_bind_reports_a_taken_port() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         assert bind("127.0.0.1", taken.getsockname()[1]) is None
+
+
+@pytest.fixture
+async def fast_server() -> AsyncIterator[tuple[FastEcho, int]]:
+    sock = bind("127.0.0.1", 0)
+    assert sock is not None
+    port = sock.getsockname()[1]
+    app = FastEcho()
+    srv = HttpServer(app, max_header_bytes=4096, keep_alive=0.5, graceful=1.0)
+    task = asyncio.get_running_loop().create_task(srv.serve([sock]))
+    await asyncio.sleep(0.05)
+    yield app, port
+    srv.should_exit = True
+    await asyncio.wait_for(task, 5)
+
+
+async def test_fast_path_answers_in_order(fast_server: tuple[FastEcho, int]) -> None:
+    app, port = fast_server
+    # pipelined: answered at once, from a later callback, through ASGI, at once - in request order
+    reqs = (
+        b"GET /fast/a HTTP/1.1\r\nHost: h\r\n\r\n"
+        b"POST /fast/later HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nxyz"
+        b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\n"
+        b"GET /fast/b HTTP/1.1\r\nHost: h\r\n\r\n"
+    )
+    out = await exchange(port, reqs, wait=1.0)
+    marks = [
+        b"GET /fast/a fast body=",
+        b"POST /fast/later fast body=xyz",
+        b"GET /slow q= body=",
+        b"GET /fast/b",
+    ]
+    positions = [out.index(m) for m in marks]
+    assert positions == sorted(positions) and out.count(b"HTTP/1.1 200 OK\r\n") == 4
+    assert app.fast == ["/fast/a", "/fast/later", "/fast/b"]
+
+
+async def test_fast_path_gets_whole_small_bodies_only(fast_server: tuple[FastEcho, int]) -> None:
+    app, port = fast_server
+    # a small body arriving in pieces: the fast path starts once it is all in
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /fast/x HTTP/1.1\r\nHost: h\r\nContent-Length: 6\r\n\r\nabc")
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    assert app.fast == []
+    writer.write(b"def")
+    out = await asyncio.wait_for(reader.readuntil(b"body=abcdef"), 2)
+    assert out.startswith(b"HTTP/1.1 200 OK") and app.fast == ["/fast/x"]
+    writer.close()
+    # over 64 KiB, chunked, or Expect: 100-continue: streamed through ASGI instead
+    big = b"a" * 70000
+    out = await exchange(
+        port,
+        b"POST /fast/big HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%b"
+        % (len(big), big),
+    )
+    assert out.endswith(b"q= body=" + big)
+    out = await exchange(
+        port,
+        b"POST /fast/chunked HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+        b"2\r\nok\r\n0\r\n\r\n",
+    )
+    assert out.endswith(b"q= body=ok")
+    assert app.fast == ["/fast/x"]
+
+
+async def test_fast_path_failure_is_a_500(fast_server: tuple[FastEcho, int]) -> None:
+    _app, port = fast_server
+    out = await exchange(
+        port, b"GET /fast/boom HTTP/1.1\r\nHost: h\r\n\r\nGET /fast/a HTTP/1.1\r\nHost: h\r\n\r\n"
+    )
+    assert out.startswith(b"HTTP/1.1 500 ") and out.count(b"HTTP/1.1") == 1  # and the connection ends

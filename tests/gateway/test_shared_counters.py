@@ -87,6 +87,14 @@ def test_keys_are_independent_and_amounts_fractional(store: Any) -> None:
     assert store.peek(b, 10.0, 11.0) == (3.0, 1.0)
 
 
+def test_take_counts_only_below_the_limit(store: Any) -> None:
+    assert store.take(KEY, 60.0, 1000.0, 2) == (True, 0.0, 60.0)
+    assert store.take(KEY, 60.0, 1010.0, 2) == (True, 1.0, 50.0)
+    assert store.take(KEY, 60.0, 1020.0, 2) == (False, 2.0, 40.0)  # refused: not counted
+    assert store.peek(KEY, 60.0, 1030.0) == (2.0, 30.0)
+    assert store.take(KEY, 60.0, 1060.0, 2) == (True, 0.0, 60.0)  # a new window
+
+
 def test_len_counts_live_windows(store: Any) -> None:
     assert len(store) == 0
     now = time.monotonic()
@@ -103,8 +111,11 @@ def test_random_trace_matches_counters(shared: SharedCounters) -> None:
     for _ in range(5000):
         now += rng.choice([0.0, 0.001, 0.01, 0.1, 0.5])
         k = rng.choice(keys)
-        if rng.random() < 0.5:
+        r = rng.random()
+        if r < 0.4:
             assert shared.peek(k, k[-1], now) == ref.peek(k, k[-1], now)
+        elif r < 0.6:
+            assert shared.take(k, k[-1], now, 3) == ref.take(k, k[-1], now, 3)
         else:
             amount = rng.choice([1, 2, 0.5])
             assert shared.add(k, k[-1], now, amount) == ref.add(k, k[-1], now, amount)

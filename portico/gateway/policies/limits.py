@@ -32,6 +32,11 @@ class CounterStore(Protocol):
 
     def add(self, key: Any, period: float, now: float, amount: float) -> float: ...
 
+    def take(self, key: Any, period: float, now: float, limit: float) -> tuple[bool, float, float]:
+        """Count one call if the window has room below `limit`: (taken, count before, seconds until
+        the window renews). peek + add in one step (one lock round trip for the shared table)."""
+        ...
+
 
 class Counters:
     """Fixed windows keyed by anything hashable: key → [window start, count]."""
@@ -72,6 +77,14 @@ class Counters:
         w = self._window(key, period, now)
         w[1] += amount
         return w[1]
+
+    def take(self, key: Any, period: float, now: float, limit: float) -> tuple[bool, float, float]:
+        w = self._window(key, period, now)
+        count = w[1]
+        if count + 1 <= limit:
+            w[1] = count + 1
+            return True, count, max(0.0, w[0] + period - now)
+        return False, count, max(0.0, w[0] + period - now)
 
 
 class _Limit:
@@ -219,8 +232,8 @@ class RateLimit(_PerSubscriptionLimit):
     def _check(self, ctx: Context, limit: _Limit, who: Any, now: float) -> None:
         assert limit.calls is not None
         key = (ctx.service.id, limit.key, who, limit.period)
-        count, renew = self.counters.peek(key, limit.period, now)
-        if count + 1 > limit.calls:
+        taken, count, renew = self.counters.take(key, limit.period, now, limit.calls)
+        if not taken:
             raise Reject(
                 429,
                 f"Rate limit is exceeded. Try again in {max(1, math.ceil(renew))} seconds.",
@@ -228,7 +241,6 @@ class RateLimit(_PerSubscriptionLimit):
                 reason="RateLimitExceeded",
                 headers=self.names.reject(ctx, renew),
             )
-        self.counters.add(key, limit.period, now, 1)
         self.names.report(ctx, int(limit.calls - count - 1), limit.calls)
 
 
@@ -247,8 +259,8 @@ class Quota(_PerSubscriptionLimit):
     def _check(self, ctx: Context, limit: _Limit, who: Any, now: float) -> None:
         if limit.calls is not None:
             key = (ctx.service.id, limit.key, "calls", who, limit.period)
-            count, renew = self.counters.peek(key, limit.period, now)
-            if count + 1 > limit.calls:
+            taken, _count, renew = self.counters.take(key, limit.period, now, limit.calls)
+            if not taken:
                 raise Reject(
                     403,
                     f"Out of call volume quota. Quota will be replenished in {_retry_text(renew)}.",
@@ -256,7 +268,6 @@ class Quota(_PerSubscriptionLimit):
                     reason="QuotaExceeded",
                     headers={"Retry-After": str(max(1, math.ceil(renew)))},
                 )
-            self.counters.add(key, limit.period, now, 1)
         if limit.bandwidth_kb is not None:
             bkey = (ctx.service.id, limit.key, "kb", who, limit.period)
             used, renew = self.counters.peek(bkey, limit.period, now)
