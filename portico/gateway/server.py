@@ -86,6 +86,11 @@ def gateway_servers(
             cert, key = tls_files(settings)
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(str(cert), str(key))
+            config = getattr(app, "config", None)
+            if config is not None:  # custom Proxy hostnames present their own certificates
+                from portico.gateway.tls import HostCertificates
+
+                HostCertificates(config).install(context)
             out.append((HttpServer(app, ssl_context=context, **common), [sock]))
     return out
 

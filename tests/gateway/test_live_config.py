@@ -13,6 +13,7 @@ import pytest
 from azure.mgmt.apimanagement import models as M
 
 from tests.gateway.conftest import RG, GatewayEnv, eventually, gateway_env, make_service, unique
+from tests.gateway.test_tls_hosts import make_certificate, presented, set_hostnames
 from tests.support.server import PorticoServer
 
 pytestmark = pytest.mark.slow
@@ -102,6 +103,15 @@ def test_restore_onto_second_instance_serves_source_keys_at_once(
         lambda: _code(secondary.get("/before/x", key=skey), 200), timeout=2
     )  # usage recorded before the restore
 
+    # the standby's own custom domain and certificate, set up in advance: target-owned, so they stay
+    # through the restore, and moving traffic is a DNS change (TLS included)
+    custom = f"api.{dst}.test"
+    pfx, pem = make_certificate(custom, tmp_path_factory.mktemp("certs"), "pw")
+    set_hostnames(
+        secondary,
+        [{"type": "Proxy", "hostName": custom, "encodedCertificate": pfx, "certificatePassword": "pw"}],
+    )
+
     params = M.ApiManagementServiceBackupRestoreParameters(
         storage_account=account, container_name="backups", backup_name=src, access_key=access_key
     )
@@ -113,6 +123,8 @@ def test_restore_onto_second_instance_serves_source_keys_at_once(
     assert elapsed <= 1.0, elapsed
     assert r.json()["headers"]["x-restored"] == "yes" and r.json()["path"] == "/orders/42"
     assert secondary.get("/before/x", key=skey).status_code in (401, 404)  # the standby now is the backup
+    cn, _status = presented(secondary, custom, pem, key, "/orders/7")
+    assert cn == custom
 
     # usage data is not in backups and survives the restore of its service
     def usage() -> None:

@@ -1,0 +1,143 @@
+"""The gateway's HTTPS certificates: a custom Proxy hostname presents its own certificate (SNI).
+
+A service's `hostnameConfigurations[]` entry of type Proxy with an `encodedCertificate` (a base64
+PFX, its `certificatePassword`) is the certificate the gateway presents to a client that asks for
+that hostname (or a name under a `*.` wildcard hostname) in its TLS ClientHello. Any other name,
+and a client without SNI, gets the node's own certificate (`PORTICO_TLS_CERT`, or the generated
+one). Certificates come from the same in-memory configuration as routing (portico/gateway/config.py),
+so a new or rotated certificate is presented within the configuration's poll, and a standby's own
+custom-domain certificates stay in place through a restore (they are target-owned, as in Azure:
+portico/resources/service.py TARGET_OWNED_PROPERTIES), which is what lets a DNS change move traffic.
+
+Certificates held in Key Vault (`keyVaultId`) cannot be fetched here: those hostnames get the
+node's certificate, with one warning per hostname.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import ssl
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, pkcs12
+
+if TYPE_CHECKING:
+    from portico.gateway.config import ConfigStore
+
+log = logging.getLogger("portico.gateway")
+
+_CACHE_MAX = 1024
+
+
+class HostCertificates:
+    """An `sni_callback` for the gateway's HTTPS listener, with one SSLContext per certificate."""
+
+    def __init__(self, config: ConfigStore) -> None:
+        self.config = config
+        self._contexts: dict[str, ssl.SSLContext | None] = {}  # certificate digest → context
+        self._warned: set[str] = set()
+
+    def install(self, default: ssl.SSLContext) -> None:
+        default.sni_callback = self.sni_callback
+
+    def sni_callback(self, conn: Any, server_name: str | None, default: ssl.SSLContext) -> None:
+        if not server_name:
+            return None
+        try:
+            context = self.context_for(server_name.lower())
+        except Exception:  # a failure here would abort the handshake: keep the default instead
+            log.exception("gateway: choosing the TLS certificate for %s failed", server_name[:253])
+            return None
+        if context is not None:
+            conn.context = context
+        return None
+
+    def context_for(self, host: str) -> ssl.SSLContext | None:
+        entry = self._entry(host)
+        if entry is None:
+            return None
+        encoded = entry.get("encodedCertificate")
+        if not isinstance(encoded, str) or not encoded:
+            name = str(entry.get("hostName"))
+            if entry.get("keyVaultId") and name not in self._warned:
+                self._warned.add(name)
+                log.warning(
+                    "gateway: the certificate of %s is in Key Vault, which this gateway cannot read; "
+                    "it presents the node's certificate for that name",
+                    name,
+                )
+            return None
+        password = entry.get("certificatePassword")
+        digest = hashlib.sha256(f"{encoded}\x00{password or ''}".encode()).hexdigest()
+        if digest in self._contexts:
+            return self._contexts[digest]
+        if len(self._contexts) >= _CACHE_MAX:
+            self._contexts.clear()
+        context = self._load(
+            encoded, password if isinstance(password, str) else None, str(entry.get("hostName"))
+        )
+        self._contexts[digest] = context
+        return context
+
+    def _entry(self, host: str) -> dict[str, Any] | None:
+        """The Proxy hostname configuration naming `host`: exactly, else through a wildcard."""
+        svc = self.config.lookup_host(host)
+        if svc is None:
+            return None
+        wildcard: dict[str, Any] | None = None
+        for hc in (svc.row.properties or {}).get("hostnameConfigurations") or []:
+            if not isinstance(hc, dict) or hc.get("type") != "Proxy":
+                continue
+            name = str(hc.get("hostName", "")).lower()
+            if name == host:
+                return hc
+            if name.startswith("*.") and host.endswith(name[1:]) and wildcard is None:
+                wildcard = hc
+        return wildcard
+
+    @staticmethod
+    def _load(encoded: str, password: str | None, name: str) -> ssl.SSLContext | None:
+        try:
+            key, cert, chain = pkcs12.load_key_and_certificates(
+                base64.b64decode(encoded), password.encode() if password else None
+            )
+        except ValueError:
+            key = cert = None
+            chain = []
+        if key is None or cert is None:
+            # the control plane checked the certificate, but a PFX without its private key (or a
+            # bare certificate) cannot serve TLS
+            log.warning("gateway: the certificate of %s has no usable private key; not presented", name)
+            return None
+        pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()) + b"".join(
+            c.public_bytes(Encoding.PEM) for c in (cert, *chain)
+        )
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        _load_pem(context, pem)
+        return context
+
+
+def _load_pem(context: ssl.SSLContext, pem: bytes) -> None:
+    """`load_cert_chain` reads only files: give it one that never touches a disk when the kernel
+    allows (memfd), else a private temporary file removed at once."""
+    if hasattr(os, "memfd_create"):
+        fd = os.memfd_create("portico-cert", os.MFD_CLOEXEC)
+        try:
+            os.write(fd, pem)
+            context.load_cert_chain(f"/proc/self/fd/{fd}")
+            return
+        finally:
+            os.close(fd)
+    fd, path = tempfile.mkstemp(prefix="portico-cert-")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(pem)
+        context.load_cert_chain(path)
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
