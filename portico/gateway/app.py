@@ -302,7 +302,10 @@ class Gateway:
             except Exception:  # deferred counters must never fail a finished request
                 log.debug("deferred policy step failed", exc_info=True)
         if self.analytics is not None and ctx.api is not None:
-            self._record(ctx)
+            try:
+                self._record(ctx)
+            except Exception:  # never the request's problem (and the fast path runs in callbacks)
+                log.exception("gateway: the usage record of %s %s failed", ctx.method, ctx.path[:200])
 
     # --- the fast path ------------------------------------------------------------------------
     # A whole request (body, if any, read already: http1.py) whose policies are all synchronous

@@ -705,7 +705,11 @@ class _CallbackRequest:
             self._connect_later()
             return
         self.pooled = True
-        self._write(conn)
+        try:
+            self._write(conn)
+        except Exception as exc:  # done() must not run before request_nowait returns
+            conn.close()
+            loop.call_soon(self._finish, None, UpstreamError(f"writing to the backend failed: {exc}"))
 
     def _connect_later(self) -> None:
         task = asyncio.get_running_loop().create_task(self._connect())
@@ -721,7 +725,11 @@ class _CallbackRequest:
         if self.done is None:  # timed out meanwhile: the connection is fresh, keep it
             self.pool.release_idle(conn)
             return
-        self._write(conn)
+        try:
+            self._write(conn)
+        except Exception as exc:
+            conn.close()
+            self._finish(None, UpstreamError(f"writing to the backend failed: {exc}"))
 
     def _write(self, conn: _Conn) -> None:
         assert conn.transport is not None
