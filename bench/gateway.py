@@ -18,6 +18,7 @@ Results are printed and written to docs/benchmarks.md under "## Gateway".
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -134,6 +135,27 @@ def wrk(
     sock_err = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     if sock_err:
         res["errors"] += sum(float(x) for x in sock_err.groups())
+    return res
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of `pid` and its children (gateway or proxy worker processes)."""
+    pids = [pid]
+    with contextlib.suppress(OSError):
+        pids += [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    total = 0
+    for p in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def measured_cpu(pid: int, run: Any) -> dict[str, float]:
+    """`run()`'s wrk result plus the CPU the proxy (`pid` and its workers) spent per request."""
+    before = _cpu_seconds(pid)
+    res: dict[str, float] = run()
+    res["cpu_us"] = (_cpu_seconds(pid) - before) / max(1.0, res["requests"]) * 1e6
     return res
 
 
@@ -347,11 +369,17 @@ def main() -> None:
         wrk(floor_url, duration=2, connections=c, headers={})
         time.sleep(2.0)  # the warm-up's records reach the usage table first
         before = portico.usage_total()
+        floor_proc = procs[-1]
+        assert portico.proc is not None
         peak = {
             "backend": wrk(direct_url, duration=d, connections=c, headers={}),
             "nginx": wrk(nginx_url, duration=d, connections=c, headers={}),
-            "floor": wrk(floor_url, duration=d, connections=c, headers={}),
-            "portico": wrk(gw_url, duration=d, connections=c, headers=gw_headers),
+            "floor": measured_cpu(
+                floor_proc.pid, lambda: wrk(floor_url, duration=d, connections=c, headers={})
+            ),
+            "portico": measured_cpu(
+                portico.proc.pid, lambda: wrk(gw_url, duration=d, connections=c, headers=gw_headers)
+            ),
         }
         half = peak["portico"]["rps"] / 2
         paced_conn = 16
@@ -404,7 +432,9 @@ def main() -> None:
         f"**Throughput: Portico = {ratio:.0%} of nginx** (target ≥ 50%: {'met' if ratio >= 0.5 else 'NOT met'}). "
         f"The least any Python proxy on the same stack does (`bench/floor_proxy.py`, {args.workers} worker(s)) "
         f"reaches {floor_ratio:.0%} of nginx in the same run; Portico reaches "
-        f"{peak['portico']['rps'] / peak['floor']['rps']:.0%} of that floor.",
+        f"{peak['portico']['rps'] / peak['floor']['rps']:.0%} of that floor. CPU per proxied request "
+        f"(all processes of the proxy, user + system): floor {peak['floor']['cpu_us']:.0f} µs, Portico "
+        f"{peak['portico']['cpu_us']:.0f} µs.",
         "",
         f"| paced at half of Portico's peak (~{half:,.0f} req/s, {paced_conn} connections) | achieved req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |",
         "|---|---:|---:|---:|---:|---:|",
