@@ -21,9 +21,12 @@ machine, so:
   whose JSON did not change, and leaves operations' URL regexes to their first match
   (portico/gateway/routing.py);
 - while a restore fills its staging store, the poller reads that store's subscriptions and users
-  ahead and compiles its routing tables once their rows are in (`Staged`): the switch then reads
-  the routing rows (adopting the tables compiled ahead when the rows did not change since) and
-  the last subscriptions and users, and checks by counting that nothing was missed.
+  ahead and compiles its routing tables once their rows are in (`Staged`), and polls every
+  `RESTORE_POLL_SECONDS` to see the switch sooner: the switch then checks that the routing rows
+  did not change since (SQLite: reads them; PostgreSQL: which transactions wrote them) and adopts
+  the tables compiled ahead, reads the last subscriptions and users, and checks by counting that
+  nothing was missed. On PostgreSQL the counts are most of the switch (0.3-0.7 s for the large
+  service on a small, busy machine: every row is a heap visit in a store not vacuumed yet).
 """
 
 from __future__ import annotations
@@ -144,13 +147,32 @@ _AFTER = (
     " AND name > $3 ORDER BY name LIMIT $4",
 )
 # How many subscriptions and users a store has (one statement: on PostgreSQL the server counts
-# while the poller compiles; the counts visit every row there).
+# while the poller compiles; the counts visit every row there: a fresh store's visibility map is
+# empty, so even an index-only scan reads the heap).
 _COUNTS = (
     "SELECT (SELECT count(*) FROM entities WHERE store_id = ? AND kind = 'subscription' AND parent = ''),"
     " (SELECT count(*) FROM entities WHERE store_id = ? AND kind = 'user' AND parent = '')",
     "SELECT (SELECT count(*) FROM entities WHERE store_id = $1 AND kind = 'subscription' AND parent = ''),"
     " (SELECT count(*) FROM entities WHERE store_id = $1 AND kind = 'user' AND parent = '')",
 )
+
+
+# PostgreSQL: how many routing rows each transaction wrote (`xmin`: the one that wrote a row's
+# version). Taken beside the rows compiled ahead (snapshot W) and again at the switch: equal ⇒ the
+# same rows. Any insert or update after W writes rows with the xid of a transaction that W does
+# not see, so no row visible in W has it (it is new, or its count grows); a delete lowers a count.
+# A few rows instead of reading and comparing all their JSON again (large service: 0.2-0.4 s,
+# measured). SQLite reads the rows themselves (cheap there).
+_ROUTING_VERSIONS = (
+    "",
+    f"SELECT xmin::text, count(*) FROM entities WHERE store_id = $1 AND kind IN ({_IN_ROUTING})"
+    " GROUP BY 1 ORDER BY 1",
+)
+# Once PostgreSQL has statistics for `entities` (autovacuum analyses it after a restore), it plans
+# the counts and the unbounded tail reads of one store as sequential scans of the whole table (all
+# stores; 0.25 s each, measured, and growing with other services): the switch's reads are ranges
+# of one store's key, so they are kept on the indexes.
+_INDEX_SCANS = ("SET LOCAL enable_seqscan = off", "SET LOCAL enable_seqscan TO DEFAULT")
 
 
 class Driver:
@@ -185,18 +207,29 @@ class Driver:
         out.sort()  # keys are unique: JSON is never compared
         return out
 
+    async def fetch_routing_versions(self, store_id: int) -> list[tuple[Any, ...]]:
+        """PostgreSQL only: (xmin, routing rows it wrote) of the store (`_ROUTING_VERSIONS`)."""
+        assert not self.sqlite
+        return [tuple(r) for r in await self.fetch(_ROUTING_VERSIONS, store_id)]
+
     async def start(
-        self, *queries: tuple[tuple[str, str], tuple[Any, ...]]
+        self, *queries: tuple[tuple[str, str], tuple[Any, ...]], index_scans: bool = False
     ) -> asyncio.Future[list[list[Any]]]:
         """Send `queries` (SQLite: all queued on the driver's thread at once; PostgreSQL: one
-        after the other); await the returned future for their rows."""
+        after the other, planned on indexes if `index_scans`); await the returned future for
+        their rows."""
         if self.sqlite:
             parts = [asyncio.ensure_future(self.fetch(q, *params)) for q, params in queries]
             future: asyncio.Future[list[list[Any]]] = asyncio.ensure_future(_all(parts))
         else:
 
             async def chain() -> list[list[Any]]:
-                return [await self.fetch(q, *params) for q, params in queries]
+                if index_scans:
+                    await self.driver.execute(_INDEX_SCANS[0])
+                out = [await self.fetch(q, *params) for q, params in queries]
+                if index_scans:
+                    await self.driver.execute(_INDEX_SCANS[1])
+                return out
 
             future = asyncio.ensure_future(chain())
         await asyncio.sleep(0)  # let the queries be sent before the caller blocks the loop
@@ -249,6 +282,9 @@ def named_values(raw: dict[str, dict[tuple[str, str], Any]]) -> dict[str, str]:
 
 
 PRELOAD_ROWS = 2000  # rows per query while reading a staging store (the loop is free in between)
+# The poll interval while a restore loads into a service of this node: its switch is seen within
+# this instead of `poll_seconds` (the reads ahead still run once per `poll_seconds`).
+RESTORE_POLL_SECONDS = 0.05
 
 
 @dataclass(eq=False)
@@ -272,8 +308,9 @@ class Staged:
     user_json: dict[str, Json] = field(default_factory=dict)
     sub_after: str = ""  # names are never empty
     user_after: str = ""
-    # The store's routing rows and their compiled tables, made once the restore has loaded past
-    # them (`ConfigStore._warm`): the switch adopts them when the rows did not change since.
+    # What the store's routing rows were when their tables were compiled, once the restore had
+    # loaded past them (`ConfigStore._warm`): the rows themselves (SQLite) or their versions
+    # (PostgreSQL: `_ROUTING_VERSIONS`). The switch adopts the tables when it reads the same.
     routing: list[tuple[Any, ...]] | None = None
     compiled: ServiceConfig | None = None
     op_cache: dict[tuple[str, str], tuple[Json, Operation]] = field(default_factory=dict)  # so far
@@ -589,10 +626,16 @@ class ConfigStore:
             await self._take_staged(store_id)
 
     async def _loop(self) -> None:
+        woken = time.monotonic()
         while True:
-            await asyncio.sleep(self.poll_seconds)
+            fast = bool(self.staged) and RESTORE_POLL_SECONDS < self.poll_seconds
+            await asyncio.sleep(RESTORE_POLL_SECONDS if fast else self.poll_seconds)
+            now = time.monotonic()
+            wake = now - woken >= self.poll_seconds - RESTORE_POLL_SECONDS / 2
+            if wake:
+                woken = now
             try:
-                await self.poll()
+                await self.poll(wake=wake)
                 self.last_error = None
             except asyncio.CancelledError:
                 raise
@@ -628,7 +671,8 @@ class ConfigStore:
         wild.sort(key=lambda w: len(w[0]), reverse=True)
         self.by_host, self.wildcards = by_host, wild
 
-    async def poll(self) -> None:
+    async def poll(self, *, wake: bool = True) -> None:
+        """One poll; `wake`: also let the reads ahead of staging stores (`Staged`) read again."""
         s, st = services.c, stores.c
         q = select(
             s.id, s.name, s.etag, s.location, s.properties, s.active_store_id, st.config_version
@@ -665,10 +709,10 @@ class ConfigStore:
                 changed_hosts = True
             if changed_hosts:
                 self._index_hosts()
-            await self._track_restores(conn)
+            await self._track_restores(conn, wake)
         self.last_poll = time.time()
 
-    async def _track_restores(self, conn: Any) -> None:
+    async def _track_restores(self, conn: Any, wake: bool) -> None:
         """Follow the staging stores that restores are loading into these services (`Staged`)."""
         st = stores.c
         rows = (await conn.execute(select(st.id, st.service_id).where(st.state == "staging"))).all()
@@ -683,7 +727,8 @@ class ConfigStore:
         for store_id, service_id in loading.items():
             staged = self.staged.get(store_id)
             if staged is not None:
-                staged.wake.set()
+                if wake:
+                    staged.wake.set()
             elif store_id not in self._no_preload:
                 staged = self.staged[store_id] = Staged(service_id, store_id)
                 staged.task = asyncio.get_running_loop().create_task(self._follow(staged))
@@ -702,7 +747,7 @@ class ConfigStore:
         `staged.stopping`; compile its routing tables once their rows are in."""
         try:
             while not staged.stopping:
-                rows = None
+                rows = versions = None
                 async with self.db.read() as conn:
                     driver = await Driver.of(conn)
                     await self._read_ahead(driver, staged)
@@ -713,9 +758,12 @@ class ConfigStore:
                     ):
                         # Rows arrive in key order and every routing kind sorts before
                         # "subscription": the restore has loaded the backup's routing rows.
-                        rows = await driver.fetch_routing(staged.store_id)
-                if rows is not None and not staged.stopping:
-                    await self._warm(staged, rows)  # outside the transaction: it takes a while
+                        rows = versions = await driver.fetch_routing(staged.store_id)
+                        if not driver.sqlite:  # in the same snapshot as the rows
+                            versions = await driver.fetch_routing_versions(staged.store_id)
+                if rows is not None and versions is not None and not staged.stopping:
+                    # outside the transaction: it takes a while
+                    await self._warm(staged, rows, versions)
                 staged.passes += 1
                 await staged.wake.wait()
                 staged.wake.clear()
@@ -740,7 +788,9 @@ class ConfigStore:
                 if len(part) < PRELOAD_ROWS:
                     break
 
-    async def _warm(self, staged: Staged, rows: list[tuple[Any, ...]]) -> None:
+    async def _warm(
+        self, staged: Staged, rows: list[tuple[Any, ...]], versions: list[tuple[Any, ...]]
+    ) -> None:
         """Compile a staging store's routing tables ahead: operations and policies a slice at a
         time (the loop serves requests in between), then the tables from them. The switch adopts
         them if the store's routing rows are still the same then (else it compiles what changed
@@ -749,7 +799,7 @@ class ConfigStore:
         if current is None:
             return
         t = time.perf_counter()
-        staged.routing = rows
+        staged.routing = versions
         raw: dict[str, dict[tuple[str, str], Any]] = {k: {} for k in ROUTING_KINDS}
         for i in range(0, len(rows), 2000):
             parse_routing(rows[i : i + 2000], into=raw)
@@ -793,8 +843,17 @@ class ConfigStore:
         t0 = time.perf_counter()
         store = svc.store_id
         driver = await Driver.of(conn)
-        routing = await driver.fetch_routing(store)
-        read = time.perf_counter() - t0
+        compiled = staged.compiled if staged is not None else None
+        routing: list[tuple[Any, ...]] | None = None
+        if compiled is not None and not driver.sqlite:
+            assert staged is not None
+            if await driver.fetch_routing_versions(store) != staged.routing:
+                compiled = None
+        if compiled is None or driver.sqlite:
+            routing = await driver.fetch_routing(store)
+            if driver.sqlite and (staged is None or routing != staged.routing):
+                compiled = None
+        read = svc.stats["routing_s"] = time.perf_counter() - t0
         queries: list[tuple[tuple[str, str], tuple[Any, ...]]]
         if staged is not None:  # the rest of it, and whether it is complete
             counts = (store, store) if driver.sqlite else (store,)
@@ -805,11 +864,12 @@ class ConfigStore:
             ]
         else:
             queries = [(_ALL_OF_KIND, (store, "subscription")), (_ALL_OF_KIND, (store, "user"))]
-        rest = await driver.start(*queries)
+        rest = await driver.start(*queries, index_scans=staged is not None)
         try:
-            if staged is not None and staged.compiled is not None and routing == staged.routing:
-                svc.adopt_routing(staged.compiled)  # compiled while the restore was loading
+            if compiled is not None:
+                svc.adopt_routing(compiled)  # compiled while the restore was loading
             else:
+                assert routing is not None
                 svc.load_routing(routing)  # meanwhile the database works on the rest
             t = time.perf_counter()
             results = await rest
@@ -847,13 +907,16 @@ class ConfigStore:
         self.loads += 1
         log.info(
             "gateway: loaded service %s (store %s, %d entities%s) in %.0f ms"
-            " (read %.0f, parse %.0f, compile %.0f, index %.0f)",
+            " (read %.0f (routing %.0f), parse %.0f, compile %.0f, index %.0f)",
             svc.name,
             store,
-            len(routing) + len(svc.sub_json) + len(svc.user_json),
+            sum(len(rows) for rows in svc.raw.values()) + len(svc.sub_json) + len(svc.user_json),
             f", {preloaded} read ahead" if preloaded else "",
             total * 1000,
-            *(svc.stats.get(k, 0.0) * 1000 for k in ("read_s", "parse_s", "compile_s", "index_s")),
+            *(
+                svc.stats.get(k, 0.0) * 1000
+                for k in ("read_s", "routing_s", "parse_s", "compile_s", "index_s")
+            ),
         )
 
     @staticmethod

@@ -400,3 +400,98 @@ async def test_unchanged_operations_are_reused_by_the_next_generation(
     after = {op.name: op for op in new.apis["orders"].operations}
     assert all(after[n] is before[n] for n in before)
     assert new.apis["orders"] is not old.apis["orders"]
+
+
+async def test_a_user_arriving_behind_the_read_ahead_is_served(
+    db: Database, store_of: MakeStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The switch's count check (users, as for subscriptions above): a row inserted before the
+    read-ahead's position, after it passed there, is found, and the store is read whole."""
+    monkeypatch.setattr(C, "PRELOAD_ROWS", 5)
+    sid, store = await new_service(db, "svc")
+    await E.bulk_insert(db, content(store, "a"))
+    cs = store_of(db)
+    await poll(cs)
+    staging = await begin_staging(db, sid)
+    await E.bulk_insert(db, content(staging, "b"))
+    await poll(cs)
+    staged = cs.staged[staging]
+    assert staged.user_after == "user-0019" and len(staged.user_json) == 20
+    late = {"email": "late@b.example"}
+    await E.bulk_insert(db, [(staging, "user", "", "user-0000a", None, "e", orjson.dumps(late).decode())])
+    await switch(db, sid, staging)
+    with caplog.at_level(logging.INFO, logger="portico.gateway"):
+        await poll(cs)
+    svc = cs.lookup_host(f"svc.{DOMAIN}")
+    assert svc is not None and svc.store_id == staging
+    assert svc.user("user-0000a") == {"email": "late@b.example", "_id": "user-0000a"}
+    assert len(svc.user_json) == 21 and len(svc.sub_json) == 40
+    assert any("not filled in key order" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize("change", ["delete", "insert"])
+async def test_routing_rows_deleted_or_added_after_they_were_compiled_ahead_are_seen(
+    db: Database, store_of: MakeStore, change: str
+) -> None:
+    """The switch's check that the routing rows are still those compiled ahead (on PostgreSQL by
+    the transactions that wrote them): a delete alone, or an insert alone, is noticed."""
+    sid, store = await new_service(db, "svc")
+    await E.bulk_insert(db, content(store, "a"))
+    cs = store_of(db)
+    await poll(cs)
+    staging = await begin_staging(db, sid)
+    await E.bulk_insert(db, content(staging, "b"))
+    await poll(cs)
+    compiled = cs.staged[staging].compiled
+    assert compiled is not None
+    async with db.write() as conn:
+        if change == "delete":
+            assert await E.remove(conn, staging, "operation", "apis/orders", "post-item")
+        else:
+            await E.put(
+                conn,
+                staging,
+                "operation",
+                "apis/orders",
+                "put-item",
+                None,
+                {"method": "PUT", "urlTemplate": "/items/{id}"},
+            )
+    await switch(db, sid, staging)
+    await poll(cs)
+    svc = cs.lookup_host(f"svc.{DOMAIN}")
+    assert svc is not None and svc.store_id == staging and svc.router is not compiled.router
+    api = svc.apis["orders"]
+    assert (api.find_operation("POST", "/items", "") is None) == (change == "delete")
+    assert (api.find_operation("PUT", "/items/1", "") is not None) == (change == "insert")
+    serves(svc, "b")
+
+
+async def test_a_node_following_a_restore_polls_often_and_reads_ahead_at_its_pace(db: Database) -> None:
+    """While a restore loads into one of its services, a node sees the switch within
+    `RESTORE_POLL_SECONDS`, not its poll interval (here 60 s); the reads ahead still wait for it."""
+    sid, store = await new_service(db, "svc")
+    await E.bulk_insert(db, content(store, "a"))
+    staging = await begin_staging(db, sid)
+    await E.bulk_insert(db, content(staging, "b"))
+    cs = ConfigStore(db, DOMAIN, 60.0, Counters(), JwksCache())
+    await cs.start()  # its first poll starts following the staging store
+    try:
+        staged = cs.staged[staging]
+        for _ in range(200):
+            if staged.passes:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(5 * C.RESTORE_POLL_SECONDS)
+        assert staged.passes == 1  # the fast polls did not wake it
+        await switch(db, sid, staging)
+        for _ in range(200):
+            svc = cs.lookup_host(f"svc.{DOMAIN}")
+            if svc is not None and svc.store_id == staging:
+                break
+            await asyncio.sleep(0.01)
+        assert svc is not None and svc.store_id == staging
+        serves(svc, "b")
+        assert not cs.staged
+    finally:
+        await cs.stop()
