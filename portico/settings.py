@@ -113,6 +113,11 @@ class Settings(BaseSettings):
     gateway_analytics: bool = Field(
         default=True, description="Record every gateway request in the usage table (reports API)."
     )
+    gateway_fast_path: bool = Field(
+        default=True,
+        description="Serve whole small requests whose policies are all synchronous from callbacks "
+        "(docs/gateway.md); false: every request through the ASGI path.",
+    )
     gateway_analytics_queue: int = Field(
         default=100_000,
         ge=100,

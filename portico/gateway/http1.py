@@ -505,6 +505,7 @@ class HttpServer:
         app: App,
         *,
         ssl_context: ssl.SSLContext | None = None,
+        fast: Callable[[_Cycle], bool] | None = None,
         max_header_bytes: int = 32 * 1024,
         keep_alive: float = 30.0,
         graceful: float = 2.0,
@@ -512,7 +513,7 @@ class HttpServer:
         self.app = app
         # the app's synchronous entry for a whole, small request (Gateway.handle_nowait);
         # False from it: served through ASGI as any other request
-        self.fast: Callable[[_Cycle], bool] | None = getattr(app, "handle_nowait", None)
+        self.fast = fast
         self.ssl_context = ssl_context
         self.scheme = "https" if ssl_context is not None else "http"
         body = b'{"statusCode": 431, "message": "Request header fields are too large."}'

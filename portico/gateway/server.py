@@ -74,7 +74,11 @@ def gateway_servers(
     settings: Settings, app: Any, reuse_port: bool = False
 ) -> list[tuple[HttpServer, list[socket.socket]]]:
     host = settings.gateway_host or settings.host
-    common: dict[str, Any] = {"max_header_bytes": settings.gateway_max_header_bytes, "keep_alive": 30.0}
+    common: dict[str, Any] = {
+        "max_header_bytes": settings.gateway_max_header_bytes,
+        "keep_alive": 30.0,
+        "fast": getattr(app, "handle_nowait", None) if settings.gateway_fast_path else None,
+    }
     out: list[tuple[HttpServer, list[socket.socket]]] = []
     if settings.gateway_port:
         sock = bind(host, settings.gateway_port, reuse_port)

@@ -96,8 +96,14 @@ async def server(request: pytest.FixtureRequest) -> AsyncIterator[tuple[HttpServ
     sock = bind("127.0.0.1", 0)
     assert sock is not None
     port = sock.getsockname()[1]
-    app = echo_app if request.param == "asgi" else FastEcho()
-    srv = HttpServer(app, max_header_bytes=4096, keep_alive=0.5, graceful=1.0)
+    fast = FastEcho() if request.param == "fast" else None
+    srv = HttpServer(
+        fast or echo_app,
+        fast=fast.handle_nowait if fast else None,
+        max_header_bytes=4096,
+        keep_alive=0.5,
+        graceful=1.0,
+    )
     task = asyncio.get_running_loop().create_task(srv.serve([sock]))
     await asyncio.sleep(0.05)
     yield srv, port
@@ -231,7 +237,7 @@ async def fast_server() -> AsyncIterator[tuple[FastEcho, int]]:
     assert sock is not None
     port = sock.getsockname()[1]
     app = FastEcho()
-    srv = HttpServer(app, max_header_bytes=4096, keep_alive=0.5, graceful=1.0)
+    srv = HttpServer(app, fast=app.handle_nowait, max_header_bytes=4096, keep_alive=0.5, graceful=1.0)
     task = asyncio.get_running_loop().create_task(srv.serve([sock]))
     await asyncio.sleep(0.05)
     yield app, port

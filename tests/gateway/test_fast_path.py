@@ -1,0 +1,214 @@
+"""The fast path (Gateway.handle_nowait) answers exactly as the ASGI path (Gateway.handle): the same
+requests, over real sockets, to the shared gateway server (fast path on) and to a gateway-only node
+on the same database with `PORTICO_GATEWAY_FAST_PATH=false`."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.gateway.conftest import DOMAIN, GatewayEnv, closed_port, eventually
+from tests.support.server import REPO, free_port
+
+POLICY = (
+    "<policies><inbound><base />{inbound}</inbound><backend><base /></backend>"
+    "<outbound><base />{outbound}</outbound><on-error><base />{on_error}</on-error></policies>"
+)
+# What differs between two nodes whatever the path: dates, and ids the gateway makes up.
+VOLATILE = {"date", "x-request-id", "server", "content-length"}
+
+
+@pytest.fixture(scope="module")
+def asgi_node(gw: GatewayEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
+    port = free_port()
+    db_url = f"sqlite+aiosqlite:///{(gw.server.data_dir / 'portico.db').resolve()}"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "portico.cli",
+            "gateway",
+            "--port",
+            str(port),
+            "--https-port",
+            "0",
+            "--workers",
+            "1",
+        ],
+        env={
+            **os.environ,
+            "PORTICO_DATA_DIR": str(tmp_path_factory.mktemp("asgi-node")),
+            "PORTICO_DATABASE_URL": db_url,
+            "PORTICO_GATEWAY_DOMAIN": DOMAIN,
+            "PORTICO_GATEWAY_FAST_PATH": "false",
+            "PORTICO_GATEWAY_MAX_BODY_BYTES": gw.server.env["PORTICO_GATEWAY_MAX_BODY_BYTES"],
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=REPO,
+    )
+    try:
+        yield port
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+
+
+def _answer(r: httpx.Response) -> tuple[int, dict[str, str], bytes]:
+    headers = {k: v for k, v in r.headers.items() if k not in VOLATILE}
+    return r.status_code, headers, r.content
+
+
+def test_both_paths_answer_alike(gw: GatewayEnv, asgi_node: int, backend: str) -> None:
+    gw.api(
+        "diff",
+        "diff",
+        backend + "/base",
+        ops=[
+            ("get-all", "GET", "/*"),
+            ("post-all", "POST", "/*"),
+            ("head-all", "HEAD", "/*"),
+            ("mock", "GET", "/mock"),
+            ("ret", "GET", "/ret"),
+            ("limited", "GET", "/limited"),
+            ("broken", "GET", "/broken"),
+            ("strict", "GET", "/strict/*"),
+        ],
+    )
+    gw.api("diffdown", "diffdown", f"http://127.0.0.1:{closed_port()}")
+    gw.policy(
+        POLICY.format(
+            inbound='<set-header name="X-In" exists-action="override"><value>@(context.Request.Method)</value></set-header>'
+            "<cors><allowed-origins><origin>https://app.test</origin></allowed-origins>"
+            "<allowed-methods><method>GET</method></allowed-methods></cors>",
+            outbound='<set-header name="X-Out" exists-action="override"><value>@(context.Response.StatusCode.ToString())</value></set-header>',
+            on_error='<set-header name="X-Err" exists-action="override"><value>@(context.LastError.Reason)</value></set-header>',
+        ),
+        api="diff",
+    )
+    gw.policy(
+        POLICY.format(
+            inbound='<mock-response status-code="202" content-type="application/json" />',
+            outbound="",
+            on_error="",
+        ),
+        api="diff",
+        operation="mock",
+    )
+    gw.policy(
+        POLICY.format(
+            inbound='<return-response><set-status code="418" reason="Teapot" />'
+            '<set-header name="X-R" exists-action="override"><value>r</value></set-header>'
+            "<set-body>short and stout</set-body></return-response>",
+            outbound="",
+            on_error="",
+        ),
+        api="diff",
+        operation="ret",
+    )
+    gw.policy(
+        POLICY.format(inbound='<rate-limit calls="2" renewal-period="300" />', outbound="", on_error=""),
+        api="diff",
+        operation="limited",
+    )
+    gw.policy(
+        POLICY.format(
+            inbound='<set-variable name="n" value="@(int.Parse(&quot;x&quot;))" />', outbound="", on_error=""
+        ),
+        api="diff",
+        operation="broken",
+    )
+    gw.policy(
+        '<policies><inbound><base /></inbound><backend><forward-request fail-on-error-status-code="true" /></backend>'
+        "<outbound><base /></outbound><on-error><base /></on-error></policies>",
+        api="diff",
+        operation="strict",
+    )
+    key = gw.subscription("diff-sub", "/apis")
+    requests: list[tuple[str, str, dict[str, Any]]] = [
+        (
+            "GET",
+            "/diff/items/1?a=1&b=two%20words",
+            {"key": key, "headers": {"X-Keep": "k", "Connection": "keep-alive, X-Hop", "X-Hop": "h"}},
+        ),
+        ("HEAD", "/diff/items/1", {"key": key}),
+        ("POST", "/diff/items", {"key": key, "content": b"a small body"}),
+        ("GET", "/diff/items/1", {}),
+        ("GET", "/diff/items/1", {"key": "not-a-key"}),
+        ("GET", "/nothing/here", {"key": key}),
+        ("GET", "/diff/items/1", {"key": key, "host": "unknown.example"}),
+        ("GET", "/diff/mock", {"key": key}),
+        ("GET", "/diff/ret", {"key": key}),
+        ("GET", "/diff/limited", {"key": key}),
+        ("GET", "/diff/limited", {"key": key}),
+        ("GET", "/diff/limited", {"key": key}),
+        ("GET", "/diff/broken", {"key": key}),
+        ("GET", "/diff/strict/status/404", {"key": key}),
+        ("GET", "/diff/strict/status/200", {"key": key}),
+        ("GET", "/diffdown/x", {"key": key}),
+        (
+            "OPTIONS",
+            "/diff/items/1",
+            {"headers": {"Origin": "https://app.test", "Access-Control-Request-Method": "GET"}},
+        ),
+        ("GET", "/diff/items/1", {"key": key, "headers": {"Origin": "https://app.test"}}),
+    ]
+
+    def through(port: int) -> list[tuple[int, dict[str, str], bytes]]:
+        out = []
+        for method, path, kw in requests:
+            h = {"Host": kw.get("host", gw.host), **kw.get("headers", {})}
+            if "key" in kw:
+                h["Ocp-Apim-Subscription-Key"] = kw["key"]
+            r = gw.http.request(
+                method, f"http://127.0.0.1:{port}{path}", headers=h, content=kw.get("content")
+            )
+            out.append(_answer(r))
+        return out
+
+    # both nodes have the configuration (each polls it on its own)
+    for port in (gw.port, asgi_node):
+        eventually(lambda p=port: _ready(gw.http, p, gw.host, key), timeout=30)
+    time.sleep(0.5)  # and every policy of it
+    fast, asgi = through(gw.port), through(asgi_node)
+    for (method, path, _kw), a, b in zip(requests, fast, asgi, strict=True):
+        assert a == b, f"{method} {path}:\nfast {a}\nasgi {b}"
+    statuses = [a[0] for a in fast]
+    assert statuses == [
+        200,
+        200,
+        200,
+        401,
+        401,
+        404,
+        404,
+        202,
+        418,
+        200,
+        200,
+        429,
+        500,
+        404,
+        200,
+        502,
+        200,
+        200,
+    ]
+
+
+def _ready(http: httpx.Client, port: int, host: str, key: str) -> None:
+    try:
+        r = http.get(
+            f"http://127.0.0.1:{port}/diff/items/0", headers={"Host": host, "Ocp-Apim-Subscription-Key": key}
+        )
+    except httpx.HTTPError as exc:  # not listening yet
+        raise AssertionError(str(exc)) from None
+    assert r.status_code == 200, r.text
