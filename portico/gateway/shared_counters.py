@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import mmap
 import multiprocessing
 import os
@@ -234,32 +235,23 @@ class SharedCounters:
 
     def peek(self, key: Any, period: float, now: float) -> tuple[float, float]:
         """(count in the current window, seconds until it renews)."""
-        count, start = self._apply(key, period, now, 0.0)
+        _added, count, start = self._apply(key, period, now, 0.0)
         return count, max(0.0, start + period - now)
 
     def add(self, key: Any, period: float, now: float, amount: float) -> float:
-        return self._apply(key, period, now, amount)[0]
+        return self._apply(key, period, now, amount)[1] + amount
 
     def take(self, key: Any, period: float, now: float, limit: float) -> tuple[bool, float, float]:
         """Count one call if the window has room below `limit`: (taken, count before, seconds until
         the window renews), under one lock round trip."""
-        h = self._hash(key)
-        buf = self._buf
-        if buf is None:
-            raise ValueError("SharedCounters is closed")
-        if not self._lock.acquire(True, self._lock_timeout):
-            self._acquire_slow()
-        try:
-            off, start, count = self._window(buf, h, period, now)
-            taken = count + 1 <= limit
-            if taken:
-                _COUNT.pack_into(buf, off + 16, count + 1)
-        finally:
-            self._release()
+        taken, count, start = self._apply(key, period, now, 1.0, limit)
         return taken, count, max(0.0, start + period - now)
 
-    def _apply(self, key: Any, period: float, now: float, amount: float) -> tuple[float, float]:
-        """(count after adding `amount`, window start), under the lock."""
+    def _apply(
+        self, key: Any, period: float, now: float, amount: float, limit: float = math.inf
+    ) -> tuple[bool, float, float]:
+        """Add `amount` unless the count would pass `limit`: (added, count before, window start),
+        under the lock."""
         h = self._hash(key)
         buf = self._buf
         if buf is None:
@@ -268,12 +260,12 @@ class SharedCounters:
             self._acquire_slow()
         try:
             off, start, count = self._window(buf, h, period, now)
-            if amount:
-                count += amount
-                _COUNT.pack_into(buf, off + 16, count)
+            added = count + amount <= limit
+            if added and amount:
+                _COUNT.pack_into(buf, off + 16, count + amount)
         finally:
             self._release()
-        return count, start
+        return added, count, start
 
     def __len__(self) -> int:
         """Live windows in the table (a snapshot; O(slots))."""

@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -19,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import sdk_client
-from tests.support.server import PorticoServer, free_port
+from tests.support.server import REPO, PorticoServer, free_port
 
 SUB = "00000000-0000-0000-0000-000000000001"
 RG = "rg-gw"
@@ -253,6 +257,37 @@ class GatewayEnv:
             self.client.api_policy.delete(RG, self.service, api, "policy", if_match="*")
         else:
             self.client.policy.delete(RG, self.service, "policy", if_match="*")
+
+
+def gateway_node(
+    server: PorticoServer, data_dir: Path, port: int, workers: int, **env: str
+) -> subprocess.Popen[bytes]:
+    """`portico gateway` (a gateway-only node: HTTP on `port`, no HTTPS) on `server`'s SQLite database."""
+    db_url = f"sqlite+aiosqlite:///{(server.data_dir / 'portico.db').resolve()}"
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "portico.cli",
+            "gateway",
+            "--port",
+            str(port),
+            "--https-port",
+            "0",
+            "--workers",
+            str(workers),
+        ],
+        env={
+            **os.environ,
+            "PORTICO_DATA_DIR": str(data_dir),
+            "PORTICO_DATABASE_URL": db_url,
+            "PORTICO_GATEWAY_DOMAIN": DOMAIN,
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=REPO,
+    )
 
 
 def eventually(check: Callable[[], Any], timeout: float = 1.5, interval: float = 0.05) -> Any:

@@ -4,10 +4,7 @@ on the same database with `PORTICO_GATEWAY_FAST_PATH=false`."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -15,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.gateway.conftest import DOMAIN, GatewayEnv, closed_port, eventually
-from tests.support.server import REPO, free_port
+from tests.gateway.conftest import GatewayEnv, closed_port, eventually, gateway_node
+from tests.support.server import free_port
 
 POLICY = (
     "<policies><inbound><base />{inbound}</inbound><backend><base /></backend>"
@@ -29,37 +26,19 @@ VOLATILE = {"date", "x-request-id", "server", "content-length"}
 @pytest.fixture(scope="module")
 def asgi_node(gw: GatewayEnv, tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     port = free_port()
-    db_url = f"sqlite+aiosqlite:///{(gw.server.data_dir / 'portico.db').resolve()}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "portico.cli",
-            "gateway",
-            "--port",
-            str(port),
-            "--https-port",
-            "0",
-            "--workers",
-            "1",
-        ],
-        env={
-            **os.environ,
-            "PORTICO_DATA_DIR": str(tmp_path_factory.mktemp("asgi-node")),
-            "PORTICO_DATABASE_URL": db_url,
-            "PORTICO_GATEWAY_DOMAIN": DOMAIN,
-            "PORTICO_GATEWAY_FAST_PATH": "false",
-            "PORTICO_GATEWAY_MAX_BODY_BYTES": gw.server.env["PORTICO_GATEWAY_MAX_BODY_BYTES"],
-        },
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=REPO,
+    proc = gateway_node(
+        gw.server,
+        tmp_path_factory.mktemp("asgi-node"),
+        port,
+        workers=1,
+        PORTICO_GATEWAY_FAST_PATH="false",
+        PORTICO_GATEWAY_MAX_BODY_BYTES=gw.server.env["PORTICO_GATEWAY_MAX_BODY_BYTES"],
     )
     try:
         yield port
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(20)
+        proc.communicate(timeout=20)
 
 
 def _answer(r: httpx.Response) -> tuple[int, dict[str, str], bytes]:

@@ -8,8 +8,6 @@ import os
 import signal
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.gateway.conftest import DOMAIN, RG, GatewayEnv, gateway_env, make_service, unique
-from tests.support.server import REPO, PorticoServer, free_port
+from tests.gateway.conftest import RG, GatewayEnv, gateway_env, gateway_node, make_service, unique
+from tests.support.server import PorticoServer, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -119,30 +117,7 @@ def test_gateway_only_node(node: tuple[GatewayEnv, httpx.Client], tmp_path: Path
     its own workers and writes its own usage records, which the management node reports."""
     env, _http = node
     port = free_port()
-    db_url = f"sqlite+aiosqlite:///{(env.server.data_dir / 'portico.db').resolve()}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "portico.cli",
-            "gateway",
-            "--port",
-            str(port),
-            "--https-port",
-            "0",
-            "--workers",
-            "2",
-        ],
-        env={
-            **os.environ,
-            "PORTICO_DATA_DIR": str(tmp_path / "gw"),
-            "PORTICO_DATABASE_URL": db_url,
-            "PORTICO_GATEWAY_DOMAIN": DOMAIN,
-        },
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=REPO,
-    )
+    proc = gateway_node(env.server, tmp_path / "gw", port, workers=2)
     try:
         env.api("solo", "solo", backend, ops=[("all", "GET", "/*")], subscriptionRequired=False)
 
