@@ -41,6 +41,7 @@ bench: $(STAMP) test-deps
 	$(BIN)/python bench/backup_restore.py
 	$(BIN)/python bench/management.py
 	$(BIN)/python bench/gateway.py
+	$(BIN)/python bench/gateway_cpu.py
 	$(BIN)/python bench/gateway_reload.py
 
 clean:
