@@ -34,7 +34,11 @@ from portico.store.db import Database
 log = logging.getLogger("portico.gateway")
 
 NOT_FOUND = error_body(404, "Resource not found")
-_JSON = [(b"content-type", b"application/json; charset=utf-8")]
+
+
+def _json_head(body: bytes) -> list[tuple[bytes, bytes]]:
+    """Headers of a JSON answer the gateway writes itself (errors)."""
+    return [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", b"%d" % len(body))]
 
 
 class Gateway:
@@ -110,7 +114,7 @@ class Gateway:
     async def _plain(
         self, send: Any, status: int, body: bytes, extra: list[tuple[bytes, bytes]] | None = None
     ) -> None:
-        headers = [*_JSON, (b"content-length", str(len(body)).encode())]
+        headers = _json_head(body)
         if extra:
             headers.extend(extra)
         await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -317,7 +321,7 @@ class Gateway:
         ctx = self._begin(cycle.scope, cycle.receive)
         if isinstance(ctx, tuple):
             status, body = ctx
-            cycle.respond(status, [*_JSON, (b"content-length", b"%d" % len(body))], body)
+            cycle.respond(status, _json_head(body), body)
             cycle.finish()
             return True
         if cycle.body:
@@ -447,7 +451,7 @@ class Gateway:
         ctx.response = Response(500)
         if not cycle.started:
             body = error_body(500, "Internal server error")
-            cycle.respond(500, [*_JSON, (b"content-length", b"%d" % len(body))], body)
+            cycle.respond(500, _json_head(body), body)
         self._done(ctx)
         cycle.finish()
 

@@ -172,6 +172,15 @@ class SharedCounters:
 
     # ---------------------------------------------------------------- locking
 
+    def _acquire(self) -> memoryview:
+        """Take the lock (pair with `_release` in a finally); the table, if not closed."""
+        buf = self._buf
+        if buf is None:
+            raise ValueError("SharedCounters is closed")
+        if not self._lock.acquire(True, self._lock_timeout):
+            self._acquire_slow()
+        return buf
+
     def _acquire_slow(self) -> None:
         lock = self._lock
         while not lock.acquire(True, self._lock_timeout):
@@ -253,11 +262,7 @@ class SharedCounters:
         """Add `amount` unless the count would pass `limit`: (added, count before, window start),
         under the lock."""
         h = self._hash(key)
-        buf = self._buf
-        if buf is None:
-            raise ValueError("SharedCounters is closed")
-        if not self._lock.acquire(True, self._lock_timeout):
-            self._acquire_slow()
+        buf = self._acquire()
         try:
             off, start, count = self._window(buf, h, period, now)
             added = count + amount <= limit
@@ -269,12 +274,8 @@ class SharedCounters:
 
     def __len__(self) -> int:
         """Live windows in the table (a snapshot; O(slots))."""
-        buf = self._buf
-        if buf is None:
-            raise ValueError("SharedCounters is closed")
         now = time.monotonic()
-        if not self._lock.acquire(True, self._lock_timeout):
-            self._acquire_slow()
+        buf = self._acquire()
         try:
             table = bytes(buf[_HEADER_SIZE : _HEADER_SIZE + self._slots * _SLOT_SIZE])
         finally:
@@ -291,11 +292,7 @@ class SharedCounters:
     @property
     def evictions(self) -> int:
         """Live windows dropped so far because their whole probe range was live (see the docstring)."""
-        buf = self._buf
-        if buf is None:
-            raise ValueError("SharedCounters is closed")
-        if not self._lock.acquire(True, self._lock_timeout):
-            self._acquire_slow()
+        buf = self._acquire()
         try:
             return int(_EVICTIONS.unpack_from(buf, _EVICTIONS_AT)[0])
         finally:

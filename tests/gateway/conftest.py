@@ -21,8 +21,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.conftest import sdk_client
+from tests.support.certs import self_signed_pfx
 from tests.support.server import REPO, PorticoServer, free_port
 
 SUB = "00000000-0000-0000-0000-000000000001"
@@ -222,6 +224,22 @@ class GatewayEnv:
                 {"properties": {"displayName": op_name, "method": method, "urlTemplate": template}},
             )
 
+    def hostnames(self, hostnames: list[dict[str, Any]]) -> None:
+        """Replace the service's hostnameConfigurations (a service PUT through the SDK)."""
+        self.client.api_management_service.begin_create_or_update(
+            RG,
+            self.service,
+            {
+                "location": "westeurope",
+                "sku": {"name": "Developer", "capacity": 1},
+                "properties": {
+                    "publisherEmail": "ops@contoso.com",
+                    "publisherName": "Contoso",
+                    "hostnameConfigurations": hostnames,
+                },
+            },
+        ).result()
+
     def subscription(self, name: str, scope: str, state: str = "active", owner: str | None = None) -> str:
         props: dict[str, Any] = {"scope": scope, "displayName": name, "state": state}
         if owner:
@@ -288,6 +306,41 @@ def gateway_node(
         stderr=subprocess.STDOUT,
         cwd=REPO,
     )
+
+
+def make_certificate(name: str, tmp: Path, password: str | None) -> tuple[str, Path]:
+    """(base64 PFX, path of the certificate as PEM for a client to trust) for DNS name `name`."""
+    pfx, cert = self_signed_pfx(name, password)
+    pem = tmp / f"{name.replace('*', 'star')}.pem"
+    pem.write_bytes(cert.public_bytes(Encoding.PEM))
+    return pfx, pem
+
+
+def tls_get(gw: GatewayEnv, sni: str, trust: Path, path: str, key: str) -> tuple[str, bytes]:
+    """(subject CN the server presented, first line of the answer), verifying the certificate for `sni`."""
+    context = ssl.create_default_context(cafile=str(trust))
+    with socket.create_connection(("127.0.0.1", gw.https_port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname=sni) as s:
+            cert: Any = s.getpeercert()
+            cn = dict(x[0] for x in cert["subject"])["commonName"]
+            s.sendall(
+                f"GET {path} HTTP/1.1\r\nHost: {sni}\r\nOcp-Apim-Subscription-Key: {key}\r\n"
+                "Connection: close\r\n\r\n".encode()
+            )
+            data = b""
+            while chunk := s.recv(65536):
+                data += chunk
+    return cn, data.split(b"\r\n", 1)[0]
+
+
+def presented(gw: GatewayEnv, sni: str, trust: Path, key: str, path: str = "/tlsapi/x") -> tuple[str, bytes]:
+    """tls_get that must verify and answer 200 (an AssertionError otherwise, for `eventually`)."""
+    try:
+        result = tls_get(gw, sni, trust, path, key)
+    except ssl.SSLCertVerificationError as exc:
+        raise AssertionError(f"{sni}: {exc}") from None
+    assert result[1] == b"HTTP/1.1 200 OK", result
+    return result
 
 
 def eventually(check: Callable[[], Any], timeout: float = 1.5, interval: float = 0.05) -> Any:

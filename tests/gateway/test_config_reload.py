@@ -152,6 +152,24 @@ async def begin_staging(db: Database, service_id: int) -> int:
         )
 
 
+async def serving(db: Database, store_of: MakeStore) -> tuple[int, int, ConfigStore]:
+    """Service "svc" at generation "a", loaded by a new ConfigStore: (service id, its store, the
+    ConfigStore)."""
+    sid, store = await new_service(db, "svc")
+    await E.bulk_insert(db, content(store, "a"))
+    cs = store_of(db)
+    await poll(cs)
+    return sid, store, cs
+
+
+async def restoring(db: Database, cs: ConfigStore, service_id: int, gen: str) -> int:
+    """A restore's staging store, filled with generation `gen`, and `cs` having read it ahead."""
+    staging = await begin_staging(db, service_id)
+    await E.bulk_insert(db, content(staging, gen))
+    await poll(cs)
+    return staging
+
+
 async def switch(db: Database, service_id: int, staging: int) -> None:
     """What portico/dr/operations.py `_switch` does to the database, in one transaction."""
     async with db.write() as conn:
@@ -248,10 +266,7 @@ async def test_restore_is_read_ahead_and_switched_whole(
     db: Database, store_of: MakeStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(C, "PRELOAD_ROWS", 7)
-    sid, store = await new_service(db, "svc")
-    await E.bulk_insert(db, content(store, "a"))
-    cs = store_of(db)
-    await poll(cs)
+    sid, _, cs = await serving(db, store_of)
     old = cs.lookup_host(f"svc.{DOMAIN}")
     assert old is not None
 
@@ -293,13 +308,8 @@ async def test_restore_is_read_ahead_and_switched_whole(
 async def test_routing_changed_after_it_was_compiled_ahead_is_compiled_again(
     db: Database, store_of: MakeStore
 ) -> None:
-    sid, store = await new_service(db, "svc")
-    await E.bulk_insert(db, content(store, "a"))
-    cs = store_of(db)
-    await poll(cs)
-    staging = await begin_staging(db, sid)
-    await E.bulk_insert(db, content(staging, "b"))
-    await poll(cs)
+    sid, _, cs = await serving(db, store_of)
+    staging = await restoring(db, cs, sid, "b")
     compiled = cs.staged[staging].compiled
     assert compiled is not None
     async with db.write() as conn:  # a named-value override, as a promotion applies one
@@ -321,10 +331,7 @@ async def test_read_ahead_falls_back_when_rows_come_out_of_order(
     db: Database, store_of: MakeStore, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(C, "PRELOAD_ROWS", 5)
-    sid, store = await new_service(db, "svc")
-    await E.bulk_insert(db, content(store, "a"))
-    cs = store_of(db)
-    await poll(cs)
+    sid, _, cs = await serving(db, store_of)
     staging = await begin_staging(db, sid)
     rows = content(staging, "b")
     await E.bulk_insert(db, rows)
@@ -348,13 +355,8 @@ async def test_read_ahead_falls_back_when_rows_come_out_of_order(
 async def test_failed_restore_is_forgotten_and_failures_do_not_stop_polling(
     db: Database, store_of: MakeStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    sid, store = await new_service(db, "svc")
-    await E.bulk_insert(db, content(store, "a"))
-    cs = store_of(db)
-    await poll(cs)
-    staging = await begin_staging(db, sid)
-    await E.bulk_insert(db, content(staging, "b"))
-    await poll(cs)
+    sid, _, cs = await serving(db, store_of)
+    staging = await restoring(db, cs, sid, "b")
     assert staging in cs.staged
     async with db.write() as conn:  # the restore failed: its staging store is retired
         await conn.execute(update(stores).where(stores.c.id == staging).values(state="retired"))
@@ -382,10 +384,7 @@ async def test_failed_restore_is_forgotten_and_failures_do_not_stop_polling(
 async def test_unchanged_operations_are_reused_by_the_next_generation(
     db: Database, store_of: MakeStore
 ) -> None:
-    sid, store = await new_service(db, "svc")
-    await E.bulk_insert(db, content(store, "a"))
-    cs = store_of(db)
-    await poll(cs)
+    sid, _, cs = await serving(db, store_of)
     old = cs.lookup_host(f"svc.{DOMAIN}")
     assert old is not None
     staging = await begin_staging(db, sid)
@@ -408,13 +407,8 @@ async def test_a_user_arriving_behind_the_read_ahead_is_served(
     """The switch's count check (users, as for subscriptions above): a row inserted before the
     read-ahead's position, after it passed there, is found, and the store is read whole."""
     monkeypatch.setattr(C, "PRELOAD_ROWS", 5)
-    sid, store = await new_service(db, "svc")
-    await E.bulk_insert(db, content(store, "a"))
-    cs = store_of(db)
-    await poll(cs)
-    staging = await begin_staging(db, sid)
-    await E.bulk_insert(db, content(staging, "b"))
-    await poll(cs)
+    sid, _, cs = await serving(db, store_of)
+    staging = await restoring(db, cs, sid, "b")
     staged = cs.staged[staging]
     assert staged.user_after == "user-0019" and len(staged.user_json) == 20
     late = {"email": "late@b.example"}
@@ -435,13 +429,8 @@ async def test_routing_rows_deleted_or_added_after_they_were_compiled_ahead_are_
 ) -> None:
     """The switch's check that the routing rows are still those compiled ahead (on PostgreSQL by
     the transactions that wrote them): a delete alone, or an insert alone, is noticed."""
-    sid, store = await new_service(db, "svc")
-    await E.bulk_insert(db, content(store, "a"))
-    cs = store_of(db)
-    await poll(cs)
-    staging = await begin_staging(db, sid)
-    await E.bulk_insert(db, content(staging, "b"))
-    await poll(cs)
+    sid, _, cs = await serving(db, store_of)
+    staging = await restoring(db, cs, sid, "b")
     compiled = cs.staged[staging].compiled
     assert compiled is not None
     async with db.write() as conn:

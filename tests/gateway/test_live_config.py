@@ -12,8 +12,16 @@ import httpx
 import pytest
 from azure.mgmt.apimanagement import models as M
 
-from tests.gateway.conftest import RG, GatewayEnv, eventually, gateway_env, make_service, unique
-from tests.gateway.test_tls_hosts import make_certificate, presented, set_hostnames
+from tests.gateway.conftest import (
+    RG,
+    GatewayEnv,
+    eventually,
+    gateway_env,
+    make_certificate,
+    make_service,
+    presented,
+    unique,
+)
 from tests.support.server import PorticoServer
 
 pytestmark = pytest.mark.slow
@@ -47,19 +55,7 @@ def test_changes_apply_within_a_second(gw: GatewayEnv, backend: str) -> None:
     secondary = gw.client.subscription.list_secrets(RG, gw.service, sub).secondary_key
     _timed(lambda: _code(gw.get(f"/{name}/x", key=secondary), 401))
     # a custom Proxy hostname on the service
-    gw.client.api_management_service.begin_create_or_update(
-        RG,
-        gw.service,
-        {
-            "location": "westeurope",
-            "sku": {"name": "Developer", "capacity": 1},
-            "properties": {
-                "publisherEmail": "ops@contoso.com",
-                "publisherName": "Contoso",
-                "hostnameConfigurations": [{"type": "Proxy", "hostName": f"{gw.service}.contoso.test"}],
-            },
-        },
-    ).result()
+    gw.hostnames([{"type": "Proxy", "hostName": f"{gw.service}.contoso.test"}])
     _timed(lambda: _code(gw.get(f"/{name}/x", key=key, host=f"{gw.service}.contoso.test"), 200))
     # deleting the API
     gw.client.api.begin_delete(RG, gw.service, name, "*").result()
@@ -107,8 +103,7 @@ def test_restore_onto_second_instance_serves_source_keys_at_once(
     # through the restore, and moving traffic is a DNS change (TLS included)
     custom = f"api.{dst}.test"
     pfx, pem = make_certificate(custom, tmp_path_factory.mktemp("certs"), "pw")
-    set_hostnames(
-        secondary,
+    secondary.hostnames(
         [{"type": "Proxy", "hostName": custom, "encodedCertificate": pfx, "certificatePassword": "pw"}],
     )
 

@@ -8,16 +8,13 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.serialization import pkcs12
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from portico.arm.errors import ArmError
 from portico.resources.service import SKU_CAPACITY, check_service_name, render_service, validate_service
 from portico.store.services import Service
 from tests.arm.inproc import API, InProc, assert_arm_error
+from tests.support.certs import self_signed_pfx
 
 from .conftest import GATEWAY_DOMAIN
 
@@ -25,24 +22,8 @@ PFX_PASSWORD = "pfx-Pa55word!"
 
 
 def make_pfx(password: str | None = PFX_PASSWORD, cn: str = "api.contoso.test") -> tuple[str, bytes]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now)
-        .not_valid_after(now + dt.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    enc = (
-        serialization.BestAvailableEncryption(password.encode()) if password else serialization.NoEncryption()
-    )
-    pfx = pkcs12.serialize_key_and_certificates(b"x", key, cert, None, enc)
-    return base64.b64encode(pfx).decode(), cert.public_bytes(serialization.Encoding.DER)
+    pfx, cert = self_signed_pfx(cn, password)
+    return pfx, cert.public_bytes(Encoding.DER)
 
 
 PFX, CERT_DER = make_pfx()
