@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import struct
 import time
 from collections import deque
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -61,14 +63,14 @@ class UsageWriter:
         self.max_queue = max_queue
         self.batch = batch
         self.interval = interval
-        self.queue: deque[tuple[Any, ...]] = deque()
+        self.queue: deque[Sequence[Any]] = deque()
         self.dropped = 0
         self.written = 0
         self.failed_batches = 0
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
 
-    def record(self, row: tuple[Any, ...]) -> None:
+    def record(self, row: Sequence[Any]) -> None:
         if len(self.queue) >= self.max_queue:
             self.dropped += 1
             return
@@ -107,7 +109,8 @@ class UsageWriter:
         while self.queue:
             n = min(len(self.queue), self.batch)
             rows = [self.queue.popleft() for _ in range(n)]
-            values = [_as_row(r, self.db.sqlite) for r in rows]
+            stamped = _Stamps(self.db.sqlite).row
+            values = [stamped(r) for r in rows]
             for attempt in (0, 1):
                 try:
                     async with self.db.write() as conn:
@@ -134,12 +137,27 @@ _PG_INSERT = (
 )
 
 
-def _as_row(r: tuple[Any, ...], sqlite: bool) -> tuple[Any, ...]:
-    ts = r[1]
-    when = datetime.fromtimestamp(ts, UTC)
-    # SQLite: the text format SQLAlchemy's DateTime reads back; PostgreSQL: a timestamptz
-    stamp: Any = when.strftime("%Y-%m-%d %H:%M:%S.%f") if sqlite else when
-    return (r[0], stamp, int(ts), *r[2:])
+class _Stamps:
+    """A record's epoch seconds as the `ts` column takes it. SQLite: the text SQLAlchemy's DateTime
+    reads back, its whole-second part formatted once per second (strftime per row cost more than
+    the row's insert). PostgreSQL: a timestamptz. `ts_epoch` is the same whole second as `ts`."""
+
+    def __init__(self, sqlite: bool) -> None:
+        self.sqlite = sqlite
+        self._second = -1
+        self._prefix = ""
+
+    def row(self, r: Sequence[Any]) -> tuple[Any, ...]:
+        frac, whole = math.modf(r[1])  # rounded as datetime.fromtimestamp rounds
+        second, micro = int(whole), round(frac * 1e6)
+        if micro >= 1_000_000:
+            second, micro = second + 1, micro - 1_000_000
+        if not self.sqlite:
+            return (r[0], datetime.fromtimestamp(second, UTC).replace(microsecond=micro), second, *r[2:])
+        if second != self._second:
+            self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%d %H:%M:%S.")
+            self._second = second
+        return (r[0], f"{self._prefix}{micro:06d}", second, *r[2:])
 
 
 _FRAME = struct.Struct("<I")
@@ -242,7 +260,7 @@ class _SinkProtocol(asyncio.Protocol):
             pos += 4 + n
             record = self.writer.record
             for row in rows:
-                record(tuple(row))
+                record(row)  # a list: _Stamps.row makes the one tuple the insert binds
         del buf[:pos]
 
     def connection_lost(self, exc: Exception | None) -> None:

@@ -5,17 +5,21 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import struct
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
-from portico.gateway.analytics import UsageForwarder, UsageSink, _SinkProtocol
+import pytest
+
+from portico.gateway.analytics import UsageForwarder, UsageSink, _SinkProtocol, _Stamps
 
 
 class FakeWriter:
     def __init__(self) -> None:
         self.rows: list[tuple[Any, ...]] = []
 
-    def record(self, row: tuple[Any, ...]) -> None:
-        self.rows.append(row)
+    def record(self, row: Sequence[Any]) -> None:
+        self.rows.append(tuple(row))
 
 
 async def test_records_cross_the_pipe_in_batches() -> None:
@@ -71,3 +75,21 @@ def test_sink_refuses_an_absurd_frame() -> None:
         assert t.closed and not writer.rows and not proto.buf
     finally:
         loop.close()
+
+
+@pytest.mark.parametrize("sqlite", [True, False])
+def test_stamps_match_the_datetime_of_each_record(sqlite: bool) -> None:
+    """The per-second cache gives what formatting each record's own datetime gives, across second
+    boundaries and microsecond rounding; `ts_epoch` is the whole second of `ts`."""
+    stamps = _Stamps(sqlite)
+    times = [1700000000.0, 1700000000.25, 1700000000.9999996, 1700000001.0000004, 1700000001.5]
+    times += [1763800000 + i * 0.3333337 for i in range(40)]
+    for ts in times:
+        expected = datetime.fromtimestamp(ts, UTC)
+        row = stamps.row([7, ts, "api", "op"])
+        assert row[0] == 7 and row[3:] == ("api", "op")
+        if sqlite:
+            assert row[1] == expected.strftime("%Y-%m-%d %H:%M:%S.%f")
+        else:
+            assert row[1] == expected
+        assert row[2] == int(expected.timestamp())
