@@ -264,6 +264,7 @@ class Context:
         "bytes_in",
         "bytes_out",
         "client_ip",
+        "counted",  # quota-by-key's counters this request incremented; left unset until then
         "deferred",
         "extra_headers",
         "forward_timeout",
@@ -291,6 +292,7 @@ class Context:
         "timestamp",
         "variables",
     )
+    counted: set[Any]  # not set by __init__: most requests meet no quota-by-key
 
     def __init__(
         self,

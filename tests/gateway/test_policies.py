@@ -201,6 +201,80 @@ def test_rate_limit_quota_and_by_key(gw: GatewayEnv, api: str, key: str, backend
     assert gw.get(f"/{api}/any", key=key, headers={"x-client": "b"}).status_code == 200
 
 
+def test_quota_by_key(gw: GatewayEnv, api: str, key: str) -> None:
+    client = "context.Request.Headers.GetValueOrDefault(&quot;x-client&quot;, &quot;none&quot;)"
+    live = '<set-header name="X-Live" exists-action="override"><value>{}</value></set-header>'
+    # the same counter key twice on one request counts once (one counter per key value)
+    quota = f'<quota-by-key calls="2" renewal-period="3600" counter-key="@({client})" />'
+    gw.policy(doc(inbound="<base />" + quota + quota + live.format("1")), api=api)
+    until(
+        gw, f"/{api}/any", key, lambda r: r.json()["headers"].get("x-live") == "1", headers={"x-client": "a"}
+    )
+    assert gw.get(f"/{api}/any", key=key, headers={"x-client": "a"}).status_code == 200
+    r = gw.get(f"/{api}/any", key=key, headers={"x-client": "a"})
+    assert r.status_code == 403
+    assert r.json()["message"].startswith("Out of call volume quota. Quota will be replenished in ")
+    assert 1 <= int(r.headers["retry-after"]) <= 3600
+    assert gw.get(f"/{api}/any", key=key, headers={"x-client": "b"}).status_code == 200  # per key
+    # increment-condition false: nothing counts; an expression is judged once the response is known
+    gw.policy(
+        doc(
+            inbound=f'<base /><quota-by-key calls="1" renewal-period="3600" counter-key="@(&quot;n&quot; + {client})" increment-condition="false" />'
+            f'<quota-by-key calls="1" renewal-period="3600" counter-key="@(&quot;c&quot; + {client})"'
+            ' increment-condition="@(context.Response.StatusCode == 200)" />' + live.format("2")
+        ),
+        api=api,
+    )
+    until(
+        gw, f"/{api}/any", key, lambda r: r.json()["headers"].get("x-live") == "2", headers={"x-client": "y"}
+    )
+    for _ in range(3):  # the first quota never counts; the second counts only 200s
+        assert gw.get(f"/{api}/status/404", key=key, headers={"x-client": "z"}).status_code == 404
+    assert gw.get(f"/{api}/any", key=key, headers={"x-client": "z"}).status_code == 200
+    assert gw.get(f"/{api}/any", key=key, headers={"x-client": "z"}).status_code == 403
+
+
+def test_cache_values_and_authentication_basic(gw: GatewayEnv, api: str, key: str) -> None:
+    secret = unique("basicpw")
+    gw.client.named_value.begin_create_or_update(
+        RG, gw.service, secret, {"properties": {"displayName": secret, "value": "pa:ss word", "secret": True}}
+    ).result()
+    who = "@(&quot;greeting-&quot; + context.Request.Headers.GetValueOrDefault(&quot;x-who&quot;, &quot;anon&quot;))"
+    gw.policy(
+        doc(
+            inbound="<base />"
+            '<choose><when condition="@(context.Request.Headers.ContainsKey(&quot;x-set&quot;))">'
+            f'<cache-store-value key="{who}" value="@(context.Request.Headers.GetValueOrDefault(&quot;x-set&quot;, &quot;&quot;))" duration="60" />'
+            '</when><when condition="@(context.Request.Headers.ContainsKey(&quot;x-del&quot;))">'
+            f'<cache-remove-value key="{who}" caching-type="internal" /></when></choose>'
+            f'<cache-lookup-value key="{who}" variable-name="greeting" default-value="none" />'
+            '<set-header name="X-Greeting" exists-action="override"><value>@((string)context.Variables[&quot;greeting&quot;])</value></set-header>'
+            f'<authentication-basic username="svc-user" password="{{{{{secret}}}}}" />'
+        ),
+        api=api,
+    )
+    body = ok(until(gw, f"/{api}/any", key, lambda r: r.json()["headers"].get("x-greeting") == "none"))
+    expected = "Basic " + base64.b64encode(b"svc-user:pa:ss word").decode()
+    assert body["headers"]["authorization"] == expected
+    # the caller's own Authorization header is replaced, not passed on
+    body = ok(gw.get(f"/{api}/any", key=key, headers={"Authorization": "Bearer caller"}))
+    assert body["headers"]["authorization"] == expected
+    # a value stored by one request is found by the next ones, per key, until removed
+    assert (
+        ok(gw.get(f"/{api}/any", key=key, headers={"x-who": "ann", "x-set": "hi ann"}))["headers"][
+            "x-greeting"
+        ]
+        == "hi ann"
+    )
+    assert ok(gw.get(f"/{api}/any", key=key, headers={"x-who": "ann"}))["headers"]["x-greeting"] == "hi ann"
+    assert ok(gw.get(f"/{api}/any", key=key, headers={"x-who": "bob"}))["headers"]["x-greeting"] == "none"
+    ok(gw.get(f"/{api}/any", key=key, headers={"x-who": "ann", "x-del": "1"}))
+    assert ok(gw.get(f"/{api}/any", key=key, headers={"x-who": "ann"}))["headers"]["x-greeting"] == "none"
+    # the password is a secret: the stored policy shows the reference, never the value
+    stored = gw.client.api_policy.get(RG, gw.service, api, "policy", format="rawxml").value
+    assert f"{{{{{secret}}}}}" in stored and "pa:ss word" not in stored
+
+
 def test_ip_filter_check_header_and_on_error(gw: GatewayEnv, api: str, key: str) -> None:
     gw.policy(
         doc(
@@ -433,6 +507,29 @@ def test_named_values_and_composition(gw: GatewayEnv, api: str, key: str, backen
             "not allowed in section 'outbound'",
         ),
         (doc(inbound='<base /><set-header name="X" colour="red" />'), "attribute 'colour' is not allowed"),
+        (
+            doc(inbound='<base /><quota-by-key renewal-period="60" counter-key="k" />'),
+            "at least one of 'calls' and 'bandwidth' is required",
+        ),
+        (
+            doc(
+                inbound='<base /><quota-by-key calls="1" renewal-period="60" counter-key="k" first-period-start="soon" />'
+            ),
+            "attribute 'first-period-start' must be an ISO 8601 date-time",
+        ),
+        (
+            doc(inbound='<base /><cache-store-value key="k" value="v" duration="0" />'),
+            "attribute 'duration' must be at least 1",
+        ),
+        (
+            doc(inbound='<base /><cache-lookup-value key="k" variable-name="v" caching-type="remote" />'),
+            "attribute 'caching-type' has invalid value 'remote'",
+        ),
+        (doc(inbound='<base /><authentication-basic username="u" />'), "attribute 'password' is required"),
+        (
+            doc(outbound='<base /><authentication-basic username="u" password="p" />'),
+            "not allowed in section 'outbound'",
+        ),
     ],
 )
 def test_control_plane_rejects_invalid_policies(gw: GatewayEnv, xml: str, fragment: str) -> None:

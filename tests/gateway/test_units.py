@@ -141,3 +141,39 @@ def test_composition_order_through_base() -> None:
 def test_url_templates(template: str, path: str, params: dict[str, str] | None) -> None:
     op = compile_operation("o", {"method": "GET", "urlTemplate": template})
     assert op.match(path, None) == params
+
+
+def test_value_cache_expires_evicts_and_bounds_values() -> None:
+    from portico.gateway.policies.cache import MAX_VALUE_CHARS, ValueCache
+
+    cache = ValueCache(max_entries=2)
+    cache.put((1, "a"), "A", 10, now=100.0)
+    assert cache.get((1, "a"), 109.9) == (True, "A")
+    assert cache.get((2, "a"), 105.0) == (False, None)  # another service's key
+    assert cache.get((1, "a"), 110.0) == (False, None) and len(cache) == 0  # expired, dropped
+    cache.put((1, "a"), "A", 10, now=0.0)
+    cache.put((1, "b"), "B", 10, now=0.0)
+    cache.get((1, "a"), 1.0)  # a is now the most recently used
+    cache.put((1, "c"), "C", 10, now=1.0)
+    assert cache.get((1, "b"), 2.0) == (False, None)  # least recently used went first
+    assert cache.get((1, "a"), 2.0) == (True, "A") and cache.get((1, "c"), 2.0) == (True, "C")
+    cache.put((1, "a"), "x" * (MAX_VALUE_CHARS + 1), 10, now=2.0)
+    assert cache.get((1, "a"), 3.0) == (False, None)  # too big to keep; the old value is gone too
+
+
+def test_quota_by_key_periods_follow_first_period_start() -> None:
+    from datetime import UTC, datetime
+
+    from portico.gateway.policies.limits import QuotaByKey
+    from portico.gateway.policies.xmltree import parse
+
+    def quota(attrs: str) -> QuotaByKey:
+        return QuotaByKey(parse(f'<quota-by-key calls="1" counter-key="k" {attrs} />'), "inbound", CompileContext())
+
+    day = quota('renewal-period="86400" first-period-start="2026-01-01T06:00:00Z"')
+    at = datetime(2026, 3, 10, 5, 0, tzinfo=UTC).timestamp()  # one hour before that day's period ends
+    index, period, left = day._window(at)
+    assert period == 86400 and left == 3600
+    assert day._window(at + 3600)[0] == index + 1  # the next period starts on the hour
+    never = quota('renewal-period="0"')
+    assert never._window(at)[0] == never._window(at + 10 * 366 * 86400)[0]  # one period, forever

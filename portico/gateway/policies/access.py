@@ -1,4 +1,4 @@
-"""Access policies: ip-filter, check-header, cors and validate-jwt."""
+"""Access policies: ip-filter, check-header, cors, validate-jwt and authentication-basic."""
 
 from __future__ import annotations
 
@@ -478,3 +478,38 @@ def _inline_key(node: Node) -> Any:
 
 
 __all__ = ["ECKey"]
+
+
+@policy
+class AuthenticationBasic(Policy):
+    """Basic credentials for the backend: sets the request's Authorization header (replacing the
+    caller's). The password is usually a secret named value; it is never logged or echoed."""
+
+    tag = "authentication-basic"
+    sections = INBOUND
+
+    def __init__(self, node: Node, section: str, cc: CompileContext) -> None:
+        super().__init__(node, section, cc)
+        node.check_attrs({"username", "password"})
+        node.check_children(frozenset())
+        node.require("username")
+        node.require("password")
+        username, password = node.value("username"), node.value("password")
+        assert username is not None and password is not None
+        if username.constant and ":" in username.literal:
+            raise PolicyDocumentError("attribute 'username' must not contain ':'.", node)
+        self.username = username
+        self.password = password
+
+    def run(self, ctx: Context) -> Any:
+        user = self.username.text(ctx)
+        if ":" in user:
+            raise Reject(
+                500,
+                "username of authentication-basic contains ':'.",
+                source="authentication-basic",
+                reason="ExpressionValueEvaluationFailure",
+            )
+        token = base64.b64encode(f"{user}:{self.password.text(ctx)}".encode()).decode("ascii")
+        ctx.headers.set("Authorization", [f"Basic {token}"])
+        return None

@@ -1,4 +1,4 @@
-"""rate-limit, quota (per subscription) and rate-limit-by-key.
+"""rate-limit, quota (per subscription), rate-limit-by-key and quota-by-key.
 
 Counters are per gateway node (like API Management's self-hosted gateway without
 synchronisation): with N nodes behind a balancer the effective limit is up to N times the
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from portico.gateway.expressions import Value, to_text, truthy
@@ -188,6 +189,34 @@ _LIMIT_ATTRS = {
 }
 
 
+def _check_condition(node: Node, condition: Value | None) -> None:
+    if (
+        condition is not None
+        and condition.constant
+        and condition.literal.strip().lower() not in ("true", "false")
+    ):
+        raise PolicyDocumentError(
+            "attribute 'increment-condition' must be an expression or true/false.", node
+        )
+
+
+def _increment(ctx: Context, increment: Value | None, source: str) -> int:
+    """increment-count of the by-key policies: an integer, or the request fails with a 500."""
+    if increment is None:
+        return 1
+    v = increment.get(ctx)
+    try:
+        n = int(v if not isinstance(v, str) else v.strip())
+    except (TypeError, ValueError):
+        raise Reject(
+            500,
+            "increment-count did not evaluate to an integer.",
+            source=source,
+            reason="ExpressionValueEvaluationFailure",
+        ) from None
+    return max(0, n)
+
+
 def _subscription_key(ctx: Context) -> str:
     s = ctx.subscription
     return s.name if s is not None else "\x00anonymous"
@@ -301,34 +330,12 @@ class RateLimitByKey(Policy):
         assert counter_key is not None
         self.counter_key: Value = counter_key
         self.condition = node.value("increment-condition")
-        if (
-            self.condition is not None
-            and self.condition.constant
-            and self.condition.literal.lower() not in ("true", "false")
-        ):
-            raise PolicyDocumentError(
-                "attribute 'increment-condition' must be an expression or true/false.", node
-            )
+        _check_condition(node, self.condition)
         self.increment = node.value("increment-count", default="1")
         if self.increment is not None and self.increment.constant:
             node.integer("increment-count", minimum=1)
         self.names = _HeaderNames(node)
         self.counters: CounterStore = cc.limits if cc.limits is not None else Counters()
-
-    def _amount(self, ctx: Context) -> int:
-        if self.increment is None:
-            return 1
-        v = self.increment.get(ctx)
-        try:
-            n = int(v if not isinstance(v, str) else v.strip())
-        except (TypeError, ValueError):
-            raise Reject(
-                500,
-                "increment-count did not evaluate to an integer.",
-                source="rate-limit-by-key",
-                reason="ExpressionValueEvaluationFailure",
-            ) from None
-        return max(0, n)
 
     def run(self, ctx: Context) -> Any:
         limit = self.limit
@@ -345,8 +352,10 @@ class RateLimitByKey(Policy):
                 reason="RateLimitExceeded",
                 headers=self.names.reject(ctx, renew),
             )
-        amount = self._amount(ctx)
-        if self.condition is None or (self.condition.constant and self.condition.literal.lower() == "true"):
+        amount = _increment(ctx, self.increment, self.tag)
+        if self.condition is None or (
+            self.condition.constant and self.condition.literal.strip().lower() == "true"
+        ):
             self.counters.add(key, limit.period, now, amount)
             self.names.report(ctx, int(limit.calls - count - amount), limit.calls)
         elif not self.condition.constant:
@@ -358,4 +367,127 @@ class RateLimitByKey(Policy):
 
             ctx.deferred.append(later)
             self.names.report(ctx, int(limit.calls - count), limit.calls)
+        return None
+
+
+_EPOCH_ZERO = datetime(1, 1, 1, tzinfo=UTC)  # API Management's default first-period-start
+
+
+@policy
+class QuotaByKey(Policy):
+    """Calls and/or kilobytes per renewal period for any key (`counter-key`). Periods are aligned
+    to `first-period-start` on the wall clock (a monthly quota renews on its date, whichever node
+    counts); `renewal-period="0"` never renews. The increment condition, like rate-limit-by-key's,
+    is evaluated once the response is known; so is the bandwidth used."""
+
+    tag = "quota-by-key"
+    sections = INBOUND
+
+    def __init__(self, node: Node, section: str, cc: CompileContext) -> None:
+        super().__init__(node, section, cc)
+        node.check_attrs(
+            {
+                "calls",
+                "bandwidth",
+                "renewal-period",
+                "counter-key",
+                "increment-condition",
+                "increment-count",
+                "first-period-start",
+            }
+        )
+        node.check_children(frozenset())
+        self.calls = node.integer("calls", minimum=0)
+        self.bandwidth_kb = node.integer("bandwidth", minimum=0)
+        if self.calls is None and self.bandwidth_kb is None:
+            raise PolicyDocumentError("at least one of 'calls' and 'bandwidth' is required.", node)
+        period = node.integer("renewal-period", required=True, minimum=0)
+        assert period is not None
+        if period > 366 * 86400 * 5:
+            raise PolicyDocumentError("attribute 'renewal-period' is too long.", node)
+        self.period = float(period)
+        counter_key = node.value("counter-key", required=True)
+        assert counter_key is not None
+        self.counter_key: Value = counter_key
+        self.condition = node.value("increment-condition")
+        _check_condition(node, self.condition)
+        self.increment = node.value("increment-count", default="1")
+        if self.increment is not None and self.increment.constant:
+            node.integer("increment-count", minimum=1)
+        start = node.get("first-period-start")
+        self.first = _EPOCH_ZERO.timestamp()
+        if start:
+            try:
+                when = datetime.fromisoformat(start.strip().replace("Z", "+00:00"))
+            except ValueError:
+                raise PolicyDocumentError(
+                    f"attribute 'first-period-start' must be an ISO 8601 date-time (yyyy-MM-ddTHH:mm:ssZ), got '{start[:40]}'.",
+                    node,
+                ) from None
+            self.first = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+        self.counters: CounterStore = cc.limits if cc.limits is not None else Counters()
+
+    def _window(self, wall: float) -> tuple[int, float, float]:
+        """(index of the current period, its length as the counter table keeps it, seconds left)."""
+        if self.period == 0:
+            return 0, 366 * 86400 * 100.0, 366 * 86400 * 100.0
+        index = math.floor((wall - self.first) / self.period)
+        ends = self.first + (index + 1) * self.period
+        return index, self.period, max(0.0, ends - wall)
+
+    def _refuse(self, what: str, left: float) -> Reject:
+        return Reject(
+            403,
+            f"Out of {what} quota. Quota will be replenished in {_retry_text(left)}.",
+            source="quota-by-key",
+            reason="QuotaExceeded",
+            headers={"Retry-After": str(max(1, math.ceil(left)))},
+        )
+
+    def run(self, ctx: Context) -> Any:
+        now = time.monotonic()
+        index, period, left = self._window(time.time())
+        # One counter per key value for every scope that uses it (as in API Management), and
+        # one increment per request however many of those policies the request meets.
+        base = (ctx.service.id, self.tag, to_text(self.counter_key.get(ctx)), self.first, index)
+        calls_key = (*base, "calls", period)
+        kb_key = (*base, "kb", period)
+        counted: set[Any] = getattr(ctx, "counted", None) or set()
+        ctx.counted = counted
+        calls = None if calls_key in counted else self.calls  # admitted by a policy before
+        kb = None if kb_key in counted else self.bandwidth_kb
+        counters = self.counters
+        if calls is not None:
+            count, _renew = counters.peek(calls_key, period, now)
+            if count + 1 > calls:
+                raise self._refuse("call volume", left)
+        if kb is not None:
+            used, _renew = counters.peek(kb_key, period, now)
+            if used >= kb:
+                raise self._refuse("bandwidth", left)
+        cond = self.condition
+        if cond is not None and cond.constant:
+            if cond.literal.strip().lower() != "true":
+                return None  # increment-condition="false": nothing counts
+            cond = None
+        amount = _increment(ctx, self.increment, self.tag)
+        if calls is not None:
+            counted.add(calls_key)
+            if cond is None:
+                counters.add(calls_key, period, now, amount)
+        if kb is not None:
+            counted.add(kb_key)
+        if (cond is None or calls is None) and kb is None:
+            return None
+
+        def after(c: Context) -> None:
+            if cond is not None and not truthy(cond.get(c)):
+                return
+            later = time.monotonic()
+            if calls is not None and cond is not None:
+                counters.add(calls_key, period, later, amount)
+            if kb is not None:
+                counters.add(kb_key, period, later, (c.bytes_in + c.bytes_out) / 1024.0)
+
+        ctx.deferred.append(after)
         return None
