@@ -1,17 +1,22 @@
 """Gateway benchmark: Portico's gateway against nginx, proxying the same backend, in one run.
 
-    python bench/gateway.py [--duration 10] [--connections 32] [--no-write]
+    python bench/gateway.py [--duration 5] [--rounds 4] [--connections 32] [--no-write]
 
 What runs (all on loopback, bounded in time):
 - backend: nginx (one worker) answering a small static JSON document - fast enough not to be
   the bottleneck;
 - nginx reverse proxy (`--workers` worker processes, keep-alive upstream) in front of it;
+- two Python references on the gateway's stack (uvloop + httptools): the least any proxy does
+  (bench/floor_proxy.py) and that plus the work Portico cannot skip on this request
+  (bench/lean_proxy.py);
 - Portico (`portico serve` with `--workers` gateway worker processes beside the management
   process) in front of it, with a subscription-key check, a rate-limit policy (high limit: it
   counts, never refuses) and analytics on (every request is written to the usage table);
-- wrk: saturating runs for peak requests/s, then runs paced at half of Portico's peak (wrk's
-  per-connection `delay()`), from which the added latency (p50/p99 minus the direct backend's at
-  the same rate) is computed.
+- wrk: saturating runs for peak requests/s, in `--rounds` interleaved rounds (backend, nginx,
+  floor, lean, Portico, again and again: this machine's speed drifts within minutes, so ratios are
+  taken within a round and their median reported), then runs paced at half of Portico's peak
+  (wrk's per-connection `delay()`), from which the added latency (p50/p99 minus the direct
+  backend's at the same rate) is computed.
 Results are printed and written to docs/benchmarks.md under "## Gateway".
 """
 
@@ -26,6 +31,7 @@ import shutil
 import signal
 import socket
 import ssl
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -138,24 +144,42 @@ def wrk(
     return res
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of `pid` and its children (gateway or proxy worker processes)."""
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """utime + stime of `pid` itself, and of its children (gateway or proxy worker processes)."""
     pids = [pid]
     with contextlib.suppress(OSError):
         pids += [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    total = 0
-    for p in pids:
+    ticks = [0, 0]
+    for i, p in enumerate(pids):
         with contextlib.suppress(OSError):
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
+            ticks[min(i, 1)] += int(fields[11]) + int(fields[12])
+    hz = os.sysconf("SC_CLK_TCK")
+    return ticks[0] / hz, ticks[1] / hz
+
+
+def combined(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Rounds of one target: medians of rates and latencies, sums of requests and errors, CPU per
+    request over all of them."""
+    out = {k: statistics.median(r[k] for r in runs) for k in runs[0] if k not in ("requests", "errors")}
+    out["requests"] = sum(r["requests"] for r in runs)
+    out["errors"] = sum(r["errors"] for r in runs)
+    for k in ("cpu_us", "parent_us", "workers_us"):
+        if k in runs[0]:
+            out[k] = sum(r[k] * r["requests"] for r in runs) / max(1.0, out["requests"])
+    return out
 
 
 def measured_cpu(pid: int, run: Any) -> dict[str, float]:
-    """`run()`'s wrk result plus the CPU the proxy (`pid` and its workers) spent per request."""
-    before = _cpu_seconds(pid)
+    """`run()`'s wrk result plus the CPU the proxy spent per request: in all (`cpu_us`), in its
+    worker processes (`workers_us`) and in the parent (`parent_us`: for Portico, the usage ingest)."""
+    own0, kids0 = _cpu_seconds(pid)
     res: dict[str, float] = run()
-    res["cpu_us"] = (_cpu_seconds(pid) - before) / max(1.0, res["requests"]) * 1e6
+    own1, kids1 = _cpu_seconds(pid)
+    n = max(1.0, res["requests"])
+    res["parent_us"] = (own1 - own0) / n * 1e6
+    res["workers_us"] = (kids1 - kids0) / n * 1e6
+    res["cpu_us"] = res["parent_us"] + res["workers_us"]
     return res
 
 
@@ -305,7 +329,8 @@ def write_results(text: str) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=4, help="interleaved rounds of the peak runs")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument(
         "--workers",
@@ -362,25 +387,52 @@ def main() -> None:
         wait_http(nginx_url)
         floor_url = f"http://127.0.0.1:{floor_port}/bench/item"
         wait_http(floor_url)
+        lean_port = free_port()
+        lean_proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "bench" / "lean_proxy.py"),
+                str(lean_port),
+                str(backend_port),
+                "--key",
+                key,
+                "--workers",
+                str(args.workers),
+            ]
+        )
+        procs.append(lean_proc)
+        lean_url = f"http://127.0.0.1:{lean_port}/bench/item"
+        wait_http(lean_url, gw_headers)
         d, c = args.duration, args.connections
         # warm-up (connection pools, caches)
         wrk(gw_url, duration=2, connections=c, headers=gw_headers)
         wrk(nginx_url, duration=2, connections=c, headers={})
         wrk(floor_url, duration=2, connections=c, headers={})
+        wrk(lean_url, duration=2, connections=c, headers=gw_headers)
         time.sleep(2.0)  # the warm-up's records reach the usage table first
         before = portico.usage_total()
-        floor_proc = procs[-1]
+        floor_proc = procs[2]
         assert portico.proc is not None
-        peak = {
-            "backend": wrk(direct_url, duration=d, connections=c, headers={}),
-            "nginx": wrk(nginx_url, duration=d, connections=c, headers={}),
-            "floor": measured_cpu(
-                floor_proc.pid, lambda: wrk(floor_url, duration=d, connections=c, headers={})
-            ),
-            "portico": measured_cpu(
-                portico.proc.pid, lambda: wrk(gw_url, duration=d, connections=c, headers=gw_headers)
-            ),
-        }
+        # Interleaved rounds: this machine's speed drifts by 2x within minutes, so each ratio is
+        # taken between runs made seconds apart, and the median of the rounds is reported.
+        rounds: list[dict[str, dict[str, float]]] = []
+        for _ in range(args.rounds):
+            rounds.append(
+                {
+                    "backend": wrk(direct_url, duration=d, connections=c, headers={}),
+                    "nginx": wrk(nginx_url, duration=d, connections=c, headers={}),
+                    "floor": measured_cpu(
+                        floor_proc.pid, lambda: wrk(floor_url, duration=d, connections=c, headers={})
+                    ),
+                    "lean": measured_cpu(
+                        lean_proc.pid, lambda: wrk(lean_url, duration=d, connections=c, headers=gw_headers)
+                    ),
+                    "portico": measured_cpu(
+                        portico.proc.pid, lambda: wrk(gw_url, duration=d, connections=c, headers=gw_headers)
+                    ),
+                }
+            )
+        peak = {k: combined([r[k] for r in rounds]) for k in rounds[0]}
         half = peak["portico"]["rps"] / 2
         paced_conn = 16
         delay = paced_conn * 1000.0 / half
@@ -400,12 +452,14 @@ def main() -> None:
             p.wait(10)
         shutil.rmtree(root, ignore_errors=True)
 
-    ratio = peak["portico"]["rps"] / peak["nginx"]["rps"]
-    floor_ratio = peak["floor"]["rps"] / peak["nginx"]["rps"]
+    ratios = {k: [r[k]["rps"] / r["nginx"]["rps"] for r in rounds] for k in ("floor", "lean", "portico")}
+    ratio = statistics.median(ratios["portico"])
+    floor_ratio = statistics.median(ratios["floor"])
+    lean_ratio = statistics.median(ratios["lean"])
     add = {k: {p: paced[k][p] - paced["backend"][p] for p in ("p50", "p99")} for k in ("nginx", "portico")}
     cpu = os.cpu_count()
     lines = [
-        f"Measured by `python bench/gateway.py --duration {d} --connections {c} --workers {args.workers}` on {time.strftime('%Y-%m-%d')} "
+        f"Measured by `python bench/gateway.py --duration {d} --rounds {args.rounds} --connections {c} --workers {args.workers}` on {time.strftime('%Y-%m-%d')} "
         f"({cpu} cores; wrk, nginx backend and proxies all on this machine, loopback).",
         "",
         f"Setup: backend = nginx (1 worker) returning a static JSON body; nginx proxy = {args.workers} worker(s),",
@@ -414,13 +468,14 @@ def main() -> None:
         "policy (high limit: counted, never refused; counters shared by the workers) and analytics on (every request",
         "sent to the node's process and written to the `usage` table).",
         "",
-        f"| peak ({c} connections, {d} s) | requests/s | p50 ms | p99 ms | errors |",
+        f"| peak ({c} connections, median of {args.rounds} rounds of {d} s) | requests/s | p50 ms | p99 ms | errors |",
         "|---|---:|---:|---:|---:|",
     ]
     for k, label in (
         ("backend", "backend direct"),
         ("nginx", "nginx proxy"),
         ("floor", "Python floor proxy (bench/floor_proxy.py)"),
+        ("lean", "floor + the essential work (bench/lean_proxy.py)"),
         ("portico", "Portico gateway"),
     ):
         r = peak[k]
@@ -429,12 +484,21 @@ def main() -> None:
         )
     lines += [
         "",
+        f"Each figure is the median of {args.rounds} interleaved rounds of {d} s per proxy; ratios are taken"
+        " within a round. Portico's share of nginx per round: "
+        + ", ".join(f"{x:.0%}" for x in ratios["portico"])
+        + ".",
+        "",
         f"**Throughput: Portico = {ratio:.0%} of nginx** (target ≥ 50%: {'met' if ratio >= 0.5 else 'NOT met'}). "
         f"The least any Python proxy on the same stack does (`bench/floor_proxy.py`, {args.workers} worker(s)) "
         f"reaches {floor_ratio:.0%} of nginx in the same run; Portico reaches "
-        f"{peak['portico']['rps'] / peak['floor']['rps']:.0%} of that floor. CPU per proxied request "
-        f"(all processes of the proxy, user + system): floor {peak['floor']['cpu_us']:.0f} µs, Portico "
-        f"{peak['portico']['cpu_us']:.0f} µs.",
+        f"{statistics.median(r['portico']['rps'] / r['floor']['rps'] for r in rounds):.0%} of that floor. The floor plus the work Portico"
+        f" cannot skip on this request (`bench/lean_proxy.py`: routing, key check, the shared counter, a usage"
+        f" record encoded, not ingested) reaches {lean_ratio:.0%} of nginx."
+        f" CPU per proxied request (user + system): floor {peak['floor']['cpu_us']:.0f} µs, lean"
+        f" {peak['lean']['workers_us']:.0f} µs, Portico {peak['portico']['cpu_us']:.0f} µs"
+        f" ({peak['portico']['workers_us']:.0f} µs in the gateway workers, {peak['portico']['parent_us']:.0f} µs"
+        " in the node's process, which takes in the usage records and writes them).",
         "",
         f"| paced at half of Portico's peak (~{half:,.0f} req/s, {paced_conn} connections) | achieved req/s | p50 ms | p99 ms | added p50 ms | added p99 ms |",
         "|---|---:|---:|---:|---:|---:|",
