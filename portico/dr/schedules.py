@@ -86,49 +86,27 @@ async def handle(call: Call, sub: str, rg: str, name: str, rest: list[str]) -> R
         return (
             empty(200) if method == "HEAD" else json_response(render(svc, s), headers={"ETag": f'"{s.etag}"'})
         )
-    if method == "PUT":
+    if method in ("PUT", "PATCH"):
         await call.authorize("Microsoft.ApiManagement/service/backupSchedules/write", scope)
         body = await call.body()
+        if_match = call.request.headers.get("if-match")
         scheduler = get_scheduler(call.rt)
         async with db.write() as conn:
             svc = await _service(conn, sub, rg, name)
             existing = await Q.get(conn, svc, sched_name, lock=True)
-            spec = parse_spec(
-                body,
-                call.rt.settings,
-                existing.spec if existing else None,
-                existing.has_secret if existing else False,
-            )
-            secrets: dict[str, str] = {}
-            if existing is not None and existing.has_secret:
-                old = _unseal_for_update(scheduler, existing)
-                if spec.access_type == "AccessKey" and existing.spec.storage_account == spec.storage_account:
-                    secrets["accessKey"] = old.get("accessKey", "")
-                if spec.encrypted:
-                    secrets["encryptionKey"] = old.get("encryptionKey", "")
-            if spec.access_key:
-                secrets["accessKey"] = spec.access_key
-            if spec.encryption_key:
-                secrets["encryptionKey"] = spec.encryption_key
-            if spec.access_type != "AccessKey":
-                secrets.pop("accessKey", None)
-            sealed = Q.seal(scheduler.box, svc.id, sched_name, secrets)
-            timing_same = (
-                existing is not None
-                and existing.spec.enabled
-                and spec.enabled
-                and (existing.spec.cron, existing.spec.time_zone) == (spec.cron, spec.time_zone)
-                and existing.next_run_at is not None
-            )
-            if not spec.enabled:
-                nxt = None
-            elif timing_same:
-                assert existing is not None
-                nxt = existing.next_run_at
-            else:
-                nxt = next_run(spec.cron, spec.time_zone, scheduler.now())
-            stored_name = existing.name if existing else sched_name
-            await Q.put(conn, svc, stored_name, spec, sealed, nxt, existing)
+            if if_match is not None and if_match.strip() != "*":
+                if existing is None or if_match.strip().strip('"') != existing.etag:
+                    raise ArmError(
+                        412,
+                        "PreconditionFailed",
+                        f"The If-Match ETag does not match the current state of schedule '{sched_name}': "
+                        "it was changed by someone else; GET it again.",
+                    )
+            if method == "PATCH":
+                if existing is None:
+                    raise _missing(sched_name, name)
+                body = _merged(existing.spec.public(), body)
+            await _store(conn, svc, sched_name, body, existing, scheduler, call.rt.settings)
             s = await Q.get(conn, svc, sched_name)
         assert s is not None
         scheduler.wake()
@@ -140,6 +118,78 @@ async def handle(call: Call, sub: str, rg: str, name: str, rest: list[str]) -> R
             deleted = await Q.delete_schedule(conn, svc, sched_name)
         return empty(200 if deleted else 204)
     raise ArmError(405, "MethodNotAllowed", f"The {method} method is not allowed on this resource.")
+
+
+def _merged(current: dict[str, Any], patch: Any) -> dict[str, Any]:
+    """A PATCH body applied to the stored properties as a JSON merge patch (RFC 7396): objects
+    merge, `null` removes, anything else replaces; the result is validated as a PUT body is."""
+    if not isinstance(patch, dict) or not isinstance(patch.get("properties"), dict):
+        raise ArmError(
+            400,
+            "InvalidRequestContent",
+            "The request body must be a JSON object with 'properties' holding the properties to change.",
+        )
+
+    def merge(target: Any, change: Any) -> Any:
+        if not isinstance(change, dict):
+            return change
+        out = dict(target) if isinstance(target, dict) else {}
+        for k, v in change.items():
+            if v is None:
+                out.pop(k, None)
+            else:
+                out[k] = merge(out.get(k), v)
+        return out
+
+    return {"properties": merge(current, patch["properties"])}
+
+
+async def _store(
+    conn: Any,
+    svc: S.Service,
+    sched_name: str,
+    body: Any,
+    existing: Q.Schedule | None,
+    scheduler: Any,
+    settings: Any,
+) -> None:
+    """Validate a schedule's full body and write it, keeping the sealed keys a new body may omit."""
+    spec = parse_spec(
+        body,
+        settings,
+        existing.spec if existing else None,
+        existing.has_secret if existing else False,
+    )
+    secrets: dict[str, str] = {}
+    if existing is not None and existing.has_secret:
+        old = _unseal_for_update(scheduler, existing)
+        if spec.access_type == "AccessKey" and existing.spec.storage_account == spec.storage_account:
+            secrets["accessKey"] = old.get("accessKey", "")
+        if spec.encrypted:
+            secrets["encryptionKey"] = old.get("encryptionKey", "")
+    if spec.access_key:
+        secrets["accessKey"] = spec.access_key
+    if spec.encryption_key:
+        secrets["encryptionKey"] = spec.encryption_key
+    if spec.access_type != "AccessKey":
+        secrets.pop("accessKey", None)
+    sealed = Q.seal(scheduler.box, svc.id, sched_name, secrets)
+    timing_same = (
+        existing is not None
+        and existing.spec.enabled
+        and spec.enabled
+        and (existing.spec.cron, existing.spec.time_zone) == (spec.cron, spec.time_zone)
+        and existing.next_run_at is not None
+    )
+    if not spec.enabled:
+        nxt = None
+    elif timing_same:
+        assert existing is not None
+        nxt = existing.next_run_at
+    else:
+        nxt = next_run(spec.cron, spec.time_zone, scheduler.now())
+    stored_name = existing.name if existing else sched_name
+    await Q.put(conn, svc, stored_name, spec, sealed, nxt, existing)
 
 
 def _unseal_for_update(scheduler: Any, s: Q.Schedule) -> dict[str, str]:

@@ -80,6 +80,15 @@ class Schedules:
         assert r.status_code in expect, r.text
         return r
 
+    def patch(self, name: str, props: dict[str, Any], etag: str | None = None) -> Any:
+        headers = {"If-Match": etag} if etag is not None else {}
+        return self.rest.http.patch(
+            self.url(f"backupSchedules/{name}"),
+            params={"api-version": API},
+            json={"properties": props},
+            headers=headers,
+        )
+
     def get(self, name: str) -> dict[str, Any]:
         r = self.rest.http.get(self.url(f"backupSchedules/{name}"), params={"api-version": API})
         assert r.status_code == 200, r.text

@@ -140,6 +140,40 @@ def test_crud_secret_handling_and_service_deletion(
     assert key not in server.log_path.read_text()
 
 
+def test_patch_changes_only_what_it_names(server: PorticoServer, svc: Schedules, storage: Any) -> None:
+    account, key, _ = storage
+    created = svc.put("weekly", props(account, key, retention={"keepLast": 7, "keepDays": 14}))
+    etag = created.headers["etag"]
+    before = created.json()["properties"]
+    # a JSON merge patch: the cron and one retention field change, the rest (the sealed key too) stays
+    r = svc.patch("weekly", {"cron": "0 4 * * 0", "retention": {"keepDays": None}}, etag=etag)
+    assert r.status_code == 200, r.text
+    p = r.json()["properties"]
+    assert p["cron"] == "0 4 * * 0" and p["retention"] == {"keepLast": 7}
+    assert (p["timeZone"], p["namePrefix"], p["hasAccessKey"]) == ("Europe/Paris", "nightly/", True)
+    assert p["nextRun"] != before["nextRun"] and r.headers["etag"] != etag
+    assert key not in r.text
+    # disabling keeps everything else and clears the next run; '*' matches any state
+    r = svc.patch("weekly", {"enabled": False}, etag="*")
+    assert r.status_code == 200 and r.json()["properties"]["enabled"] is False
+    assert r.json()["properties"]["nextRun"] is None and svc.get("weekly")["cron"] == "0 4 * * 0"
+    # a stale ETag is refused and changes nothing
+    r = svc.patch("weekly", {"enabled": True}, etag=etag)
+    assert r.status_code == 412 and r.json()["error"]["code"] == "PreconditionFailed"
+    assert svc.get("weekly")["enabled"] is False
+    # the merged body is validated like a PUT body
+    r = svc.patch("weekly", {"cron": "every day"})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "ValidationError"
+    r = svc.patch("weekly", {"colour": "red"})
+    assert r.status_code == 400 and "unknown property" in r.json()["error"]["message"]
+    r = svc.rest.http.patch(svc.url("backupSchedules/weekly"), params={"api-version": API}, json=[1])
+    assert r.status_code == 400 and r.json()["error"]["code"] == "InvalidRequestContent"
+    # there is nothing to patch in a schedule that does not exist
+    r = svc.patch("nosuch", {"enabled": False})
+    assert r.status_code == 404 and "'nosuch' was not found" in r.json()["error"]["message"]
+    assert svc.delete("weekly") == 200
+
+
 @pytest.mark.parametrize(
     ("change", "target", "fragment"),
     [
