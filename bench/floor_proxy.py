@@ -18,6 +18,8 @@ import multiprocessing
 import os
 import signal
 import socket
+from collections.abc import Callable
+from typing import Any
 
 import httptools
 import uvloop
@@ -111,29 +113,25 @@ class _Client(asyncio.Protocol):
             self.transport.write(data)
 
 
-def _worker(listen_port: int, backend_port: int) -> None:
+def serve(listen_port: int, protocol: Callable[[], asyncio.Protocol]) -> None:
+    """A worker: accept on the shared port (SO_REUSEPORT) with uvloop until terminated."""
+
     async def main() -> None:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(("127.0.0.1", listen_port))
         sock.listen(2048)
-        server = await asyncio.get_running_loop().create_server(lambda: _Client(backend_port), sock=sock)
+        server = await asyncio.get_running_loop().create_server(protocol, sock=sock)
         await server.serve_forever()
 
     uvloop.run(main())
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("listen_port", type=int)
-    ap.add_argument("backend_port", type=int)
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
-    args = ap.parse_args()
+def run_workers(target: Callable[..., None], args: tuple[Any, ...], workers: int) -> None:
+    """Start `workers` spawned processes running `target(*args)`; stop them on SIGTERM/SIGINT."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_worker, args=(args.listen_port, args.backend_port)) for _ in range(args.workers)
-    ]
+    procs = [ctx.Process(target=target, args=args) for _ in range(workers)]
     for p in procs:
         p.start()
 
@@ -145,6 +143,19 @@ def main() -> None:
     signal.signal(signal.SIGINT, stop)
     for p in procs:
         p.join()
+
+
+def _worker(listen_port: int, backend_port: int) -> None:
+    serve(listen_port, lambda: _Client(backend_port))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("listen_port", type=int)
+    ap.add_argument("backend_port", type=int)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args()
+    run_workers(_worker, (args.listen_port, args.backend_port), args.workers)
 
 
 if __name__ == "__main__":

@@ -21,22 +21,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import multiprocessing
 import os
 import re
-import signal
-import socket
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
-import uvloop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.floor_proxy import _Backend, _Client
+from bench.floor_proxy import _Backend, _Client, run_workers, serve
 from portico.gateway.shared_counters import SharedCounters
 
 KEY_HEADER = b"ocp-apim-subscription-key"
@@ -176,17 +172,7 @@ class _LeanClient(_Client):
 def _worker(listen_port: int, backend_port: int, counters: SharedCounters, key: str) -> None:
     global WORLD
     WORLD = _World(counters, key)
-
-    async def main() -> None:
-        sock = socket.socket()
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(("127.0.0.1", listen_port))
-        sock.listen(2048)
-        server = await asyncio.get_running_loop().create_server(lambda: _LeanClient(backend_port), sock=sock)
-        await server.serve_forever()
-
-    uvloop.run(main())
+    serve(listen_port, lambda: _LeanClient(backend_port))
 
 
 def main() -> None:
@@ -197,23 +183,8 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     counters = SharedCounters.create()
-    ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_worker, args=(args.listen_port, args.backend_port, counters, args.key))
-        for _ in range(args.workers)
-    ]
-    for p in procs:
-        p.start()
-
-    def stop(signum: int, frame: object) -> None:
-        for p in procs:
-            p.terminate()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     try:
-        for p in procs:
-            p.join()
+        run_workers(_worker, (args.listen_port, args.backend_port, counters, args.key), args.workers)
     finally:
         counters.unlink()
 

@@ -155,6 +155,17 @@ def _retry_text(seconds: float) -> str:
     return f"{s // 3600:02d}:{(s % 3600) // 60:02d}:{s % 60:02d}"
 
 
+def _quota_exceeded(what: str, seconds: float, source: str) -> Reject:
+    """API Management's 403 for an exhausted call volume or bandwidth quota."""
+    return Reject(
+        403,
+        f"Out of {what} quota. Quota will be replenished in {_retry_text(seconds)}.",
+        source=source,
+        reason="QuotaExceeded",
+        headers={"Retry-After": str(max(1, math.ceil(seconds)))},
+    )
+
+
 class _HeaderNames:
     def __init__(self, node: Node) -> None:
         self.retry_after_header = node.get("retry-after-header-name")
@@ -189,7 +200,11 @@ _LIMIT_ATTRS = {
 }
 
 
-def _check_condition(node: Node, condition: Value | None) -> None:
+def _by_key(node: Node) -> tuple[Value, Value | None, Value | None]:
+    """The attributes the by-key policies share: counter-key, increment-condition, increment-count."""
+    counter_key = node.value("counter-key", required=True)
+    assert counter_key is not None
+    condition = node.value("increment-condition")
     if (
         condition is not None
         and condition.constant
@@ -198,6 +213,10 @@ def _check_condition(node: Node, condition: Value | None) -> None:
         raise PolicyDocumentError(
             "attribute 'increment-condition' must be an expression or true/false.", node
         )
+    increment = node.value("increment-count", default="1")
+    if increment is not None and increment.constant:
+        node.integer("increment-count", minimum=1)
+    return counter_key, condition, increment
 
 
 def _increment(ctx: Context, increment: Value | None, source: str) -> int:
@@ -290,24 +309,12 @@ class Quota(_PerSubscriptionLimit):
             key = (ctx.service.id, limit.key, "calls", who, limit.period)
             taken, _count, renew = self.counters.take(key, limit.period, now, limit.calls)
             if not taken:
-                raise Reject(
-                    403,
-                    f"Out of call volume quota. Quota will be replenished in {_retry_text(renew)}.",
-                    source="quota",
-                    reason="QuotaExceeded",
-                    headers={"Retry-After": str(max(1, math.ceil(renew)))},
-                )
+                raise _quota_exceeded("call volume", renew, self.tag)
         if limit.bandwidth_kb is not None:
             bkey = (ctx.service.id, limit.key, "kb", who, limit.period)
             used, renew = self.counters.peek(bkey, limit.period, now)
             if used >= limit.bandwidth_kb:
-                raise Reject(
-                    403,
-                    f"Out of bandwidth quota. Quota will be replenished in {_retry_text(renew)}.",
-                    source="quota",
-                    reason="QuotaExceeded",
-                    headers={"Retry-After": str(max(1, math.ceil(renew)))},
-                )
+                raise _quota_exceeded("bandwidth", renew, self.tag)
             counters, period = self.counters, limit.period
 
             def charge(c: Context, key: Any = bkey) -> None:
@@ -326,14 +333,7 @@ class RateLimitByKey(Policy):
         node.check_attrs(_LIMIT_ATTRS | {"counter-key", "increment-condition", "increment-count"})
         node.check_children(frozenset())
         self.limit = _limit_of(node, cc, quota=False)
-        counter_key = node.value("counter-key", required=True)
-        assert counter_key is not None
-        self.counter_key: Value = counter_key
-        self.condition = node.value("increment-condition")
-        _check_condition(node, self.condition)
-        self.increment = node.value("increment-count", default="1")
-        if self.increment is not None and self.increment.constant:
-            node.integer("increment-count", minimum=1)
+        self.counter_key, self.condition, self.increment = _by_key(node)
         self.names = _HeaderNames(node)
         self.counters: CounterStore = cc.limits if cc.limits is not None else Counters()
 
@@ -406,14 +406,7 @@ class QuotaByKey(Policy):
         if period > 366 * 86400 * 5:
             raise PolicyDocumentError("attribute 'renewal-period' is too long.", node)
         self.period = float(period)
-        counter_key = node.value("counter-key", required=True)
-        assert counter_key is not None
-        self.counter_key: Value = counter_key
-        self.condition = node.value("increment-condition")
-        _check_condition(node, self.condition)
-        self.increment = node.value("increment-count", default="1")
-        if self.increment is not None and self.increment.constant:
-            node.integer("increment-count", minimum=1)
+        self.counter_key, self.condition, self.increment = _by_key(node)
         start = node.get("first-period-start")
         self.first = _EPOCH_ZERO.timestamp()
         if start:
@@ -435,15 +428,6 @@ class QuotaByKey(Policy):
         ends = self.first + (index + 1) * self.period
         return index, self.period, max(0.0, ends - wall)
 
-    def _refuse(self, what: str, left: float) -> Reject:
-        return Reject(
-            403,
-            f"Out of {what} quota. Quota will be replenished in {_retry_text(left)}.",
-            source="quota-by-key",
-            reason="QuotaExceeded",
-            headers={"Retry-After": str(max(1, math.ceil(left)))},
-        )
-
     def run(self, ctx: Context) -> Any:
         now = time.monotonic()
         index, period, left = self._window(time.time())
@@ -460,11 +444,11 @@ class QuotaByKey(Policy):
         if calls is not None:
             count, _renew = counters.peek(calls_key, period, now)
             if count + 1 > calls:
-                raise self._refuse("call volume", left)
+                raise _quota_exceeded("call volume", left, self.tag)
         if kb is not None:
             used, _renew = counters.peek(kb_key, period, now)
             if used >= kb:
-                raise self._refuse("bandwidth", left)
+                raise _quota_exceeded("bandwidth", left, self.tag)
         cond = self.condition
         if cond is not None and cond.constant:
             if cond.literal.strip().lower() != "true":
