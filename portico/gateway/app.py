@@ -243,10 +243,10 @@ class Gateway:
                 raise _Routed404()
             return
         try:
-            if (
-                await run_list(pipeline.inbound, ctx) is not STOP
-                and await run_list(pipeline.backend, ctx) is not STOP
-            ):
+            if await run_list(pipeline.inbound, ctx) is STOP:
+                if ctx.cache is not None and ctx.cache.hit:  # answered from the cache
+                    await run_list(pipeline.after_cache_store, ctx)
+            elif await run_list(pipeline.backend, ctx) is not STOP:
                 await run_list(pipeline.outbound, ctx)
         except (Reject, ExpressionError) as exc:
             exc.pipeline = pipeline  # type: ignore[union-attr]
@@ -363,34 +363,46 @@ class Gateway:
             return _EMPTY
 
     def _run_nowait(self, ctx: Context, pipeline: Pipeline, cycle: Any) -> None:
+        outbound = pipeline.outbound
         try:
             if run_now(pipeline.inbound, ctx) is STOP:
-                self._answer_nowait(ctx, cycle)
-                return
-            for p in pipeline.backend:
-                if p.forwards:  # the last one (Pipeline.fast): the rest runs when the backend answered
-                    forward_nowait(ctx, p.timeout, partial(self._outbound_nowait, ctx, pipeline, cycle, p))
-                    return
-                if p.run(ctx) is STOP:
+                if ctx.cache is None or not ctx.cache.hit:
                     self._answer_nowait(ctx, cycle)
                     return
+                outbound = pipeline.after_cache_store  # answered from the cache
+            else:
+                for p in pipeline.backend:
+                    if p.forwards:  # the last one (Pipeline.fast): the rest runs when the backend answered
+                        forward_nowait(
+                            ctx, p.timeout, partial(self._outbound_nowait, ctx, pipeline, cycle, p)
+                        )
+                        return
+                    if p.run(ctx) is STOP:
+                        self._answer_nowait(ctx, cycle)
+                        return
         except (Reject, ExpressionError) as exc:
             self._fail_nowait(ctx, pipeline, exc, cycle)
             return
         except Exception:
             self._crash_nowait(ctx, cycle)
             return
-        self._outbound_nowait(ctx, pipeline, cycle, None, None)
+        self._outbound_nowait(ctx, pipeline, cycle, None, None, outbound)
 
     def _outbound_nowait(
-        self, ctx: Context, pipeline: Pipeline, cycle: Any, forwarded: Any, rej: Reject | None
+        self,
+        ctx: Context,
+        pipeline: Pipeline,
+        cycle: Any,
+        forwarded: Any,
+        rej: Reject | None,
+        outbound: list[Any] | None = None,
     ) -> None:
         try:
             if rej is not None:
                 raise rej
             if forwarded is not None:
                 forwarded.check(ctx)
-            run_now(pipeline.outbound, ctx)
+            run_now(pipeline.outbound if outbound is None else outbound, ctx)
         except (Reject, ExpressionError) as exc:
             self._fail_nowait(ctx, pipeline, exc, cycle)
             return

@@ -11,6 +11,7 @@ from portico.gateway.expressions import ExpressionError, to_text
 
 if TYPE_CHECKING:
     from portico.gateway.config import Product, ServiceConfig, Subscription
+    from portico.gateway.policies.cache import CacheState
     from portico.gateway.routing import Api, Operation
     from portico.gateway.upstream import UpstreamResponse
 
@@ -118,6 +119,10 @@ class QueryMap(HeaderMap):
     def get(self, name: str) -> str | None:
         e = self.d.get(name)
         return ",".join(e[1]) if e else None
+
+    def get_all(self, name: str) -> list[str]:
+        e = self.d.get(name)
+        return list(e[1]) if e else []
 
     def set(self, name: str, values: list[str]) -> None:
         self.d[name] = (name, values)
@@ -263,6 +268,7 @@ class Context:
         "backend_verify_tls",
         "bytes_in",
         "bytes_out",
+        "cache",
         "client_ip",
         "counted",  # quota-by-key's counters this request incremented; left unset until then
         "deferred",
@@ -343,6 +349,7 @@ class Context:
         self.bytes_out = 0
         self.deferred: list[Any] = []
         self.stopped_by: str | None = None
+        self.cache: CacheState | None = None  # set by cache-lookup (portico/gateway/policies/cache.py)
         self.request_body: bytes | None = None  # set-body on the request side replaces the stream
         self.extra_headers: list[tuple[str, str]] = []  # added to whatever response goes out
 

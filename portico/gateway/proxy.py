@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from portico.gateway.context import Response
 from portico.gateway.policies.base import Reject
+from portico.gateway.policies.cache import MAX_RESPONSE_BYTES, pending_store
 from portico.gateway.upstream import UpstreamError, UpstreamResponse, UpstreamTimeout, split_url
 
 if TYPE_CHECKING:
@@ -274,7 +275,12 @@ def response_parts(ctx: Context) -> tuple[int, list[tuple[bytes, bytes]], bytes 
         headers.append((name.lower().encode("latin-1"), value.encode("latin-1", "replace")))
     upstream = r.upstream
     if upstream is not None:
-        return r.status, headers, upstream.ready_body(), checked
+        whole = upstream.ready_body()
+        if whole is not None and ctx.cache is not None:
+            keep = pending_store(ctx, upstream)  # cache-store asked for this response
+            if keep is not None:
+                keep(whole)
+        return r.status, headers, whole, checked
     body = r.body
     headers = [(n, v) for n, v in headers if n != b"content-length"]
     headers.append((b"content-length", b"%d" % len(body)))
@@ -295,10 +301,18 @@ async def stream_response(ctx: Context, send: Any, status: int, headers: list[tu
     """The backend's answer whose body is still arriving, passed on piece by piece."""
     assert ctx.response is not None and ctx.response.upstream is not None
     upstream = ctx.response.upstream
+    keep = pending_store(ctx, upstream) if ctx.cache is not None else None
+    kept: list[bytes] | None = [] if keep is not None else None  # the body, for cache-store
+    kept_size = 0
     await send({"type": "http.response.start", "status": status, "headers": headers})
     try:
         async for chunk in upstream.iter_body():
             ctx.bytes_out += len(chunk)
+            if kept is not None:
+                kept.append(chunk)
+                kept_size += len(chunk)
+                if kept_size > MAX_RESPONSE_BYTES:
+                    kept = None  # too large to keep
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
     except UpstreamError:
         # the backend broke mid-body: the head is gone already, so close the client connection
@@ -306,3 +320,5 @@ async def stream_response(ctx: Context, send: Any, status: int, headers: list[tu
     finally:
         upstream.close()
     await send({"type": "http.response.body", "body": b""})
+    if keep is not None and kept is not None:
+        keep(b"".join(kept))

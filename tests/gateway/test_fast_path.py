@@ -60,6 +60,7 @@ def test_both_paths_answer_alike(gw: GatewayEnv, asgi_node: int, backend: str) -
             ("limited", "GET", "/limited"),
             ("broken", "GET", "/broken"),
             ("strict", "GET", "/strict/*"),
+            ("cached", "GET", "/cached/*"),
         ],
     )
     gw.api("diffdown", "diffdown", f"http://127.0.0.1:{closed_port()}")
@@ -111,6 +112,16 @@ def test_both_paths_answer_alike(gw: GatewayEnv, asgi_node: int, backend: str) -
         api="diff",
         operation="strict",
     )
+    nonce = '<set-header name="{}" exists-action="override"><value>@(context.Request.Headers.GetValueOrDefault(&quot;x-nonce&quot;, &quot;&quot;))</value></set-header>'
+    gw.policy(
+        POLICY.format(
+            inbound='<cache-lookup vary-by-developer="false" vary-by-developer-groups="false" />',
+            outbound=nonce.format("X-Before") + '<cache-store duration="300" />' + nonce.format("X-After"),
+            on_error="",
+        ),
+        api="diff",
+        operation="cached",
+    )
     key = gw.subscription("diff-sub", "/apis")
     requests: list[tuple[str, str, dict[str, Any]]] = [
         (
@@ -139,6 +150,8 @@ def test_both_paths_answer_alike(gw: GatewayEnv, asgi_node: int, backend: str) -
             {"headers": {"Origin": "https://app.test", "Access-Control-Request-Method": "GET"}},
         ),
         ("GET", "/diff/items/1", {"key": key, "headers": {"Origin": "https://app.test"}}),
+        ("GET", "/diff/cached/1", {"key": key, "headers": {"X-Nonce": "first"}}),
+        ("GET", "/diff/cached/1", {"key": key, "headers": {"X-Nonce": "second"}}),  # from the cache
     ]
 
     def through(port: int) -> list[tuple[int, dict[str, str], bytes]]:
@@ -180,7 +193,12 @@ def test_both_paths_answer_alike(gw: GatewayEnv, asgi_node: int, backend: str) -
         502,
         200,
         200,
+        200,
+        200,
     ]
+    first, second = fast[-2], fast[-1]
+    assert second[2] == first[2] and b'"x-nonce": "first"' in second[2]  # the backend saw one call
+    assert (second[1]["x-before"], second[1]["x-after"]) == ("first", "second")
 
 
 def _ready(http: httpx.Client, port: int, host: str, key: str) -> None:

@@ -275,6 +275,51 @@ def test_cache_values_and_authentication_basic(gw: GatewayEnv, api: str, key: st
     assert f"{{{{{secret}}}}}" in stored and "pa:ss word" not in stored
 
 
+def test_response_cache(gw: GatewayEnv, api: str, key: str) -> None:
+    nonce = '<set-header name="{}" exists-action="override"><value>@(context.Request.Headers.GetValueOrDefault(&quot;x-nonce&quot;, &quot;&quot;))</value></set-header>'
+    gw.policy(
+        doc(
+            inbound='<base /><cache-lookup vary-by-developer="false" vary-by-developer-groups="false" downstream-caching-type="public">'
+            "<vary-by-header>Accept</vary-by-header><vary-by-query-parameter>v;w</vary-by-query-parameter></cache-lookup>",
+            outbound="<base />"
+            + nonce.format("X-Before")
+            + '<cache-store duration="60" />'
+            + nonce.format("X-After"),
+        ),
+        api=api,
+    )
+
+    def get(path: str, n: str, **headers: str) -> Any:
+        r = gw.get(f"/{api}{path}", key=key, headers={"x-nonce": n, **headers})
+        assert r.status_code == 200, r.text
+        return r
+
+    def seen(r: Any) -> str:  # the nonce of the request the backend answered
+        return str(r.json()["headers"]["x-nonce"])
+
+    until(gw, f"/{api}/items/0", key, lambda r: "cache-control" in r.headers)
+    miss = get("/items/1?v=1", "a")
+    assert seen(miss) == "a" and miss.headers["cache-control"] == "public, max-age=60, must-revalidate"
+    hit = get("/items/1?v=1&other=z", "b")  # 'other' is not part of the key
+    assert hit.content == miss.content and seen(hit) == "a"
+    # outbound policies before cache-store are in the cached response; those after it run again
+    assert (hit.headers["x-before"], hit.headers["x-after"]) == ("a", "b")
+    assert (
+        hit.headers["cache-control"].startswith("public, max-age=")
+        and "must-revalidate" in hit.headers["cache-control"]
+    )
+    assert seen(get("/items/1?v=2", "c")) == "c"  # another value of a vary-by parameter
+    assert seen(get("/items/1?v=1&w=x", "d")) == "d"  # the second of 'v;w'
+    assert seen(get("/items/1?v=1", "e", Accept="text/plain")) == "e"  # a vary-by header
+    assert seen(get("/items/2?v=1", "f")) == "f"  # another path
+    assert seen(get("/items/1?v=1", "g", Authorization="Bearer t")) == "g"  # private: not cached
+    assert seen(get("/items/1?v=1", "h")) == "a"  # still cached
+    # only GET is cached
+    for n in ("i", "j"):
+        r = gw.call("POST", f"/{api}/items", key=key, headers={"x-nonce": n}, content=b"x")
+        assert r.status_code == 200 and seen(r) == n
+
+
 def test_ip_filter_check_header_and_on_error(gw: GatewayEnv, api: str, key: str) -> None:
     gw.policy(
         doc(
@@ -526,6 +571,21 @@ def test_named_values_and_composition(gw: GatewayEnv, api: str, key: str, backen
             "attribute 'caching-type' has invalid value 'remote'",
         ),
         (doc(inbound='<base /><authentication-basic username="u" />'), "attribute 'password' is required"),
+        (
+            doc(inbound='<base /><cache-lookup vary-by-developer="false" />'),
+            "attribute 'vary-by-developer-groups' is required",
+        ),
+        (
+            doc(
+                outbound='<base /><cache-lookup vary-by-developer="false" vary-by-developer-groups="false" />'
+            ),
+            "not allowed in section 'outbound'",
+        ),
+        (
+            doc(outbound='<base /><cache-store duration="10" /><cache-store duration="20" />'),
+            "<cache-store> may appear only once per section",
+        ),
+        (doc(outbound="<base /><cache-store />"), "attribute 'duration' is required"),
         (
             doc(outbound='<base /><authentication-basic username="u" password="p" />'),
             "not allowed in section 'outbound'",

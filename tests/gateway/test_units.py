@@ -168,7 +168,9 @@ def test_quota_by_key_periods_follow_first_period_start() -> None:
     from portico.gateway.policies.xmltree import parse
 
     def quota(attrs: str) -> QuotaByKey:
-        return QuotaByKey(parse(f'<quota-by-key calls="1" counter-key="k" {attrs} />'), "inbound", CompileContext())
+        return QuotaByKey(
+            parse(f'<quota-by-key calls="1" counter-key="k" {attrs} />'), "inbound", CompileContext()
+        )
 
     day = quota('renewal-period="86400" first-period-start="2026-01-01T06:00:00Z"')
     at = datetime(2026, 3, 10, 5, 0, tzinfo=UTC).timestamp()  # one hour before that day's period ends
@@ -177,3 +179,18 @@ def test_quota_by_key_periods_follow_first_period_start() -> None:
     assert day._window(at + 3600)[0] == index + 1  # the next period starts on the hour
     never = quota('renewal-period="0"')
     assert never._window(at)[0] == never._window(at + 10 * 366 * 86400)[0]  # one period, forever
+
+
+def test_response_cache_is_bounded_in_bytes() -> None:
+    from portico.gateway.policies.cache import TtlCache
+
+    cache = TtlCache(max_entries=10, max_bytes=100)
+    cache.put("a", "A", 10, now=0.0, size=60)
+    cache.put("b", "B", 10, now=0.0, size=60)  # over 100 bytes in all: the oldest goes
+    assert cache.get("a", 1.0) == (False, None) and cache.get("b", 1.0) == (True, "B")
+    cache.put("c", "C", 10, now=0.0, size=200)  # larger than the whole cache: not kept
+    assert cache.get("c", 1.0) == (False, None) and cache.bytes == 60
+    cache.put("b", "B2", 10, now=0.0, size=30)  # replacing an entry counts its new size only
+    assert cache.bytes == 30 and cache.expires("b") == 10.0
+    cache.remove("b")
+    assert cache.bytes == 0 and len(cache) == 0

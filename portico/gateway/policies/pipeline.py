@@ -21,6 +21,9 @@ class PolicyDoc:
     sections: dict[str, list[Any]] = field(default_factory=dict)
 
 
+ONCE_PER_SECTION = ("cache-lookup", "cache-store")
+
+
 def compile_document(xml: str, cc: CompileContext) -> PolicyDoc:
     root = parse(xml)
     if root.tag != "policies":
@@ -38,6 +41,10 @@ def compile_document(xml: str, cc: CompileContext) -> PolicyDoc:
         compiled = compile_policies(child.children, child.tag, cc, allow_base=True)
         if sum(1 for p in compiled if p is BASE) > 1:
             raise PolicyDocumentError("<base /> may appear only once per section.", child)
+        for tag in ONCE_PER_SECTION:
+            again = [p for p in compiled if getattr(p, "tag", "") == tag][1:]
+            if again:
+                raise PolicyDocumentError(f"<{tag}> may appear only once per section.", again[0].node)
         doc.sections[child.tag] = compiled
     return doc
 
@@ -56,8 +63,12 @@ class Pipeline:
     on_error: list[Any]
     error: str | None = None  # a policy of this scope failed to compile: every request gets a 500
     fast: bool = False  # every policy runs synchronously, forward-request only last in backend
+    # what runs after a cache-lookup hit: the outbound policies after cache-store (all without one)
+    after_cache_store: list[Any] = field(default_factory=list)
 
     def __post_init__(self) -> None:
+        stores = [i for i, p in enumerate(self.outbound) if getattr(p, "tag", "") == "cache-store"]
+        self.after_cache_store = self.outbound[stores[0] + 1 :] if stores else list(self.outbound)
         *before, last = self.backend or [None]
         self.fast = (
             not any(p.is_async for p in (*self.inbound, *self.outbound, *self.on_error, *before))
