@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -128,18 +128,32 @@ class EntityEngine:
         return body, row.etag
 
     # --- reads -----------------------------------------------------------------------------------
-    async def _require_ancestors(self, t: Target) -> None:
+    async def _canonical(self, t: Target) -> Target:
+        """`t` with its owners' names and its own as stored (ARM names match ignoring case: GET
+        apis/ECHO is apis/echo, and a PUT of it updates it); 404 when an owner does not exist."""
         parent_path = ""
-        for kind, name in t.ancestors:
-            if not await E.exists(self.conn, self.store, kind.kind, parent_path, name):
+        ancestors: list[tuple[K.Kind, str]] = []
+        for kind, owner in t.ancestors:
+            found = await E.find_name(self.conn, self.store, kind.kind, parent_path, owner)
+            if found is None:
                 raise ArmError(
-                    404, "ResourceNotFound", f"{kind.segment[:-1].capitalize()} '{name}' was not found."
+                    404, "ResourceNotFound", f"{kind.segment[:-1].capitalize()} '{owner}' was not found."
                 )
-            parent_path = f"{parent_path}/{kind.segment}/{name}" if parent_path else f"{kind.segment}/{name}"
+            ancestors.append((kind, found))
+            parent_path = (
+                f"{parent_path}/{kind.segment}/{found}" if parent_path else f"{kind.segment}/{found}"
+            )
+        name: str | None = t.name
+        if name is not None:
+            lookup = _kind_by_name(t.kind.link_target).kind if t.kind.link_target else t.kind.kind
+            where = "" if t.kind.link_target else parent_path
+            name = await E.find_name(self.conn, self.store, lookup, where, name) or name
+        return replace(t, parent=parent_path, name=name, ancestors=tuple(ancestors))
 
     async def get(self, t: Target) -> Result:
         assert t.name is not None
-        await self._require_ancestors(t)
+        t = await self._canonical(t)
+        assert t.name is not None
         row = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name)
         if row is None:
             raise _missing(t)
@@ -157,7 +171,7 @@ class EntityEngine:
 
     async def list(self, t: Target, page: Page) -> tuple[list[dict[str, Any]], int, bool]:
         """Returns (items of this page, total count, more pages follow)."""
-        await self._require_ancestors(t)
+        t = await self._canonical(t)
         if page.filter is None:
             total = await E.count_children(self.conn, self.store, t.kind.kind, t.parent)
             rows = await E.list_children(
@@ -195,7 +209,8 @@ class EntityEngine:
     async def put(self, t: Target, body: Any, if_match: str | None) -> Result:
         assert t.name is not None
         self._check_writable()
-        await self._require_ancestors(t)
+        t = await self._canonical(t)
+        assert t.name is not None
         existing = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name, lock=True)
         if existing is not None and not etag_matches(if_match, existing.etag):
             raise _precondition(t)
@@ -220,7 +235,8 @@ class EntityEngine:
     async def patch(self, t: Target, body: Any, if_match: str | None) -> Result:
         assert t.name is not None
         self._check_writable()
-        await self._require_ancestors(t)
+        t = await self._canonical(t)
+        assert t.name is not None
         if if_match is None:
             raise ArmError(
                 400,
@@ -255,6 +271,13 @@ class EntityEngine:
                 "IfMatchRequired",
                 "The If-Match header is required to delete an entity; send the ETag from GET or '*'.",
             )
+        try:
+            t = await self._canonical(t)
+        except ArmError as exc:
+            if exc.status == 404:  # its owner is gone: nothing to delete
+                return False
+            raise
+        assert t.name is not None
         existing = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name, lock=True)
         if existing is None:
             return False
@@ -300,6 +323,8 @@ class EntityEngine:
             await E.remove_named(self.conn, self.store, ["tagLink"], name)
 
     async def action(self, t: Target) -> Result:
+        assert t.name is not None and t.action is not None
+        t = await self._canonical(t)
         assert t.name is not None and t.action is not None
         writes = t.action.startswith("regenerate")
         row = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name, lock=writes)
@@ -370,13 +395,14 @@ class EntityEngine:
         if data.get("apiVersionSetId"):
             rel = to_relative(data["apiVersionSetId"])
             parts = rel.strip("/").split("/")
-            if (
-                len(parts) != 2
-                or parts[0].lower() != "apiversionsets"
-                or not await E.exists(self.conn, self.store, "apiVersionSet", "", parts[1])
-            ):
+            found = (
+                await E.find_name(self.conn, self.store, "apiVersionSet", "", parts[1])
+                if len(parts) == 2 and parts[0].lower() == "apiversionsets"
+                else None
+            )
+            if found is None:
                 raise invalid_field("properties.apiVersionSetId", f"version set '{rel}' was not found")
-            data["apiVersionSetId"] = f"/apiVersionSets/{parts[1]}"
+            data["apiVersionSetId"] = f"/apiVersionSets/{found}"
         # Two current APIs cannot answer on the same path (the gateway routes by path).
         for r in await E.list_children(self.conn, self.store, "api", ""):
             if (
@@ -446,22 +472,24 @@ class EntityEngine:
             scope = "/apis"
         elif len(parts) == 2 and parts[0].lower() in ("apis", "products"):
             kind = "api" if parts[0].lower() == "apis" else "product"
-            if not await E.exists(self.conn, self.store, kind, "", parts[1]):
+            found = await E.find_name(self.conn, self.store, kind, "", parts[1])
+            if found is None:
                 raise invalid_field("properties.scope", f"{kind} '{parts[1]}' was not found")
-            scope = f"/{parts[0].lower()}/{parts[1]}"
+            scope = f"/{parts[0].lower()}/{found}"
         else:
             raise invalid_field("properties.scope", "must be /apis, /apis/{apiId} or /products/{productId}")
         data["scope"] = scope
         if data.get("ownerId"):
             owner = to_relative(data["ownerId"])
             oparts = owner.strip("/").split("/")
-            if (
-                len(oparts) != 2
-                or oparts[0].lower() != "users"
-                or not await E.exists(self.conn, self.store, "user", "", oparts[1])
-            ):
+            found = (
+                await E.find_name(self.conn, self.store, "user", "", oparts[1])
+                if len(oparts) == 2 and oparts[0].lower() == "users"
+                else None
+            )
+            if found is None:
                 raise invalid_field("properties.ownerId", f"user '{owner}' was not found")
-            data["ownerId"] = f"/users/{oparts[1]}"
+            data["ownerId"] = f"/users/{found}"
         prev = old or {}
         data["primaryKey"] = data.get("primaryKey") or prev.get("primaryKey") or new_subscription_key()
         data["secondaryKey"] = data.get("secondaryKey") or prev.get("secondaryKey") or new_subscription_key()

@@ -425,7 +425,9 @@ async def entity(call: Call, sub: str, rg: str, name: str, rest: list[str]) -> R
                     )
                     if svc_or_none is None:
                         raise _service_missing(name, rg)
-                    res = EntityEngine(conn, svc_or_none).result_of(target, row)
+                    engine = EntityEngine(conn, svc_or_none)
+                    # not under this exact name: maybe under another case (ARM names ignore case)
+                    res = engine.result_of(target, row) if row is not None else await engine.get(target)
                 else:
                     svc = await _get_svc(conn, sub, rg, name)
                     res = await EntityEngine(conn, svc).get(target)

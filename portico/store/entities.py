@@ -80,6 +80,23 @@ async def exists(conn: AsyncConnection, store_id: int, kind: str, parent: str, n
     return res.first() is not None
 
 
+async def find_name(conn: AsyncConnection, store_id: int, kind: str, parent: str, name: str) -> str | None:
+    """The stored name of the entity `name` designates: ARM names match ignoring case, so an exact
+    match, else the one whose name differs only by case (None: no such entity). The second look-up
+    runs only on a miss (a create, or a wrong case); it reads the kind's names through
+    ix_entities_kind_name, not the rows."""
+    if await exists(conn, store_id, kind, parent, name):
+        return name
+    c = entities.c
+    q = select(c.name).where(
+        c.store_id == store_id, c.kind == kind, c.parent == parent, func.lower(c.name) == func.lower(name)
+    )
+    if conn.dialect.name == "sqlite":
+        q = q.with_hint(entities, "INDEXED BY ix_entities_kind_name", "sqlite")
+    found = (await conn.execute(q.limit(1))).first()
+    return str(found[0]) if found else None
+
+
 async def list_children(
     conn: AsyncConnection, store_id: int, kind: str, parent: str, *, offset: int = 0, limit: int | None = None
 ) -> list[Row]:

@@ -332,8 +332,11 @@ async def test_builtin_groups(s: Svc) -> None:
     # Built-ins may be renamed/described but stay built-in and system.
     props = (await s.ok("groups/developers", {"displayName": "Devs"}))["properties"]
     assert props["builtIn"] is True and props["type"] == "system"
-    # A look-alike differing only by case would be a second, undeletable built-in group.
-    assert_arm_error(await s.put("groups/Developers", {"displayName": "D"}), 409)
+    # Another case names the same group (ARM names ignore case): no second, undeletable look-alike.
+    r = await s.put("groups/Developers", {"displayName": "D"})
+    assert r.status_code == 200 and r.json()["name"] == "developers"
+    assert r.json()["properties"]["builtIn"] is True
+    assert [g["name"] for g in (await s.get("groups")).json()["value"]] == names
 
 
 async def test_secrets_are_never_returned(s: Svc) -> None:
@@ -538,3 +541,28 @@ async def test_service_level_policy_and_collections(s: Svc) -> None:
     listed = (await s.get("policies")).json()
     assert [p["name"] for p in listed["value"]] == ["policy"] and listed["count"] == 1
     assert listed["value"][0]["id"] == f"{s.arm_id}/policies/policy"
+
+
+async def test_names_match_ignoring_case(s: Svc) -> None:
+    """ARM names ignore case: another case reads, updates and deletes the same entity, and
+    references are stored under the entity's own name (the gateway keys APIs by lower-cased name)."""
+    await s.ok("apis/CaseApi", {"path": "caseapi"})
+    r = await s.get("apis/caseapi")
+    assert r.status_code == 200 and r.json()["name"] == "CaseApi"
+    r = await s.put("apis/CASEAPI", {"path": "caseapi", "displayName": "Renamed"})
+    assert r.status_code == 200 and r.json()["name"] == "CaseApi"  # an update, not a second API
+    names = [v["name"] for v in (await s.get("apis")).json()["value"]]
+    assert names.count("CaseApi") == 1 and "CASEAPI" not in names
+    r = await s.put("apis/caseAPI/operations/Op1", {"displayName": "O", "method": "GET", "urlTemplate": "/"})
+    assert r.status_code == 201 and r.json()["id"].endswith("/apis/CaseApi/operations/Op1")
+    assert (await s.get("apis/CASEAPI/operations/op1")).json()["name"] == "Op1"
+    r = await s.put("subscriptions/casesub", {"scope": "/apis/caseapi", "displayName": "S"})
+    assert r.status_code == 201 and r.json()["properties"]["scope"].endswith("/apis/CaseApi")
+    await s.ok("products/CaseProd", {"displayName": "P"})
+    r = await s.put("products/caseprod/apis/CASEAPI", None)
+    assert r.status_code == 201 and r.json()["name"] == "CaseApi"
+    listed = (await s.get("products/CaseProd/apis")).json()["value"]
+    assert [i["name"] for i in listed] == ["CaseApi"]
+    assert (await s.delete("apis/caseapi/operations/OP1")).status_code == 200
+    assert (await s.get("apis/CaseApi/operations/Op1")).status_code == 404
+    assert (await s.delete("apis/nosuch/operations/op")).status_code == 204  # owner gone: nothing
