@@ -266,6 +266,15 @@ def test_apis_operations_and_policies(env: Env, svc: str) -> None:
     patched = c.api.update(rg, svc, "echo", "*", M.ApiUpdateContract(description="patched"))
     assert patched.description == "patched" and patched.path == "echo"
 
+    # Names ignore case (both databases): another case is the same API and the same operation.
+    assert c.api.get(rg, svc, "ECHO").name == "echo"
+    assert c.api_operation.get(rg, svc, "Echo", "GET-ITEM").id.endswith("/apis/echo/operations/get-item")
+    renamed = c.api.begin_create_or_update(
+        rg, svc, "eCHo", M.ApiCreateOrUpdateParameter(path="echo", display_name="Echo again")
+    ).result()
+    assert renamed.name == "echo" and renamed.display_name == "Echo again"
+    assert [a.name for a in c.api.list_by_service(rg, svc)].count("echo") == 1
+
 
 def test_delete_api_cascades(env: Env, svc: str) -> None:
     c, rg = env.client, env.rg
