@@ -83,16 +83,13 @@ async def exists(conn: AsyncConnection, store_id: int, kind: str, parent: str, n
 async def find_name(conn: AsyncConnection, store_id: int, kind: str, parent: str, name: str) -> str | None:
     """The stored name of the entity `name` designates: ARM names match ignoring case, so an exact
     match, else the one whose name differs only by case (None: no such entity). The second look-up
-    runs only on a miss (a create, or a wrong case); it reads the kind's names through
-    ix_entities_kind_name, not the rows."""
+    runs only on a miss (a create, or another case), on ix_entities_kind_lower_name."""
     if await exists(conn, store_id, kind, parent, name):
         return name
     c = entities.c
     q = select(c.name).where(
-        c.store_id == store_id, c.kind == kind, c.parent == parent, func.lower(c.name) == func.lower(name)
+        c.store_id == store_id, c.kind == kind, func.lower(c.name) == func.lower(name), c.parent == parent
     )
-    if conn.dialect.name == "sqlite":
-        q = q.with_hint(entities, "INDEXED BY ix_entities_kind_name", "sqlite")
     found = (await conn.execute(q.limit(1))).first()
     return str(found[0]) if found else None
 
@@ -119,11 +116,20 @@ async def count_children(conn: AsyncConnection, store_id: int, kind: str, parent
     return int((await conn.execute(q)).scalar_one())
 
 
+def _named(store_id: int, kinds: Sequence[str], name: str) -> Any:
+    """Entities of `kinds` whose name is `name` ignoring case, on ix_entities_kind_lower_name. The
+    caller keeps the exact matches: a further `name = ...` term makes SQLite drop the index's
+    expression column (measured with EXPLAIN QUERY PLAN)."""
+    c = entities.c
+    return select(c.kind, c.parent, c.name).where(
+        c.store_id == store_id, c.kind.in_(kinds), func.lower(c.name) == func.lower(name)
+    )
+
+
 async def names_by_kind(conn: AsyncConnection, store_id: int, kind: str, name: str) -> list[tuple[str, str]]:
     """(parent, name) of every entity of `kind` named `name`, whatever its parent (link look-ups)."""
-    c = entities.c
-    q = select(c.parent, c.name).where(c.store_id == store_id, c.kind == kind, c.name == name)
-    return [(r.parent, r.name) for r in (await conn.execute(q)).all()]
+    rows = (await conn.execute(_named(store_id, [kind], name))).all()
+    return [(r.parent, r.name) for r in rows if r.name == name]
 
 
 async def put(
@@ -186,11 +192,10 @@ async def remove_subtree(conn: AsyncConnection, store_id: int, path: str) -> int
 
 async def remove_named(conn: AsyncConnection, store_id: int, kinds: Sequence[str], name: str) -> int:
     """Delete links of the given kinds that point at `name` (e.g. productApi rows for a deleted api)."""
-    c = entities.c
-    res = await conn.execute(
-        delete(entities).where(c.store_id == store_id, c.kind.in_(kinds), c.name == name)
-    )
-    return int(res.rowcount or 0)
+    rows = [r for r in (await conn.execute(_named(store_id, kinds, name))).all() if r.name == name]
+    for r in rows:
+        await conn.execute(delete(entities).where(_key(store_id, r.kind, r.parent, r.name)))
+    return len(rows)
 
 
 async def counts(conn: AsyncConnection, store_id: int) -> dict[str, int]:

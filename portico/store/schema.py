@@ -26,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
 )
 
 metadata = MetaData(
@@ -94,7 +95,8 @@ entities = Table(
     Column("data", Text, nullable=False),  # JSON of the ARM properties, references relative
     sqlite_with_rowid=False,  # clustered by key: backups read a store sequentially
 )
-Index("ix_entities_kind_name", entities.c.store_id, entities.c.kind, entities.c.name)
+# names ignore case (migration 0004): look-ups by name go through lower(name)
+Index("ix_entities_kind_lower_name", entities.c.store_id, entities.c.kind, func.lower(entities.c.name))
 
 # Which entity keys of an active store changed at which `stores.config_version` (written only by
 # the triggers of migration 0002, bounded there): gateway nodes apply changes incrementally.
