@@ -173,14 +173,13 @@ _NOT_KEPT = frozenset((b"content-length", b"transfer-encoding", b"connection", b
 class CacheState:
     """A cacheable request's cache key and what `cache-store` decided (Context.cache)."""
 
-    __slots__ = ("downstream", "hit", "key", "max_age", "must_revalidate", "pending")
+    __slots__ = ("downstream", "hit", "key", "must_revalidate", "pending")
 
     def __init__(self, key: tuple[Any, ...], downstream: str, must_revalidate: bool) -> None:
         self.key = key
         self.downstream = downstream
         self.must_revalidate = must_revalidate
         self.hit = False
-        self.max_age = 0
         # (status, reason, headers, seconds, upstream) for a body still to come from the backend
         self.pending: tuple[int, str, list[tuple[bytes, bytes]], float, Any] | None = None
 

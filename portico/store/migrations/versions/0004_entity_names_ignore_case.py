@@ -7,7 +7,8 @@ The engine resolves a name exactly, else ignoring case (`portico.store.entities.
 the link clean-ups find links by the name they point at (`names_by_kind`, `remove_named`). Both
 look up (store_id, kind, lower(name)); the index replaces `ix_entities_kind_name` on
 (store_id, kind, name) rather than joining it, so a restore's bulk insert maintains as many
-indexes as before.
+indexes as before. Names stored before this revision that differ only by case stay as they are:
+each is still reached by its exact name.
 """
 
 import sqlalchemy as sa
