@@ -1,4 +1,4 @@
-"""`portico schedule create|list|show|delete|run-now`: backup schedules of a service (client side).
+"""`portico schedule create|update|list|show|delete|run-now`: backup schedules of a service (client side).
 
 Same authentication options as `portico backup` (`--url`, `--client-id`, `--client-secret`, `--ca`,
 `-s`, `-g`, or their environment variables). The storage key goes in `PORTICO_STORAGE_KEY` (or
@@ -134,6 +134,60 @@ def create(
     p = body["properties"]
     console.print(
         f"[green]schedule '{name}' of '{service}' {verb}[/]: '{p['cron']}' ({p['timeZone']}), next run {p.get('nextRun') or '-'}"
+    )
+
+
+@schedule_cli.command("update")
+def update(
+    service: str = SERVICE,
+    name: str = NAME,
+    cron: str = typer.Option(None, "--cron", help="New 5-field cron expression."),
+    time_zone: str = typer.Option(None, "--time-zone", help="New IANA time zone."),
+    prefix: str = typer.Option(None, "--prefix", help="New blob name prefix."),
+    keep_last: int = typer.Option(None, "--keep-last", help="Keep at most the N newest backups."),
+    keep_days: float = typer.Option(None, "--keep-days", help="Delete backups older than N days."),
+    enable: bool = typer.Option(None, "--enable/--disable", help="Resume or pause the schedule."),
+    as_json: bool = JSON_OUT,
+    url: str = URL,
+    tenant: str = TENANT,
+    client_id: str = CLIENT_ID,
+    client_secret: str = CLIENT_SECRET,
+    ca: str = CA,
+    subscription: str = SUBSCRIPTION,
+    resource_group: str = RESOURCE_GROUP,
+    api_version: str = API_VERSION,
+) -> None:
+    """Change only the given settings of a schedule (PATCH .../backupSchedules/NAME); the stored
+    storage key and everything not named stay as they are."""
+    props: dict[str, Any] = {
+        k: v
+        for k, v in (("cron", cron), ("timeZone", time_zone), ("namePrefix", prefix), ("enabled", enable))
+        if v is not None
+    }
+    retention = {k: v for k, v in (("keepLast", keep_last), ("keepDays", keep_days)) if v is not None}
+    if retention:
+        props["retention"] = retention
+    if not props:
+        fail(
+            "nothing to change: give at least one of --cron, --time-zone, --prefix, --keep-last, --keep-days, --enable/--disable"
+        )
+    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
+    with ep.client() as http:
+        resp = check(
+            http.patch(
+                f"{ep.service_url(service)}/backupSchedules/{name}",
+                params={"api-version": api_version},
+                json={"properties": props},
+            )
+        )
+    body = resp.json()
+    if as_json:
+        console.print_json(json.dumps(body))
+        return
+    p = body["properties"]
+    state = "enabled" if p.get("enabled") else "disabled"
+    console.print(
+        f"[green]schedule '{name}' of '{service}' updated[/]: '{p['cron']}' ({p['timeZone']}), {state}, next run {p.get('nextRun') or '-'}"
     )
 
 

@@ -608,5 +608,12 @@ def test_schedule_and_status_cli(server: PorticoServer, svc: Schedules, storage:
     assert "schedule cli" in st and "RPO" in st
     latest = cli("status", "--service", svc.service, "--latest-backup").stdout.strip()
     assert latest.startswith(f"cli/{svc.service}-")
+    r = cli("schedule", "update", "--service", svc.service, "--name", "cli", "--disable", "--keep-days", "3")
+    assert "updated" in r.stdout and "disabled" in r.stdout
+    after = svc.get("cli")
+    assert after["enabled"] is False and after["retention"] == {"keepLast": 2, "keepDays": 3}
+    assert after["cron"] == "0 1 * * *" and after["hasAccessKey"] is True  # the rest is kept
+    nothing = cli("schedule", "update", "--service", svc.service, "--name", "cli", ok=False)
+    assert "nothing to change" in nothing.stderr
     cli("schedule", "delete", "--service", svc.service, "--name", "cli")
     assert key not in shown + st
