@@ -364,18 +364,17 @@ def main() -> None:
                 workers=args.workers,
             )
         )
-        procs.append(
-            subprocess.Popen(
-                [
-                    sys.executable,
-                    str(REPO / "bench" / "floor_proxy.py"),
-                    str(floor_port),
-                    str(backend_port),
-                    "--workers",
-                    str(args.workers),
-                ]
-            )
+        floor_proc = subprocess.Popen(
+            [
+                sys.executable,
+                str(REPO / "bench" / "floor_proxy.py"),
+                str(floor_port),
+                str(backend_port),
+                "--workers",
+                str(args.workers),
+            ]
         )
+        procs.append(floor_proc)
         portico = Portico(root, backend_port, args.workers)
         portico.start()
         key = portico.configure()
@@ -411,7 +410,6 @@ def main() -> None:
         wrk(lean_url, duration=2, connections=c, headers=gw_headers)
         time.sleep(2.0)  # the warm-up's records reach the usage table first
         before = portico.usage_total()
-        floor_proc = procs[2]
         assert portico.proc is not None
         # Interleaved rounds: this machine's speed drifts by 2x within minutes, so each ratio is
         # taken between runs made seconds apart, and the median of the rounds is reported.

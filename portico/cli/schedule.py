@@ -115,26 +115,8 @@ def create(
         props["clientId"] = identity_client_id
     if encryption_key:
         props["encryptionKey"] = encryption_key
-    retention = {k: v for k, v in (("keepLast", keep_last), ("keepDays", keep_days)) if v is not None}
-    if retention:
-        props["retention"] = retention
-    with ep.client() as http:
-        resp = check(
-            http.put(
-                f"{ep.service_url(service)}/backupSchedules/{name}",
-                params={"api-version": api_version},
-                json={"properties": props},
-            )
-        )
-    body = resp.json()
-    if as_json:
-        console.print_json(json.dumps(body))
-        return
-    verb = "created" if resp.status_code == 201 else "updated"
-    p = body["properties"]
-    console.print(
-        f"[green]schedule '{name}' of '{service}' {verb}[/]: '{p['cron']}' ({p['timeZone']}), next run {p.get('nextRun') or '-'}"
-    )
+    props.update(_retention(keep_last, keep_days))
+    _write(ep, "PUT", service, name, props, api_version, as_json)
 
 
 @schedule_cli.command("update")
@@ -164,17 +146,28 @@ def update(
         for k, v in (("cron", cron), ("timeZone", time_zone), ("namePrefix", prefix), ("enabled", enable))
         if v is not None
     }
-    retention = {k: v for k, v in (("keepLast", keep_last), ("keepDays", keep_days)) if v is not None}
-    if retention:
-        props["retention"] = retention
+    props.update(_retention(keep_last, keep_days))
     if not props:
         fail(
             "nothing to change: give at least one of --cron, --time-zone, --prefix, --keep-last, --keep-days, --enable/--disable"
         )
     ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
+    _write(ep, "PATCH", service, name, props, api_version, as_json)
+
+
+def _retention(keep_last: int | None, keep_days: float | None) -> dict[str, Any]:
+    retention = {k: v for k, v in (("keepLast", keep_last), ("keepDays", keep_days)) if v is not None}
+    return {"retention": retention} if retention else {}
+
+
+def _write(
+    ep: Endpoint, method: str, service: str, name: str, props: dict[str, Any], api_version: str, as_json: bool
+) -> None:
+    """PUT (create or replace) or PATCH (change) a schedule, and say what it now is."""
     with ep.client() as http:
         resp = check(
-            http.patch(
+            http.request(
+                method,
                 f"{ep.service_url(service)}/backupSchedules/{name}",
                 params={"api-version": api_version},
                 json={"properties": props},
@@ -184,10 +177,11 @@ def update(
     if as_json:
         console.print_json(json.dumps(body))
         return
+    verb = "created" if resp.status_code == 201 else "updated"
     p = body["properties"]
     state = "enabled" if p.get("enabled") else "disabled"
     console.print(
-        f"[green]schedule '{name}' of '{service}' updated[/]: '{p['cron']}' ({p['timeZone']}), {state}, next run {p.get('nextRun') or '-'}"
+        f"[green]schedule '{name}' of '{service}' {verb}[/]: '{p['cron']}' ({p['timeZone']}), {state}, next run {p.get('nextRun') or '-'}"
     )
 
 
