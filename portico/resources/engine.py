@@ -129,8 +129,8 @@ class EntityEngine:
 
     # --- reads -----------------------------------------------------------------------------------
     async def _canonical(self, t: Target) -> Target:
-        """`t` with its owners' names and its own as stored (ARM names match ignoring case: GET
-        apis/ECHO is apis/echo, and a PUT of it updates it); 404 when an owner does not exist."""
+        """`t` with its owners' names as stored (ARM names match ignoring case: apis/ECHO/operations
+        is apis/echo/operations); 404 when an owner does not exist."""
         parent_path = ""
         ancestors: list[tuple[K.Kind, str]] = []
         for kind, owner in t.ancestors:
@@ -143,18 +143,30 @@ class EntityEngine:
             parent_path = (
                 f"{parent_path}/{kind.segment}/{found}" if parent_path else f"{kind.segment}/{found}"
             )
-        name: str | None = t.name
-        if name is not None:
-            lookup = _kind_by_name(t.kind.link_target).kind if t.kind.link_target else t.kind.kind
-            where = "" if t.kind.link_target else parent_path
-            name = await E.find_name(self.conn, self.store, lookup, where, name) or name
-        return replace(t, parent=parent_path, name=name, ancestors=tuple(ancestors))
+        return replace(t, parent=parent_path, ancestors=tuple(ancestors))
+
+    async def _located(self, t: Target, *, lock: bool = False) -> tuple[Target, E.Row | None]:
+        """`t` with every name as stored, and its row (None: no such entity). The exact name is
+        read first; another case is looked for only when that misses (a link is named after its
+        target, so a new link takes the target's stored name). A PUT of apis/ECHO updates apis/echo."""
+        t = await self._canonical(t)
+        assert t.name is not None
+        row = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name, lock=lock)
+        if row is None:
+            if t.kind.link_target:
+                target = _kind_by_name(t.kind.link_target).kind
+                other = await E.find_name(self.conn, self.store, target, "", t.name)
+            else:
+                other = await E.other_case(self.conn, self.store, t.kind.kind, t.parent, t.name)
+            if other is not None and other != t.name:
+                t = replace(t, name=other)
+                row = await E.get(self.conn, self.store, t.kind.kind, t.parent, other, lock=lock)
+        return t, row
 
     async def get(self, t: Target) -> Result:
         assert t.name is not None
-        t = await self._canonical(t)
+        t, row = await self._located(t)
         assert t.name is not None
-        row = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name)
         if row is None:
             raise _missing(t)
         if t.kind.link_target:
@@ -209,9 +221,8 @@ class EntityEngine:
     async def put(self, t: Target, body: Any, if_match: str | None) -> Result:
         assert t.name is not None
         self._check_writable()
-        t = await self._canonical(t)
+        t, existing = await self._located(t, lock=True)
         assert t.name is not None
-        existing = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name, lock=True)
         if existing is not None and not etag_matches(if_match, existing.etag):
             raise _precondition(t)
         if existing is None and if_match not in (None, "*"):
@@ -235,7 +246,7 @@ class EntityEngine:
     async def patch(self, t: Target, body: Any, if_match: str | None) -> Result:
         assert t.name is not None
         self._check_writable()
-        t = await self._canonical(t)
+        t, existing = await self._located(t, lock=True)
         assert t.name is not None
         if if_match is None:
             raise ArmError(
@@ -243,7 +254,6 @@ class EntityEngine:
                 "IfMatchRequired",
                 "The If-Match header is required to update an entity; send the ETag from GET or '*'.",
             )
-        existing = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name, lock=True)
         if existing is None:
             raise _missing(t)
         if not etag_matches(if_match, existing.etag):
@@ -272,13 +282,12 @@ class EntityEngine:
                 "The If-Match header is required to delete an entity; send the ETag from GET or '*'.",
             )
         try:
-            t = await self._canonical(t)
+            t, existing = await self._located(t, lock=True)
         except ArmError as exc:
             if exc.status == 404:  # its owner is gone: nothing to delete
                 return False
             raise
         assert t.name is not None
-        existing = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name, lock=True)
         if existing is None:
             return False
         if not etag_matches(if_match, existing.etag):
@@ -324,10 +333,8 @@ class EntityEngine:
 
     async def action(self, t: Target) -> Result:
         assert t.name is not None and t.action is not None
-        t = await self._canonical(t)
+        t, row = await self._located(t, lock=t.action.startswith("regenerate"))
         assert t.name is not None and t.action is not None
-        writes = t.action.startswith("regenerate")
-        row = await E.get(self.conn, self.store, t.kind.kind, t.parent, t.name, lock=writes)
         if row is None:
             raise _missing(t)
         if t.action == "listsecrets":

@@ -82,10 +82,15 @@ async def exists(conn: AsyncConnection, store_id: int, kind: str, parent: str, n
 
 async def find_name(conn: AsyncConnection, store_id: int, kind: str, parent: str, name: str) -> str | None:
     """The stored name of the entity `name` designates: ARM names match ignoring case, so an exact
-    match, else the one whose name differs only by case (None: no such entity). The second look-up
-    runs only on a miss (a create, or another case), on ix_entities_kind_lower_name."""
+    match, else the one whose name differs only by case (None: no such entity)."""
     if await exists(conn, store_id, kind, parent, name):
         return name
+    return await other_case(conn, store_id, kind, parent, name)
+
+
+async def other_case(conn: AsyncConnection, store_id: int, kind: str, parent: str, name: str) -> str | None:
+    """The stored name that equals `name` ignoring case, for a caller whose exact look-up missed
+    (on ix_entities_kind_lower_name)."""
     c = entities.c
     q = select(c.name).where(
         c.store_id == store_id, c.kind == kind, func.lower(c.name) == func.lower(name), c.parent == parent
