@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
 from portico.dr.schedules_store import orphaned
-from portico.server.runtime import Runtime
+from portico.runtime import Runtime
 from portico.store import services as S
 from portico.store.schema import backup_schedules, operations, services
 

@@ -20,13 +20,13 @@ from fastapi import Response
 from sqlalchemy import and_, case, func, literal, select
 
 from portico.arm.errors import ArmError
+from portico.arm.http import json_response
 from portico.arm.paging import MAX_PAGE, Page, next_link
-from portico.server.http import json_response
 from portico.store import services as S
 from portico.store.schema import entities, usage
 
 if TYPE_CHECKING:
-    from portico.server.management import Call
+    from portico.arm.call import Call
 
 REPORTS = ("byapi", "byoperation", "byproduct", "bysubscription", "byuser", "bytime", "byrequest")
 NAMES = {r: r[:2] + r[2:].capitalize() for r in REPORTS}
@@ -300,7 +300,7 @@ async def handle_reports(call: Call, svc: S.Service, report_name: str) -> Respon
             items, total = await _by_time(conn, where, page, params, q)
         else:
             items, total = await _grouped(conn, svc, report, where, page, params)
-    url = f"{call.base_url()}/subscriptions/{'/'.join(call.segments)}"
+    url = call.url()
     out: dict[str, Any] = {"value": items, "count": total}
     link = next_link(url, params, page, len(items), page.skip + len(items) < total)
     if link:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from portico.arm.errors import ArmError
 
 SUPPORTED_API_VERSIONS: tuple[str, ...] = (
@@ -47,7 +49,23 @@ RESOURCES_API_VERSIONS: tuple[str, ...] = (
 _RESOURCES = frozenset(RESOURCES_API_VERSIONS)
 
 
-def check_api_version(value: str | None, *, resource_groups: bool = False) -> str:
+@dataclass(frozen=True)
+class ApiVersions:
+    """The api-versions one family of endpoints speaks (a provider's, or one endpoint's own)."""
+
+    listed: tuple[str, ...]
+
+    def __contains__(self, version: object) -> bool:
+        return version in self.listed
+
+
+APIM = ApiVersions(SUPPORTED_API_VERSIONS)
+RESOURCES = ApiVersions(RESOURCES_API_VERSIONS)
+
+
+def check_api_version(
+    value: str | None, *, resource_groups: bool = False, versions: ApiVersions | None = None
+) -> str:
     if not value:
         raise ArmError(
             400,
@@ -55,9 +73,12 @@ def check_api_version(value: str | None, *, resource_groups: bool = False) -> st
             "The api-version query parameter (?api-version=) is required for all requests.",
         )
     version = value.strip()
-    supported, listed = (
-        (_RESOURCES, RESOURCES_API_VERSIONS) if resource_groups else (_SUPPORTED, SUPPORTED_API_VERSIONS)
-    )
+    if versions is not None:
+        supported, listed = frozenset(versions.listed), versions.listed
+    else:
+        supported, listed = (
+            (_RESOURCES, RESOURCES_API_VERSIONS) if resource_groups else (_SUPPORTED, SUPPORTED_API_VERSIONS)
+        )
     if version not in supported:
         raise ArmError(
             400,

@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Response
 
 from portico.arm.errors import ArmError
+from portico.arm.http import json_response
 from portico.dr.access import BackupRequest, parse_request
 from portico.dr.containers import open_request_container
 from portico.jobs.runner import OperationFailed
 from portico.resources.service import TARGET_OWNED_PROPERTIES
-from portico.server.http import json_response
 from portico.store import entities as E
 from portico.store import services as S
 
 if TYPE_CHECKING:
-    from portico.server.management import Call
+    from portico.arm.call import Call
 
 PREVIEW_LIST_LIMIT = 1000
 

@@ -18,7 +18,7 @@ from portico.faults import failpoint, pausepoint
 from portico.jobs import store as J
 from portico.jobs.runner import OperationFailed, Progress
 from portico.resources.service import TARGET_OWNED_PROPERTIES
-from portico.server.runtime import Runtime
+from portico.runtime import Runtime
 from portico.store import entities as E
 from portico.store import services as S
 from portico.store.schema import entities, operations, stores

@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import update
 
 from portico.jobs import store as J
-from portico.server.runtime import Runtime
+from portico.runtime import Runtime
 from portico.store import services as S
 from portico.store.schema import stores
 

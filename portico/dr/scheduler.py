@@ -32,8 +32,8 @@ from portico.arm.errors import ArmError
 from portico.dr import schedules_store as Q
 from portico.dr.schedules_model import backup_name, next_run
 from portico.jobs import store as J
+from portico.runtime import Runtime
 from portico.secrets_box import SecretBox, SecretBoxError, load_or_create
-from portico.server.runtime import Runtime
 from portico.settings import Settings
 from portico.store import services as S
 
@@ -77,7 +77,7 @@ class Scheduler:
         self.box = box or load_or_create(rt.settings)
         self._now = now or make_clock(rt.settings)
         self.tick_seconds = rt.settings.scheduler_tick_seconds
-        self.node_id: str = rt.jobs.node_id if rt.jobs is not None else "node"
+        self.node_id: str = rt.jobs.node_id
         self._task: asyncio.Task[None] | None = None
         self._watchers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -288,7 +288,7 @@ class Scheduler:
     # --- closing runs --------------------------------------------------------------------------------
     def _watch(self, schedule_id: int, op_id: str) -> None:
         async def watch() -> None:
-            task = self.rt.jobs.tasks.get(op_id) if self.rt.jobs is not None else None
+            task = self.rt.jobs.tasks.get(op_id)
             if task is not None:
                 await asyncio.gather(task, return_exceptions=True)
             for _ in range(100):
@@ -426,7 +426,7 @@ def _run_id_of(s: Q.Schedule | None, op_id: str) -> str:
 
 
 def get_scheduler(rt: Runtime) -> Scheduler:
-    sched = rt.extras.get("scheduler")
+    sched: Scheduler | None = getattr(rt, "scheduler", None)
     if sched is None:
         raise ArmError(503, "SchedulerUnavailable", "The backup scheduler is not running on this node.")
-    return sched  # type: ignore[no-any-return]
+    return sched

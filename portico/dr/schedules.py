@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Response
 
 from portico.arm.errors import ArmError
+from portico.arm.http import empty, json_response
 from portico.dr import schedules_store as Q
 from portico.dr.schedules_model import SCHEDULE_NAME, next_run, parse_spec
-from portico.server.http import empty, json_response
 from portico.store import services as S
 
 if TYPE_CHECKING:
-    from portico.server.management import Call
+    from portico.arm.call import Call
 
 TYPE = "Microsoft.ApiManagement/service/backupSchedules"
 

@@ -22,14 +22,14 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.arm.errors import ArmError
+from portico.arm.http import json_response
 from portico.dr import schedules_store as Q
 from portico.jobs import store as J
-from portico.server.http import json_response
 from portico.store import services as S
 from portico.store.schema import operations
 
 if TYPE_CHECKING:
-    from portico.server.management import Call
+    from portico.arm.call import Call
 
 
 def _op_summary(op: J.Operation, schedule_of: dict[str, str]) -> dict[str, Any]:

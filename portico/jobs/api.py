@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any
 from fastapi import Response
 
 from portico.arm.errors import ArmError
+from portico.arm.http import empty, json_response
 from portico.jobs import store as J
-from portico.server.http import empty, json_response
 from portico.store import services as S
 
 if TYPE_CHECKING:
-    from portico.server.management import Call
+    from portico.arm.call import Call
 
 
 def _iso(ts: Any) -> str | None:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from portico.jobs import store as J
-from portico.server.runtime import Runtime
+from portico.runtime import Runtime
 
 log = logging.getLogger("portico.jobs")
 

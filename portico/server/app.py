@@ -12,8 +12,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from portico.arm.errors import ArmError
-from portico.server.http import json_response
-from portico.server.runtime import Runtime
+from portico.arm.http import json_response
+from portico.runtime import Runtime
 from portico.settings import Settings
 from portico.store.db import Database
 
@@ -24,7 +24,7 @@ def create_app(settings: Settings) -> FastAPI:
     from portico.identity.issuer import build_identity_router
     from portico.identity.keys import SigningKeys
     from portico.identity.validation import TokenValidator
-    from portico.server.management import build_management_router
+    from portico.server.management import build_management_route
 
     db = Database(settings.resolved_database_url)
     keys = SigningKeys(db)
@@ -41,7 +41,7 @@ def create_app(settings: Settings) -> FastAPI:
         # --- backup scheduler (issue 5): after job recovery, so ended runs are closed first ---
         from portico.dr.scheduler import Scheduler
 
-        scheduler = rt.extras["scheduler"] = Scheduler(rt)
+        scheduler = rt.scheduler = Scheduler(rt)
         await scheduler.start()
         # --- end issue 5 ---
         try:
@@ -55,12 +55,13 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="Portico", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runtime = rt
     app.include_router(build_identity_router(settings, db, keys))
-    app.include_router(build_management_router(rt))
     # --- Prometheus metrics (issue 5; portico/metrics.py) ---
     from portico.metrics import build_metrics_route
 
     app.add_route("/metrics", build_metrics_route(rt), methods=["GET"])
     # --- end issue 5 ---
+    # Last: the management API's catch-all route, behind every fixed path above.
+    app.router.routes.append(build_management_route(rt))
 
     @app.exception_handler(ArmError)
     async def arm_error(_request: Request, exc: ArmError) -> Response:

@@ -1,0 +1,38 @@
+"""Every management endpoint, one line each: URL template → handler (see `table.py`).
+
+Adding an ARM endpoint is one line here plus its handler in a module of this package.
+"""
+
+from __future__ import annotations
+
+from portico.arm.versions import RESOURCES
+from portico.server.routes import dr, entities, groups, services
+from portico.server.routes.table import Route, RouteTable
+
+_SUB = "subscriptions/{subscriptionId}"
+_RG = _SUB + "/resourceGroups/{resourceGroupName}"
+_SVC = _RG + "/providers/Microsoft.ApiManagement/service/{serviceName}"
+
+ROUTES = RouteTable(
+    [
+        Route(_SUB + "/providers/Microsoft.ApiManagement/service", services.list_in_subscription),
+        Route(_SUB + "/providers/Microsoft.ApiManagement/checkNameAvailability", services.check_name),
+        Route(_SUB + "/resourceGroups", groups.list_groups, versions=RESOURCES),
+        Route(_RG, groups.resource_group, versions=RESOURCES),
+        Route(_RG + "/providers/Microsoft.ApiManagement/service", services.list_in_group),
+        Route(_SVC, services.service),
+        Route(_SVC + "/backup", dr.backup),
+        Route(_SVC + "/restore", dr.restore),
+        Route(_SVC + "/listBackups", dr.catalog_action),
+        Route(_SVC + "/verifyBackup", dr.catalog_action),
+        Route(_SVC + "/restorePreview", dr.catalog_action),
+        Route(_SVC + "/backupSchedules", dr.backup_schedules),
+        Route(_SVC + "/backupSchedules/{scheduleName}", dr.backup_schedules),
+        Route(_SVC + "/backupSchedules/{scheduleName}/{action}", dr.backup_schedules),
+        Route(_SVC + "/backupStatus", dr.backup_status),
+        Route(_SVC + "/reports/{aggregation}", dr.report),
+        Route(_SVC + "/operationResults/{operationId}", dr.operation_result),
+        Route(_SVC + "/operationStatuses/{operationId}", dr.operation_status),
+        Route(_SVC + "/{path*}", entities.entity),
+    ]
+)
