@@ -301,7 +301,8 @@ class AzureBlobContainer(BlobContainer):
 
         async def fetch() -> bytes:
             downloader = await blob.download_blob(offset=offset, length=length, **kwargs)
-            return await downloader.readall()
+            data: bytes = await downloader.readall()
+            return data
 
         return await self._call(fetch, name)
 
