@@ -23,6 +23,8 @@ from portico.dr.storage.azure_blob import AzureBlobContainer
 from tests.dr.storage_envs import make_env, unique_container
 from tests.support.azurite import AzuriteServer
 
+pytestmark = pytest.mark.slow
+
 
 async def _container(azurite: AzuriteServer, tmp_path: Any) -> str:
     env = make_env("azurite", tmp_path, azurite)

@@ -1,4 +1,5 @@
-"""The storage-backend contract, run against every backend: memory, local and Azure (Azurite)."""
+"""The storage-backend contract, run against every backend: memory and local here, Azure (Azurite) in
+`test_storage_conformance_azurite` (slow: it starts Azurite)."""
 
 from __future__ import annotations
 
@@ -24,13 +25,12 @@ from portico.dr.storage import (
 )
 from tests.dr.storage_envs import StorageEnv, make_env, random_key, unique_container
 
-BACKENDS = ["memory", "local", "azurite"]
+BACKENDS = ["memory", "local"]
 
 
 @pytest.fixture(params=BACKENDS)
 async def env(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[StorageEnv]:
-    azurite = request.getfixturevalue("azurite") if request.param == "azurite" else None
-    e = make_env(request.param, tmp_path, azurite)
+    e = make_env(request.param, tmp_path, None)
     yield e
     await e.close()
 

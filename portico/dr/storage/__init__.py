@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from portico.dr.storage.azure_blob import AzureBlobContainer
 from portico.dr.storage.base import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_CHUNK_SIZE,
@@ -35,7 +36,8 @@ from portico.dr.storage.base import (
     validate_container_name,
     validate_metadata,
 )
-from portico.dr.storage.local import LocalAccounts, LocalContainer
+from portico.dr.storage.local import LocalContainer
+from portico.dr.storage.local_accounts import LocalAccounts
 from portico.dr.storage.memory import DEFAULT_MEMORY_STORAGE, MemoryContainer, MemoryStorage
 
 BACKENDS = ("azure", "local", "memory")
@@ -49,6 +51,7 @@ __all__ = [
     "AccountKey",
     "AccountNotFound",
     "AuthenticationFailed",
+    "AzureBlobContainer",
     "BlobChanged",
     "BlobContainer",
     "BlobInfo",
@@ -98,8 +101,6 @@ def open_container(
     validate_account_name(account)
     validate_container_name(container)
     if backend == "azure":
-        from portico.dr.storage.azure_blob import AzureBlobContainer
-
         return AzureBlobContainer(
             account=account,
             container=container,
@@ -111,7 +112,9 @@ def open_container(
     if backend == "local":
         if local_root is None:
             raise ValueError("the local storage backend needs local_root (the server's data_dir / 'storage')")
-        return LocalAccounts(local_root).container(account, container, credential, block_size=block_size)
+        return LocalContainer(
+            LocalAccounts(local_root), account, container, credential, block_size=block_size
+        )
     if backend == "memory":
         store = memory if memory is not None else DEFAULT_MEMORY_STORAGE
         return store.container(account, container, credential, block_size=block_size)

@@ -1,10 +1,7 @@
-"""Storage accounts emulated on the local file system (under the server's ``data/storage``).
+"""The blob backend of the local storage accounts (`local_accounts`): one directory per container.
 
-Layout under the root directory::
+Layout of a container directory (``accounts/NAME/CONTAINER/`` under the storage root)::
 
-    accounts.json                  {"format": 1, "accounts": {NAME: {"key_hash": ..., "created": ...}}}
-    .lock                          flock()ed while accounts.json changes
-    accounts/NAME/CONTAINER/       one directory per container
         ENC.meta                   the blob's sidecar: name, size, metadata, etag, data file generation
         ENC.GEN.blob               the blob's bytes
         .tmp/                      writers' temporary files (never visible as blobs)
@@ -16,28 +13,19 @@ name. A blob exists exactly when its sidecar does. A commit writes and fsyncs th
 generation, then atomically replaces the sidecar, then removes the previous generation: readers
 see the old blob or the new one, never a mix, and an interrupted commit leaves at most an orphan
 file that no reader can reach.
-
-Account keys are never stored: `accounts.json` holds a salted scrypt hash of each key, and
-`LocalAccounts.verify` checks a caller's key against it. `create_account` returns the key once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
-import fcntl
 import hashlib
-import hmac
 import json
 import os
 import secrets
-import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote
@@ -45,7 +33,6 @@ from urllib.parse import quote
 from portico.dr.storage.base import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_CHUNK_SIZE,
-    AccountAlreadyExists,
     AccountKey,
     AccountNotFound,
     AuthenticationFailed,
@@ -53,8 +40,6 @@ from portico.dr.storage.base import (
     BlobInfo,
     BlobNotFound,
     BlobWriter,
-    ContainerAlreadyExists,
-    ContainerNotEmpty,
     ContainerNotFound,
     Credential,
     LocalTrusted,
@@ -65,245 +50,10 @@ from portico.dr.storage.base import (
     validate_container_name,
     validate_metadata,
 )
+from portico.dr.storage.local_accounts import LocalAccounts
+from portico.dr.storage.local_files import flock, fsync_dir, iso, parse_iso, utc_now, write_atomic
 
-ACCOUNTS_FILE = "accounts.json"
 STALE_TEMP_SECONDS = 24 * 3600
-_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
-_KEY_BYTES = 64  # like Azure's account keys (88 base64 characters)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _parse_iso(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
-
-
-def _hash_key(key: str, salt: bytes | None = None) -> str:
-    salt = salt if salt is not None else os.urandom(16)
-    digest = hashlib.scrypt(key.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32)
-    b64 = base64.b64encode
-    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
-
-
-def _check_key(key: str, stored: str) -> bool:
-    try:
-        alg, n, r, p, salt_b64, digest_b64 = stored.split("$")
-        if alg != "scrypt":
-            return False
-        salt, expected = base64.b64decode(salt_b64), base64.b64decode(digest_b64)
-        digest = hashlib.scrypt(
-            key.encode(),
-            salt=salt,
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            dklen=len(expected),
-            maxmem=64 * 1024 * 1024,
-        )
-    except (ValueError, TypeError):
-        return False
-    return hmac.compare_digest(digest, expected)
-
-
-def _write_atomic(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-@contextlib.contextmanager
-def _flock(path: Path) -> Iterator[None]:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-
-
-@dataclass(frozen=True)
-class LocalAccountInfo:
-    name: str
-    created: datetime
-    containers: list[str]
-
-
-class LocalAccounts:
-    """The storage accounts under `root` (administration and key verification; synchronous)."""
-
-    def __init__(self, root: Path | str) -> None:
-        self.root = Path(root)
-
-    # -- accounts.json ----------------------------------------------------------------------
-
-    def _load(self) -> dict[str, Any]:
-        path = self.root / ACCOUNTS_FILE
-        try:
-            doc = json.loads(path.read_bytes())
-        except FileNotFoundError:
-            return {"format": 1, "accounts": {}}
-        except (OSError, ValueError) as e:
-            raise StorageError(
-                f"cannot read the local storage account list {path}: {type(e).__name__}"
-            ) from None
-        if not isinstance(doc, dict) or not isinstance(doc.get("accounts"), dict):
-            raise StorageError(f"the local storage account list {path} is damaged")
-        return doc
-
-    def _save(self, doc: dict[str, Any]) -> None:
-        _write_atomic(self.root / ACCOUNTS_FILE, json.dumps(doc, indent=2, sort_keys=True).encode())
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[dict[str, Any]]:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with _flock(self.root / ".lock"):
-            yield self._load()
-
-    def _entry(self, name: str) -> dict[str, Any]:
-        validate_account_name(name)
-        entry = self._load()["accounts"].get(name)
-        if entry is None:
-            raise AccountNotFound(f"storage account {name!r} does not exist")
-        return dict(entry)
-
-    def account_dir(self, name: str) -> Path:
-        return self.root / "accounts" / validate_account_name(name)
-
-    def container_dir(self, account: str, container: str) -> Path:
-        return self.account_dir(account) / validate_container_name(container)
-
-    # -- accounts ---------------------------------------------------------------------------
-
-    def create_account(self, name: str) -> str:
-        """Create account `name` and return its access key (the only time it is available)."""
-        validate_account_name(name)
-        key = base64.b64encode(secrets.token_bytes(_KEY_BYTES)).decode()
-        with self._locked() as doc:
-            if name in doc["accounts"]:
-                raise AccountAlreadyExists(f"storage account {name!r} already exists")
-            self.account_dir(name).mkdir(parents=True, exist_ok=True)
-            doc["accounts"][name] = {"key_hash": _hash_key(key), "created": _iso(_now())}
-            self._save(doc)
-        return key
-
-    def regenerate_key(self, name: str) -> str:
-        """Replace the account's key (the old one stops working) and return the new one."""
-        validate_account_name(name)
-        key = base64.b64encode(secrets.token_bytes(_KEY_BYTES)).decode()
-        with self._locked() as doc:
-            entry = doc["accounts"].get(name)
-            if entry is None:
-                raise AccountNotFound(f"storage account {name!r} does not exist")
-            entry["key_hash"] = _hash_key(key)
-            self._save(doc)
-        return key
-
-    def delete_account(self, name: str) -> None:
-        """Delete the account with all its containers and blobs."""
-        validate_account_name(name)
-        with self._locked() as doc:
-            if doc["accounts"].pop(name, None) is None:
-                raise AccountNotFound(f"storage account {name!r} does not exist")
-            self._save(doc)
-            shutil.rmtree(self.account_dir(name), ignore_errors=True)
-
-    def account_exists(self, name: str) -> bool:
-        validate_account_name(name)
-        return name in self._load()["accounts"]
-
-    def list_accounts(self) -> list[LocalAccountInfo]:
-        doc = self._load()
-        return [
-            LocalAccountInfo(
-                name, _parse_iso(entry.get("created", "1970-01-01T00:00:00Z")), self._containers(name)
-            )
-            for name, entry in sorted(doc["accounts"].items())
-        ]
-
-    def verify(self, account: str, key: str) -> bool:
-        """Whether `key` is the account's key. Raises `AccountNotFound` for an unknown account."""
-        entry = self._entry(account)
-        return _check_key(key, entry.get("key_hash", ""))
-
-    # -- containers -------------------------------------------------------------------------
-
-    def _containers(self, account: str) -> list[str]:
-        try:
-            return sorted(p.name for p in self.account_dir(account).iterdir() if p.is_dir())
-        except FileNotFoundError:
-            return []
-
-    def create_container(self, account: str, container: str) -> None:
-        validate_container_name(container)
-        self._entry(account)
-        path = self.container_dir(account, container)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            path.mkdir()
-        except FileExistsError:
-            raise ContainerAlreadyExists(
-                f"container {container!r} already exists in storage account {account!r}"
-            ) from None
-        _fsync_dir(path.parent)
-
-    def delete_container(self, account: str, container: str, *, force: bool = False) -> None:
-        validate_container_name(container)
-        self._entry(account)
-        path = self.container_dir(account, container)
-        if not path.is_dir():
-            raise ContainerNotFound(f"container {container!r} does not exist in storage account {account!r}")
-        if not force and any(path.glob("*.meta")):
-            raise ContainerNotEmpty(f"container {container!r} is not empty")
-        shutil.rmtree(path)
-
-    def list_containers(self, account: str) -> list[str]:
-        self._entry(account)
-        return self._containers(account)
-
-    def container(
-        self,
-        account: str,
-        container: str,
-        credential: Credential,
-        *,
-        block_size: int = DEFAULT_BLOCK_SIZE,
-    ) -> LocalContainer:
-        return LocalContainer(self, account, container, credential, block_size=block_size)
-
-
-# --------------------------------------------------------------------------------------------
-# Blobs
-# --------------------------------------------------------------------------------------------
 
 
 def _encode_name(name: str) -> str:
@@ -328,7 +78,7 @@ def _info(doc: dict[str, Any]) -> BlobInfo:
         name=doc["name"],
         size=int(doc["size"]),
         metadata=dict(doc.get("metadata") or {}),
-        last_modified=_parse_iso(doc["last_modified"]),
+        last_modified=parse_iso(doc["last_modified"]),
         etag=doc.get("etag", ""),
     )
 
@@ -360,7 +110,7 @@ class LocalContainer(BlobContainer):
     def _check_credential(self) -> None:
         cred = self._credential
         if isinstance(cred, LocalTrusted):
-            self._accounts._entry(self.account)
+            self._accounts.require_account(self.account)
             return
         if isinstance(cred, AccountKey):
             if not self._accounts.verify(self.account, cred.key):
@@ -405,7 +155,7 @@ class LocalContainer(BlobContainer):
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         self._require_container()
-        with _flock(self.path / ".lock"):
+        with flock(self.path / ".lock"):
             yield
 
     # -- BlobContainer ----------------------------------------------------------------------
@@ -510,7 +260,7 @@ class LocalContainer(BlobContainer):
             os.unlink(self._sidecar(name))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._data_path(name, doc["gen"]))
-        _fsync_dir(self.path)
+        fsync_dir(self.path)
 
     async def delete(self, name: str) -> None:
         validate_blob_name(name)
@@ -522,8 +272,8 @@ class LocalContainer(BlobContainer):
             doc = self._doc(name)
             doc["metadata"] = metadata
             doc["etag"] = f'"{secrets.token_hex(8)}"'
-            doc["last_modified"] = _iso(_now())
-            _write_atomic(self._sidecar(name), json.dumps(doc).encode())
+            doc["last_modified"] = iso(utc_now())
+            write_atomic(self._sidecar(name), json.dumps(doc).encode())
 
     async def set_metadata(self, name: str, metadata: Mapping[str, str]) -> None:
         validate_blob_name(name)
@@ -538,13 +288,13 @@ class LocalContainer(BlobContainer):
             "gen": gen,
             "size": size,
             "metadata": metadata,
-            "last_modified": _iso(_now()),
+            "last_modified": iso(utc_now()),
             "etag": f'"{gen}"',
         }
         with self._lock():
             old = _read_sidecar(self._sidecar(name))
             os.replace(tmp_path, self._data_path(name, gen))
-            _write_atomic(self._sidecar(name), json.dumps(doc).encode())
+            write_atomic(self._sidecar(name), json.dumps(doc).encode())
             if old is not None and old.get("gen") and old["gen"] != gen:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(self._data_path(name, old["gen"]))
