@@ -15,6 +15,7 @@ from typing import Any
 from portico.arm.errors import ArmError
 from portico.arm.versions import requires_access_key
 from portico.dr.promotion import RestoreOptions, parse_options
+from portico.dr.storage.base import InvalidName, validate_blob_name
 from portico.settings import Settings
 
 ACCESS_TYPES = ("AccessKey", "SystemAssignedManagedIdentity", "UserAssignedManagedIdentity")
@@ -52,6 +53,23 @@ class BackupRequest:
 
     def __repr__(self) -> str:  # keys must not leak through logs or tracebacks
         return f"BackupRequest({self.public()!r})"
+
+
+def check_backup_name(name: str) -> None:
+    """A backup is one blob: its name must come back unchanged from every backend, so names the
+    blob layer would refuse, and empty, '.' or '..' path segments (which file systems and URL
+    normalisation fold away), are refused before any work starts."""
+    try:
+        validate_blob_name(name)
+        if "" in name.split("/"):
+            shown = repr(name if len(name) <= 80 else name[:80] + "...")
+            raise InvalidName(f"invalid blob name {shown}: it contains an empty path segment")
+    except InvalidName as exc:
+        raise _invalid(
+            "backupName",
+            f"backupName: {exc}. A backup name is 1-1024 characters without control characters or "
+            "'\\', in '/'-separated segments that are neither empty, '.' nor '..'.",
+        ) from None
 
 
 def parse_encryption_key(text: str, param: str) -> bytes:
@@ -98,16 +116,8 @@ def parse_request(
             "containerName",
             "The specified resource name contains invalid characters (3-63 lowercase letters, digits and single hyphens).",
         )
-    if (
-        (need_name and len(name) > 1024)
-        or any(c in name for c in "\\\0")
-        or ".." in name.split("/")
-        or name.startswith("/")
-    ):
-        raise _invalid(
-            "backupName",
-            "The backup name must be 1-1024 characters, without '\\', NUL, '..' segments or a leading '/'.",
-        )
+    if name:
+        check_backup_name(name)
     access_type = "AccessKey"
     client_id = None
     if requires_access_key(api_version):
