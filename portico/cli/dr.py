@@ -3,26 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
-from portico.cli.client import (
-    CA,
-    CLIENT_ID,
-    CLIENT_SECRET,
-    RESOURCE_GROUP,
-    SUBSCRIPTION,
-    TENANT,
-    URL,
-    Endpoint,
-    check,
-    console,
-    fail,
-    follow_operation,
-)
+from portico.cli.client import Endpoint, check, connection, console, fail, follow_operation
 
 backup_cli = typer.Typer(
     help="Back up a service to blob storage; list and verify backups.", invoke_without_command=True
@@ -95,9 +84,23 @@ def _run(
         )
 
 
-def _duration(st: dict[str, Any]) -> str:
-    from datetime import datetime
+def sku_text(sku: Any) -> str:
+    """`Developer/1` for the catalog's {name, capacity}."""
+    if isinstance(sku, dict):
+        return f"{sku.get('name', '?')}/{sku.get('capacity', '?')}"
+    return "" if sku is None else str(sku)
 
+
+def verify_text(name: str, report: dict[str, Any]) -> str:
+    """What verifyBackup answered, in one line (contents are decoded only with the key)."""
+    facts = f"{report.get('size', 0):,} bytes, sha256 {str(report.get('payloadSha256') or '')[:16]}…"
+    if report.get("contentsVerified"):
+        counts = ", ".join(f"{k} {v}" for k, v in (report.get("counts") or {}).items())
+        return f"[green]backup '{escape(name)}' is intact[/]: {report.get('recordCount')} records ({escape(counts)}), {facts}"
+    return f"[yellow]backup '{escape(name)}': {escape(str(report.get('message') or ''))}[/], {facts}"
+
+
+def _duration(st: dict[str, Any]) -> str:
     try:
         a = datetime.fromisoformat(st["startTime"].replace("Z", "+00:00"))
         b = datetime.fromisoformat(st["endTime"].replace("Z", "+00:00"))
@@ -107,7 +110,9 @@ def _duration(st: dict[str, Any]) -> str:
 
 
 @backup_cli.callback()
+@connection()
 def backup(
+    ep: Endpoint | None,
     ctx: typer.Context,
     service: str = typer.Option(None, "--service", help="Service to back up."),
     name: str = typer.Option(None, "--name", help="Backup (blob) name."),
@@ -118,33 +123,14 @@ def backup(
     identity_client_id: str = IDENTITY_CLIENT,
     encryption_key: str = ENCRYPTION_KEY,
     no_wait: bool = NO_WAIT,
-    url: str = URL,
-    tenant: str = TENANT,
-    client_id: str = typer.Option(None, "--client-id", envvar="AZURE_CLIENT_ID"),
-    client_secret: str = typer.Option(None, "--client-secret", envvar="AZURE_CLIENT_SECRET"),
-    ca: str = CA,
-    subscription: str = typer.Option(None, "--subscription", "-s", envvar="PORTICO_SUBSCRIPTION"),
-    resource_group: str = typer.Option(None, "--resource-group", "-g", envvar="PORTICO_RESOURCE_GROUP"),
     api_version: str = API_VERSION,
 ) -> None:
     """Back up SERVICE to a blob: `portico backup --service S --storage-account A --container C --name N`."""
-    if ctx.invoked_subcommand is not None:
-        return
-    missing = [
-        o
-        for o, v in (
-            ("--service", service),
-            ("--name", name),
-            ("--client-id", client_id),
-            ("--client-secret", client_secret),
-            ("--subscription", subscription),
-            ("--resource-group", resource_group),
-        )
-        if not v
-    ]
+    if ep is None or ctx.invoked_subcommand is not None:
+        return  # `backup list` or `backup verify`: their own options apply
+    missing = [o for o, v in (("--service", service), ("--name", name)) if not v]
     if missing:
         fail(f"missing {', '.join(missing)}", 2)
-    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     body = _storage_body(
         storage_account, container, access_type, access_key, identity_client_id, encryption_key
     )
@@ -153,7 +139,9 @@ def backup(
 
 
 @backup_cli.command("list")
+@connection()
 def backup_list(
+    ep: Endpoint,
     service: str = typer.Option(
         ..., "--service", help="Any service you may back up (authorises the listing)."
     ),
@@ -164,17 +152,9 @@ def backup_list(
     identity_client_id: str = IDENTITY_CLIENT,
     prefix: str = typer.Option("", "--prefix"),
     as_json: bool = JSON_OUT,
-    url: str = URL,
-    tenant: str = TENANT,
-    client_id: str = CLIENT_ID,
-    client_secret: str = CLIENT_SECRET,
-    ca: str = CA,
-    subscription: str = SUBSCRIPTION,
-    resource_group: str = RESOURCE_GROUP,
     api_version: str = API_VERSION,
 ) -> None:
     """The backup catalog of a container, from blob metadata (no download)."""
-    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     body = _storage_body(storage_account, container, access_type, access_key, identity_client_id, None)
     body["prefix"] = prefix
     with ep.client() as http:
@@ -201,9 +181,9 @@ def backup_list(
         table.add_row(
             b["name"],
             b.get("service", ""),
-            b.get("sku", ""),
-            b.get("created", ""),
-            b.get("expires", "") + (" (expired)" if b.get("expired") else ""),
+            sku_text(b.get("sku")),
+            b.get("created") or "",
+            (b.get("expires") or "") + (" (expired)" if b.get("expired") else ""),
             f"{b.get('size', 0):,}",
             str(b.get("encrypted", "")),
             b.get("verified") or "no",
@@ -212,7 +192,9 @@ def backup_list(
 
 
 @backup_cli.command("verify")
+@connection()
 def backup_verify(
+    ep: Endpoint,
     service: str = typer.Option(..., "--service", help="Any service you may back up (authorises the check)."),
     name: str = typer.Option(..., "--name", help="Backup (blob) name."),
     storage_account: str = ACCOUNT,
@@ -222,17 +204,9 @@ def backup_verify(
     identity_client_id: str = IDENTITY_CLIENT,
     encryption_key: str = ENCRYPTION_KEY,
     as_json: bool = JSON_OUT,
-    url: str = URL,
-    tenant: str = TENANT,
-    client_id: str = CLIENT_ID,
-    client_secret: str = CLIENT_SECRET,
-    ca: str = CA,
-    subscription: str = SUBSCRIPTION,
-    resource_group: str = RESOURCE_GROUP,
     api_version: str = API_VERSION,
 ) -> None:
     """Download a backup, check its checksums and decode every record, without restoring."""
-    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     body = _storage_body(
         storage_account, container, access_type, access_key, identity_client_id, encryption_key
     )
@@ -246,13 +220,13 @@ def backup_verify(
     if as_json:
         console.print_json(json.dumps(report))
     else:
-        console.print(
-            f"[green]backup '{name}' is intact[/]: {report.get('record_count')} records, {report.get('size', 0):,} bytes, sha256 {report.get('payload_sha256', '')[:16]}…, counts {report.get('counts')}"
-        )
+        console.print(verify_text(name, report), highlight=False)
 
 
 @restore_cli.callback(invoke_without_command=True)
+@connection()
 def restore(
+    ep: Endpoint,
     service: str = typer.Option(..., "--service", help="Service to restore into."),
     name: str = typer.Option(..., "--name", help="Backup (blob) name."),
     storage_account: str = ACCOUNT,
@@ -266,17 +240,9 @@ def restore(
         False, "--what-if", help="Show what the restore would add, change and remove; change nothing."
     ),
     as_json: bool = JSON_OUT,
-    url: str = URL,
-    tenant: str = TENANT,
-    client_id: str = CLIENT_ID,
-    client_secret: str = CLIENT_SECRET,
-    ca: str = CA,
-    subscription: str = SUBSCRIPTION,
-    resource_group: str = RESOURCE_GROUP,
     api_version: str = API_VERSION,
 ) -> None:
     """Restore SERVICE from a backup (all-or-nothing)."""
-    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     body = _storage_body(
         storage_account, container, access_type, access_key, identity_client_id, encryption_key
     )
@@ -321,25 +287,19 @@ def _print_preview(diff: dict[str, Any], name: str, service: str, as_json: bool)
 
 
 @operation_cli.command("show")
+@connection(need_group=False)
 def operation_show(
+    ep: Endpoint,
     operation: str = typer.Argument(..., help="Operation id, or the Location / Azure-AsyncOperation URL."),
     service: str = typer.Option(None, "--service", help="Service of the operation (when an id is given)."),
-    url: str = URL,
-    tenant: str = TENANT,
-    client_id: str = CLIENT_ID,
-    client_secret: str = CLIENT_SECRET,
-    ca: str = CA,
-    subscription: str = typer.Option(None, "--subscription", "-s", envvar="PORTICO_SUBSCRIPTION"),
-    resource_group: str = typer.Option(None, "--resource-group", "-g", envvar="PORTICO_RESOURCE_GROUP"),
     api_version: str = API_VERSION,
 ) -> None:
     """Status, phase, percent and counters of a backup or restore."""
-    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription or "", resource_group or "")
     if operation.startswith("https://") or operation.startswith("http://"):
         status_url = operation.replace("/operationresults/", "/operationstatuses/")
     else:
-        if not (service and subscription and resource_group):
-            fail("give the operation URL, or --service, --subscription and --resource-group with an id", 2)
+        if not (service and ep.resource_group):
+            fail("give the operation URL, or --service and --resource-group with an id", 2)
         status_url = f"{ep.service_url(service)}/operationstatuses/{operation}?api-version={api_version}"
     with ep.client() as http:
         st = check(http.get(status_url)).json()
@@ -363,7 +323,9 @@ def _load_overrides(path: Path) -> dict[str, Any]:
 
 
 @promote_cli.callback(invoke_without_command=True)
+@connection()
 def promote(
+    ep: Endpoint,
     backup_name: str = typer.Option(..., "--from", help="Backup (blob) name to promote from."),
     service: str = typer.Option(..., "--to", help="Target service (in the target environment)."),
     storage_account: str = ACCOUNT,
@@ -397,17 +359,9 @@ def promote(
     what_if: bool = typer.Option(False, "--what-if", help="Show what would change; change nothing."),
     no_wait: bool = NO_WAIT,
     as_json: bool = JSON_OUT,
-    url: str = URL,
-    tenant: str = TENANT,
-    client_id: str = CLIENT_ID,
-    client_secret: str = CLIENT_SECRET,
-    ca: str = CA,
-    subscription: str = SUBSCRIPTION,
-    resource_group: str = RESOURCE_GROUP,
     api_version: str = API_VERSION,
 ) -> None:
     """Restore a backup into another environment's service without carrying what it should not."""
-    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     body = _storage_body(
         storage_account, container, access_type, access_key, identity_client_id, encryption_key
     )

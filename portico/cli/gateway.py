@@ -17,15 +17,9 @@ from typing import Any
 import typer
 
 from portico.cli.client import (
-    CA,
-    CLIENT_ID,
-    CLIENT_SECRET,
-    RESOURCE_GROUP,
-    SUBSCRIPTION,
-    TENANT,
-    URL,
     Endpoint,
     check,
+    connection,
     console,
     fail,
 )
@@ -94,7 +88,9 @@ def gateway(
 
 
 @analytics_cli.command("export")
+@connection()
 def export(
+    ep: Endpoint,
     service: str = typer.Option(..., "--service", help="Service whose usage to export."),
     start: str = typer.Option(None, "--from", help="Start (ISO 8601, UTC when no offset), inclusive."),
     end: str = typer.Option(None, "--to", help="End (ISO 8601), inclusive."),
@@ -107,13 +103,6 @@ def export(
     fmt: str = typer.Option("csv", "--format", help="csv or json."),
     output: Path = typer.Option(None, "--output", "-o", help="File to write (default: standard output)."),
     page_size: int = typer.Option(1000, "--page-size", min=1, max=1000),
-    url: str = URL,
-    tenant: str = TENANT,
-    client_id: str = CLIENT_ID,
-    client_secret: str = CLIENT_SECRET,
-    ca: str = CA,
-    subscription: str = SUBSCRIPTION,
-    resource_group: str = RESOURCE_GROUP,
     api_version: str = typer.Option("2024-05-01", "--api-version"),
 ) -> None:
     """Export usage (the reports REST API, all pages) as CSV or JSON, for retention."""
@@ -132,7 +121,6 @@ def export(
         params["$filter"] = " and ".join(terms)
     if name == "byTime":
         params["interval"] = interval
-    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     rows: list[dict[str, Any]] = []
     with ep.client() as http:
         next_url: str | None = f"{ep.service_url(service)}/reports/{name}"

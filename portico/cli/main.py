@@ -6,6 +6,14 @@ from pathlib import Path
 
 import typer
 
+from portico.cli.dr import backup_cli, operation_cli, promote_cli, restore_cli
+from portico.cli.drill import drill_cli
+from portico.cli.gateway import register as register_gateway
+from portico.cli.identity import app_cli, role_cli
+from portico.cli.schedule import schedule_cli
+from portico.cli.status import status_cli
+from portico.cli.storage import storage_cli
+
 app = typer.Typer(
     help="Portico: self-hosted API management with Azure-compatible management and fast, safe disaster recovery.",
     no_args_is_help=True,
@@ -55,37 +63,18 @@ def serve(
     )
 
 
-def _mount() -> None:
-    from portico.cli.dr import backup_cli, operation_cli, promote_cli, restore_cli
-    from portico.cli.identity import app_cli, role_cli
-
-    app.add_typer(backup_cli, name="backup")
-    app.add_typer(restore_cli, name="restore")
-    app.add_typer(operation_cli, name="operation")
-    app.add_typer(promote_cli, name="promote")
-    app.add_typer(
-        app_cli, name="app", help="App registrations of the built-in identity provider (server-side)."
-    )
-    app.add_typer(role_cli, name="role", help="Role assignments (server-side).")
-    from portico.cli.gateway import register as register_gateway
-    from portico.cli.storage import storage_cli
-
-    register_gateway(app)
-
-    app.add_typer(
-        storage_cli,
-        name="storage",
-        help="Storage accounts and containers of the local backend (server-side).",
-    )
-    # --- issue 5: schedules, recovery-point status, failover drill (client side) ---
-    from portico.cli.drill import drill_cli
-    from portico.cli.schedule import schedule_cli
-    from portico.cli.status import status_cli
-
-    app.add_typer(schedule_cli, name="schedule")
-    app.add_typer(status_cli, name="status")
-    app.add_typer(drill_cli, name="drill")
-    # --- end issue 5 ---
-
-
-_mount()
+app.add_typer(backup_cli, name="backup")
+app.add_typer(restore_cli, name="restore")
+app.add_typer(operation_cli, name="operation")
+app.add_typer(promote_cli, name="promote")
+app.add_typer(app_cli, name="app", help="App registrations of the built-in identity provider (server-side).")
+app.add_typer(role_cli, name="role", help="Role assignments (server-side).")
+register_gateway(app)
+app.add_typer(
+    storage_cli,
+    name="storage",
+    help="Storage accounts and containers of the local backend (server-side).",
+)
+app.add_typer(schedule_cli, name="schedule")
+app.add_typer(status_cli, name="status")
+app.add_typer(drill_cli, name="drill")

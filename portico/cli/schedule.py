@@ -14,15 +14,9 @@ import typer
 from rich.table import Table
 
 from portico.cli.client import (
-    CA,
-    CLIENT_ID,
-    CLIENT_SECRET,
-    RESOURCE_GROUP,
-    SUBSCRIPTION,
-    TENANT,
-    URL,
     Endpoint,
     check,
+    connection,
     console,
     fail,
     follow_operation,
@@ -53,7 +47,9 @@ def _run_text(run: dict[str, Any] | None) -> str:
 
 
 @schedule_cli.command("create")
+@connection()
 def create(
+    ep: Endpoint,
     service: str = SERVICE,
     name: str = NAME,
     cron: str = typer.Option(..., "--cron", help="5-field cron expression, e.g. '0 2 * * *' (02:00 daily)."),
@@ -89,17 +85,9 @@ def create(
     ),
     disabled: bool = typer.Option(False, "--disabled", help="Create the schedule disabled."),
     as_json: bool = JSON_OUT,
-    url: str = URL,
-    tenant: str = TENANT,
-    client_id: str = CLIENT_ID,
-    client_secret: str = CLIENT_SECRET,
-    ca: str = CA,
-    subscription: str = SUBSCRIPTION,
-    resource_group: str = RESOURCE_GROUP,
     api_version: str = API_VERSION,
 ) -> None:
     """Create or replace a backup schedule (PUT .../backupSchedules/NAME)."""
-    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     props: dict[str, Any] = {
         "cron": cron,
         "timeZone": time_zone,
@@ -120,7 +108,9 @@ def create(
 
 
 @schedule_cli.command("update")
+@connection()
 def update(
+    ep: Endpoint,
     service: str = SERVICE,
     name: str = NAME,
     cron: str = typer.Option(None, "--cron", help="New 5-field cron expression."),
@@ -130,13 +120,6 @@ def update(
     keep_days: float = typer.Option(None, "--keep-days", help="Delete backups older than N days."),
     enable: bool = typer.Option(None, "--enable/--disable", help="Resume or pause the schedule."),
     as_json: bool = JSON_OUT,
-    url: str = URL,
-    tenant: str = TENANT,
-    client_id: str = CLIENT_ID,
-    client_secret: str = CLIENT_SECRET,
-    ca: str = CA,
-    subscription: str = SUBSCRIPTION,
-    resource_group: str = RESOURCE_GROUP,
     api_version: str = API_VERSION,
 ) -> None:
     """Change only the given settings of a schedule (PATCH .../backupSchedules/NAME); the stored
@@ -151,7 +134,6 @@ def update(
         fail(
             "nothing to change: give at least one of --cron, --time-zone, --prefix, --keep-last, --keep-days, --enable/--disable"
         )
-    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     _write(ep, "PATCH", service, name, props, api_version, as_json)
 
 
@@ -186,20 +168,14 @@ def _write(
 
 
 @schedule_cli.command("list")
+@connection()
 def list_(
+    ep: Endpoint,
     service: str = SERVICE,
     as_json: bool = JSON_OUT,
-    url: str = URL,
-    tenant: str = TENANT,
-    client_id: str = CLIENT_ID,
-    client_secret: str = CLIENT_SECRET,
-    ca: str = CA,
-    subscription: str = SUBSCRIPTION,
-    resource_group: str = RESOURCE_GROUP,
     api_version: str = API_VERSION,
 ) -> None:
     """The schedules of a service, with their next and last runs."""
-    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     with ep.client() as http:
         items = check(
             http.get(f"{ep.service_url(service)}/backupSchedules", params={"api-version": api_version})
@@ -235,21 +211,15 @@ def list_(
 
 
 @schedule_cli.command("show")
+@connection()
 def show(
+    ep: Endpoint,
     service: str = SERVICE,
     name: str = NAME,
     as_json: bool = JSON_OUT,
-    url: str = URL,
-    tenant: str = TENANT,
-    client_id: str = CLIENT_ID,
-    client_secret: str = CLIENT_SECRET,
-    ca: str = CA,
-    subscription: str = SUBSCRIPTION,
-    resource_group: str = RESOURCE_GROUP,
     api_version: str = API_VERSION,
 ) -> None:
     """One schedule with its recent runs."""
-    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     with ep.client() as http:
         body = check(
             http.get(f"{ep.service_url(service)}/backupSchedules/{name}", params={"api-version": api_version})
@@ -286,20 +256,14 @@ def show(
 
 
 @schedule_cli.command("delete")
+@connection()
 def delete(
+    ep: Endpoint,
     service: str = SERVICE,
     name: str = NAME,
-    url: str = URL,
-    tenant: str = TENANT,
-    client_id: str = CLIENT_ID,
-    client_secret: str = CLIENT_SECRET,
-    ca: str = CA,
-    subscription: str = SUBSCRIPTION,
-    resource_group: str = RESOURCE_GROUP,
     api_version: str = API_VERSION,
 ) -> None:
     """Delete a schedule (its backups stay)."""
-    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     with ep.client() as http:
         resp = check(
             http.delete(
@@ -312,21 +276,15 @@ def delete(
 
 
 @schedule_cli.command("run-now")
+@connection()
 def run_now(
+    ep: Endpoint,
     service: str = SERVICE,
     name: str = NAME,
     no_wait: bool = typer.Option(False, "--no-wait", help="Print the operation URL and return at once."),
-    url: str = URL,
-    tenant: str = TENANT,
-    client_id: str = CLIENT_ID,
-    client_secret: str = CLIENT_SECRET,
-    ca: str = CA,
-    subscription: str = SUBSCRIPTION,
-    resource_group: str = RESOURCE_GROUP,
     api_version: str = API_VERSION,
 ) -> None:
     """Run a schedule now (its retention applies afterwards), following the backup's progress."""
-    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     with ep.client() as http:
         resp = check(
             http.post(

@@ -9,15 +9,9 @@ import typer
 from rich.table import Table
 
 from portico.cli.client import (
-    CA,
-    CLIENT_ID,
-    CLIENT_SECRET,
-    RESOURCE_GROUP,
-    SUBSCRIPTION,
-    TENANT,
-    URL,
     Endpoint,
     check,
+    connection,
     console,
 )
 
@@ -38,7 +32,9 @@ def age(seconds: float | None) -> str:
 
 
 @status_cli.callback(invoke_without_command=True)
+@connection()
 def status(
+    ep: Endpoint,
     service: str = typer.Option(..., "--service", help="The service."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     latest_backup: bool = typer.Option(
@@ -46,17 +42,9 @@ def status(
         "--latest-backup",
         help="Print only the blob name of the newest successful backup (for scripts).",
     ),
-    url: str = URL,
-    tenant: str = TENANT,
-    client_id: str = CLIENT_ID,
-    client_secret: str = CLIENT_SECRET,
-    ca: str = CA,
-    subscription: str = SUBSCRIPTION,
-    resource_group: str = RESOURCE_GROUP,
     api_version: str = typer.Option("2024-05-01", "--api-version"),
 ) -> None:
     """Last successful backup, its age (the current RPO), next scheduled run, last failure."""
-    ep = Endpoint(url, tenant, client_id, client_secret, ca, subscription, resource_group)
     with ep.client() as http:
         body = check(
             http.get(f"{ep.service_url(service)}/backupStatus", params={"api-version": api_version})

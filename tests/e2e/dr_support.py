@@ -13,6 +13,7 @@ import httpx
 import orjson
 from sqlalchemy import insert, select, update
 
+from portico.dr.drill import CHILDREN, COLLECTIONS, GRANDCHILDREN
 from tests.support.server import PorticoServer
 
 API = "2024-05-01"
@@ -204,25 +205,6 @@ def populate(rest: Rest, rg: str, name: str) -> None:
     p("apis/echo/operations/get-item/tags/public")
 
 
-COLLECTIONS = [
-    "apis",
-    "products",
-    "groups",
-    "users",
-    "subscriptions",
-    "namedValues",
-    "backends",
-    "tags",
-    "apiVersionSets",
-    "policies",
-]
-CHILDREN = {
-    "apis": ["operations", "policies", "schemas", "tags"],
-    "products": ["apis", "groups", "policies", "tags"],
-    "groups": ["users"],
-}
-
-
 def _list(rest: Rest, url: str) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     r = rest.call("GET", url + "?api-version=2024-05-01&$top=1000").json()
@@ -245,7 +227,7 @@ def snapshot(rest: Rest, rg: str, name: str) -> dict[str, Any]:
                 for sub in _list(rest, f"{base}/{path}/{child}"):
                     out[f"{path}/{child}/{sub['name']}"] = sub["properties"]
                     if coll == "apis" and child == "operations":
-                        for grand in ("policies", "tags"):
+                        for grand in GRANDCHILDREN[("apis", "operations")]:
                             for g in _list(rest, f"{base}/{path}/operations/{sub['name']}/{grand}"):
                                 out[f"{path}/operations/{sub['name']}/{grand}/{g['name']}"] = g["properties"]
             if coll == "subscriptions" and not item["name"].startswith(

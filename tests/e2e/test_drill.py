@@ -1,5 +1,5 @@
 """`portico drill` end to end: two Portico instances (the standby with its gateway), Azurite, a real
-HTTP backend; plus the report's comparison and probe planning on their own."""
+HTTP backend. The report's comparison and probe planning on their own: tests/dr/test_drill_units.py."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from tests.e2e.dr_support import Rest, populate
 from tests.e2e.sched_support import container, sched_env
 from tests.support.azurite import AzuriteServer
 from tests.support.server import PorticoServer, free_port
+
+pytestmark = pytest.mark.slow
 
 CONTAINER = "drills"
 DOMAIN = "gw.invalid"  # never resolves: without --standby-gateway the gateway is "not available"
@@ -202,33 +204,3 @@ def test_drill_failure_is_clear(pair: tuple[PorticoServer, PorticoServer], azuri
         in " ".join(err.split())
     )
     assert key not in out + err
-
-
-def test_compare_and_probe_planning() -> None:
-    from portico.cli.drill import compare, plan_probes
-
-    r = compare({"service": "1", "apis/a": "x", "apis/a/operations/o": "y", "users/u": "z"},
-                {"service": "1", "apis/a": "x", "apis/a/operations/o": "CHANGED", "tags/t": "w"})  # fmt: skip
-    assert not r["equivalent"]
-    assert r["missingOnStandby"] == ["users/u"] and r["extraOnStandby"] == ["tags/t"]
-    assert r["different"] == ["apis/a/operations/o"]
-    assert r["byKind"]["apis/operations"] == {"primary": 1, "standby": 1, "equal": 0}
-    material = {
-        "apis": {"a": {"path": "shop"}, "b": {"path": "shop/admin"}, "open": {"path": "open", "subscriptionRequired": False}},
-        "operations": {
-            "a": [{"method": "GET", "urlTemplate": "/items/{id}"}, {"method": "GET", "urlTemplate": "/items"}],
-            "b": [{"method": "POST", "urlTemplate": "/x"}],
-            "open": [{"method": "GET", "urlTemplate": "/"}],
-        },
-        "subscriptions": {
-            "prod": {"scope": "/subscriptions/s/resourceGroups/r/providers/Microsoft.ApiManagement/service/x/products/p", "state": "active", "_keys": ["kp", "kp2"]},
-            "off": {"scope": "/apis", "state": "suspended", "_keys": ["ko", "ko2"]},
-        },
-        "productApis": {"p": ["a"]},
-    }  # fmt: skip
-    plan = plan_probes(material, [])
-    assert plan == [
-        {"path": "/shop/items", "api": "a", "key": "kp"},
-        {"path": "/open", "api": "open", "key": None},
-    ]
-    assert plan_probes(material, ["/shop/admin/x"]) == [{"path": "/shop/admin/x", "api": "b", "key": None}]
