@@ -80,7 +80,7 @@ class Endpoint:
             return self.subscription
         with self.client() as http:
             resp = http.get(f"{self.url}/subscriptions", params={"api-version": SUBSCRIPTIONS_API_VERSION})
-        if resp.status_code == 404:
+        if _lists_no_subscriptions(resp):
             self.subscription = WELL_KNOWN_SUBSCRIPTION
             how = "the default subscription; the server does not list subscriptions"
         else:
@@ -97,7 +97,7 @@ class Endpoint:
                 )
             self.subscription = ids[0]
             how = "the only subscription visible to this client"
-        err.print(f"note: using subscription {self.subscription} ({how})", highlight=False)
+        err.print(f"note: using subscription {self.subscription} ({how})", highlight=False, soft_wrap=True)
         return self.subscription
 
     def service_url(self, service: str) -> str:
@@ -110,6 +110,19 @@ class Endpoint:
         return httpx.Client(
             verify=self.verify(), headers={"Authorization": f"Bearer {self.token()}"}, timeout=60
         )
+
+
+def _lists_no_subscriptions(resp: httpx.Response) -> bool:
+    """The server has no subscription list: 404, or — Portico servers from before the list — 400
+    for an api-version it knows only for services (never Azure's answer to this request)."""
+    if resp.status_code == 404:
+        return True
+    if resp.status_code != 400:
+        return False
+    try:
+        return bool(resp.json()["error"]["code"] == "InvalidApiVersionParameter")
+    except (ValueError, KeyError, TypeError):
+        return False
 
 
 # --- the connection options, declared once -------------------------------------------------------------
@@ -199,21 +212,27 @@ def connection(*, need_group: bool = True) -> Callable[[F], F]:
     `need_group=False` for commands that can work without a resource group (an operation URL)."""
 
     def decorate(func: F) -> F:
-        own = [p for p in inspect.signature(func).parameters.values() if p.name != "ep"]
+        own = [p for p in inspect.signature(func, eval_str=True).parameters.values() if p.name != "ep"]
         extra = [
             inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=opt, annotation=kind)
             for name, kind, opt in _CONNECTION
         ]
-        context = inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+        # typer hands the context to one parameter only: the command's own, else one added here
+        context = next((p.name for p in own if p.annotation is typer.Context), None)
+        if context is None:
+            extra.append(
+                inspect.Parameter(_CONTEXT, inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context)
+            )
 
         @functools.wraps(func)
         def command(*args: Any, **kwargs: Any) -> Any:
             values = {name: kwargs.pop(name) for name in CONNECTION_OPTIONS}
-            if kwargs.pop(_CONTEXT).invoked_subcommand is not None:
+            ctx = kwargs[context] if context is not None else kwargs.pop(_CONTEXT)
+            if ctx.invoked_subcommand is not None:
                 return func(*args, ep=None, **kwargs)  # a group's callback: its subcommand connects
             return func(*args, ep=endpoint_from(values, need_group=need_group), **kwargs)
 
-        command.__signature__ = inspect.Signature([*own, *extra, context])  # type: ignore[attr-defined]
+        command.__signature__ = inspect.Signature([*own, *extra])  # type: ignore[attr-defined]
         command.__annotations__ = {k: v for k, v in func.__annotations__.items() if k != "ep"}
         return one_line_errors(command)  # type: ignore[return-value]
 
@@ -227,7 +246,7 @@ _CONTEXT = "connection_context"
 def arm_error(resp: httpx.Response) -> str:
     try:
         e = resp.json()["error"]
-        return f"({e.get('code')}) {e.get('message')}"
+        return _one_line(f"({e.get('code')}) {e.get('message')}")
     except Exception:
         return f"HTTP {resp.status_code}"
 
@@ -297,7 +316,7 @@ def _request_url(exc: httpx.TransportError) -> httpx.URL | None:
 
 
 def _one_line(text: str) -> str:
-    return " ".join(text.split())[:500]
+    return " ".join(text.split())[:2000]
 
 
 def one_line_errors(func: F) -> F:
