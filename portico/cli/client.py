@@ -58,6 +58,7 @@ class Endpoint:
     def token(self) -> str:
         if self._token is not None:
             return self._token
+        # azure-identity is imported only when a token is needed: it is slow to import (--help, errors)
         from azure.core.exceptions import ClientAuthenticationError
         from azure.identity import ClientSecretCredential
 

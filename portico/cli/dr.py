@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
 from rich.markup import escape
 from rich.table import Table
 
@@ -311,8 +312,6 @@ promote_cli = typer.Typer(help="Promote a service between environments from a ba
 
 def _load_overrides(path: Path) -> dict[str, Any]:
     """`namedValues: {id: value | {value, secret}}` from YAML or JSON."""
-    import yaml
-
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
