@@ -14,10 +14,12 @@ from portico.settings import Settings
 from portico.store.db import Database
 
 if TYPE_CHECKING:
+    from portico.deployments.service import Deployments
     from portico.dr.scheduler import Scheduler
     from portico.identity.keys import SigningKeys
     from portico.identity.validation import TokenValidator
     from portico.jobs.runner import JobRunner
+    from portico.server.routes.table import RouteTable
 
 
 @dataclass
@@ -29,3 +31,5 @@ class Runtime:
     # Started in the application's lifespan, before the first request is served.
     jobs: JobRunner = field(init=False)
     scheduler: Scheduler = field(init=False)
+    deployments: Deployments = field(init=False)
+    routes: RouteTable = field(init=False)  # the management API's table: internal requests use it

@@ -13,7 +13,9 @@ from starlette.responses import Response
 
 from portico.arm.errors import ArmError
 from portico.arm.http import json_response
+from portico.deployments.service import Deployments, environment_document
 from portico.runtime import Runtime
+from portico.server.routes import ROUTES
 from portico.settings import Settings
 from portico.store.db import Database
 
@@ -29,6 +31,7 @@ def create_app(settings: Settings) -> FastAPI:
     db = Database(settings.resolved_database_url)
     keys = SigningKeys(db)
     rt = Runtime(settings=settings, db=db, keys=keys, validator=TokenValidator(settings, keys))
+    rt.routes = ROUTES
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,9 +47,17 @@ def create_app(settings: Settings) -> FastAPI:
         scheduler = rt.scheduler = Scheduler(rt)
         await scheduler.start()
         # --- end issue 5 ---
+        rt.deployments = Deployments(
+            db,
+            rt.jobs.node_id,
+            environment_document(settings.resolved_public_url, settings.tenant_id, settings.audience),
+            settings.tenant_id,
+        )
+        await rt.deployments.start()
         try:
             yield
         finally:
+            await rt.deployments.stop()
             await scheduler.stop()
             await rt.jobs.stop()
             await rt.validator.aclose()

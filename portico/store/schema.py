@@ -217,10 +217,34 @@ backup_schedules = Table(
 )
 Index("ix_backup_schedules_next_run_at", backup_schedules.c.next_run_at)
 
+# --- template deployments (Microsoft.Resources/deployments; migration 0008) ------------------------
+# One row per deployment name in a resource group. `body` is the rendered deployment properties
+# with secure parameter values removed; `template` is kept for exportTemplate and never holds a
+# parameter value. `run_id` names the current run (its Azure-AsyncOperation status); `node` the
+# process running it, so a restarted node closes its own interrupted runs.
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("subscription_id", String(64), primary_key=True),
+    Column("group_key", String(90), primary_key=True),  # lower-cased, as resource_groups.name_key
+    Column("name_key", String(64), primary_key=True),
+    Column("name", String(64), nullable=False),
+    Column("state", String(16), nullable=False),  # Accepted | Running | Succeeded | Failed | Canceled
+    Column("run_id", String(64), nullable=False),
+    Column("node", String(200), nullable=False),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("body", JSON, nullable=False),
+    Column("template", JSON, nullable=False),
+    Column("operations", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+
 __all__ = [
     "apps",
     "backup_schedules",
     "config_changes",
+    "deployments",
     "entities",
     "metadata",
     "operations",

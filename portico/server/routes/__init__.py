@@ -6,11 +6,12 @@ Adding an ARM endpoint is one line here plus its handler in a module of this pac
 from __future__ import annotations
 
 from portico.arm.versions import RESOURCES
-from portico.server.routes import dr, entities, groups, services
+from portico.server.routes import deployments, dr, entities, groups, services
 from portico.server.routes.table import Route, RouteTable
 
 _SUB = "subscriptions/{subscriptionId}"
 _RG = _SUB + "/resourceGroups/{resourceGroupName}"
+_DEP = _RG + "/providers/Microsoft.Resources/deployments"
 _SVC = _RG + "/providers/Microsoft.ApiManagement/service/{serviceName}"
 
 ROUTES = RouteTable(
@@ -20,6 +21,19 @@ ROUTES = RouteTable(
         Route(_SUB + "/resourceGroups", groups.list_groups, versions=RESOURCES),
         Route(_RG, groups.resource_group, versions=RESOURCES),
         Route(_RG + "/providers/Microsoft.ApiManagement/service", services.list_in_group),
+        Route(_DEP, deployments.list_deployments, versions=RESOURCES),
+        Route(_DEP + "/{deploymentName}", deployments.deployment, versions=RESOURCES),
+        Route(
+            _DEP + "/{deploymentName}/operationStatuses/{runId}",
+            deployments.operation_status,
+            versions=RESOURCES,
+        ),
+        Route(_DEP + "/{deploymentName}/cancel", deployments.cancel, versions=RESOURCES),
+        Route(_DEP + "/{deploymentName}/validate", deployments.validate, versions=RESOURCES),
+        Route(_DEP + "/{deploymentName}/whatIf", deployments.what_if, versions=RESOURCES),
+        Route(_DEP + "/{deploymentName}/exportTemplate", deployments.export_template, versions=RESOURCES),
+        Route(_DEP + "/{deploymentName}/operations", deployments.operations, versions=RESOURCES),
+        Route(_DEP + "/{deploymentName}/operations/{operationId}", deployments.operation, versions=RESOURCES),
         Route(_SVC, services.service),
         Route(_SVC + "/backup", dr.backup),
         Route(_SVC + "/restore", dr.restore),

@@ -11,6 +11,7 @@ from portico.arm.call import Call, group_scope, method_not_allowed
 from portico.arm.errors import ArmError, invalid_field
 from portico.arm.http import empty, json_response
 from portico.resources.service import check_location
+from portico.store import deployments as D
 from portico.store import services as S
 
 _RG_NAME = re.compile(r"^[-\w._()]{1,90}$")
@@ -82,6 +83,7 @@ async def resource_group(call: Call) -> Response:
                         f"Service '{svc.name}' in this group is running {svc.busy.split(':')[0]}; try again when it completes.",
                     )
                 await S.delete_service(conn, svc.id)
+            await D.remove_group(conn, sub, rg)
             deleted = await S.delete_group(conn, sub, rg)
         return empty(200 if deleted else 204)
     raise method_not_allowed(call.method)

@@ -1,0 +1,1 @@
+"""ARM template deployments (`Microsoft.Resources/deployments`): the template language, plans, runs."""
