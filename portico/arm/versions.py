@@ -45,6 +45,7 @@ RESOURCES_API_VERSIONS: tuple[str, ...] = (
     "2024-11-01",
     "2025-03-01",
     "2025-04-01",
+    "2026-06-01",
 )
 _RESOURCES = frozenset(RESOURCES_API_VERSIONS)
 

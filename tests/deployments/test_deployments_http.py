@@ -148,7 +148,7 @@ async def test_complete_mode_deletes_unlisted_services_but_not_children(node: In
         "POST", dep_path(node, rg, "c2") + "/whatIf", json=body(tpl, "Complete"), api_version=RV
     )
     changes = r.json()["properties"]["changes"]
-    assert [c["changeType"] for c in changes][0] == "Delete"
+    assert changes[0]["changeType"] == "Delete"
     assert changes[0]["resourceId"].endswith(f"/service/{drop}")
     result = await deploy(node, rg, "c2", body(tpl, "Complete"))
     assert result["properties"]["provisioningState"] == "Succeeded", result["properties"].get("error")

@@ -34,6 +34,13 @@ ROUTES = RouteTable(
         Route(_DEP + "/{deploymentName}/exportTemplate", deployments.export_template, versions=RESOURCES),
         Route(_DEP + "/{deploymentName}/operations", deployments.operations, versions=RESOURCES),
         Route(_DEP + "/{deploymentName}/operations/{operationId}", deployments.operation, versions=RESOURCES),
+        # deployment operations are also served without the provider segment, as ARM does
+        Route(_RG + "/deployments/{deploymentName}/operations", deployments.operations, versions=RESOURCES),
+        Route(
+            _RG + "/deployments/{deploymentName}/operations/{operationId}",
+            deployments.operation,
+            versions=RESOURCES,
+        ),
         Route(_SVC, services.service),
         Route(_SVC + "/backup", dr.backup),
         Route(_SVC + "/restore", dr.restore),

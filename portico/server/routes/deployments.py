@@ -118,7 +118,7 @@ async def deployment(call: Call) -> Response:
                     f"The deployment '{name}' is running; cancel it or wait for it to complete before deleting it.",
                 )
             await D.remove(conn, call.subscription_id, call.group_name, name)
-        return empty(200)
+        return empty(204)  # deleted at once: nothing to poll
     raise method_not_allowed(call.method)
 
 
