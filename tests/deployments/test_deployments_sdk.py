@@ -121,7 +121,6 @@ def test_sdk_sees_a_failed_deployment_with_its_cause(portico: PorticoServer) -> 
     assert "orders" in str(info.value)
     tpl["resources"][3]["properties"]["path"] = "[frobnicate()]"
     props = DeploymentProperties(mode="Incremental", template=tpl, parameters=props.parameters)
-    # validation answers 400 with the error as its result (the SDK returns it, az prints it)
-    checked = rc.deployments.begin_validate(rg, "bad2", Deployment(properties=props)).result()
-    assert checked.error is not None
-    assert "frobnicate" in checked.error.message and "resources[3].properties.path" in checked.error.message
+    with pytest.raises(HttpResponseError) as info:
+        rc.deployments.begin_validate(rg, "bad2", Deployment(properties=props)).result()
+    assert "frobnicate" in str(info.value) and "resources[3].properties.path" in str(info.value)
