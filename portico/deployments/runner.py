@@ -22,6 +22,8 @@ T = TypeVar("T")
 DEPLOYED_KEYS = ("location", "sku", "tags", "identity", "properties", "kind", "zones", "plan")
 MAX_FETCHES = 200  # reference()/list*() look-ups one resource may wait for
 APIM_DEFAULT_VERSION = "2024-05-01"
+NESTED_TYPE = "microsoft.resources/deployments"
+NESTED_POLL_SECONDS = 0.05
 
 
 @dataclass
@@ -109,8 +111,20 @@ class Runner:
         """The request body of a planned resource. `tolerant`: keep an expression that needs a
         resource not deployed yet as its text (what-if shows it so, as ARM's does)."""
         body: dict[str, Any] = {}
+        inner = _inner_template(p)
         for key in DEPLOYED_KEYS:
             if key not in p.source:
+                continue
+            if inner is not None and key == "properties":
+                # a nested deployment with inner scope evaluates its own template itself
+                props = {k: v for k, v in p.source["properties"].items() if k != "template"}
+                with self._loop(p):
+                    evaluated = (
+                        self._tolerant(props, f"{p.path}.properties")
+                        if tolerant
+                        else self.d.evaluate_value(props, f"{p.path}.properties")
+                    )
+                body["properties"] = {**evaluated, "template": inner}
                 continue
             with self._loop(p):
                 body[key] = (
@@ -204,8 +218,27 @@ class Runner:
             op.state, op.error = "Failed", {**err, "target": p.id}
             return
         state = reply.body if isinstance(reply.body, dict) else {}
+        if p.type.lower() == NESTED_TYPE:
+            state = await self._finished(p)
+            nested = state.get("properties", {})
+            if nested.get("provisioningState") != "Succeeded":
+                error = nested.get("error") or {
+                    "code": "DeploymentFailed",
+                    "message": "The nested deployment failed.",
+                }
+                op.state, op.error = "Failed", {**error, "target": p.id}
+                return
         self.d.deployed[p.key] = state
         op.state = "Succeeded"
+
+    async def _finished(self, p: PlannedResource) -> dict[str, Any]:
+        """A nested deployment runs on its own: wait until it ends."""
+        while True:
+            reply = await self.client.request("GET", p.id, p.api_version)
+            state = reply.body if reply.ok and isinstance(reply.body, dict) else {}
+            if state.get("properties", {}).get("provisioningState") not in ("Accepted", "Running"):
+                return state
+            await asyncio.sleep(NESTED_POLL_SECONDS)
 
     async def evaluating(self, fn: Callable[[], T]) -> T:
         """Run a synchronous evaluation, fetching what it waits for (`Pending`) and trying again."""
@@ -294,6 +327,19 @@ class Runner:
                 }
             )
         return changes
+
+
+def _inner_template(p: PlannedResource) -> Any:
+    """The template of a nested deployment evaluated in its own scope (Bicep modules), else None."""
+    if p.type.lower() != NESTED_TYPE:
+        return None
+    props = p.source.get("properties")
+    if not isinstance(props, dict):
+        return None
+    options = props.get("expressionEvaluationOptions")
+    if isinstance(options, dict) and str(options.get("scope", "")).lower() == "inner":
+        return props.get("template")
+    return None
 
 
 class _NoLoop:

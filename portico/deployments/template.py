@@ -471,6 +471,18 @@ class Deployment:
             )
         except ExpressionError as exc:
             raise TemplateError(str(exc), where + ".type") from None
+        if rtype.lower() == "microsoft.resources/deployments":
+            for key in ("resourceGroup", "subscriptionId", "scope"):
+                if key in res and self._evaluate_at(res[key], f"{where}.{key}") not in (
+                    None,
+                    self.group.name,
+                    self.group.subscription_id,
+                ):
+                    raise TemplateError(
+                        f"Nested deployments to another {key} are not supported by Portico.",
+                        f"{where}.{key}",
+                        code="UnsupportedTemplateFeature",
+                    )
         depends = res.get("dependsOn") or []
         if not isinstance(depends, list):
             raise TemplateError("'dependsOn' must be an array.", where + ".dependsOn")
@@ -502,6 +514,8 @@ class Deployment:
             self.symbols[symbol.lower()] = item.key
         self.symbols.setdefault(name.lower(), item.key)
         self.symbols.setdefault(f"{rtype}/{name}".lower(), item.key)
+        # "Namespace/type/name/child/name", as templates write dependsOn with concat()
+        self.symbols.setdefault(rid.split("/providers/", 1)[1].lower(), item.key)
         children = res.get("resources") or []
         if not isinstance(children, list):
             raise TemplateError("Child 'resources' must be an array.", where + ".resources")

@@ -258,3 +258,80 @@ async def test_deployments_to_one_group_run_one_at_a_time(node: InProc) -> None:
         await asyncio.sleep(0.05)
     assert state in ("Canceled", "Succeeded")
     assert SUB
+
+
+async def test_bicep_modules_deploy_as_nested_deployments_with_their_outputs(node: InProc) -> None:
+    rg = await node.group()
+    svc = f"mod{uuid.uuid4().hex[:8]}"
+    module = {
+        "$schema": "x",
+        "contentVersion": "1.0.0.0",
+        "parameters": {"serviceName": {"type": "string"}, "apiName": {"type": "string"}},
+        "resources": [
+            {
+                "type": f"{APIM}/apis",
+                "apiVersion": V,
+                "name": "[format('{0}/{1}', parameters('serviceName'), parameters('apiName'))]",
+                "properties": {
+                    "displayName": "[toUpper(parameters('apiName'))]",
+                    "path": "[parameters('apiName')]",
+                },
+            }
+        ],
+        "outputs": {
+            "apiId": {
+                "type": "string",
+                "value": "[resourceId('Microsoft.ApiManagement/service/apis', parameters('serviceName'), parameters('apiName'))]",
+            }
+        },
+    }
+    tpl = {
+        "$schema": "x",
+        "contentVersion": "1.0.0.0",
+        "parameters": {"serviceName": {"type": "string"}},
+        "resources": [
+            {
+                "type": APIM,
+                "apiVersion": V,
+                "name": "[parameters('serviceName')]",
+                "location": "westeurope",
+                "sku": {"name": "Developer", "capacity": 1},
+                "properties": {"publisherEmail": "a@b.example", "publisherName": "A"},
+            },
+            {
+                "type": "Microsoft.Resources/deployments",
+                "apiVersion": "2022-09-01",
+                "name": "apiModule",
+                "properties": {
+                    "expressionEvaluationOptions": {"scope": "inner"},
+                    "mode": "Incremental",
+                    "parameters": {
+                        "serviceName": {"value": "[parameters('serviceName')]"},
+                        "apiName": {"value": "orders"},
+                    },
+                    "template": module,
+                },
+                # the "Namespace/type/name" form quickstart templates write with concat()
+                "dependsOn": ["[concat('Microsoft.ApiManagement/service/', parameters('serviceName'))]"],
+            },
+            {
+                "type": f"{APIM}/tags",
+                "apiVersion": V,
+                "name": "[format('{0}/from-module', parameters('serviceName'))]",
+                "properties": {
+                    "displayName": "[last(split(reference('apiModule').outputs.apiId.value, '/'))]"
+                },
+            },
+        ],
+        "outputs": {"moduleApi": {"type": "string", "value": "[reference('apiModule').outputs.apiId.value]"}},
+    }
+    result = await deploy(node, rg, "withmodule", body(tpl, serviceName=svc))
+    props = result["properties"]
+    assert props["provisioningState"] == "Succeeded", props.get("error")
+    assert props["outputs"]["moduleApi"]["value"].endswith(f"/service/{svc}/apis/orders")
+    api = (await node.get(f"{node.svc_path(rg, svc)}/apis/orders")).json()
+    assert api["properties"]["displayName"] == "ORDERS"
+    tag = (await node.get(f"{node.svc_path(rg, svc)}/tags/from-module")).json()
+    assert tag["properties"]["displayName"] == "orders"
+    nested = (await node.get(dep_path(node, rg, "apiModule"), api_version=RV)).json()
+    assert nested["properties"]["provisioningState"] == "Succeeded"
