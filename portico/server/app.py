@@ -15,6 +15,7 @@ from portico.arm.errors import ArmError
 from portico.arm.http import json_response
 from portico.deployments.service import Deployments, environment_document
 from portico.runtime import Runtime
+from portico.server.openapi import build_document
 from portico.server.routes import ROUTES
 from portico.settings import Settings
 from portico.store.db import Database
@@ -71,6 +72,12 @@ def create_app(settings: Settings) -> FastAPI:
 
     app.add_route("/metrics", build_metrics_route(rt), methods=["GET"])
     # --- end issue 5 ---
+    openapi_document = build_document(ROUTES, settings.resolved_public_url)
+
+    async def openapi(_request: Request) -> Response:
+        return json_response(openapi_document)
+
+    app.add_route("/openapi.json", openapi, methods=["GET"])
     # Last: the management API's catch-all route, behind every fixed path above.
     app.router.routes.append(build_management_route(rt))
 

@@ -12,6 +12,9 @@ from portico.server.routes.table import Route, RouteTable
 _SUB = "subscriptions/{subscriptionId}"
 _RG = _SUB + "/resourceGroups/{resourceGroupName}"
 _DEP = _RG + "/providers/Microsoft.Resources/deployments"
+_GET = frozenset({"GET"})
+_POST = frozenset({"POST"})
+_ITEM = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 _SVC = _RG + "/providers/Microsoft.ApiManagement/service/{serviceName}"
 
 ROUTES = RouteTable(
