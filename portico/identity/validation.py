@@ -109,7 +109,7 @@ class ExternalIssuer:
                 continue
             try:
                 params = {k: jwk[k] for k in ("kty", "n", "e")}
-                keys[str(jwk.get("kid", ""))] = RSAKey.import_key(params)  # type: ignore[arg-type]
+                keys[str(jwk.get("kid", ""))] = RSAKey.import_key(params)
             except (JoseError, KeyError, ValueError, TypeError):
                 log.warning("ignoring an unusable key in the JWKS of %s", self.issuer)
         self._keys = keys
