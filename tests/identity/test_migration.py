@@ -4,6 +4,7 @@ an outside principal with the same id gets none of them."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,9 +25,9 @@ IDP = "https://idp.example/tenant-x/v2.0"
 WRITE = "Microsoft.ApiManagement/service/write"
 
 
-def _upgrade_to(revision: str) -> object:
+def _migrate_to(revision: str, *, down: bool = False) -> Callable[[Connection], None]:
     def run(connection: Connection) -> None:
-        command.upgrade(_alembic_config(connection), revision)
+        (command.downgrade if down else command.upgrade)(_alembic_config(connection), revision)
 
     return run
 
@@ -42,7 +43,7 @@ async def test_existing_assignments_become_local(database_url: str) -> None:
     db = Database(database_url)
     try:
         async with db.engine.begin() as conn:
-            await conn.run_sync(_upgrade_to("0004"))  # type: ignore[arg-type]
+            await conn.run_sync(_migrate_to("0004"))
             await conn.execute(
                 text(
                     "INSERT INTO role_assignments (id, principal_id, role, scope, created_at) "
@@ -75,5 +76,11 @@ async def test_existing_assignments_become_local(database_url: str) -> None:
                     ),
                     {"t": datetime.now(UTC)},
                 )
+
+        # Down again: the outside principal's assignment cannot be kept without its issuer.
+        async with db.engine.begin() as conn:
+            await conn.run_sync(_migrate_to("0004", down=True))
+            rows = (await conn.execute(text("SELECT id FROM role_assignments ORDER BY id"))).all()
+        assert [r.id for r in rows] == ["a1", "a2"]
     finally:
         await db.close()
