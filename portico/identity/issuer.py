@@ -175,11 +175,15 @@ def build_identity_router(
                 f"Too many failed authentication attempts. Retry after {e.retry_after} seconds.",
                 {"Retry-After": str(e.retry_after)},
             ) from None
-        if await secret_matches(secret, stored):
-            attempt.succeeded()
-            return True
-        attempt.failed()
-        return False
+        ok = False
+        try:
+            ok = await secret_matches(secret, stored)
+        finally:
+            if ok:
+                attempt.succeeded()
+            else:
+                attempt.failed()  # also when cancelled: the token stays spent
+        return ok
 
     async def issue(request: Request) -> dict[str, Any]:
         ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().casefold()

@@ -6,11 +6,12 @@ over `window` seconds. An attempt takes one token up front (so a burst of concur
 all pass the check before the first failure is counted); a success gives it back, so valid clients
 never drain a bucket. An empty bucket answers 429 with Retry-After.
 
-Which bucket an attempt draws on:
-- a registered client id: its own bucket only. Guessing at one app's secret throttles that app's
-  id and nothing else; failures from the same address on other ids never throttle it.
-- an unknown client id: the source address's bucket (IPv6 by /64, what one host usually holds),
-  so spraying made-up ids from one host is throttled without one bucket per made-up id.
+- Per registered client id: guessing at one app's secret throttles that app's id.
+- Per source address (IPv6 by /64, what one host usually holds), over all client ids, made-up ones
+  included: spraying ids from one host is throttled without one bucket per made-up id. A
+  registered client with no failure of its own in the window is exempt, so others' failures on
+  other ids behind the same address (a NAT, a proxy) never throttle a valid client; a guesser gets
+  at most one try per app past an exhausted address.
 
 Buckets untouched for a whole window are full, i.e. the same as absent: they are dropped as the
 table is used, and the table never holds more than `max_keys` entries (least recently used go)."""
@@ -22,7 +23,6 @@ import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
 
 
 class TokenBuckets:
@@ -45,6 +45,8 @@ class TokenBuckets:
         self._clock = clock
         # key -> (tokens, last update); ordered by last update, oldest first.
         self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        # key -> attempts that took a token and have not ended yet (bounded by concurrency).
+        self._pending: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -72,17 +74,30 @@ class TokenBuckets:
         self._sweep(now)
 
     def take(self, key: str) -> float:
-        """Take one token: 0.0 when taken, else the seconds until one is available (nothing taken)."""
+        """Take one token for an attempt: 0.0 when taken (end the attempt with `settle`), else the
+        seconds until one is available (nothing taken)."""
         now = self._clock()
         tokens = self._level(key, now)
         if tokens < 1.0:
             return (1.0 - tokens) / self._rate
         self._store(key, tokens - 1.0, now)
+        self._pending[key] = self._pending.get(key, 0) + 1
         return 0.0
 
-    def give_back(self, key: str) -> None:
-        now = self._clock()
-        self._store(key, self._level(key, now) + 1.0, now)
+    def settle(self, key: str, *, failed: bool) -> None:
+        """End an attempt that took a token: a failure keeps it spent, anything else gives it back."""
+        left = self._pending.get(key, 0) - 1
+        if left > 0:
+            self._pending[key] = left
+        else:
+            self._pending.pop(key, None)
+        if not failed:
+            now = self._clock()
+            self._store(key, self._level(key, now) + 1.0, now)
+
+    def unfailed(self, key: str) -> bool:
+        """No failure of `key` within the window (attempts still under way do not count)."""
+        return self._level(key, self._clock()) + self._pending.get(key, 0) >= self.capacity - 1e-9
 
 
 def address_key(host: str | None) -> str:
@@ -98,18 +113,22 @@ def address_key(host: str | None) -> str:
     return str(ip)
 
 
-@dataclass
 class Attempt:
-    """One client authentication that passed the throttle: report how it ended."""
+    """One client authentication that passed the throttle: report how it ended (once)."""
 
-    _buckets: TokenBuckets
-    _key: str
+    def __init__(self, claims: list[tuple[TokenBuckets, str]]) -> None:
+        self._claims = claims
+
+    def _end(self, *, failed: bool) -> None:
+        claims, self._claims = self._claims, []
+        for buckets, key in claims:
+            buckets.settle(key, failed=failed)
 
     def succeeded(self) -> None:
-        self._buckets.give_back(self._key)
+        self._end(failed=False)
 
     def failed(self) -> None:
-        """Nothing to do: the token taken up front is the failure's cost."""
+        self._end(failed=True)
 
 
 class Throttled(Exception):
@@ -119,9 +138,8 @@ class Throttled(Exception):
 
 
 class ClientAuthThrottle:
-    """Failed client authentications per registered client id, and per source address for ids
-    that name no app. Defaults: 10 failures a minute per client id (a valid client never fails);
-    100 a minute per address, generous for many clients behind one NAT or proxy."""
+    """Failed client authentications per registered client id and per source address. Defaults:
+    10 failures a minute per client id (a valid client never fails); 100 a minute per address."""
 
     def __init__(
         self,
@@ -136,9 +154,22 @@ class ClientAuthThrottle:
         self._addresses = TokenBuckets(per_address, window, max_keys=max_keys, clock=clock)
 
     def begin(self, client_id: str, address: str | None, *, registered: bool) -> Attempt:
-        """Admit an attempt, or raise Throttled. Call before checking the secret."""
-        buckets, key = (self._clients, client_id) if registered else (self._addresses, address_key(address))
-        wait = buckets.take(key)
-        if wait > 0:
+        """Admit an attempt, or raise Throttled. Call before checking the secret; end the attempt
+        with `succeeded()` or `failed()`. Ids that name no app get no bucket of their own (made-up
+        ids would fill the table); the address's bucket limits them."""
+        claims: list[tuple[TokenBuckets, str]] = []
+        exempt = False
+        if registered:
+            exempt = self._clients.unfailed(client_id)
+            wait = self._clients.take(client_id)
+            if wait > 0:
+                raise Throttled(wait)
+            claims.append((self._clients, client_id))
+        addr = address_key(address)
+        wait = self._addresses.take(addr)
+        if wait == 0:
+            claims.append((self._addresses, addr))
+        elif not exempt:
+            Attempt(claims).succeeded()  # nothing was tried: give back what was taken
             raise Throttled(wait)
-        return Attempt(buckets, key)
+        return Attempt(claims)

@@ -32,16 +32,23 @@ class Clock:
 def test_token_buckets_refill_and_give_back() -> None:
     clock = Clock()
     b = TokenBuckets(3, 30.0, clock=clock)  # 3 failures per 30 s: one token back every 10 s
+    assert b.unfailed("k")
     assert [b.take("k") for _ in range(3)] == [0.0, 0.0, 0.0]
+    assert b.unfailed("k")  # three attempts under way, none failed yet
+    for _ in range(3):
+        b.settle("k", failed=True)
+    assert not b.unfailed("k")
     assert b.take("k") == pytest.approx(10.0)
     assert b.take("other") == 0.0  # keys are independent
     clock.now += 4
     assert b.take("k") == pytest.approx(6.0)  # a refused take costs nothing
     clock.now += 6
     assert b.take("k") == 0.0 and b.take("k") > 0
-    b.give_back("k")  # a success returns its token
+    b.settle("k", failed=False)  # a success gives its token back
     assert b.take("k") == 0.0
+    b.settle("k", failed=True)
     clock.now += 30
+    assert b.unfailed("k")
     assert [b.take("k") for _ in range(3)] == [0.0, 0.0, 0.0]  # never more than the capacity
     assert b.take("k") > 0
 
@@ -51,12 +58,14 @@ def test_token_buckets_are_bounded() -> None:
     b = TokenBuckets(2, 60.0, max_keys=100, clock=clock)
     for i in range(1000):
         b.take(f"k{i}")
+        b.settle(f"k{i}", failed=True)
         assert len(b) <= 100
     assert b.take("k999") == 0.0 and b.take("k999") > 0  # the most recent keep their state
+    b.settle("k999", failed=True)
     clock.now += 60
     b.take("fresh")
     assert len(b) == 1  # everything a window old is full again, so dropped
-    b.give_back("fresh")
+    b.settle("fresh", failed=False)
     assert len(b) == 0  # full is the same as absent
     with pytest.raises(ValueError):
         TokenBuckets(0, 60.0)
@@ -73,21 +82,39 @@ def test_address_key() -> None:
 def test_client_auth_throttle() -> None:
     clock = Clock()
     t = ClientAuthThrottle(per_client=2, per_address=3, window=60.0, clock=clock)
-    # Registered ids: their own buckets, whatever the address.
-    for _ in range(2):
-        t.begin("app-a", "192.0.2.1", registered=True).failed()
+    # A registered id has its own bucket, whatever the address.
+    for address in ("192.0.2.1", "198.51.100.9"):
+        t.begin("app-a", address, registered=True).failed()
     with pytest.raises(Throttled) as info:
-        t.begin("app-a", "198.51.100.9", registered=True)
+        t.begin("app-a", "203.0.113.5", registered=True)
     assert info.value.retry_after == 30
     for _ in range(5):
         t.begin("app-b", "192.0.2.1", registered=True).succeeded()  # successes never drain it
-    # Unknown ids: the address's bucket, shared by every made-up id from it.
-    for i in range(3):
-        t.begin(f"nope-{i}", "192.0.2.1", registered=False).failed()
+    # The address's bucket counts failures on every id, made-up ones included.
+    t.begin("nope-1", "192.0.2.1", registered=False).failed()
+    t.begin("nope-2", "192.0.2.1", registered=False).failed()  # 3rd failure from 192.0.2.1
     with pytest.raises(Throttled):
-        t.begin("nope-x", "192.0.2.1", registered=False)
-    t.begin("nope-x", "192.0.2.2", registered=False)  # another address
-    t.begin("app-b", "192.0.2.1", registered=True).succeeded()  # a registered id is unaffected
+        t.begin("nope-3", "192.0.2.1", registered=False)
+    t.begin("nope-3", "192.0.2.2", registered=False).failed()  # another address
+    # A registered id without failures of its own is exempt from its address's limit...
+    t.begin("app-b", "192.0.2.1", registered=True).succeeded()
+    t.begin("app-c", "192.0.2.1", registered=True).failed()
+    # ...until it fails: then the exhausted address throttles it too.
+    with pytest.raises(Throttled):
+        t.begin("app-c", "192.0.2.1", registered=True)
+    t.begin("app-c", "192.0.2.2", registered=True).failed()  # from elsewhere, its own limit
+    with pytest.raises(Throttled):
+        t.begin("app-c", "192.0.2.2", registered=True)
+    clock.now += 60
+    t.begin("nope-4", "192.0.2.1", registered=False).failed()  # a window later, all refilled
+
+
+def test_refused_attempt_keeps_nothing() -> None:
+    t = ClientAuthThrottle(per_client=2, per_address=1, window=60.0)
+    t.begin("app-a", "192.0.2.1", registered=True).failed()  # address exhausted, app-a failed once
+    with pytest.raises(Throttled):
+        t.begin("app-a", "192.0.2.1", registered=True)  # refused by the address...
+    t.begin("app-a", "192.0.2.9", registered=True).failed()  # ...without spending app-a's token
 
 
 # --- the token endpoint -------------------------------------------------------------------------
@@ -142,6 +169,22 @@ async def test_wrong_secrets_for_an_app_are_throttled_before_scrypt(
     # Another client, same address: never throttled by those failures, and its successes are free.
     for _ in range(10):
         assert (await get_token(throttled_client, other, other_secret)).status_code == 200
+
+
+async def test_failures_on_many_apps_are_throttled_per_address(
+    throttled_client: httpx.AsyncClient, db: Database, scrypt_checks: list[str]
+) -> None:
+    a, _ = await create_app(db, "a")
+    b, _ = await create_app(db, "b")
+    c, _ = await create_app(db, "c")
+    good, good_secret = await create_app(db, "good")
+    for app in (a, a, a, b, b, b):
+        assert (await get_token(throttled_client, app, "wrong")).status_code == 401
+    assert (await get_token(throttled_client, c, "wrong")).status_code == 401  # its one free try
+    for app in (a, b, c):
+        assert_throttled(await get_token(throttled_client, app, "wrong"))
+    assert len(scrypt_checks) == 7
+    assert (await get_token(throttled_client, good, good_secret)).status_code == 200
 
 
 async def test_made_up_client_ids_are_throttled_per_address(
