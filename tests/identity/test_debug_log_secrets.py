@@ -5,8 +5,10 @@ captured log holds none of them."""
 from __future__ import annotations
 
 import secrets
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 import pytest
@@ -22,6 +24,26 @@ SVC = "logsvc"
 DOMAIN = "gateway.localhost"
 
 
+def start_backend(seen: list[dict[str, str]]) -> str:
+    """A backend answering 200 that records each request's headers."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{httpd.server_address[1]}"
+
+
 def test_debug_log_holds_no_secret(server_factory: Callable[..., PorticoServer]) -> None:
     gateway_port = free_port()
     server = server_factory(
@@ -34,6 +56,8 @@ def test_debug_log_holds_no_secret(server_factory: Callable[..., PorticoServer])
     )
     marks = {name: f"{name}-{secrets.token_hex(12)}" for name in ("subkey", "subkey2", "namedvalue")}
     marks |= {name: f"{name}-{secrets.token_hex(12)}" for name in ("header", "query", "auth", "password")}
+    seen: list[dict[str, str]] = []
+    backend_url = start_backend(seen)
     client = sdk_client(server)
     token = server.token()
     httpx.put(
@@ -64,7 +88,7 @@ def test_debug_log_holds_no_secret(server_factory: Callable[..., PorticoServer])
         SVC,
         "b1",
         M.BackendContract(
-            url="https://backend.example",
+            url=backend_url,
             protocol="http",
             credentials=M.BackendCredentialsContract(
                 header={"x-api-key": [marks["header"]]},
@@ -73,6 +97,15 @@ def test_debug_log_holds_no_secret(server_factory: Callable[..., PorticoServer])
                     scheme="Basic", parameter=marks["auth"]
                 ),
             ),
+        ),
+    )
+    client.backend.create_or_update(
+        RG,
+        SVC,
+        "b2",
+        M.BackendContract(
+            url="https://backend.example",
+            protocol="http",
             proxy=M.BackendProxyContract(
                 url="http://proxy.example", username="u", password=marks["password"]
             ),
@@ -82,29 +115,51 @@ def test_debug_log_holds_no_secret(server_factory: Callable[..., PorticoServer])
         RG,
         SVC,
         "echo",
-        M.ApiCreateOrUpdateParameter(display_name="Echo", path="echo", protocols=["http"]),
+        M.ApiCreateOrUpdateParameter(
+            display_name="Echo", path="echo", protocols=["http"], service_url=backend_url
+        ),
     ).result()
+    client.api_operation.create_or_update(
+        RG, SVC, "echo", "get-x", M.OperationContract(display_name="x", method="GET", url_template="/x")
+    )
+    client.api_policy.create_or_update(
+        RG,
+        SVC,
+        "echo",
+        "policy",
+        M.PolicyContract(
+            value='<policies><inbound><base /><set-backend-service backend-id="b1" /></inbound>'
+            "<backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>",
+            format="rawxml",
+        ),
+    )
     client.subscription.create_or_update(
         RG,
         SVC,
         "s1",
         M.SubscriptionCreateParameters(
-            scope="/apis", display_name="S1", primary_key=marks["subkey"], secondary_key=marks["subkey2"]
+            scope="/apis",
+            display_name="S1",
+            state="active",
+            primary_key=marks["subkey"],
+            secondary_key=marks["subkey2"],
         ),
     )
     # Reads that return the secrets to an authorised caller still must not log them.
     assert client.subscription.list_secrets(RG, SVC, "s1").primary_key == marks["subkey"]
     assert client.named_value.list_value(RG, SVC, "nv").value == marks["namedvalue"]
-    # The gateway loads the configuration (keys, backends) and checks a key.
-    deadline = time.monotonic() + 10
+    # The gateway loads the configuration, checks the key and calls the backend with its credentials.
+    deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         r = httpx.get(
             f"http://127.0.0.1:{gateway_port}/echo/x",
             headers={"Host": f"{SVC}.{DOMAIN}", "Ocp-Apim-Subscription-Key": marks["subkey"]},
         )
-        if r.status_code != 404:
+        if r.status_code == 200:
             break
         time.sleep(0.25)
+    assert r.status_code == 200, r.text
+    assert seen and seen[-1]["x-api-key"] == marks["header"]
     server.stop()
 
     log = server.log_path.read_text(errors="replace")
