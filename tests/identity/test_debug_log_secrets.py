@@ -160,6 +160,11 @@ def test_debug_log_holds_no_secret(server_factory: Callable[..., PorticoServer])
         time.sleep(0.25)
     assert r.status_code == 200, r.text
     assert seen and seen[-1]["x-api-key"] == marks["header"]
+    r = httpx.get(  # the key in the query string instead
+        f"http://127.0.0.1:{gateway_port}/echo/x?subscription-key={marks['subkey2']}",
+        headers={"Host": f"{SVC}.{DOMAIN}"},
+    )
+    assert r.status_code == 200, r.text
     server.stop()
 
     log = server.log_path.read_text(errors="replace")
