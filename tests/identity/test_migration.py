@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +20,7 @@ from portico.arm.errors import ArmError
 from portico.identity.rbac import assign_role, authorize, list_assignments
 from portico.identity.validation import Principal
 from portico.store.db import Database, _alembic_config
+from portico.store.schema import metadata
 from tests.support.postgres import create_database
 
 SVC = "/subscriptions/s1/resourceGroups/rg1/providers/Microsoft.ApiManagement/service/svc1"
@@ -52,6 +55,9 @@ async def test_existing_assignments_become_local(database_url: str) -> None:
                 {"t": datetime.now(UTC), "s": SVC},
             )
         await db.start()  # what a server does on start: migrate to head
+        async with db.engine.connect() as conn:
+            changes = await conn.run_sync(lambda c: compare_metadata(MigrationContext.configure(c), metadata))
+        assert [c for c in changes if "role_assignments" in str(c)] == []  # head == store.schema
 
         listed = await list_assignments(db)
         assert [(a.id, a.principal_id, a.issuer) for a in listed] == [
