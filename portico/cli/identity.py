@@ -198,10 +198,49 @@ def app_delete(
 # --- roles --------------------------------------------------------------------------------------
 
 
+Issuer = Annotated[
+    str,
+    typer.Option(
+        "--issuer",
+        help="Issuer of the principal: 'local' (Portico's own apps, the default) or the issuer URL of a "
+        "trusted outside issuer, exactly as its tokens' 'iss' claim spells it.",
+    ),
+]
+
+
+def _issuer(issuer: str, settings: Settings) -> str:
+    """The stored form of `--issuer`: Portico's own issuer URL means 'local'."""
+    from portico.identity import rbac
+    from portico.identity.validation import LOCAL_ISSUER
+
+    iss = issuer.strip()
+    return LOCAL_ISSUER if iss == settings.issuer else rbac.validate_issuer(iss)
+
+
+def _warn_if_untrusted(issuer: str, settings: Settings) -> None:
+    from portico.identity.validation import LOCAL_ISSUER, parse_trusted_issuers
+
+    if issuer == LOCAL_ISSUER:
+        return
+    try:
+        trusted = parse_trusted_issuers(settings.trusted_issuers)
+    except ValueError:
+        trusted = {}
+    if issuer not in trusted:
+        err.print(
+            f"[yellow]Warning:[/yellow] {escape(issuer)} is not in PORTICO_TRUSTED_ISSUERS here; the "
+            "assignment takes effect only on servers that trust this issuer.",
+            highlight=False,
+        )
+
+
 @role_cli.command("assign")
 def role_assign(
     principal: Annotated[
-        str, typer.Option("--principal", help="Client id of an app, or oid/sub of an external principal.")
+        str,
+        typer.Option(
+            "--principal", help="Client id of an app, or the oid (else sub) of an outside principal."
+        ),
     ],
     role: Annotated[str, typer.Option("--role", help=f"Built-in role: {', '.join(role_names())}.")],
     scope: Annotated[
@@ -211,26 +250,34 @@ def role_assign(
             help="'/', /subscriptions/{s}, .../resourceGroups/{rg} or .../providers/Microsoft.ApiManagement/service/{name}.",
         ),
     ],
+    issuer: Issuer = "local",
     as_json: JsonOut = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """Assign a built-in role to a principal at a scope."""
+    """Assign a built-in role to a principal (of an issuer) at a scope."""
     from portico.identity import rbac
 
+    settings = _settings(data_dir, database_url)
     try:
-        rbac.validate_assignment(principal, role, scope)
+        iss = _issuer(issuer, settings)
+        rbac.validate_assignment(principal, role, scope, iss)
     except ValueError as e:
         raise _fail(str(e)) from None
+    _warn_if_untrusted(iss, settings)
 
     async def work(db: Database, _: Settings) -> rbac.Assignment:
-        return await rbac.assign_role(db, principal, role, scope)
+        return await rbac.assign_role(db, principal, role, scope, issuer=iss)
 
     a = _run(data_dir, database_url, work)
     if as_json:
         _print_json(a.as_dict())
         return
-    out.print(f"Assignment {a.id}: {a.role} for {a.principal_id} at {a.scope}", highlight=False, markup=False)
+    out.print(
+        f"Assignment {a.id}: {a.role} for {a.principal_id} (issuer {a.issuer}) at {a.scope}",
+        highlight=False,
+        markup=False,
+    )
 
 
 @role_cli.command("list")
@@ -238,25 +285,36 @@ def role_list(
     principal: Annotated[
         str | None, typer.Option("--principal", help="Only this principal's assignments.")
     ] = None,
+    issuer: Annotated[
+        str | None,
+        typer.Option("--issuer", help="Only assignments of principals of this issuer ('local' or a URL)."),
+    ] = None,
     as_json: JsonOut = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
 ) -> None:
-    """List role assignments."""
+    """List role assignments with the issuer of each principal ('local': Portico's own apps)."""
     from portico.identity import rbac
 
+    iss: str | None = None
+    if issuer is not None:
+        try:
+            iss = _issuer(issuer, _settings(data_dir, database_url))
+        except ValueError as e:
+            raise _fail(str(e)) from None
+
     async def work(db: Database, _: Settings) -> list[rbac.Assignment]:
-        return await rbac.list_assignments(db, principal)
+        return await rbac.list_assignments(db, principal, issuer=iss)
 
     items = _run(data_dir, database_url, work)
     if as_json:
         _print_json([a.as_dict() for a in items])
         return
     table = Table(title="Role assignments")
-    for col in ("Assignment id", "Principal", "Role", "Scope"):
+    for col in ("Assignment id", "Principal", "Issuer", "Role", "Scope"):
         table.add_column(col, overflow="fold")
     for a in items:
-        table.add_row(*_cells(a.id, a.principal_id, a.role, a.scope))
+        table.add_row(*_cells(a.id, a.principal_id, a.issuer, a.role, a.scope))
     out.print(table)
 
 

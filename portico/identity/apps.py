@@ -127,13 +127,22 @@ async def delete_app(db: Database, client_id: str) -> bool:
     return bool(result.rowcount)
 
 
-async def verify_secret(db: Database, client_id: str, secret: str) -> bool:
-    """Constant-time check of a client secret; an unknown client costs the same as a wrong secret."""
+async def stored_secret_hash(db: Database, client_id: str) -> str | None:
+    """The secret hash of app `client_id`; None when no such app exists."""
     async with db.read() as conn:
         row = (await conn.execute(select(apps.c.secret_hash).where(apps.c.client_id == client_id))).first()
-    stored = row.secret_hash if row else _dummy_hash()
-    ok = await asyncio.to_thread(check_secret, secret, stored)
-    return ok and row is not None
+    return str(row.secret_hash) if row else None
+
+
+async def secret_matches(secret: str, stored: str | None) -> bool:
+    """Constant-time check against `stored_secret_hash`; an unknown client (None) costs the same
+    as a wrong secret."""
+    ok = await asyncio.to_thread(check_secret, secret, stored or _dummy_hash())
+    return ok and stored is not None
+
+
+async def verify_secret(db: Database, client_id: str, secret: str) -> bool:
+    return await secret_matches(secret, await stored_secret_hash(db, client_id))
 
 
 def _write_private_json(path: Path, data: dict[str, Any]) -> None:

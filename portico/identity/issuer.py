@@ -13,8 +13,9 @@ from urllib.parse import parse_qs, unquote_plus
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
-from portico.identity.apps import verify_secret
+from portico.identity.apps import secret_matches, stored_secret_hash
 from portico.identity.keys import ALGORITHM, SigningKeys
+from portico.identity.throttle import ClientAuthThrottle, Throttled
 from portico.settings import Settings
 from portico.store.db import Database
 
@@ -80,9 +81,12 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     return unquote_plus(user), unquote_plus(password)
 
 
-def build_identity_router(settings: Settings, db: Database, keys: SigningKeys) -> APIRouter:
+def build_identity_router(
+    settings: Settings, db: Database, keys: SigningKeys, throttle: ClientAuthThrottle | None = None
+) -> APIRouter:
     """Discovery, JWKS and token endpoints of tenant `settings.tenant_id` under `/{tenant}/...`."""
     router = APIRouter(tags=["identity"])
+    throttle = throttle or ClientAuthThrottle()
     tenant_id = settings.tenant_id
     base = f"{settings.resolved_public_url}/{tenant_id}"
     scopes = accepted_scopes(settings.audience)
@@ -156,6 +160,31 @@ def build_identity_router(settings: Settings, db: Database, keys: SigningKeys) -
         except OAuthError as e:
             return e.response()
 
+    async def authenticate_client(request: Request, client_id: str, secret: str) -> bool:
+        """Check a client secret, unless failures for this client (or address) are throttled: that
+        is decided before any scrypt CPU is spent."""
+        stored = await stored_secret_hash(db, client_id)
+        address = request.client.host if request.client else None
+        try:
+            attempt = throttle.begin(client_id, address, registered=stored is not None)
+        except Throttled as e:
+            log.debug("token request throttled for client_id %r from %s", client_id[:64], address)
+            raise OAuthError(
+                429,
+                "temporarily_unavailable",
+                f"Too many failed authentication attempts. Retry after {e.retry_after} seconds.",
+                {"Retry-After": str(e.retry_after)},
+            ) from None
+        ok = False
+        try:
+            ok = await secret_matches(secret, stored)
+        finally:
+            if ok:
+                attempt.succeeded()
+            else:
+                attempt.failed()  # also when cancelled: the token stays spent
+        return ok
+
     async def issue(request: Request) -> dict[str, Any]:
         ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().casefold()
         if ctype != "application/x-www-form-urlencoded":
@@ -178,7 +207,7 @@ def build_identity_router(settings: Settings, db: Database, keys: SigningKeys) -
             )
 
         client_id, secret, via_basic = _client_credentials(request, form)
-        if not await verify_secret(db, client_id, secret):
+        if not await authenticate_client(request, client_id, secret):
             log.info("token request rejected: invalid client credentials for client_id %r", client_id[:64])
             raise OAuthError(
                 401,

@@ -18,17 +18,21 @@ from portico.identity.roles import (
     role_names,
     scope_covers,
 )
-from portico.identity.validation import Principal
+from portico.identity.validation import LOCAL_ISSUER, Principal
 from portico.store.db import Database
 from portico.store.schema import role_assignments
 
 # --- assignments --------------------------------------------------------------------------------
+# An assignment names its principal by object id AND issuer, as Entra names one by tenant and
+# object id: an outside issuer can mint any `oid`, so an id alone would let it borrow the roles of
+# a local app whose client id it copies. Portico's own issuer is stored as LOCAL_ISSUER.
 
 
 @dataclass(frozen=True)
 class Assignment:
     id: str
     principal_id: str
+    issuer: str
     role: str
     scope: str
     created_at: datetime
@@ -37,6 +41,7 @@ class Assignment:
         return {
             "id": self.id,
             "principal_id": self.principal_id,
+            "issuer": self.issuer,
             "role": self.role,
             "scope": self.scope,
             "created_at": self.created_at.isoformat(),
@@ -44,65 +49,97 @@ class Assignment:
 
 
 def _row_to_assignment(row: Any) -> Assignment:
-    return Assignment(row.id, row.principal_id, row.role, row.scope, row.created_at)
+    return Assignment(row.id, row.principal_id, row.issuer, row.role, row.scope, row.created_at)
 
 
 # Per-process cache of a principal's (role, scope) pairs. Short enough that a change made on another
 # node shows within ~2 s; changes made through this process clear it at once.
 _CACHE_TTL = 1.5
-_cache: dict[tuple[str, str], tuple[float, list[tuple[Role, str]]]] = {}
+_cache: dict[tuple[str, str, str], tuple[float, list[tuple[Role, str]]]] = {}
 
 
 def invalidate_cache() -> None:
     _cache.clear()
 
 
-def validate_assignment(principal_id: str, role: str, scope: str) -> tuple[str, Role, str]:
+def validate_issuer(issuer: str) -> str:
+    """LOCAL_ISSUER, or an outside issuer exactly as its tokens' `iss` claim spells it (a URL)."""
+    iss = issuer.strip()
+    if iss == LOCAL_ISSUER:
+        return iss
+    if len(iss) > 600 or not iss.startswith(("https://", "http://")):
+        raise ValueError(
+            f"Invalid issuer {issuer!r}: use '{LOCAL_ISSUER}' for Portico's own apps or the issuer URL "
+            "of a trusted outside issuer (its tokens' 'iss' claim), e.g. "
+            "'https://login.microsoftonline.com/{tenant}/v2.0'."
+        )
+    return iss
+
+
+def validate_assignment(
+    principal_id: str, role: str, scope: str, issuer: str = LOCAL_ISSUER
+) -> tuple[str, Role, str, str]:
+    """(principal id, role, scope, issuer) in canonical form, or ValueError naming the bad field."""
     pid = principal_id.strip()
     if not pid or len(pid) > 200:
         raise ValueError("The principal id must be 1 to 200 characters.")
     found = find_role(role)
     if found is None:
         raise ValueError(f"Unknown role {role!r}. Built-in roles: {', '.join(role_names())}.")
-    return pid, found, normalize_scope(scope)
+    return pid, found, normalize_scope(scope), validate_issuer(issuer)
 
 
-async def insert_assignment(conn: Any, principal_id: str, role: str, scope: str) -> Assignment:
+async def insert_assignment(
+    conn: Any, principal_id: str, role: str, scope: str, *, issuer: str = LOCAL_ISSUER
+) -> Assignment:
     """Assign inside the caller's transaction; an existing identical assignment is returned as is."""
-    pid, found, norm = validate_assignment(principal_id, role, scope)
+    pid, found, norm, iss = validate_assignment(principal_id, role, scope, issuer)
     rows = (
         await conn.execute(
             select(role_assignments).where(
-                role_assignments.c.principal_id == pid, role_assignments.c.role == found.name
+                role_assignments.c.principal_id == pid,
+                role_assignments.c.issuer == iss,
+                role_assignments.c.role == found.name,
             )
         )
     ).all()
     for row in rows:
         if row.scope.casefold() == norm.casefold():
             return _row_to_assignment(row)
-    a = Assignment(str(uuid.uuid4()), pid, found.name, norm, datetime.now(UTC))
+    a = Assignment(str(uuid.uuid4()), pid, iss, found.name, norm, datetime.now(UTC))
     await conn.execute(
         role_assignments.insert().values(
-            id=a.id, principal_id=a.principal_id, role=a.role, scope=a.scope, created_at=a.created_at
+            id=a.id,
+            principal_id=a.principal_id,
+            issuer=a.issuer,
+            role=a.role,
+            scope=a.scope,
+            created_at=a.created_at,
         )
     )
     invalidate_cache()
     return a
 
 
-async def assign_role(db: Database, principal_id: str, role: str, scope: str) -> Assignment:
-    """Give `principal_id` a built-in `role` at `scope` (ValueError on a bad role or scope)."""
-    validate_assignment(principal_id, role, scope)  # fail before opening a write transaction
+async def assign_role(
+    db: Database, principal_id: str, role: str, scope: str, *, issuer: str = LOCAL_ISSUER
+) -> Assignment:
+    """Give `principal_id` of `issuer` a built-in `role` at `scope` (ValueError on a bad field)."""
+    validate_assignment(principal_id, role, scope, issuer)  # fail before opening a write transaction
     async with db.write() as conn:
-        a = await insert_assignment(conn, principal_id, role, scope)
+        a = await insert_assignment(conn, principal_id, role, scope, issuer=issuer)
     invalidate_cache()
     return a
 
 
-async def list_assignments(db: Database, principal_id: str | None = None) -> list[Assignment]:
+async def list_assignments(
+    db: Database, principal_id: str | None = None, *, issuer: str | None = None
+) -> list[Assignment]:
     q = select(role_assignments).order_by(role_assignments.c.created_at, role_assignments.c.id)
     if principal_id is not None:
         q = q.where(role_assignments.c.principal_id == principal_id)
+    if issuer is not None:
+        q = q.where(role_assignments.c.issuer == issuer)
     async with db.read() as conn:
         return [_row_to_assignment(r) for r in (await conn.execute(q)).all()]
 
@@ -114,19 +151,23 @@ async def delete_assignment(db: Database, assignment_id: str) -> bool:
     return bool(result.rowcount)
 
 
-async def delete_assignments_of(conn: Any, principal_id: str) -> None:
-    await conn.execute(delete(role_assignments).where(role_assignments.c.principal_id == principal_id))
+async def delete_assignments_of(conn: Any, principal_id: str, *, issuer: str = LOCAL_ISSUER) -> None:
+    await conn.execute(
+        delete(role_assignments).where(
+            role_assignments.c.principal_id == principal_id, role_assignments.c.issuer == issuer
+        )
+    )
     invalidate_cache()
 
 
-async def _grants(db: Database, principal_id: str) -> list[tuple[Role, str]]:
-    key = (db.url, principal_id)
+async def _grants(db: Database, issuer: str, principal_id: str) -> list[tuple[Role, str]]:
+    key = (db.url, issuer, principal_id)
     now = time.monotonic()
     hit = _cache.get(key)
     if hit is not None and hit[0] > now:
         return hit[1]
     q = select(role_assignments.c.role, role_assignments.c.scope).where(
-        role_assignments.c.principal_id == principal_id
+        role_assignments.c.principal_id == principal_id, role_assignments.c.issuer == issuer
     )
     async with db.read() as conn:
         rows = (await conn.execute(q)).all()
@@ -139,8 +180,8 @@ async def _grants(db: Database, principal_id: str) -> list[tuple[Role, str]]:
     return grants
 
 
-async def is_authorized(db: Database, principal_id: str, action: str, scope: str) -> bool:
-    for role, assigned in await _grants(db, principal_id):
+async def is_authorized(db: Database, principal_id: str, action: str, scope: str, *, issuer: str) -> bool:
+    for role, assigned in await _grants(db, issuer, principal_id):
         if scope_covers(assigned, scope) and role.permits(action):
             return True
     return False
@@ -148,9 +189,9 @@ async def is_authorized(db: Database, principal_id: str, action: str, scope: str
 
 async def authorize(db: Database, principal: Principal, action: str, scope: str) -> None:
     """Raise ARM's 403 AuthorizationFailed unless an assignment at or above `scope` permits `action`."""
-    if await is_authorized(db, principal.principal_id, action, scope):
-        return
     pid = principal.principal_id
+    if await is_authorized(db, pid, action, scope, issuer=principal.assignment_issuer):
+        return
     raise ArmError(
         403,
         "AuthorizationFailed",

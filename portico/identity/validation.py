@@ -29,6 +29,9 @@ log = logging.getLogger("portico.identity")
 ALGORITHM = "RS256"
 CLOCK_SKEW = 60  # seconds of tolerated clock difference on exp / nbf
 MAX_TOKEN_BYTES = 16 * 1024
+# How role assignments name Portico's own issuer: its URL follows the public URL, which an operator
+# may change, while assignments of its apps must stay theirs.
+LOCAL_ISSUER = "local"
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,12 @@ class Principal:
     issuer: str
     tenant_id: str | None
     claims: dict[str, Any] = field(repr=False)
+    local: bool = False  # issued by Portico itself (not by a trusted outside issuer)
+
+    @property
+    def assignment_issuer(self) -> str:
+        """The issuer under which this principal's role assignments are stored."""
+        return LOCAL_ISSUER if self.local else self.issuer
 
 
 def _b64json(segment: str) -> Any:
@@ -60,6 +69,8 @@ def parse_trusted_issuers(spec: str) -> dict[str, str]:
         issuer, sep, audience = item.partition("|")
         if not sep or not issuer.strip() or not audience.strip():
             raise ValueError(f"trusted issuer entry {item!r} must look like 'issuer|audience'")
+        if issuer.strip() == LOCAL_ISSUER:
+            raise ValueError(f"trusted issuer {LOCAL_ISSUER!r} is reserved for Portico's own issuer")
         out[issuer.strip()] = audience.strip()
     return out
 
@@ -98,7 +109,7 @@ class ExternalIssuer:
                 continue
             try:
                 params = {k: jwk[k] for k in ("kty", "n", "e")}
-                keys[str(jwk.get("kid", ""))] = RSAKey.import_key(params)  # type: ignore[arg-type]
+                keys[str(jwk.get("kid", ""))] = RSAKey.import_key(params)
             except (JoseError, KeyError, ValueError, TypeError):
                 log.warning("ignoring an unusable key in the JWKS of %s", self.issuer)
         self._keys = keys
@@ -274,7 +285,10 @@ class TokenValidator:
             raise self._invalid("The access token names no principal (no 'oid' or 'sub' claim).")
         tid = claims.get("tid")
         tenant = tid if isinstance(tid, str) else (self._settings.tenant_id if external is None else None)
-        return Principal(principal_id=pid, issuer=str(iss), tenant_id=tenant, claims=claims), float(exp)
+        principal = Principal(
+            principal_id=pid, issuer=str(iss), tenant_id=tenant, claims=claims, local=external is None
+        )
+        return principal, float(exp)
 
 
 def _audience_ok(aud: Any, expected: str) -> bool:

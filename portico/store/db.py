@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,11 +22,25 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
+def quiet_driver_logs() -> None:
+    """Rows and statement parameters hold secrets (subscription keys, secret named values, backend
+    credentials): no log level may print them. aiosqlite logs every call with its parameters at
+    DEBUG, so its logger stays at INFO whatever the root level."""
+    driver = logging.getLogger("aiosqlite")
+    if driver.level < logging.INFO:  # NOTSET too: the root level may be lowered later
+        driver.setLevel(logging.INFO)
+
+
 def create_engine(url: str) -> AsyncEngine:
+    quiet_driver_logs()
+    # hide_parameters: should SQLAlchemy's own logging be turned on, or a statement fail, the
+    # statement is shown without its parameters.
     if url.startswith("sqlite"):
         # Every use is an explicit begin() that commits or rolls back, so the pool's rollback on
         # return is pure overhead (about half the CPU of a one-statement read, measured).
-        engine = create_async_engine(url, connect_args={"timeout": 30}, pool_reset_on_return=None)
+        engine = create_async_engine(
+            url, connect_args={"timeout": 30}, pool_reset_on_return=None, hide_parameters=True
+        )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -47,7 +62,7 @@ def create_engine(url: str) -> AsyncEngine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
 
 
 class Database:

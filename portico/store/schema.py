@@ -124,10 +124,14 @@ role_assignments = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("principal_id", String(200), nullable=False, index=True),
+    # "local" = Portico's own token issuer; otherwise a trusted issuer's `iss`, exactly as spelled.
+    Column("issuer", String(600), nullable=False, server_default="local"),
     Column("role", String(100), nullable=False),
     Column("scope", String(600), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
-    UniqueConstraint("principal_id", "role", "scope", name="uq_role_assignments_principal_role_scope"),
+    UniqueConstraint(
+        "principal_id", "issuer", "role", "scope", name="uq_role_assignments_principal_issuer_role_scope"
+    ),
 )
 
 signing_keys = Table(

@@ -15,6 +15,7 @@ from portico.identity.apps import verify_secret
 from .util import open_db, prepare_db_sync
 
 SVC = "/subscriptions/s1/resourceGroups/rg1/providers/Microsoft.ApiManagement/service/svc1"
+IDP = "https://idp.example/tenant-x/v2.0"
 
 
 @pytest.fixture
@@ -74,6 +75,8 @@ def test_app_and_role_commands(data_dir: Path) -> None:
         "assign",
         "--principal",
         "ext-oid",
+        "--issuer",
+        IDP,
         "--role",
         "READER",
         "--scope",
@@ -83,14 +86,19 @@ def test_app_and_role_commands(data_dir: Path) -> None:
     )
     assert r.exit_code == 0, r.output
     assignment = json.loads(r.stdout)
-    assert assignment["role"] == "Reader"
+    assert (assignment["role"], assignment["issuer"]) == ("Reader", IDP)
 
     r = run(runner, role_cli, "list", "--json", *dd)
-    assert {a["principal_id"] for a in json.loads(r.stdout)} == {client_id, "ext-oid"}
+    assert {(a["principal_id"], a["issuer"]) for a in json.loads(r.stdout)} == {
+        (client_id, "local"),
+        ("ext-oid", IDP),
+    }
     r = run(runner, role_cli, "list", "--principal", "ext-oid", "--json", *dd)
     assert [a["id"] for a in json.loads(r.stdout)] == [assignment["id"]]
+    r = run(runner, role_cli, "list", "--issuer", "local", "--json", *dd)
+    assert [a["principal_id"] for a in json.loads(r.stdout)] == [client_id]
     r = run(runner, role_cli, "list", *dd)
-    assert r.exit_code == 0 and "Reader" in r.stdout
+    assert r.exit_code == 0 and "Reader" in r.stdout and "Issuer" in r.stdout
 
     r = run(runner, role_cli, "delete", assignment["id"], *dd)
     assert r.exit_code == 0
@@ -103,6 +111,34 @@ def test_app_and_role_commands(data_dir: Path) -> None:
     assert json.loads(r.stdout) == []  # the app's assignments went with it
     r = run(runner, app_cli, "delete", client_id, *dd)
     assert r.exit_code == 2 and "No app" in r.stderr
+
+
+def test_role_assign_issuer(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--issuer: 'local' by default, Portico's own issuer URL means local, an outside issuer is a URL
+    (warned about when this process does not trust it)."""
+    monkeypatch.setenv("PORTICO_PUBLIC_URL", "https://portico.test")
+    monkeypatch.setenv("PORTICO_TRUSTED_ISSUERS", f"{IDP}|api://portico")
+    runner = CliRunner()
+    dd = ["--data-dir", str(data_dir)]
+    base = ["assign", "--role", "Reader", "--scope", SVC, "--json", *dd]
+    r = run(runner, role_cli, *base, "--principal", "p1")
+    assert r.exit_code == 0 and json.loads(r.stdout)["issuer"] == "local"
+    r = run(runner, role_cli, *base, "--principal", "p2", "--issuer", "https://portico.test/portico/v2.0")
+    assert r.exit_code == 0 and json.loads(r.stdout)["issuer"] == "local"
+    r = run(runner, role_cli, *base, "--principal", "p1", "--issuer", IDP)
+    assert r.exit_code == 0 and json.loads(r.stdout)["issuer"] == IDP and "Warning" not in r.stderr
+    r = run(runner, role_cli, *base, "--principal", "p1", "--issuer", "https://untrusted.example/v2.0")
+    assert r.exit_code == 0 and "not in PORTICO_TRUSTED_ISSUERS" in r.stderr
+    r = run(runner, role_cli, *base, "--principal", "p1", "--issuer", "idp.example")
+    assert r.exit_code == 2 and "Invalid issuer" in r.stderr
+    r = run(runner, role_cli, "list", "--issuer", "nope", *dd)
+    assert r.exit_code == 2 and "Invalid issuer" in r.stderr
+    r = run(runner, role_cli, "list", "--principal", "p1", "--json", *dd)
+    assert sorted(a["issuer"] for a in json.loads(r.stdout)) == [
+        "https://idp.example/tenant-x/v2.0",
+        "https://untrusted.example/v2.0",
+        "local",
+    ]
 
 
 def test_table_output_shows_secret_once(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,13 +31,21 @@ RESTORE = "Microsoft.ApiManagement/service/restore/action"
 USER_KEYS = "Microsoft.ApiManagement/service/users/keys/read"
 
 
-def who(pid: str) -> Principal:
-    return Principal(principal_id=pid, issuer="test", tenant_id="t", claims={})
+IDP = "https://idp.example/tenant-x/v2.0"
 
 
-async def allowed(db: Database, pid: str, action: str, scope: str) -> bool:
+def who(pid: str, issuer: str | None = None) -> Principal:
+    """A local principal (Portico's own token), or one of the outside `issuer`."""
+    if issuer is None:
+        return Principal(
+            principal_id=pid, issuer="https://portico.test/t/v2.0", tenant_id="t", claims={}, local=True
+        )
+    return Principal(principal_id=pid, issuer=issuer, tenant_id=None, claims={})
+
+
+async def allowed(db: Database, pid: str, action: str, scope: str, issuer: str | None = None) -> bool:
     try:
-        await authorize(db, who(pid), action, scope)
+        await authorize(db, who(pid, issuer), action, scope)
     except ArmError as e:
         assert e.status == 403 and e.code == "AuthorizationFailed"
         return False
@@ -152,6 +160,28 @@ async def test_assignment_crud_and_validation(db: Database) -> None:
             await assign_role(db, "p", "Reader", bad)
     with pytest.raises(ValueError, match="principal"):
         await assign_role(db, " ", "Reader", SVC)
+
+
+async def test_assignments_are_keyed_by_issuer(db: Database) -> None:
+    """An outside principal whose oid equals a local app's client id gets none of the app's roles,
+    and only its own assignments (by issuer); deleting the local app keeps the outside ones."""
+    await assign_role(db, "shared-id", "Owner", "/")
+    assert await allowed(db, "shared-id", WRITE, SVC)
+    assert not await allowed(db, "shared-id", READ, SVC, issuer=IDP)
+    outside = await assign_role(db, "shared-id", "Reader", SVC, issuer=IDP)
+    assert outside.issuer == IDP and outside.as_dict()["issuer"] == IDP
+    assert await allowed(db, "shared-id", READ, SVC, issuer=IDP)
+    assert not await allowed(db, "shared-id", WRITE, SVC, issuer=IDP)
+    assert not await allowed(db, "shared-id", READ, SVC, issuer="https://other.example/v2.0")
+    assert [a.issuer for a in await list_assignments(db, "shared-id")] == ["local", IDP]
+    assert [a.id for a in await list_assignments(db, "shared-id", issuer=IDP)] == [outside.id]
+    async with db.write() as conn:
+        await rbac.delete_assignments_of(conn, "shared-id")  # what deleting the local app does
+    assert [a.id for a in await list_assignments(db, "shared-id")] == [outside.id]
+    assert not await allowed(db, "shared-id", WRITE, SVC)
+    for bad in ("", "idp.example", "x" * 601, "ftp://idp"):
+        with pytest.raises(ValueError, match="issuer"):
+            await assign_role(db, "p", "Reader", SVC, issuer=bad)
 
 
 async def test_role_changes_visible_quickly(db: Database) -> None:

@@ -69,6 +69,7 @@ async def test_accepts_issued_token(
     p = await validator.validate(f"Bearer {token}")
     assert p.principal_id == creds[0]
     assert p.issuer == settings.issuer and p.tenant_id == TENANT
+    assert p.local and p.assignment_issuer == "local"  # role assignments of local apps
     assert p.claims["appid"] == creds[0]
     # Second time comes from the cache and gives the same answer.
     assert await validator.validate(f"bearer {token}") == p
@@ -247,6 +248,7 @@ async def test_external_issuer(tmp_path: Path, keys: SigningKeys) -> None:
         v = TokenValidator(s, keys, http_client=http, jwks_min_refetch=0)
         p = await v.validate(f"Bearer {idp.token(idp.keys[0])}")
         assert (p.principal_id, p.issuer, p.tenant_id) == ("object-1", IDP, "tenant-x")
+        assert not p.local and p.assignment_issuer == IDP
         assert idp.calls == ["/tenant-x/v2.0/.well-known/openid-configuration", "/keys"]
         # Keys are cached: a second token costs no HTTP call.
         p = await v.validate(f"Bearer {idp.token(idp.keys[0], oid=None, sub='only-sub')}")
@@ -293,3 +295,5 @@ def test_parse_trusted_issuers() -> None:
     assert parse_trusted_issuers("a|b, c|d ,") == {"a": "b", "c": "d"}
     with pytest.raises(ValueError):
         parse_trusted_issuers("no-audience")
+    with pytest.raises(ValueError, match="reserved"):
+        parse_trusted_issuers("local|api://x")  # the name role assignments give Portico's own issuer
