@@ -16,13 +16,14 @@ from portico.gateway.context import Context, HeaderMap, Response
 from portico.gateway.expressions import ExpressionError
 from portico.gateway.jwks import JwksCache
 from portico.gateway.keys import authenticate
-from portico.gateway.policies.base import STOP, Reject, run_now
+from portico.gateway.outcome import STOP, Reject
+from portico.gateway.policies.base import run_list, run_now
 from portico.gateway.policies.limits import Counters, CounterStore
-from portico.gateway.policies.pipeline import Pipeline, run_list
+from portico.gateway.policies.pipeline import Pipeline
 from portico.gateway.proxy import (
     ClientGone,
+    Forwarder,
     error_body,
-    forward_nowait,
     response_parts,
     send_response,
     stream_response,
@@ -63,8 +64,10 @@ class Gateway:
         self.config = ConfigStore(
             self.db, settings.gateway_domain, settings.gateway_config_poll_seconds, self.counters, self.jwks
         )
-        self.config.gateway = self  # type: ignore[attr-defined]
         self.upstream = Upstream(connect_timeout=settings.gateway_connect_timeout)
+        self.backend = Forwarder(
+            self.upstream, settings.gateway_max_body_bytes, settings.gateway_backend_timeout
+        )
         self.analytics: UsageWriter | UsageForwarder | None = usage
         if usage is None and settings.gateway_analytics:
             self.analytics = UsageWriter(self.db, max_queue=settings.gateway_analytics_queue)
@@ -163,6 +166,7 @@ class Gateway:
             client[0] if client else "",
             self._request_id(),
             receive,
+            self.backend,
         )
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -373,7 +377,7 @@ class Gateway:
             else:
                 for p in pipeline.backend:
                     if p.forwards:  # the last one (Pipeline.fast): the rest runs when the backend answered
-                        forward_nowait(
+                        ctx.backend.forward_nowait(
                             ctx, p.timeout, partial(self._outbound_nowait, ctx, pipeline, cycle, p)
                         )
                         return

@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote
 
 from portico.gateway.expressions import ExpressionError, to_text
+from portico.gateway.upstream import split_url
 
 if TYPE_CHECKING:
+    from portico.gateway.backend import Backend
     from portico.gateway.config import Product, ServiceConfig, Subscription
     from portico.gateway.policies.cache import CacheState
     from portico.gateway.routing import Api, Operation
@@ -261,6 +263,7 @@ class Context:
         "_headers",
         "_user",
         "api",
+        "backend",
         "backend_base",
         "backend_ms",
         "backend_status",
@@ -313,6 +316,7 @@ class Context:
         client_ip: str,
         request_id: str,
         receive: Any,
+        backend: Backend,
     ) -> None:
         self.service = service
         self.method = method
@@ -327,6 +331,7 @@ class Context:
         self.client_ip = client_ip
         self.request_id = request_id
         self.receive = receive
+        self.backend = backend  # where forward-request sends the request (portico/gateway/backend.py)
         self.started = time.perf_counter()
         self.timestamp = time.time()
         self.api: Api | None = None
@@ -507,8 +512,6 @@ class Context:
 def _url_of(url: str | None) -> Any:
     if not url:
         return None
-    from portico.gateway.upstream import split_url
-
     try:
         scheme, host, port, target = split_url(url)
     except ValueError:

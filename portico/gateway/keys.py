@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from portico.gateway.policies.base import Reject
+from portico.gateway.outcome import Reject
 
 if TYPE_CHECKING:
     from portico.gateway.config import Product, ServiceConfig

@@ -6,13 +6,14 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from portico.gateway.context import Response
-from portico.gateway.policies.base import Reject
+from portico.gateway.outcome import Reject
 from portico.gateway.policies.cache import MAX_RESPONSE_BYTES, pending_store
-from portico.gateway.upstream import UpstreamError, UpstreamResponse, UpstreamTimeout, split_url
+from portico.gateway.upstream import Upstream, UpstreamError, UpstreamResponse, UpstreamTimeout, split_url
 
 if TYPE_CHECKING:
-    from portico.gateway.app import Gateway
     from portico.gateway.context import Context
 
 # RFC 9110 §7.6.1 connection-specific headers, plus what the gateway sets itself.
@@ -76,7 +77,7 @@ def _split(base: str) -> tuple[str, str, int, str, str]:
     return hit
 
 
-def request_headers(ctx: Context, gw: Gateway) -> list[tuple[bytes, bytes]]:
+def request_headers(ctx: Context) -> list[tuple[bytes, bytes]]:
     touched = ctx.headers_touched
     raw = ctx.headers.to_raw() if touched else ctx.raw_headers
     drop_key = ctx.api.key_header if ctx.api is not None else b""
@@ -175,87 +176,94 @@ def _answered(ctx: Context, upstream: UpstreamResponse, t0: float) -> None:
     ctx.response = r
 
 
-async def forward(ctx: Context, timeout: float | None) -> None:  # noqa: ASYNC109 - the policy's attribute
-    gw: Gateway = ctx.service.store.gateway  # type: ignore[attr-defined]
-    scheme, host, port, target = _target(ctx)
-    headers = request_headers(ctx, gw)
-    body: bytes | AsyncIterator[bytes] | None
-    length: int | None = None
-    if ctx.request_body is not None:
-        body = ctx.request_body
-    else:
-        has, length = _has_body(ctx)
-        body = request_body(ctx, gw.settings.gateway_max_body_bytes) if has else None
-    if ctx.response is not None:
-        ctx.response.drop_upstream()
-    t0 = time.perf_counter()
-    try:
-        upstream = await gw.upstream.request(
+class Forwarder:
+    """The gateway's backend (portico/gateway/backend.py): requests go out through the pooled
+    client, with the gateway's body limit and default timeout."""
+
+    __slots__ = ("default_timeout", "max_body_bytes", "upstream")
+
+    def __init__(self, upstream: Upstream, max_body_bytes: int, default_timeout: float) -> None:
+        self.upstream = upstream
+        self.max_body_bytes = max_body_bytes
+        self.default_timeout = default_timeout
+
+    async def forward(self, ctx: Context, timeout: float | None) -> None:  # noqa: ASYNC109 - the policy's
+        scheme, host, port, target = _target(ctx)
+        headers = request_headers(ctx)
+        body: bytes | AsyncIterator[bytes] | None
+        length: int | None = None
+        if ctx.request_body is not None:
+            body = ctx.request_body
+        else:
+            has, length = _has_body(ctx)
+            body = request_body(ctx, self.max_body_bytes) if has else None
+        if ctx.response is not None:
+            ctx.response.drop_upstream()
+        t0 = time.perf_counter()
+        try:
+            upstream = await self.upstream.request(
+                ctx.method,
+                scheme,
+                host,
+                port,
+                target,
+                headers,
+                body,
+                timeout if timeout is not None else self.default_timeout,
+                verify_tls=ctx.backend_verify_tls,
+                content_length=length,
+            )
+        except BodyTooLarge:
+            raise Reject(
+                413,
+                f"Request body exceeds the limit of {self.max_body_bytes} bytes.",
+                source="forward-request",
+                reason="RequestEntityTooLarge",
+            ) from None
+        except ClientGone:
+            raise
+        except UpstreamError as exc:
+            raise _failed(ctx, exc, t0) from None
+        _answered(ctx, upstream, t0)
+
+    def forward_nowait(
+        self,
+        ctx: Context,
+        timeout: float | None,
+        done: Callable[[Reject | None], None],
+    ) -> None:
+        """`forward` for the fast path (Gateway.handle_nowait), whose request body, if any, is in
+        `ctx.request_body` already: `done(None)` once the response head is in `ctx.response`, or
+        `done(reject)`. Raises Reject (bad backend URL) before anything is sent."""
+        scheme, host, port, target = _target(ctx)
+        headers = request_headers(ctx)
+        if ctx.response is not None:
+            ctx.response.drop_upstream()
+        t0 = time.perf_counter()
+
+        def answered(upstream: UpstreamResponse | None, exc: BaseException | None) -> None:
+            if upstream is None:
+                assert isinstance(exc, UpstreamError)
+                done(_failed(ctx, exc, t0))
+                return
+            _answered(ctx, upstream, t0)
+            done(None)
+
+        self.upstream.request_nowait(
             ctx.method,
             scheme,
             host,
             port,
             target,
             headers,
-            body,
-            timeout if timeout is not None else gw.settings.gateway_backend_timeout,
+            ctx.request_body,
+            timeout if timeout is not None else self.default_timeout,
+            answered,
             verify_tls=ctx.backend_verify_tls,
-            content_length=length,
         )
-    except BodyTooLarge:
-        raise Reject(
-            413,
-            f"Request body exceeds the limit of {gw.settings.gateway_max_body_bytes} bytes.",
-            source="forward-request",
-            reason="RequestEntityTooLarge",
-        ) from None
-    except ClientGone:
-        raise
-    except UpstreamError as exc:
-        raise _failed(ctx, exc, t0) from None
-    _answered(ctx, upstream, t0)
-
-
-def forward_nowait(
-    ctx: Context,
-    timeout: float | None,
-    done: Callable[[Reject | None], None],
-) -> None:
-    """`forward` for the fast path (Gateway.handle_nowait), whose request body, if any, is in
-    `ctx.request_body` already: `done(None)` once the response head is in `ctx.response`, or
-    `done(reject)`. Raises Reject (bad backend URL) before anything is sent."""
-    gw: Gateway = ctx.service.store.gateway  # type: ignore[attr-defined]
-    scheme, host, port, target = _target(ctx)
-    headers = request_headers(ctx, gw)
-    if ctx.response is not None:
-        ctx.response.drop_upstream()
-    t0 = time.perf_counter()
-
-    def answered(upstream: UpstreamResponse | None, exc: BaseException | None) -> None:
-        if upstream is None:
-            assert isinstance(exc, UpstreamError)
-            done(_failed(ctx, exc, t0))
-            return
-        _answered(ctx, upstream, t0)
-        done(None)
-
-    gw.upstream.request_nowait(
-        ctx.method,
-        scheme,
-        host,
-        port,
-        target,
-        headers,
-        ctx.request_body,
-        timeout if timeout is not None else gw.settings.gateway_backend_timeout,
-        answered,
-        verify_tls=ctx.backend_verify_tls,
-    )
 
 
 def error_body(status: int, message: str) -> bytes:
-    import orjson
-
     return orjson.dumps({"statusCode": status, "message": message})
 
 

@@ -28,13 +28,13 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from portico.gateway.analytics import UsageSink, UsageWriter
+from portico.gateway.serving import EXIT_NO_LISTENER, run, serve_gateway_worker, tls_files
 from portico.gateway.shared_counters import SharedCounters
-from portico.settings import Settings
+from portico.settings import Settings, configure_logging
 from portico.store.db import Database
 
 log = logging.getLogger("portico.gateway")
 
-EXIT_NO_LISTENER = 3  # a worker that could open no port: restarting it would not help
 _SPAWN = multiprocessing.get_context("spawn")
 
 
@@ -64,9 +64,6 @@ def _worker_main(
 ) -> None:
     _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the node's process stops its workers (SIGTERM)
-    from portico.gateway.server import run, serve_gateway_worker
-    from portico.settings import configure_logging
-
     configure_logging(settings)
     try:
         run(lambda: serve_gateway_worker(settings, index, counters, usage, ready.set))
@@ -100,8 +97,6 @@ class WorkerPool:
 
     async def start(self) -> None:
         if self.settings.gateway_https_port:
-            from portico.gateway.server import tls_files
-
             tls_files(self.settings)  # generated once here, not raced by the workers on a first start
         if self._db is None:
             self._db = Database(self.settings.resolved_database_url)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from portico.arm.errors import ArmError
+from portico.gateway.policies import validate_policy_document
 
 SECTIONS = ("inbound", "backend", "outbound", "on-error")
 
@@ -38,7 +39,5 @@ def check_policy_document(value: str) -> None:
                 f"Unknown policy section <{child.tag}>: allowed sections are {', '.join('<' + s + '>' for s in SECTIONS)}.",
                 target="value",
             )
-    # Elements, attributes and expressions are checked by the gateway's policy compiler (issue 4).
-    from portico.gateway.policies import validate_policy_document
-
+    # Elements, attributes and expressions are checked by the gateway's policy compiler.
     validate_policy_document(value)

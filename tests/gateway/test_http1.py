@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from portico.gateway.http1 import HttpServer
-from portico.gateway.server import bind
+from portico.gateway.serving import bind
 
 
 async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -8,13 +8,12 @@ element, its line and column, and the problem.
 from __future__ import annotations
 
 from portico.arm.errors import ArmError
+from portico.gateway.policies.base import CompileContext
+from portico.gateway.policies.pipeline import compile_document
+from portico.gateway.policies.xmltree import PolicyDocumentError
 
 
 def validate_policy_document(xml: str) -> None:
-    from portico.gateway.policies.base import CompileContext
-    from portico.gateway.policies.pipeline import compile_document
-    from portico.gateway.policies.xmltree import PolicyDocumentError
-
     try:
         compile_document(xml, CompileContext(validate_only=True, scope="validate"))
     except PolicyDocumentError as exc:

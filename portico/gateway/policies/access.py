@@ -15,7 +15,8 @@ from joserfc.jwk import ECKey, KeySet, OctKey, RSAKey
 
 from portico.gateway.context import HeaderMap, Response, Variables
 from portico.gateway.expressions import to_text
-from portico.gateway.policies.base import STOP, CompileContext, Policy, Reject, policy
+from portico.gateway.outcome import STOP, Reject
+from portico.gateway.policies.base import CompileContext, Policy, policy
 from portico.gateway.policies.xmltree import NAMED_VALUE, Node, PolicyDocumentError
 
 if TYPE_CHECKING:

@@ -1,10 +1,12 @@
-"""What every policy shares: the registry of elements, compile-time checks and run-time signals."""
+"""What every policy shares: the registry of elements, compile-time checks, and running a list of
+policies (the run-time signals are in portico/gateway/outcome.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from portico.gateway.outcome import STOP
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
 
 if TYPE_CHECKING:
@@ -12,24 +14,6 @@ if TYPE_CHECKING:
 
 SECTIONS = ("inbound", "backend", "outbound", "on-error")
 ALL = frozenset(SECTIONS)
-STOP = (
-    object()
-)  # returned by a policy that answered the request itself (return-response, mock, cors preflight)
-
-
-class Reject(Exception):
-    """A policy (or the key check) refuses the request: answered with API Management's JSON error
-    body after the on-error section ran (which may change it)."""
-
-    def __init__(
-        self, status: int, message: str, *, source: str, reason: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.source = source
-        self.reason = reason
-        self.headers = headers or {}
 
 
 class CompileContext:
@@ -120,5 +104,14 @@ def run_now(policies: list[Any], ctx: Context) -> Any:
     """Run synchronous policies in order; STOP when one answered the request itself."""
     for p in policies:
         if p.run(ctx) is STOP:
+            return STOP
+    return None
+
+
+async def run_list(policies: list[Any], ctx: Context) -> Any:
+    """Run policies in order, awaiting the asynchronous ones; STOP when one answered the request."""
+    for p in policies:
+        r = (await p.run(ctx)) if p.is_async else p.run(ctx)
+        if r is STOP:
             return STOP
     return None

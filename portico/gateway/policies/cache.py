@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from portico.gateway.context import HeaderMap, Response
 from portico.gateway.expressions import Value, to_text, truthy
-from portico.gateway.policies.base import STOP, CompileContext, Policy, Reject, policy
+from portico.gateway.outcome import STOP, Reject
+from portico.gateway.policies.base import CompileContext, Policy, policy
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
 
 if TYPE_CHECKING:

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from portico.gateway.expressions import Value, to_text, truthy
-from portico.gateway.policies.base import CompileContext, Policy, Reject, policy
+from portico.gateway.outcome import Reject
+from portico.gateway.policies.base import CompileContext, Policy, policy
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
 
 if TYPE_CHECKING:

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from portico.gateway.policies import access, cache, limits, transform  # noqa: F401 - registers the policies
-from portico.gateway.policies.base import BASE, SECTIONS, STOP, CompileContext, compile_policies
+from portico.gateway.policies.base import BASE, SECTIONS, CompileContext, compile_policies
 from portico.gateway.policies.transform import ForwardRequest
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError, parse
-
-if TYPE_CHECKING:
-    from portico.gateway.context import Context
 
 
 @dataclass
@@ -102,11 +99,3 @@ def compose(levels: list[PolicyDoc | None]) -> Pipeline:
     return Pipeline(
         expand(last, "inbound"), expand(last, "backend"), expand(last, "outbound"), expand(last, "on-error")
     )
-
-
-async def run_list(policies: list[Any], ctx: Context) -> Any:
-    for p in policies:
-        r = (await p.run(ctx)) if p.is_async else p.run(ctx)
-        if r is STOP:
-            return STOP
-    return None

@@ -11,14 +11,14 @@ import orjson
 
 from portico.gateway.context import HeaderMap, QueryMap, Response
 from portico.gateway.expressions import ExpressionError, Value, truthy
+from portico.gateway.outcome import STOP, Reject
 from portico.gateway.policies.base import (
     ALL,
-    STOP,
     CompileContext,
     Policy,
-    Reject,
     compile_policies,
     policy,
+    run_list,
     run_now,
 )
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
@@ -270,9 +270,7 @@ class ForwardRequest(Policy):
         self.fail_on_error = node.boolean("fail-on-error-status-code", False)
 
     async def run(self, ctx: Context) -> Any:
-        from portico.gateway.proxy import forward
-
-        await forward(ctx, self.timeout)
+        await ctx.backend.forward(ctx, self.timeout)
         self.check(ctx)
         return None
 
@@ -412,8 +410,6 @@ class Choose(Policy):
         return None
 
     async def _run_async(self, ctx: Context) -> Any:
-        from portico.gateway.policies.pipeline import run_list
-
         for cond, body in self.branches:
             if cond is None or truthy(cond.get(ctx)):
                 return await run_list(body, ctx)
