@@ -1,0 +1,41 @@
+"""Policy expressions: a small, safe interpreter for the C#-like `@(...)` and `@{...}` of API Management.
+
+Nothing here uses Python's `eval`/`exec`, attribute introspection or imports: source text is
+tokenised, parsed into a tree and compiled into closures that can only reach the members listed
+in `MEMBERS` / `METHODS` (_catalog.py) and `STATICS` (_runtime.py). Unknown members are
+rejected when the policy is saved (400 pointing at the expression), and evaluation errors at request time fail the request through
+the policy's on-error section instead of escaping.
+
+Supported (documented in docs/gateway.md):
+- literals: "strings" (C# escapes), @"verbatim", 'c' chars, integers, decimals, true, false, null
+- operators: `?:`, `??`, `||`, `&&`, `==`, `!=`, `<`, `<=`, `>`, `>=`, `+`, `-`, `*`, `/`, `%`,
+  unary `!` and `-`, casts `(string)x`, `(int)x`, `(bool)x`, `(long)x`, `(double)x`
+- member access and indexers on `context` (Request, Response, Subscription, User, Product, Api,
+  Operation, Variables, LastError, Deployment, RequestId, Timestamp, Elapsed), string methods,
+  `GetValueOrDefault<T>(name[, default])`, `ContainsKey`, and a few statics (`string.IsNullOrEmpty`,
+  `string.Join`, `string.Format`, `Math.Min/Max/Abs`, `DateTime.UtcNow`, `Guid.NewGuid()`,
+  `int.Parse`, `Convert.ToInt32`, `Convert.ToString`)
+- multi-statement blocks `@{ var x = ...; if (...) { ... } else { ... } return ...; }`
+Not supported: lambdas, LINQ, `new`, loops, bodies (`context.Request.Body`), JSON/XML objects.
+
+The package: `_lexer` (tokens), `_compiler` (parser and compiler into closures), `_runtime` (what
+the closures call), `_catalog` (what may be touched), `_api` (`Expression`, `Value`). Import from
+here only.
+"""
+
+from __future__ import annotations
+
+from portico.gateway.expressions._api import MAX_SOURCE, Expression, Value, compile_expression, is_expression
+from portico.gateway.expressions._base import ExpressionError
+from portico.gateway.expressions._runtime import to_text, truthy
+
+__all__ = [
+    "MAX_SOURCE",
+    "Expression",
+    "ExpressionError",
+    "Value",
+    "compile_expression",
+    "is_expression",
+    "to_text",
+    "truthy",
+]
