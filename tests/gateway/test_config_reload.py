@@ -14,8 +14,8 @@ import orjson
 import pytest
 from sqlalchemy import insert, select, update
 
-from portico.gateway import config as C
 from portico.gateway.config import ConfigStore, ServiceConfig
+from portico.gateway.config import loader as C
 from portico.gateway.jwks import JwksCache
 from portico.gateway.policies.limits import Counters
 from portico.store import entities as E
