@@ -149,7 +149,8 @@ def inner(data_dir: str, key: str, backend_port: int, requests: int, opcodes: bo
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)  # as a worker does (portico/gateway/server.py)
         key_ = ("http", "127.0.0.1", backend_port)
-        conn = upstream._Conn(key_)
+        connection = getattr(upstream, "Connection", None) or upstream._Conn  # a baseline: _Conn
+        conn = connection(key_)
         conn.transport = Backend(conn, loop)  # type: ignore[assignment]
         conn.idle_since = time.monotonic()
         gateway.upstream._idle[key_] = [conn]
