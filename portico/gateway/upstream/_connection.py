@@ -1,37 +1,69 @@
 """One keep-alive connection to a backend (an asyncio protocol): writes a request, frames the
-response (status line, headers, Content-Length / chunked / until-close body) and buffers its body
-with back-pressure."""
+response with llhttp (httptools.HttpResponseParser: status line, headers, Content-Length / chunked
+/ until-close body) and buffers its body with back-pressure.
+
+llhttp parses strictly: a bare CR or LF, a space before a header's colon, an obsolete line fold or
+a second Content-Length is refused (502), so a head that was parsed is free of CR/LF and its headers
+need no per-header check on the way out (http1.py)."""
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from itertools import repeat
+
+from httptools import HttpParserCallbackError, HttpParserError, HttpResponseParser
 
 from portico.gateway.upstream._errors import Reusable, UpstreamError
 
 READ_HIGH_WATER = 256 * 1024
 MAX_HEAD_BYTES = 64 * 1024
-_FRAMING = frozenset({b"content-length", b"transfer-encoding", b"connection"})
+
+
+class _Unexpected(Exception):
+    """Raised by a callback when a second answer follows the first one in a read."""
+
+
+class _HeadOnly(Exception):
+    """Raised by a callback to stop the parser at the end of a head that has no body to follow
+    (the answer to HEAD, which llhttp cannot know of)."""
+
+
+def _head_error(exc: HttpParserError) -> str:
+    """The gateway's words for llhttp's complaint about a response head."""
+    text = str(exc)
+    if "Content-Length" in text:
+        return (
+            "conflicting Content-Length from backend"
+            if "Duplicate" in text
+            else "invalid Content-Length from backend"
+        )
+    if "status" in text.lower():
+        return "malformed backend status code"
+    if "HTTP/" in text or "version" in text.lower():
+        return "malformed backend status line"
+    return "malformed backend header"
 
 
 class Connection(asyncio.Protocol):
     __slots__ = (
         "_body",
         "_body_waiter",
-        "_buf",
-        "_chunk_left",
         "_drain_waiter",
-        "_framing",
+        "_head_bytes",
         "_head_only",
+        "_head_ready",
         "_head_waiter",
-        "_length_left",
+        "_headers",
+        "_interim",
         "_on_head",
+        "_parser",
         "_paused_reading",
         "_paused_writing",
+        "_reason",
         "_received_any",
         "_state",
+        "_until_close",
         "body_done",
         "closed",
         "head",
@@ -47,21 +79,30 @@ class Connection(asyncio.Protocol):
         self.closed = False
         self.idle_since = 0.0
         self._head_only = False
+        self._parser = self._new_parser()
         self.reset()
 
+    def _new_parser(self) -> HttpResponseParser:
+        parser = HttpResponseParser(self)
+        # Transfer-Encoding: chunked beside a Content-Length: chunked framing wins (RFC 9112 §6.3)
+        parser.set_dangerous_leniencies(lenient_chunked_length=True)
+        return parser
+
     def reset(self) -> None:
-        self._buf = bytearray()
         self._state = "idle"  # idle | head | body | done
         self._head_waiter: asyncio.Future[None] | None = None
         self._on_head: Callable[[BaseException | None], None] | None = None  # the waiter's callback form
+        self._head_ready = False
+        self._head_bytes = 0
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._reason = b""
+        self._interim = False
+        self._until_close = False
         self._body: deque[bytes] = deque()
         self._body_waiter: asyncio.Future[None] | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._paused_writing = False
         self._paused_reading = False
-        self._framing = "none"  # length | chunked | close | none
-        self._length_left = 0
-        self._chunk_left = -1
         self._received_any = False
         self.head: tuple[int, bytes, list[tuple[bytes, bytes]]] | None = None
         self.body_done = False
@@ -80,7 +121,7 @@ class Connection(asyncio.Protocol):
                 else UpstreamError("backend closed the connection")
             )
         elif self._state == "body":
-            if self._framing == "close":
+            if self._until_close:
                 self.body_done = True
                 self._state = "done"
             self._wake_body()
@@ -97,16 +138,96 @@ class Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._received_any = True
-        if self._state == "head":
-            self._buf += data
-            self._parse_head()
-        elif self._state == "body":
-            self._feed_body(data)
-        else:  # bytes outside a response: the connection cannot be trusted any more
+        state = self._state
+        if state == "head":
+            self._head_bytes += len(data)
+        elif state != "body":  # bytes outside a response: the connection cannot be trusted any more
             self.keep_alive = False
             self.close()
+            return
+        try:
+            self._parser.feed_data(data)
+        except HttpParserCallbackError as exc:
+            stopped = exc.__context__
+            if isinstance(stopped, _Unexpected):  # another answer after this one's end
+                self.keep_alive = False
+            elif not isinstance(stopped, _HeadOnly):
+                raise
+            self._parser = self._new_parser()  # stopped mid-message: the next answer needs a fresh one
+        except HttpParserError as exc:
+            self._parse_failed(exc)
+            return
+        if self._state == "head" and self._head_bytes > MAX_HEAD_BYTES:
+            self._fail_head("backend response headers too large")
+            return
+        if self._head_ready:
+            # after the bytes that came with the head: a callback sees a small body complete
+            self._head_ready = False
+            on_head = self._on_head
+            if on_head is not None:
+                self._on_head = None
+                on_head(None)
+            elif self._head_waiter is not None and not self._head_waiter.done():
+                self._head_waiter.set_result(None)
 
-    # --- parsing ----------------------------------------------------------------------------
+    # --- llhttp's callbacks -----------------------------------------------------------------
+    def on_status(self, reason: bytes) -> None:
+        if self._state != "head":  # a second answer to one request
+            raise _Unexpected()
+        self._reason += reason  # in pieces when the status line is split over reads
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value.rstrip()))
+
+    def on_headers_complete(self) -> None:
+        parser = self._parser
+        status = parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            # interim response (100 Continue, 103 Early Hints): wait for the real one
+            self._interim = True
+            self._headers = []
+            self._reason = b""
+            return
+        headers = self._headers
+        self.keep_alive = parser.should_keep_alive()
+        self.head = (status, self._reason, headers)
+        self._state = "body"
+        self._head_ready = True
+        if self._head_only or status in (204, 304):
+            self._finish_body()
+            if self._head_only:
+                raise _HeadOnly()
+            return
+        length = chunked = False
+        for name, value in headers:
+            if name == b"content-length":
+                length = True
+            elif name == b"transfer-encoding":
+                chunked = value.lower().endswith(b"chunked")
+        if not (length or chunked):
+            self._until_close = True  # the body ends when the backend closes the connection
+            self.keep_alive = False
+
+    def on_body(self, body: bytes) -> None:
+        self._push(body)
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        self._finish_body()
+
+    # --- framing ----------------------------------------------------------------------------
+    def _parse_failed(self, exc: HttpParserError) -> None:
+        state = self._state
+        if state == "head":
+            self._fail_head(_head_error(exc))
+        elif state == "body":
+            self._break()
+        else:  # bytes after the answer: the connection cannot be trusted any more
+            self.keep_alive = False
+            self._parser = self._new_parser()
+
     def _head_failed(self, err: BaseException) -> None:
         """Tell whoever waits for the response head (a future, or a callback) that it will not come."""
         on_head = self._on_head
@@ -120,97 +241,6 @@ class Connection(asyncio.Protocol):
         self.keep_alive = False
         self._head_failed(UpstreamError(message))
         self.close()
-
-    def _parse_head(self) -> None:
-        while True:
-            end = self._buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buf) > MAX_HEAD_BYTES:
-                    self._fail_head("backend response headers too large")
-                return
-            raw = bytes(self._buf[:end])
-            del self._buf[: end + 4]
-            lines = raw.split(b"\r\n")
-            if raw.count(b"\n") != len(lines) - 1 or raw.count(b"\r") != len(lines) - 1:
-                # a bare CR or LF: never passed on (response splitting); checked once for the whole
-                # head, so the headers need no per-header check on the way out (http1.py)
-                self._fail_head("malformed backend header")
-                return
-            parts = lines[0].split(b" ", 2)
-            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1."):
-                self._fail_head("malformed backend status line")
-                return
-            try:
-                status = int(parts[1])
-            except ValueError:
-                self._fail_head("malformed backend status code")
-                return
-            reason = parts[2] if len(parts) > 2 else b""
-            # one comprehension over C-level partitions: this runs for every proxied response
-            headers = [
-                (name.lower(), value.strip())
-                for name, sep, value in map(bytes.partition, lines[1:], repeat(b":"))
-                if sep and name and name == name.strip()  # "Name : v" or no colon: refused below
-            ]
-            if len(headers) != len(lines) - 1:
-                self._fail_head("malformed backend header")
-                return
-            length: int | None = None
-            chunked = False
-            conn_close = parts[0] == b"HTTP/1.0"
-            for low, value in headers:
-                if low not in _FRAMING:
-                    continue
-                if low == b"content-length":
-                    try:
-                        n = int(value)
-                    except ValueError:
-                        self._fail_head("invalid Content-Length from backend")
-                        return
-                    if (length is not None and length != n) or n < 0:
-                        self._fail_head("conflicting Content-Length from backend")
-                        return
-                    length = n
-                elif low == b"transfer-encoding":
-                    chunked = value.lower().endswith(b"chunked")
-                else:  # connection
-                    tokens = value.lower()
-                    if b"close" in tokens:
-                        conn_close = True
-                    elif b"keep-alive" in tokens and parts[0] == b"HTTP/1.0":
-                        conn_close = False
-            if 100 <= status < 200 and status != 101:
-                continue  # interim response (100 Continue, 103 Early Hints): wait for the real one
-            self.keep_alive = not conn_close
-            no_body = self._head_only or status in (204, 304)
-            if no_body:
-                self._framing = "none"
-            elif chunked:
-                self._framing = "chunked"
-            elif length is not None:
-                self._framing = "length"
-                self._length_left = length
-            else:
-                self._framing = "close"
-                self.keep_alive = False
-            self.head = (status, reason, headers)
-            self._state = "body"
-            if self._framing == "none" or (self._framing == "length" and length == 0):
-                self._finish_body()
-            rest = bytes(self._buf)
-            self._buf = bytearray()
-            if rest and self._state == "body":
-                self._feed_body(rest)
-            elif rest:
-                self.keep_alive = False
-            # after the bytes that came with the head: a callback sees a small body complete
-            on_head = self._on_head
-            if on_head is not None:
-                self._on_head = None
-                on_head(None)
-            elif self._head_waiter is not None and not self._head_waiter.done():
-                self._head_waiter.set_result(None)
-            return
 
     def _finish_body(self) -> None:
         self.body_done = True
@@ -234,75 +264,8 @@ class Connection(asyncio.Protocol):
                 self.transport.pause_reading()
             self._wake_body()
 
-    def _feed_body(self, data: bytes) -> None:
-        if self._framing == "length":
-            take = data[: self._length_left]
-            self._length_left -= len(take)
-            self._push(take)
-            if self._length_left == 0:
-                if len(data) > len(take):
-                    self.keep_alive = False
-                self._finish_body()
-        elif self._framing == "close":
-            self._push(data)
-        elif self._framing == "chunked":
-            self._buf += data
-            self._parse_chunks()
-        else:
-            self.keep_alive = False
-
-    def _parse_chunks(self) -> None:
-        buf = self._buf
-        while True:
-            if self._chunk_left > 0:
-                if not buf:
-                    return
-                take = bytes(buf[: self._chunk_left])
-                del buf[: len(take)]
-                self._chunk_left -= len(take)
-                self._push(take)
-                if self._chunk_left > 0:
-                    return
-                self._chunk_left = -2  # expect CRLF after the chunk
-            if self._chunk_left == -2:
-                if len(buf) < 2:
-                    return
-                if buf[:2] != b"\r\n":
-                    self._break("malformed chunk terminator")
-                    return
-                del buf[:2]
-                self._chunk_left = -1
-            if self._chunk_left == -1:
-                i = buf.find(b"\r\n")
-                if i < 0:
-                    if len(buf) > 4096:
-                        self._break("malformed chunk size")
-                    return
-                size_text = bytes(buf[:i]).split(b";", 1)[0].strip()
-                del buf[: i + 2]
-                try:
-                    size = int(size_text, 16)
-                except ValueError:
-                    self._break("malformed chunk size")
-                    return
-                if size == 0:
-                    self._chunk_left = -3
-                else:
-                    self._chunk_left = size
-                    continue
-            if self._chunk_left == -3:  # trailers until an empty line
-                i = buf.find(b"\r\n")
-                if i < 0:
-                    return
-                line = bytes(buf[:i])
-                del buf[: i + 2]
-                if not line:
-                    if buf:
-                        self.keep_alive = False
-                    self._finish_body()
-                    return
-
-    def _break(self, message: str) -> None:
+    def _break(self) -> None:
+        """The body broke off (bad chunk framing): the reader sees it ended early."""
         self.keep_alive = False
         self.body_done = False
         self._state = "done"
