@@ -24,6 +24,8 @@ from portico.store.db import Database
 from portico.store.schema import services, stores
 from tests.support.postgres import create_database
 
+pytestmark = pytest.mark.slow
+
 DOMAIN = "gw.test"
 MakeStore = Callable[[Database], ConfigStore]
 _n = itertools.count(1)

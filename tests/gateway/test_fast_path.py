@@ -15,6 +15,8 @@ import pytest
 from tests.gateway.conftest import GatewayEnv, closed_port, eventually, gateway_node
 from tests.support.server import free_port
 
+pytestmark = pytest.mark.slow
+
 POLICY = (
     "<policies><inbound><base />{inbound}</inbound><backend><base /></backend>"
     "<outbound><base />{outbound}</outbound><on-error><base />{on_error}</on-error></policies>"

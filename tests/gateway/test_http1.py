@@ -13,6 +13,8 @@ import pytest
 from portico.gateway.http1 import HttpServer
 from portico.gateway.serving import bind
 
+pytestmark = pytest.mark.slow
+
 
 async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     """Answers with what it received; paths pick special behaviours."""

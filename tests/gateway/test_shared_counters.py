@@ -20,6 +20,8 @@ import pytest
 from portico.gateway.policies.limits import Counters
 from portico.gateway.shared_counters import SharedCounters, key_hash
 
+pytestmark = pytest.mark.slow
+
 SPAWN = multiprocessing.get_context("spawn")
 ROOT = Path(__file__).resolve().parents[2]
 KEY = ("svc-1", "policy@3:5", "sub-1", 60.0)

@@ -7,10 +7,13 @@ import socket
 import ssl
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from tests.gateway.conftest import RG, GatewayEnv, eventually, make_certificate, presented, tls_get
+
+pytestmark = pytest.mark.slow
 
 
 def test_custom_hostnames_present_their_certificates(gw: GatewayEnv, backend: str, tmp_path: Path) -> None:

@@ -12,6 +12,8 @@ import pytest
 
 from portico.gateway.upstream import Upstream, UpstreamError, UpstreamResponse, UpstreamTimeout
 
+pytestmark = pytest.mark.slow
+
 ANSWERS = {
     b"/ok": b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-A: 1\r\n\r\nok",
     b"/chunked": b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
