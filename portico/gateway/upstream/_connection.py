@@ -12,7 +12,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from httptools import HttpParserCallbackError, HttpParserError, HttpResponseParser
+from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from portico.gateway.upstream._errors import Reusable, UpstreamError
 
@@ -154,6 +154,8 @@ class Connection(asyncio.Protocol):
             elif not isinstance(stopped, _HeadOnly):
                 raise
             self._parser = self._new_parser()  # stopped mid-message: the next answer needs a fresh one
+        except HttpParserUpgrade:  # 101 Switching Protocols: its head, no body, then the connection goes
+            self.keep_alive = False
         except HttpParserError as exc:
             self._parse_failed(exc)
             return
