@@ -147,7 +147,7 @@ def inner(data_dir: str, key: str, backend_port: int, requests: int, opcodes: bo
             gateway.upstream._sweeper.cancel()
         gc.collect()
         gc.freeze()
-        gc.set_threshold(50_000, 20, 100)  # as a worker does (portico/gateway/server.py)
+        gc.set_threshold(50_000, 20, 100)  # as a worker does (portico/gateway/serving.py)
         key_ = ("http", "127.0.0.1", backend_port)
         connection = getattr(upstream, "Connection", None) or upstream._Conn  # a baseline: _Conn
         conn = connection(key_)

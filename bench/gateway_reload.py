@@ -6,7 +6,7 @@
 Seeds the BRIEF's large service into a Portico node's database (bench/large_service.py, as
 bench/backup_restore.py does), then measures in the same run:
 (a) in-process: a fresh ConfigStore (the class the gateway uses) loading the whole service, with
-    the garbage collector set as a gateway worker sets it (portico/gateway/server.py) — total, and
+    the garbage collector set as a gateway worker sets it (portico/gateway/serving.py) — total, and
     the breakdown the load records (DB read, JSON parse, compile, key/user indexes); beside it the
     floor: the same rows read straight through the driver, no Portico logic;
 (b) end to end, against a node (`portico serve`: management API + gateway workers): a restore's
@@ -130,7 +130,7 @@ def expected_body(generation: int) -> str:
 
 # --- (a) in-process load ------------------------------------------------------------------------
 async def inprocess_loads(url: str, rounds: int) -> list[dict[str, Any]]:
-    # As a gateway worker runs (portico/gateway/server.py `run_servers`).
+    # As a gateway worker runs (portico/gateway/serving.py `run_servers`).
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)

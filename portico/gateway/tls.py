@@ -4,7 +4,7 @@ A service's `hostnameConfigurations[]` entry of type Proxy with an `encodedCerti
 PFX, its `certificatePassword`) is the certificate the gateway presents to a client that asks for
 that hostname (or a name under a `*.` wildcard hostname) in its TLS ClientHello. Any other name,
 and a client without SNI, gets the node's own certificate (`PORTICO_TLS_CERT`, or the generated
-one). Certificates come from the same in-memory configuration as routing (portico/gateway/config.py),
+one). Certificates come from the same in-memory configuration as routing (portico/gateway/config/),
 so a new or rotated certificate is presented within the configuration's poll, and a standby's own
 custom-domain certificates stay in place through a restore (they are target-owned, as in Azure:
 portico/resources/service.py TARGET_OWNED_PROPERTIES), which is what lets a DNS change move traffic.

@@ -1,6 +1,6 @@
 """The gateway's configuration store against a real database (SQLite and PostgreSQL), in process:
 full loads, incremental changes, and restores — a staging store filled the way a restore fills it,
-read ahead by the poller, then switched in (portico/gateway/config.py)."""
+read ahead by the poller, then switched in (portico/gateway/config/)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The gateway's backend client (portico/gateway/upstream.py), both forms: `request` (awaited, the
+"""The gateway's backend client (portico/gateway/upstream/), both forms: `request` (awaited, the
 ASGI path) and `request_nowait` (callbacks, the fast path), against a raw socket server."""
 
 from __future__ import annotations

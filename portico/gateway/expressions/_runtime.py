@@ -7,7 +7,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from portico.gateway.expressions._base import ExpressionError
@@ -364,8 +364,6 @@ def call_method(target: Any, name: str, args: list[Any], generic: str | None) ->
     elif isinstance(target, datetime):
         if name == "ToString":
             return _dt_format(target, to_text(args[0]) if args else None)
-        from datetime import timedelta
-
         unit = {"AddSeconds": "seconds", "AddMinutes": "minutes", "AddHours": "hours", "AddDays": "days"}.get(
             name
         )
