@@ -3,8 +3,9 @@ response with llhttp (httptools.HttpResponseParser: status line, headers, Conten
 / until-close body) and buffers its body with back-pressure.
 
 llhttp parses strictly: a bare CR or LF, a space before a header's colon, an obsolete line fold or
-a second Content-Length is refused (502), so a head that was parsed is free of CR/LF and its headers
-need no per-header check on the way out (http1.py)."""
+a second Content-Length (even an equal one) is refused (502), so a head that was parsed is free of
+CR/LF and its headers need no per-header check on the way out (http1.py). It replaced a parser
+written in Python, for ~10% fewer instructions per gateway request (docs/benchmarks.md)."""
 
 from __future__ import annotations
 
