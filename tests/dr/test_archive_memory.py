@@ -7,6 +7,8 @@ import tracemalloc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 from portico.dr.archive import Record, open_backup, write_backup
 from portico.dr.storage import AccountKey, LocalAccounts, open_container
 from tests.dr.archive_util import manifest_input
@@ -50,6 +52,7 @@ async def peaks(tmp_path: Path, n: int, key: bytes | None) -> tuple[int, int, in
     return write_peak, read_peak, m.plaintext_size
 
 
+@pytest.mark.slow  # backs up and measures several sizes: seconds, not a unit test
 async def test_peak_memory_is_independent_of_backup_size(tmp_path: Path) -> None:
     small = await peaks(tmp_path, 12_000, None)  # 30 MB of plaintext
     large = await peaks(tmp_path, 48_000, bytes(32))  # 120 MB, encrypted
