@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     trusted_issuers: str = Field(
         default="",
         description="Extra OIDC issuers to trust, comma-separated `issuer|audience` pairs; keys are found by discovery.",
+    )
+    subscriptions: str = Field(
+        default="00000000-0000-0000-0000-000000000001",
+        description="Subscriptions this instance offers (GET /subscriptions, az login): comma-separated "
+        "`id` or `id=Display name` entries; a caller sees those its role assignments reach.",
     )
     gateway_domain: str = Field(
         default="gateway.localhost", description="Services get gatewayUrl https://{service}.{gateway_domain}."
@@ -142,6 +147,17 @@ class Settings(BaseSettings):
         description="Bearer token /metrics requires; unset: /metrics answers loopback clients only.",
     )
 
+    @field_validator("subscriptions")
+    @classmethod
+    def _check_subscriptions(cls, value: str) -> str:
+        for entry in value.split(","):
+            sub_id = entry.partition("=")[0].strip()
+            if sub_id and not (
+                len(sub_id) <= 64 and all((c.isascii() and c.isalnum()) or c == "-" for c in sub_id)
+            ):
+                raise ValueError(f"subscription id {sub_id[:70]!r} must be 1-64 letters, digits or '-'")
+        return value
+
     @property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -155,6 +171,16 @@ class Settings(BaseSettings):
         scheme = "http" if self.insecure_http else "https"
         host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::1", "::") else self.host
         return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def subscription_list(self) -> list[tuple[str, str]]:
+        """(subscription id, display name) of each configured subscription, in the order given."""
+        out: list[tuple[str, str]] = []
+        for entry in self.subscriptions.split(","):
+            sub_id, _, name = entry.partition("=")
+            if sub_id.strip():
+                out.append((sub_id.strip(), name.strip() or f"Portico subscription {sub_id.strip()}"))
+        return out
 
     @property
     def issuer(self) -> str:

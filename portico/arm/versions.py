@@ -62,6 +62,26 @@ class ApiVersions:
 
 APIM = ApiVersions(SUPPORTED_API_VERSIONS)
 RESOURCES = ApiVersions(RESOURCES_API_VERSIONS)
+# Soft-deleted services exist from 2020-06-01-preview on (of Portico's versions, 2020-12-01 on).
+DELETED_SERVICES_SINCE = "2020-12-01"
+DELETED_SERVICES = ApiVersions(tuple(v for v in SUPPORTED_API_VERSIONS if v >= DELETED_SERVICES_SINCE))
+# Subscriptions and tenants (Microsoft.Resources/subscriptions): the versions azure-mgmt-resource's
+# subscription client and the az CLI send (az login lists with 2022-12-01).
+SUBSCRIPTIONS = ApiVersions(
+    (
+        "2016-06-01",
+        "2018-06-01",
+        "2019-06-01",
+        "2019-11-01",
+        "2020-01-01",
+        "2021-01-01",
+        "2022-01-01",
+        "2022-12-01",
+        "2024-11-01",
+    )
+)
+# The cloud metadata document (`GET /metadata/endpoints`); `az cloud register` asks 2022-09-01.
+METADATA = ApiVersions(("2015-01-01", "2018-01-01", "2019-05-01", "2020-06-01", "2022-09-01"))
 
 
 def check_api_version(

@@ -43,8 +43,17 @@ class OAuthError(Exception):
 
 
 def accepted_scopes(audience: str) -> set[str]:
-    """`{audience}.default` and `{audience without trailing slash}/.default`, compared case-insensitively."""
-    return {(audience + ".default").casefold(), (audience.rstrip("/") + "/.default").casefold()}
+    """The forms Entra accepts for one resource, compared case-insensitively: `{resource}/.default`
+    with one or two slashes (az asks `{audience}/.default`, so `https://management.azure.com//.default`),
+    `{audience}.default`, and the bare resource (v1 style) with or without its trailing slash."""
+    bare = audience.rstrip("/")
+    forms = {audience + ".default", bare + "/.default", bare + "//.default", bare, bare + "/"}
+    return {f.casefold() for f in forms}
+
+
+# Multi-tenant aliases: their discovery documents are served (az reads `organizations` at logout,
+# MSAL uses `common` for people sign-in); tokens come from the tenant's own endpoint.
+TENANT_ALIASES = ("organizations", "common")
 
 
 def _parse_form(body: bytes) -> dict[str, str]:
@@ -88,7 +97,6 @@ def build_identity_router(
     router = APIRouter(tags=["identity"])
     throttle = throttle or ClientAuthThrottle()
     tenant_id = settings.tenant_id
-    base = f"{settings.resolved_public_url}/{tenant_id}"
     scopes = accepted_scopes(settings.audience)
 
     def check_tenant(tenant: str) -> None:
@@ -97,12 +105,24 @@ def build_identity_router(
                 404, "invalid_tenant", "Tenant not found. Check the tenant id in the authority URL."
             )
 
-    def discovery() -> dict[str, Any]:
+    def check_tenant_or_alias(tenant: str) -> str:
+        """The tenant segment as the documents use it: this tenant's id, or an alias."""
+        if tenant.casefold() in TENANT_ALIASES:
+            return tenant.casefold()
+        check_tenant(tenant)
+        return tenant_id
+
+    def discovery(tenant: str) -> dict[str, Any]:
+        at = f"{settings.resolved_public_url}/{tenant}"
+        # As Entra: an alias's document names the issuer with a `{tenantid}` placeholder.
+        issuer = (
+            settings.issuer if tenant == tenant_id else f"{settings.resolved_public_url}/{{tenantid}}/v2.0"
+        )
         return {
-            "issuer": settings.issuer,
-            "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
-            "token_endpoint": f"{base}/oauth2/v2.0/token",
-            "jwks_uri": f"{base}/discovery/v2.0/keys",
+            "issuer": issuer,
+            "authorization_endpoint": f"{at}/oauth2/v2.0/authorize",
+            "token_endpoint": f"{at}/oauth2/v2.0/token",
+            "jwks_uri": f"{at}/discovery/v2.0/keys",
             "response_types_supported": ["token"],
             "subject_types_supported": ["pairwise"],
             "id_token_signing_alg_values_supported": [ALGORITHM],
@@ -129,15 +149,15 @@ def build_identity_router(
     @router.get("/{tenant}/v2.0/.well-known/openid-configuration")
     async def openid_configuration(tenant: str) -> JSONResponse:
         try:
-            check_tenant(tenant)
+            segment = check_tenant_or_alias(tenant)
         except OAuthError as e:
             return e.response()
-        return JSONResponse(discovery())
+        return JSONResponse(discovery(segment))
 
     @router.get("/{tenant}/discovery/v2.0/keys")
     async def jwks(tenant: str) -> JSONResponse:
         try:
-            check_tenant(tenant)
+            check_tenant_or_alias(tenant)
         except OAuthError as e:
             return e.response()
         return JSONResponse(keys.jwks(), headers={"Cache-Control": "public, max-age=300"})
@@ -155,6 +175,13 @@ def build_identity_router(
     @router.post("/{tenant}/oauth2/v2.0/token")
     async def token(tenant: str, request: Request) -> JSONResponse:
         try:
+            if tenant.casefold() in TENANT_ALIASES:
+                raise OAuthError(
+                    400,
+                    "invalid_request",
+                    f"The '{tenant.casefold()}' endpoint cannot issue application tokens: use the tenant's "
+                    f"token endpoint, /{tenant_id}/oauth2/v2.0/token.",
+                )
             check_tenant(tenant)
             return JSONResponse(await issue(request), headers=_NO_STORE)
         except OAuthError as e:
@@ -216,7 +243,9 @@ def build_identity_router(
                 {"WWW-Authenticate": "Basic"} if via_basic else None,
             )
 
-        requested = [s for s in form.get("scope", "").split() if s.casefold() not in _RESERVED_SCOPES]
+        # v1 clients name the resource instead of a scope.
+        scope = form.get("scope") or form.get("resource", "")
+        requested = [s for s in scope.split() if s.casefold() not in _RESERVED_SCOPES]
         if len(requested) != 1 or requested[0].casefold() not in scopes:
             want = settings.audience.rstrip("/") + "/.default"
             raise OAuthError(

@@ -70,6 +70,28 @@ services = Table(
     Column("busy", String(80), nullable=True),
 )
 
+# A soft-deleted service (ARM keeps a deleted service 48 hours, restorable with `restore: true`):
+# its service row moves here and its active store stays, in state "deleted", until the purge.
+deleted_services = Table(
+    "deleted_services",
+    metadata,
+    Column("name_key", String(50), primary_key=True),  # service names are global
+    Column("name", String(50), nullable=False),
+    Column("subscription_id", String(64), nullable=False),
+    Column("resource_group", String(90), nullable=False),  # as the group spelled its name
+    Column("location", String(64), nullable=False),
+    Column("sku_name", String(32), nullable=False),
+    Column("sku_capacity", Integer, nullable=False),
+    Column("properties", JSON, nullable=False),
+    Column("identity", JSON, nullable=True),
+    Column("tags", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("deleted_at", DateTime(timezone=True), nullable=False),
+    Column("purge_at", DateTime(timezone=True), nullable=False),
+    Column("store_id", Integer, nullable=False),
+)
+Index("ix_deleted_services_subscription", deleted_services.c.subscription_id)
+
 stores = Table(
     "stores",
     metadata,
@@ -249,6 +271,7 @@ __all__ = [
     "backup_schedules",
     "config_changes",
     "deployments",
+    "deleted_services",
     "entities",
     "metadata",
     "operations",

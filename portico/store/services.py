@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -12,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.store.entities import Row, new_etag
-from portico.store.schema import entities, resource_groups, services, stores
+from portico.store.schema import deleted_services, entities, resource_groups, services, stores
 
 
 def utcnow() -> datetime:
@@ -228,8 +229,13 @@ async def get_service_by_id(conn: AsyncConnection, service_id: int, *, lock: boo
 
 
 async def name_taken(conn: AsyncConnection, name: str) -> bool:
+    """True while a service, or a soft-deleted one not yet past its purge date, holds the name."""
     r = (await conn.execute(select(services.c.id).where(services.c.name_key == name.lower()))).first()
-    return r is not None
+    if r is not None:
+        return True
+    d = deleted_services.c
+    q = select(d.name_key).where(d.name_key == name.lower(), d.purge_at > utcnow())
+    return (await conn.execute(q)).first() is not None
 
 
 async def list_services(
@@ -307,3 +313,170 @@ async def set_busy(
         .values(busy=marker)
     )
     return bool(res.rowcount)
+
+
+# --- soft-deleted services ------------------------------------------------------------------------
+
+# ARM keeps a deleted API Management service this long before purging it.
+SOFT_DELETE_RETENTION = timedelta(hours=48)
+
+
+@dataclass(frozen=True)
+class DeletedService:
+    name: str
+    subscription_id: str
+    resource_group: str
+    location: str
+    sku_name: str
+    sku_capacity: int
+    properties: dict[str, Any]
+    identity: dict[str, Any] | None
+    tags: dict[str, str]
+    created_at: datetime
+    deleted_at: datetime
+    purge_at: datetime
+    store_id: int
+
+    @property
+    def service_arm_id(self) -> str:
+        return (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.ApiManagement/service/{self.name}"
+        )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _deleted(r: Any) -> DeletedService:
+    return DeletedService(
+        name=r.name,
+        subscription_id=r.subscription_id,
+        resource_group=r.resource_group,
+        location=r.location,
+        sku_name=r.sku_name,
+        sku_capacity=r.sku_capacity,
+        properties=r.properties or {},
+        identity=r.identity,
+        tags=r.tags or {},
+        created_at=_aware(r.created_at),
+        deleted_at=_aware(r.deleted_at),
+        purge_at=_aware(r.purge_at),
+        store_id=r.store_id,
+    )
+
+
+async def _drop_stores(conn: AsyncConnection, store_ids: list[int]) -> None:
+    if store_ids:
+        # Retire first: the gateway's change-log triggers track active stores only, and one
+        # change-log bump per deleted row is quadratic within a transaction on PostgreSQL.
+        await conn.execute(update(stores).where(stores.c.id.in_(store_ids)).values(state="retired"))
+        await conn.execute(delete(entities).where(entities.c.store_id.in_(store_ids)))
+        await conn.execute(delete(stores).where(stores.c.id.in_(store_ids)))
+
+
+async def soft_delete_service(conn: AsyncConnection, svc: Service) -> DeletedService:
+    """Move the service to `deleted_services`, keeping its active store (state "deleted") for a
+    restore; its other stores (retired generations) go now. The gateway stops serving it at once:
+    it serves services joined to their active store."""
+    now = utcnow()
+    others = [
+        r.id
+        for r in (
+            await conn.execute(
+                select(stores.c.id).where(stores.c.service_id == svc.id, stores.c.id != svc.active_store_id)
+            )
+        ).all()
+    ]
+    await _drop_stores(conn, others)
+    await conn.execute(update(stores).where(stores.c.id == svc.active_store_id).values(state="deleted"))
+    await conn.execute(delete(services).where(services.c.id == svc.id))
+    await purge_deleted(conn, svc.name)  # one past its purge date may still hold the name
+    deleted = DeletedService(
+        name=svc.name,
+        subscription_id=svc.subscription_id,
+        resource_group=svc.resource_group,
+        location=svc.location,
+        sku_name=svc.sku_name,
+        sku_capacity=svc.sku_capacity,
+        properties=svc.properties,
+        identity=svc.identity,
+        tags=svc.tags,
+        created_at=svc.created_at,
+        deleted_at=now,
+        purge_at=now + SOFT_DELETE_RETENTION,
+        store_id=svc.active_store_id,
+    )
+    await conn.execute(
+        insert(deleted_services).values(name_key=svc.name.lower(), **dataclasses.asdict(deleted))
+    )
+    return deleted
+
+
+async def list_deleted(conn: AsyncConnection, subscription_id: str) -> list[DeletedService]:
+    d = deleted_services.c
+    q = (
+        select(deleted_services)
+        .where(d.subscription_id == subscription_id, d.purge_at > utcnow())
+        .order_by(d.name_key)
+    )
+    return [_deleted(r) for r in (await conn.execute(q)).all()]
+
+
+async def get_deleted(conn: AsyncConnection, name: str) -> DeletedService | None:
+    """The soft-deleted service of this name (any subscription), unless past its purge date."""
+    d = deleted_services.c
+    q = select(deleted_services).where(d.name_key == name.lower(), d.purge_at > utcnow())
+    r = (await conn.execute(q)).first()
+    return _deleted(r) if r else None
+
+
+async def purge_deleted(conn: AsyncConnection, name: str) -> bool:
+    """Remove a soft-deleted service and its store for good (also one past its purge date)."""
+    d = deleted_services.c
+    r = (await conn.execute(select(d.store_id).where(d.name_key == name.lower()))).first()
+    if r is None:
+        return False
+    await _drop_stores(conn, [r.store_id])
+    await conn.execute(delete(deleted_services).where(d.name_key == name.lower()))
+    return True
+
+
+async def purge_expired(conn: AsyncConnection) -> int:
+    d = deleted_services.c
+    names = [r.name_key for r in (await conn.execute(select(d.name_key).where(d.purge_at <= utcnow()))).all()]
+    for name in names:
+        await purge_deleted(conn, name)
+    return len(names)
+
+
+async def undelete_service(conn: AsyncConnection, deleted: DeletedService) -> int:
+    """Bring a soft-deleted service back with its configuration (its kept store becomes active)."""
+    service_id = (
+        await conn.execute(
+            insert(services)
+            .values(
+                subscription_id=deleted.subscription_id,
+                resource_group_key=deleted.resource_group.lower(),
+                name_key=deleted.name.lower(),
+                name=deleted.name,
+                location=deleted.location,
+                sku_name=deleted.sku_name,
+                sku_capacity=deleted.sku_capacity,
+                properties=deleted.properties,
+                identity=deleted.identity,
+                tags=deleted.tags,
+                etag=new_etag(),
+                created_at=deleted.created_at,
+                active_store_id=deleted.store_id,
+                busy=None,
+            )
+            .returning(services.c.id)
+        )
+    ).scalar_one()
+    await conn.execute(
+        update(stores).where(stores.c.id == deleted.store_id).values(service_id=service_id, state="active")
+    )
+    await conn.execute(delete(deleted_services).where(deleted_services.c.name_key == deleted.name.lower()))
+    return int(service_id)

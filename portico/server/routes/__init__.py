@@ -5,8 +5,18 @@ Adding an ARM endpoint is one line here plus its handler in a module of this pac
 
 from __future__ import annotations
 
-from portico.arm.versions import RESOURCES
-from portico.server.routes import deployments, dr, entities, groups, services
+from portico.arm.versions import DELETED_SERVICES, METADATA, RESOURCES, SUBSCRIPTIONS
+from portico.server.routes import (
+    arm_meta,
+    deleted_services,
+    deployments,
+    dr,
+    entities,
+    groups,
+    providers,
+    services,
+    subscriptions,
+)
 from portico.server.routes.table import Route, RouteTable
 
 _SUB = "subscriptions/{subscriptionId}"
@@ -19,6 +29,25 @@ _SVC = _RG + "/providers/Microsoft.ApiManagement/service/{serviceName}"
 
 ROUTES = RouteTable(
     [
+        Route("metadata/endpoints", arm_meta.metadata_endpoints, versions=METADATA, authenticated=False),
+        Route("subscriptions", subscriptions.list_subscriptions, versions=SUBSCRIPTIONS),
+        Route(_SUB, subscriptions.subscription, versions=SUBSCRIPTIONS),
+        Route("tenants", subscriptions.list_tenants, versions=SUBSCRIPTIONS),
+        Route("providers", providers.list_providers, versions=RESOURCES),
+        Route(_SUB + "/providers", providers.list_providers, versions=RESOURCES),
+        Route(_SUB + "/providers/{namespace}", providers.provider, versions=RESOURCES),
+        Route(_SUB + "/resources", providers.list_resources, versions=RESOURCES),
+        Route(_RG + "/resources", providers.list_resources, versions=RESOURCES),
+        Route(
+            _SUB + "/providers/Microsoft.ApiManagement/deletedservices",
+            deleted_services.list_deleted,
+            versions=DELETED_SERVICES,
+        ),
+        Route(
+            _SUB + "/providers/Microsoft.ApiManagement/locations/{location}/deletedservices/{serviceName}",
+            deleted_services.deleted_service,
+            versions=DELETED_SERVICES,
+        ),
         Route(_SUB + "/providers/Microsoft.ApiManagement/service", services.list_in_subscription),
         Route(_SUB + "/providers/Microsoft.ApiManagement/checkNameAvailability", services.check_name),
         Route(_SUB + "/resourceGroups", groups.list_groups, versions=RESOURCES),
@@ -58,5 +87,6 @@ ROUTES = RouteTable(
         Route(_SVC + "/operationResults/{operationId}", dr.operation_result),
         Route(_SVC + "/operationStatuses/{operationId}", dr.operation_status),
         Route(_SVC + "/{path*}", entities.entity),
+        Route(_SUB + "/providers/{namespace}/{action}", providers.provider, versions=RESOURCES),
     ]
 )

@@ -82,7 +82,7 @@ async def resource_group(call: Call) -> Response:
                         "ServiceBusy",
                         f"Service '{svc.name}' in this group is running {svc.busy.split(':')[0]}; try again when it completes.",
                     )
-                await S.delete_service(conn, svc.id)
+                await S.soft_delete_service(conn, svc)  # as ARM: restorable for 48 hours
             await D.remove_group(conn, sub, rg)
             deleted = await S.delete_group(conn, sub, rg)
         return empty(200 if deleted else 204)

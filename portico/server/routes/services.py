@@ -10,9 +10,11 @@ from starlette.responses import Response
 from portico.arm.call import Call, group_scope, method_not_allowed, service_missing, service_scope
 from portico.arm.errors import ArmError, invalid_field
 from portico.arm.http import empty, json_response
+from portico.arm.versions import DELETED_SERVICES_SINCE
 from portico.resources import kinds as K
 from portico.resources.engine import quote_etag
 from portico.resources.service import check_service_name, render_service, validate_service
+from portico.server.routes.deleted_services import undelete_if_asked
 from portico.store import entities as E
 from portico.store import services as S
 
@@ -85,6 +87,10 @@ async def service(call: Call) -> Response:
             existing = await S.get_service(conn, sub, rg, name, exclusive=True)
             if existing is None and call.method == "PATCH":
                 raise service_missing(name, rg)
+            if existing is None:
+                restored = await undelete_if_asked(conn, body, sub, rg, name)
+                if restored is not None:
+                    return json_response(_render(call, restored), 201)
             values = validate_service(
                 body, api_version=call.api_version, existing=existing, patch=call.method == "PATCH"
             )
@@ -122,7 +128,10 @@ async def service(call: Call) -> Response:
                     "ServiceBusy",
                     f"Service '{name}' is running a {existing.busy.split(':')[0]}; delete it when that completes.",
                 )
-            await S.delete_service(conn, existing.id)
+            if call.api_version >= DELETED_SERVICES_SINCE:  # kept 48 hours, restorable, as ARM does
+                await S.soft_delete_service(conn, existing)
+            else:
+                await S.delete_service(conn, existing.id)
         return empty(200)
     raise method_not_allowed(call.method)
 
