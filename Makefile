@@ -18,13 +18,14 @@ deps: $(STAMP)
 run: $(STAMP)
 	$(BIN)/portico serve
 
-## Test-only components: PostgreSQL server binaries and Azurite
+## Test-only components: PostgreSQL server binaries, Azurite, the Azure CLI and the JavaScript SDK
 test-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "installing postgresql (Debian package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
 	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
 	@bash scripts/install-azurite.sh
+	@bash scripts/install-azure-cli.sh  # the real clients of tests/e2e/test_real_clients.py (az ~1 GB, once)
 
 lint: $(STAMP)
 	$(BIN)/ruff check portico tests bench

@@ -114,3 +114,16 @@ def cloud_metadata(settings: Settings) -> dict[str, Any]:
             "attestationEndpoint": "attest.azure.net",
         },
     }
+
+
+def render_location(subscription_id: str, display_name: str) -> dict[str, Any]:
+    """One region of `GET /subscriptions/{s}/locations` (az normalises `--location` with it)."""
+    name = display_name.replace(" ", "").lower()
+    return {
+        "id": f"/subscriptions/{subscription_id}/locations/{name}",
+        "name": name,
+        "type": "Region",
+        "displayName": display_name,
+        "regionalDisplayName": display_name,
+        "metadata": {"regionType": "Physical", "regionCategory": "Recommended"},
+    }

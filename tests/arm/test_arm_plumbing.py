@@ -82,6 +82,8 @@ async def test_subscriptions_and_tenants(node: InProc) -> None:
         await node.get("/subscriptions", api_version="2024-05-01"), 400, "InvalidApiVersionParameter"
     )
     assert ", ".join(SUBSCRIPTIONS.listed) in err["message"]
+    r = await node.get(f"/subscriptions/{SUB}/locations", api_version=SUB_API)
+    assert {"name": "westeurope", "displayName": "West Europe"}.items() <= r.json()["value"][8].items()
     r = await node.get("/tenants", api_version=SUB_API)
     assert r.status_code == 200 and [t["tenantId"] for t in r.json()["value"]] == [node.settings.tenant_id]
     assert_arm_error(await node.client.get("/subscriptions", params={"api-version": SUB_API}), 401)

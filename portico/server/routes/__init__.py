@@ -32,6 +32,7 @@ ROUTES = RouteTable(
         Route("metadata/endpoints", arm_meta.metadata_endpoints, versions=METADATA, authenticated=False),
         Route("subscriptions", subscriptions.list_subscriptions, versions=SUBSCRIPTIONS),
         Route(_SUB, subscriptions.subscription, versions=SUBSCRIPTIONS),
+        Route(_SUB + "/locations", subscriptions.list_locations, versions=SUBSCRIPTIONS),
         Route("tenants", subscriptions.list_tenants, versions=SUBSCRIPTIONS),
         Route("providers", providers.list_providers, versions=RESOURCES),
         Route(_SUB + "/providers", providers.list_providers, versions=RESOURCES),

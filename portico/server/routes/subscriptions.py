@@ -9,6 +9,7 @@ from portico.arm.errors import ArmError
 from portico.arm.http import json_response
 from portico.identity.rbac import list_assignments
 from portico.resources import tenancy
+from portico.resources.providers import LOCATIONS
 
 
 async def _assigned_scopes(call: Call) -> list[str]:
@@ -54,3 +55,12 @@ async def list_tenants(call: Call) -> Response:
     if call.method != "GET":
         raise method_not_allowed(call.method)
     return json_response({"value": [tenancy.render_tenant(call.rt.settings)]})
+
+
+async def list_locations(call: Call) -> Response:
+    """The regions the provider document names; a service may still be created in any region name."""
+    if call.method != "GET":
+        raise method_not_allowed(call.method)
+    sub = call.subscription_id
+    await call.authorize("Microsoft.Resources/subscriptions/locations/read", f"/subscriptions/{sub}")
+    return json_response({"value": [tenancy.render_location(sub, name) for name in LOCATIONS]})
