@@ -73,7 +73,7 @@ async def test_tampered_token_is_refused(node: InProc, rg: str) -> None:
         "/subscriptions/{sub}/resourceGroups/{rg}/somethingElse",
         "/subscriptions/{sub}/providers/Microsoft.ApiManagement/whatever",
         "/subscriptions/{sub}/providers/Microsoft.Compute/service",
-        "/subscriptions/{sub}/locations",
+        "/subscriptions/{sub}/locations/westeurope/nothing",
         "/nothing/here",
         "/",
     ],

@@ -147,6 +147,14 @@ def test_service_lifecycle(env: Env) -> None:
     c.api_management_service.begin_delete(env.rg, name).result()
     with pytest.raises(ResourceNotFoundError):
         c.api_management_service.get(env.rg, name)
+    # Soft-deleted, as on Azure: the name stays taken until the deleted service is purged.
+    assert name in [d.name for d in c.deleted_services.list_by_subscription()]
+    deleted = c.deleted_services.get_by_name(name, "West Europe")
+    assert deleted.service_id.endswith(f"/service/{name}") and deleted.scheduled_purge_date
+    assert not c.api_management_service.check_name_availability(
+        M.ApiManagementServiceCheckNameAvailabilityParameters(name=name)
+    ).name_available
+    c.deleted_services.begin_purge(name, "westeurope").result()
     assert c.api_management_service.check_name_availability(
         M.ApiManagementServiceCheckNameAvailabilityParameters(name=name)
     ).name_available

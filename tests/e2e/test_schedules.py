@@ -130,6 +130,8 @@ def test_crud_secret_handling_and_service_deletion(
     assert r.status_code == 404 and "'mi' was not found" in r.json()["error"]["message"]
     # deleting the service removes its schedules (a new service of that name has none)
     svc.rest.call("DELETE", svc.rest.svc(svc.rg, svc.service))
+    purge = f"providers/Microsoft.ApiManagement/locations/westeurope/deletedservices/{svc.service}"
+    svc.rest.call("DELETE", svc.rest.url(purge))  # soft-deleted: purge frees the name
     svc.rest.service(svc.rg, svc.service)
     wait_for(
         lambda: (

@@ -88,6 +88,6 @@ ROUTES = RouteTable(
         Route(_SVC + "/operationResults/{operationId}", dr.operation_result),
         Route(_SVC + "/operationStatuses/{operationId}", dr.operation_status),
         Route(_SVC + "/{path*}", entities.entity),
-        Route(_SUB + "/providers/{namespace}/{action}", providers.provider, versions=RESOURCES),
+        Route(_SUB + "/providers/{namespace}/register", providers.register, versions=RESOURCES),
     ]
 )

@@ -42,26 +42,22 @@ async def list_providers(call: Call) -> Response:
 
 
 async def provider(call: Call) -> Response:
-    """`/subscriptions/{s}/providers/{namespace}` (GET) and `.../{namespace}/register` (POST)."""
+    """`GET /subscriptions/{s}/providers/{namespace}`."""
     sub = call.subscription_id
     _check_namespace(call.params["namespace"])
-    registering = "action" in call.params
-    if registering:
-        if call.params["action"].casefold() not in ("register", "unregister"):
-            raise ArmError(404, "ResourceNotFound", "No resource type matches this path.")
-        if call.method != "POST":
-            raise method_not_allowed(call.method)
-        if call.params["action"].casefold() == "unregister":
-            raise ArmError(
-                409,
-                "ProviderUnregistrationNotSupported",
-                f"{NAMESPACE} is always registered on this instance; it cannot be unregistered.",
-            )
-        await call.authorize(f"{NAMESPACE}/register/action", f"/subscriptions/{sub}")
-    elif call.method != "GET":
+    if call.method != "GET":
         raise method_not_allowed(call.method)
-    else:
-        await call.authorize("Microsoft.Resources/subscriptions/providers/read", f"/subscriptions/{sub}")
+    await call.authorize("Microsoft.Resources/subscriptions/providers/read", f"/subscriptions/{sub}")
+    return json_response(provider_document(sub))
+
+
+async def register(call: Call) -> Response:
+    """`POST .../providers/{namespace}/register`: Microsoft.ApiManagement is always registered."""
+    sub = call.subscription_id
+    _check_namespace(call.params["namespace"])
+    if call.method != "POST":
+        raise method_not_allowed(call.method)
+    await call.authorize(f"{NAMESPACE}/register/action", f"/subscriptions/{sub}")
     return json_response(provider_document(sub))
 
 
