@@ -161,6 +161,32 @@ def test_service_lifecycle(env: Env) -> None:
     assert name not in [s.name for s in c.api_management_service.list_by_resource_group(env.rg)]
 
 
+def test_soft_deleted_service_comes_back_with_restore(env: Env) -> None:
+    c = env.client
+    name = env.create_service()
+    c.named_value.begin_create_or_update(
+        env.rg, name, "color", M.NamedValueCreateContract(display_name="color", value="blue")
+    ).result()
+    c.api_management_service.begin_delete(env.rg, name).result()
+    with pytest.raises(HttpResponseError) as info:
+        env.create_service(name)
+    assert info.value.status_code == 409 and "ServiceAlreadyExistsInSoftDeletedState" in str(info.value)
+    restored = c.api_management_service.begin_create_or_update(
+        env.rg,
+        name,
+        M.ApiManagementServiceResource(
+            location="West Europe",
+            sku=M.ApiManagementServiceSkuProperties(name="Developer", capacity=1),
+            publisher_email="ignored@contoso.example",
+            publisher_name="Ignored",
+            restore=True,
+        ),
+    ).result()
+    assert restored.name == name and restored.publisher_email == "ops@contoso.example"
+    assert c.named_value.get(env.rg, name, "color").display_name == "color"
+    assert name not in [d.name for d in c.deleted_services.list_by_subscription()]
+
+
 def test_service_validation(env: Env) -> None:
     c = env.client
 
