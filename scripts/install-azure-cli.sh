@@ -8,8 +8,8 @@
 # Usage: scripts/install-azure-cli.sh [--force]
 set -euo pipefail
 
-AZURE_CLI_SPEC="${AZURE_CLI_SPEC:-azure-cli>=2.60}"
-JS_PACKAGES=("@azure/identity@4" "@azure/arm-apimanagement@10")
+AZURE_CLI_SPEC="${AZURE_CLI_SPEC:-azure-cli==2.91.0}"  # the version the tests were checked with
+JS_PACKAGES=("@azure/identity@4.13.1" "@azure/arm-apimanagement@10.0.0")
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 AZ_PREFIX="${AZURE_CLI_PREFIX:-$REPO_ROOT/.test-deps/azure-cli}"
 JS_PREFIX="${AZURE_JS_PREFIX:-$REPO_ROOT/.test-deps/js}"
