@@ -36,30 +36,29 @@ async def list_deleted(call: Call) -> Response:
     return json_response({"value": [render_deleted(d) for d in items]})
 
 
+async def _find(conn: AsyncConnection, sub: str, location: str, name: str) -> S.DeletedService:
+    found = await S.get_deleted(conn, name)
+    if (
+        found is None
+        or found.subscription_id != sub
+        or location_key(found.location) != location_key(location)
+    ):
+        raise _missing(name, location)
+    return found
+
+
 async def deleted_service(call: Call) -> Response:
     sub, location, name = call.subscription_id, call.params["location"], call.params["serviceName"]
     scope = deleted_service_id(sub, location, name)
     if call.method == "GET":
         await call.authorize(f"{NAMESPACE}/deletedservices/read", scope)
         async with call.rt.db.read() as conn:
-            found = await S.get_deleted(conn, name)
-        if (
-            found is None
-            or found.subscription_id != sub
-            or location_key(found.location) != location_key(location)
-        ):
-            raise _missing(name, location)
+            found = await _find(conn, sub, location, name)
         return json_response(render_deleted(found))
-    if call.method == "DELETE":
+    if call.method == "DELETE":  # purge: the service and its configuration are gone for good
         await call.authorize(f"{NAMESPACE}/deletedservices/delete", scope)
         async with call.rt.db.write() as conn:
-            found = await S.get_deleted(conn, name)
-            if (
-                found is None
-                or found.subscription_id != sub
-                or location_key(found.location) != location_key(location)
-            ):
-                raise _missing(name, location)
+            found = await _find(conn, sub, location, name)
             await S.purge_deleted(conn, name)
         return json_response(render_deleted(found))
     raise method_not_allowed(call.method)
