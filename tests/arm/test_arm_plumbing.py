@@ -204,6 +204,9 @@ async def test_soft_delete_restore_and_purge(node: InProc) -> None:
     assert r.status_code == 201, r.text
     r = await node.get(f"{path}/namedValues/nv1")
     assert r.status_code == 200 and r.json()["properties"]["displayName"] == "nv1"
+    r = await node.put(path, {**body, "properties": {**body["properties"], "restore": True}})
+    assert_arm_error(r, 400)  # nothing to restore: the service exists
+    assert "properties.restore" in r.json()["error"]["message"]
     assert_arm_error(await node.get(one), 404)
     # Purge: gone for good, and the name is free again.
     assert (await node.request("DELETE", path)).status_code == 200

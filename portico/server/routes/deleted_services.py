@@ -64,16 +64,22 @@ async def deleted_service(call: Call) -> Response:
     raise method_not_allowed(call.method)
 
 
+def restore_requested(body: Any) -> bool:
+    """`properties.restore` of a service PUT: true asks to bring back a soft-deleted service."""
+    props = body.get("properties") if isinstance(body, dict) else None
+    restore = props.get("restore", False) if isinstance(props, dict) else False
+    if not isinstance(restore, bool):
+        raise invalid_field("properties.restore", "must be a boolean")
+    return restore
+
+
 async def undelete_if_asked(
     conn: AsyncConnection, body: Any, sub: str, rg: str, name: str
 ) -> S.Service | None:
     """For a PUT of a service that does not exist: restore the soft-deleted one if the body says
     `properties.restore: true` (the rest of the body is then ignored, as ARM does), refuse a new
     service under a soft-deleted name (409), or return None to create a new one."""
-    props = body.get("properties") if isinstance(body, dict) else None
-    restore = props.get("restore", False) if isinstance(props, dict) else False
-    if not isinstance(restore, bool):
-        raise invalid_field("properties.restore", "must be a boolean")
+    restore = restore_requested(body)
     await S.purge_expired(conn)
     deleted = await S.get_deleted(conn, name)
     if deleted is None:

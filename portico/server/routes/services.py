@@ -14,7 +14,7 @@ from portico.arm.versions import DELETED_SERVICES_SINCE
 from portico.resources import kinds as K
 from portico.resources.engine import quote_etag
 from portico.resources.service import check_service_name, render_service, validate_service
-from portico.server.routes.deleted_services import undelete_if_asked
+from portico.server.routes.deleted_services import restore_requested, undelete_if_asked
 from portico.store import entities as E
 from portico.store import services as S
 
@@ -91,6 +91,10 @@ async def service(call: Call) -> Response:
                 restored = await undelete_if_asked(conn, body, sub, rg, name)
                 if restored is not None:
                     return json_response(_render(call, restored), 201)
+            elif restore_requested(body):
+                raise invalid_field(
+                    "properties.restore", f"applies to a soft-deleted service only; service '{name}' exists"
+                )
             values = validate_service(
                 body, api_version=call.api_version, existing=existing, patch=call.method == "PATCH"
             )
