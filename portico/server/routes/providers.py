@@ -84,11 +84,12 @@ async def list_resources(call: Call) -> Response:
         items = await S.list_services(conn, sub, rg)
     if rg is not None:
         await call.authorize("Microsoft.Resources/subscriptions/resourceGroups/read", group_scope(sub, rg))
-    pid = call.principal.principal_id
+    pid, issuer = call.principal.principal_id, call.principal.assignment_issuer
     visible = [
         s
         for s in items
-        if matches(s) and await is_authorized(call.rt.db, pid, f"{NAMESPACE}/service/read", s.arm_id)
+        if matches(s)
+        and await is_authorized(call.rt.db, pid, f"{NAMESPACE}/service/read", s.arm_id, issuer=issuer)
     ]
     if limit is not None:
         visible = visible[:limit]

@@ -15,7 +15,12 @@ from portico.resources.providers import LOCATIONS
 async def _assigned_scopes(call: Call) -> list[str]:
     if call.principal is None:  # routes of this module are authenticated
         raise ArmError(401, "AuthenticationFailed", "Authentication failed: no bearer token was sent.")
-    return [a.scope for a in await list_assignments(call.rt.db, call.principal.principal_id)]
+    # Assignments are per issuer: the same subject from another issuer is another principal.
+    principal = call.principal
+    assignments = await list_assignments(
+        call.rt.db, principal.principal_id, issuer=principal.assignment_issuer
+    )
+    return [a.scope for a in assignments]
 
 
 async def list_subscriptions(call: Call) -> Response:
