@@ -39,7 +39,6 @@ README_JS = re.compile(r"### Azure SDK for JavaScript\n.*?```js\n(.*?)\n```", re
 def ensure_clients() -> None:
     if AZ.exists() and (JS / "node_modules" / "@azure" / "arm-apimanagement").exists():
         return
-    INSTALL.parent.mkdir(parents=True, exist_ok=True)
     (REPO / ".test-deps").mkdir(exist_ok=True)
     with open(REPO / ".test-deps" / ".clients-install.lock", "w") as lock:  # one installer at a time
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -92,9 +91,7 @@ def _put_group_and_service(http: httpx.Client, rg: str, name: str | None) -> Non
         assert r.status_code in (200, 201), r.text
 
 
-def _polls_carry_retry_after(
-    server: PorticoServer, http: httpx.Client, storage: AzuriteServer, svc: str
-) -> bool:
+def _polls_carry_retry_after(http: httpx.Client, storage: AzuriteServer, svc: str) -> bool:
     """Whether a backup's status answers carry Retry-After (az waits 30 s per poll without it)."""
     base = f"/subscriptions/{SUB}/resourceGroups/rg-az/providers/Microsoft.ApiManagement/service/{svc}"
     body = {
@@ -168,7 +165,7 @@ def test_azure_cli(server: PorticoServer, storage: AzuriteServer, tmp_path: Path
     elapsed = time.monotonic() - started
     assert out.split() == ["echo"]  # the standby now has the primary's API
     with _http(server) as http:
-        retry_after = _polls_carry_retry_after(server, http, storage, "az-primary")
+        retry_after = _polls_carry_retry_after(http, storage, "az-primary")
     # Two az commands (each ~1 s to start) plus polls 1 s apart: well under 10 s each. Without
     # Retry-After on every status answer az waits 30 s per poll.
     assert elapsed < (20 if retry_after else 80), (elapsed, retry_after)
