@@ -71,8 +71,10 @@ class Call:
             raise ArmError(401, "AuthenticationFailed", "Authentication failed: no bearer token was sent.")
         await authorize(self.rt.db, self.principal, action, scope)
 
-    async def body(self, required: bool = True) -> Any:
-        return await read_json(self.request, self.rt.settings.max_request_bytes, required=required)
+    async def body(self, required: bool = True, *, lenient: bool = False) -> Any:
+        return await read_json(
+            self.request, self.rt.settings.max_request_bytes, required=required, lenient=lenient
+        )
 
     def query(self) -> dict[str, str]:
         return dict(self.request.query_params)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pyjson5
 from fastapi import Request, Response
 
 from portico.arm.errors import ArmError
@@ -17,7 +18,29 @@ class OrjsonResponse(Response):
         return orjson.dumps(content)
 
 
-async def read_json(request: Request, limit: int, *, required: bool = True) -> Any:
+# ARM reads request bodies with a lenient parser: the Azure CLI sends a deployment's template as the
+# file's own text behind an unquoted `template:` key, and templates may carry comments.
+LENIENT_MAX_DEPTH = 128
+
+
+def parse_lenient(raw: bytes) -> Any:
+    """JSON5 (comments, unquoted keys, trailing commas), as ARM accepts in deployment bodies."""
+    try:
+        return pyjson5.decode(raw.decode("utf-8"), maxdepth=LENIENT_MAX_DEPTH)
+    except UnicodeDecodeError:
+        raise ArmError(400, "InvalidRequestContent", "The request body is not valid UTF-8.") from None
+    except pyjson5.Json5NestingTooDeep:
+        raise ArmError(
+            400, "InvalidRequestContent", f"The request body nests deeper than {LENIENT_MAX_DEPTH} levels."
+        ) from None
+    except pyjson5.Json5Exception as exc:
+        reason = str(exc.args[0]) if exc.args else "malformed"
+        raise ArmError(
+            400, "InvalidRequestContent", f"The request body is not valid JSON: {reason[:200]}."
+        ) from None
+
+
+async def read_json(request: Request, limit: int, *, required: bool = True, lenient: bool = False) -> Any:
     """The request body as JSON, refusing bodies over `limit` bytes with 413 before reading them whole."""
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -41,6 +64,8 @@ async def read_json(request: Request, limit: int, *, required: bool = True) -> A
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        if lenient:
+            return parse_lenient(raw)
         raise ArmError(
             400,
             "InvalidRequestContent",

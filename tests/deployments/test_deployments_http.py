@@ -335,3 +335,36 @@ async def test_bicep_modules_deploy_as_nested_deployments_with_their_outputs(nod
     assert tag["properties"]["displayName"] == "orders"
     nested = (await node.get(dep_path(node, rg, "apiModule"), api_version=RV)).json()
     assert nested["properties"]["provisioningState"] == "Succeeded"
+
+
+async def test_bodies_are_read_as_arm_reads_them_comments_and_unquoted_keys(node: InProc) -> None:
+    """The Azure CLI sends the template file's own text behind an unquoted `template:` key."""
+    rg = await node.group()
+    svc = f"lax{uuid.uuid4().hex[:8]}"
+    raw = (
+        '{"properties": {"mode": "Incremental", "parameters": {}, template: {\n'
+        "  // a comment, as template files may have\n"
+        '  "$schema": "x", "contentVersion": "1.0.0.0",\n'
+        f'  "resources": [{{"type": "{APIM}", "apiVersion": "{V}", "name": "{svc}", "location": "westeurope",\n'
+        '    "sku": {"name": "Developer", "capacity": 1}, /* inline */\n'
+        '    "properties": {"publisherEmail": "a@b.example", "publisherName": "A"},},],\n'
+        "}}}"
+    )
+    path = dep_path(node, rg, "lax")
+    r = await node.request(
+        "POST", path + "/validate", content=raw, headers={"Content-Type": "application/json"}, api_version=RV
+    )
+    assert r.status_code == 200, r.text
+    r = await node.request(
+        "POST",
+        path + "/validate",
+        content=raw[:-5],
+        headers={"Content-Type": "application/json"},
+        api_version=RV,
+    )
+    assert "not valid JSON" in assert_arm_error(r, 400, "InvalidRequestContent")["message"]
+    deep = '{"properties": {template: ' + "[" * 200 + "]" * 200 + "}}"
+    r = await node.request(
+        "POST", path + "/validate", content=deep, headers={"Content-Type": "application/json"}, api_version=RV
+    )
+    assert "deeper" in assert_arm_error(r, 400, "InvalidRequestContent")["message"]

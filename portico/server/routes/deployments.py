@@ -94,7 +94,7 @@ async def deployment(call: Call) -> Response:
         await call.authorize(f"{ACTIONS}/write", _scope(call))
         group = await _group(call)
         try:
-            req = parse_body(await call.body())
+            req = parse_body(await call.body(lenient=True))
             body, run_id = await _service(call).create(
                 call.subscription_id, group, name, req, _client(call), top_level=not is_internal(call.request)
             )
@@ -167,7 +167,7 @@ async def validate(call: Call) -> Response:
     service = _service(call)
     name = call.params["deploymentName"]
     try:
-        req = parse_body(await call.body())
+        req = parse_body(await call.body(lenient=True))
         d, plan, _runner = service.prepare(call.subscription_id, group, name, req, _client(call))
     except DeploymentError as exc:
         raise _error(exc) from None
@@ -191,7 +191,7 @@ async def what_if(call: Call) -> Response:
     await call.authorize(f"{ACTIONS}/whatIf/action", _scope(call))
     group = await _group(call)
     try:
-        req = parse_body(await call.body())
+        req = parse_body(await call.body(lenient=True))
         result = await _service(call).what_if(
             call.subscription_id, group, call.params["deploymentName"], req, _client(call)
         )
