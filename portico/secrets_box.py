@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -41,9 +42,15 @@ class SecretBox:
             raise ValueError("the server secret key must be 32 bytes")
         self._aead = AESGCM(key)
         self.key_id = _key_id(key)
+        self._mac_root = hashlib.sha256(b"portico-mac-root\0" + key).digest()
 
     def __repr__(self) -> str:
         return f"SecretBox(key_id={self.key_id.hex()})"
+
+    def mac_key(self, purpose: str) -> bytes:
+        """A key for HMACs of one purpose (e.g. signed links), derived from the server key so
+        that it is never the encryption key itself and differs per purpose."""
+        return hmac.new(self._mac_root, purpose.encode(), hashlib.sha256).digest()
 
     def seal(self, plaintext: bytes, aad: bytes) -> bytes:
         nonce = os.urandom(12)

@@ -129,6 +129,21 @@ class Settings(BaseSettings):
         description="Usage records buffered in memory; beyond it records are dropped and counted.",
     )
 
+    # --- API import from links -------------------------------------------------------------------
+    import_fetch_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="Seconds to fetch a linked API definition (openapi-link...)."
+    )
+    import_max_bytes: int = Field(
+        default=20 * 1024 * 1024, ge=1024, description="Largest linked API definition fetched (400 above)."
+    )
+    import_allow_private_networks: bool = Field(
+        default=False,
+        description="Allow definition links to private-network addresses (loopback is always allowed).",
+    )
+    export_link_seconds: int = Field(
+        default=300, ge=10, le=86400, description="Lifetime of an API export link (signed, no token needed)."
+    )
+
     # --- backup schedules, recovery-point visibility (issue 5) ------------------------------------
     secret_key: SecretStr | None = Field(
         default=None,

@@ -54,6 +54,7 @@ class Call:
     principal: Principal | None  # None only on routes that need no token (metadata)
     segments: list[str]
     params: dict[str, str] = field(default_factory=dict)
+    _read: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def method(self) -> str:
@@ -72,9 +73,15 @@ class Call:
         await authorize(self.rt.db, self.principal, action, scope)
 
     async def body(self, required: bool = True, *, lenient: bool = False) -> Any:
-        return await read_json(
-            self.request, self.rt.settings.max_request_bytes, required=required, lenient=lenient
-        )
+        # Kept once read: a handler may look at the body and hand the call on to another handler.
+        if "body" not in self._read:
+            self._read["body"] = await read_json(
+                self.request, self.rt.settings.max_request_bytes, required=False, lenient=lenient
+            )
+        body = self._read["body"]
+        if body is None and required:
+            raise ArmError(400, "InvalidRequestContent", "The request body is required and must be JSON.")
+        return body
 
     def query(self) -> dict[str, str]:
         return dict(self.request.query_params)

@@ -369,11 +369,14 @@ class EntityEngine:
     ) -> dict[str, Any]:
         kind = t.kind
         assert t.name is not None
-        if kind.kind == "api" and ("value" in props or "format" in props) and "path" not in props:
+        if kind.kind == "api" and ("value" in props or "format" in props):
+            # Imports are PUTs handled by portico/resources/api_import.py; anything else would
+            # silently drop the definition.
             raise ArmError(
                 400,
                 "ValidationError",
-                "API import from a definition (format/value) is not supported; send path, displayName and operations.",
+                "properties.format/value: an API definition can only be imported with PUT on the API.",
+                target="properties.format",
             )
         try:
             model = kind.model.model_validate(props)

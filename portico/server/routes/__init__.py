@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from portico.arm.versions import DELETED_SERVICES, METADATA, RESOURCES, SUBSCRIPTIONS
 from portico.server.routes import (
+    apis,
     arm_meta,
     deleted_services,
     deployments,
@@ -87,6 +88,8 @@ ROUTES = RouteTable(
         Route(_SVC + "/reports/{aggregation}", dr.report),
         Route(_SVC + "/operationResults/{operationId}", dr.operation_result),
         Route(_SVC + "/operationStatuses/{operationId}", dr.operation_status),
+        Route(_SVC + "/apis/{apiId}", apis.api),
+        Route(_SVC + "/apis/{apiId}/exportDocument", apis.export_document, authenticated=False),
         Route(_SVC + "/{path*}", entities.entity),
         Route(_SUB + "/providers/{namespace}/register", providers.register, versions=RESOURCES),
     ]

@@ -1,0 +1,192 @@
+"""Creating or replacing an API from a definition (`format` + `value` on PUT /apis/{id}).
+
+Three steps, so that nothing is written unless the whole definition imports: the request is read
+(`read_request`), the definition fetched and parsed outside any transaction (`load`), and then the
+API, its operations and its schemas are written in the caller's write transaction (`apply`).
+Re-importing over an API keeps the operations whose names match (and their policies and tags)
+and deletes the others, as Azure does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import orjson
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from portico.arm.errors import invalid_field
+from portico.resources import kinds as K
+from portico.resources import models as m
+from portico.resources.engine import EntityEngine, Result
+from portico.resources.importers import (
+    LINK_FORMATS,
+    SUPPORTED_FORMATS,
+    Imported,
+    ImportFailed,
+    Options,
+    parse,
+)
+from portico.resources.importers.fetch import FetchLimits, fetch_text
+from portico.resources.importers.graphql import INTROSPECTION_QUERY
+from portico.resources.importers.parse import REFUSED_FORMATS
+from portico.store import entities as E
+from portico.store.services import Service
+
+# Request fields that steer the import and are not properties of the API.
+IMPORT_FIELDS = ("format", "value", "wsdlSelector", "translateRequiredQueryParameters")
+
+
+@dataclass
+class ImportRequest:
+    fmt: str
+    value: str
+    props: dict[str, Any]  # the API's own properties from the request
+    options: Options = field(default_factory=Options)
+
+
+def wants_import(body: Any) -> bool:
+    props = body.get("properties") if isinstance(body, dict) else None
+    return isinstance(props, dict) and ("format" in props or "value" in props)
+
+
+def read_request(body: dict[str, Any]) -> ImportRequest:
+    props = dict(body["properties"])
+    fmt = props.get("format")
+    if not isinstance(fmt, str) or not fmt:
+        raise invalid_field("properties.format", "is required with properties.value (e.g. 'openapi+json')")
+    fmt = fmt.lower()
+    if fmt in REFUSED_FORMATS:
+        raise invalid_field(
+            "properties.format", f"import of '{fmt}' definitions is not supported by this server"
+        )
+    if fmt not in SUPPORTED_FORMATS:
+        raise invalid_field(
+            "properties.format",
+            f"'{fmt[:40]}' is not a known format; use one of {', '.join(sorted(SUPPORTED_FORMATS))}",
+        )
+    value = props.get("value")
+    if isinstance(value, dict | list) and fmt in ("openapi+json", "swagger-json"):
+        value = orjson.dumps(value).decode()
+    if not isinstance(value, str) or not value.strip():
+        raise invalid_field(
+            "properties.value", f"the {'URL' if fmt in LINK_FORMATS else 'definition'} is required"
+        )
+    translate: Literal["template", "query"] = "template"
+    raw_translate = props.get("translateRequiredQueryParameters") or "template"
+    if raw_translate == "query":
+        translate = "query"
+    elif raw_translate != "template":
+        raise invalid_field("properties.translateRequiredQueryParameters", "must be 'template' or 'query'")
+    selector = props.get("wsdlSelector") or {}
+    if not isinstance(selector, dict):
+        raise invalid_field("properties.wsdlSelector", "must be an object")
+    api_type = props.get("apiType") or props.get("type")
+    if fmt == "graphql-link" and api_type not in (None, "graphql"):
+        raise invalid_field("properties.apiType", "a graphql-link import creates a 'graphql' API")
+    if fmt in ("wsdl", "wsdl-link") and api_type is None:
+        raise invalid_field(
+            "properties.apiType",
+            "WSDL import creates a SOAP pass-through API: send 'soap' (SOAP-to-REST, 'http', is not supported)",
+        )
+    options = Options(
+        translate_required_query=translate,
+        api_type=api_type,
+        wsdl_service=selector.get("wsdlServiceName"),
+        wsdl_endpoint=selector.get("wsdlEndpointName"),
+    )
+    for f in IMPORT_FIELDS:
+        props.pop(f, None)
+    return ImportRequest(fmt, value, props, options)
+
+
+async def load(req: ImportRequest, limits: FetchLimits) -> Imported:
+    """The definition, fetched when it is a link and parsed (in a worker thread: a large document
+    takes a while and must not stall other requests)."""
+    text, link = req.value, None
+    opts = req.options
+    if req.fmt in LINK_FORMATS:
+        link = req.value.strip()
+        body = {"query": INTROSPECTION_QUERY} if req.fmt == "graphql-link" else None
+        text, final = await fetch_text(link, limits, json_body=body)
+        opts = Options(**{**opts.__dict__, "source_url": final})
+    return await asyncio.to_thread(_parse_checked, req.fmt, text, opts, link)
+
+
+def _parse_checked(fmt: str, text: str, opts: Options, link: str | None) -> Imported:
+    try:
+        imported = parse(fmt, text, opts, link=link)
+    except RecursionError:
+        raise ImportFailed("the document is nested too deeply") from None
+    checked: list[tuple[str, dict[str, Any]]] = []
+    for name, props in imported.operations:
+        try:
+            op = m.OperationProps.model_validate(props)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise ImportFailed(f"operation '{name}' cannot be stored: {loc}: {err['msg']}") from None
+        checked.append((name, op.model_dump(exclude_none=True)))
+    imported.operations = checked
+    return imported
+
+
+async def apply(
+    conn: AsyncConnection,
+    svc: Service,
+    target: K.Target,
+    req: ImportRequest,
+    imported: Imported,
+    if_match: str | None,
+) -> Result:
+    """Writes the API (request properties over what the definition says), then its operations
+    and schemas, in the caller's transaction."""
+    props = {**imported.api, **{k: v for k, v in req.props.items() if v is not None}}
+    if imported.api.get("type"):
+        props["type"] = imported.api["type"]
+        props.pop("apiType", None)
+    engine = EntityEngine(conn, svc)
+    result = await engine.put(target, {"properties": props}, if_match)
+    assert result.body is not None
+    api_name = result.body["name"]
+    api_path = f"{target.kind.segment}/{api_name}"
+    store = svc.active_store_id
+    await _replace(conn, store, "operation", api_path, imported.operations, keep_subtrees=True)
+    await _replace(conn, store, "schema", api_path, imported.schemas, keep_subtrees=False)
+    return result
+
+
+async def _replace(
+    conn: AsyncConnection,
+    store: int,
+    kind: str,
+    parent: str,
+    items: list[tuple[str, dict[str, Any]]],
+    *,
+    keep_subtrees: bool,
+) -> None:
+    existing = {r.name.lower(): r.name for r in await E.list_children(conn, store, kind, parent)}
+    wanted = {name.lower() for name, _ in items}
+    for low, name in existing.items():
+        if low not in wanted:
+            await E.remove_subtree(conn, store, f"{parent}/{_segment(kind)}/{name}")
+            await E.remove(conn, store, kind, parent, name)
+    for name, data in items:
+        stored = existing.get(name.lower())
+        if stored is not None and stored != name:
+            # Same name in another case: the stored one is replaced (ARM names ignore case).
+            name = stored
+        if not keep_subtrees and stored is not None:
+            await E.remove_subtree(conn, store, f"{parent}/{_segment(kind)}/{name}")
+        display = data.get("displayName") if isinstance(data.get("displayName"), str) else None
+        await E.put(conn, store, kind, parent, name, display, data, exists=stored is not None)
+
+
+def _segment(kind: str) -> str:
+    return {"operation": "operations", "schema": "schemas"}[kind]
+
+
+def fetch_limits(timeout: float, max_bytes: int, allow_private: bool) -> FetchLimits:
+    return FetchLimits(timeout=timeout, max_bytes=max_bytes, allow_private_networks=allow_private)

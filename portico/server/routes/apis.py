@@ -1,0 +1,100 @@
+"""PUT /apis/{id} with a definition (`format` + `value`): import; GET /apis/{id}?export=true:
+export; and the signed export link. Every other request on an API goes to the entity handler."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.responses import Response
+
+from portico.arm.call import Call
+from portico.arm.errors import ArmError
+from portico.arm.http import json_response
+from portico.resources import api_import, export_links
+from portico.resources import kinds as K
+from portico.resources.api_export import DOCUMENTS, RESULT_FORMAT, as_text, document_format, export
+from portico.resources.engine import quote_etag
+from portico.resources.importers.fetch import FetchLimits
+from portico.server.routes.entities import entity
+from portico.store import entities as E
+
+READ = "Microsoft.ApiManagement/service/apis/read"
+WRITE = "Microsoft.ApiManagement/service/apis/write"
+
+
+async def api(call: Call) -> Response:
+    call.params["path"] = f"apis/{call.params['apiId']}"
+    if call.method == "PUT":
+        body = await call.body()
+        if api_import.wants_import(body):
+            return await _import(call, body)
+    elif call.method == "GET" and call.query().get("export", "").lower() == "true":
+        return await _export(call)
+    return await entity(call)
+
+
+async def _import(call: Call, body: dict[str, Any]) -> Response:
+    await call.authorize_service(WRITE)
+    target = K.resolve(["apis", call.params["apiId"]])
+    assert target is not None
+    req = api_import.read_request(body)
+    s = call.rt.settings
+    limits = FetchLimits(s.import_fetch_timeout, s.import_max_bytes, s.import_allow_private_networks)
+    imported = await api_import.load(req, limits)
+    async with call.rt.db.write() as conn:
+        svc = await call.service(conn, lock=True)
+        res = await api_import.apply(conn, svc, target, req, imported, call.request.headers.get("if-match"))
+    return json_response(res.body, 201 if res.created else 200, headers={"ETag": quote_etag(res.etag or "")})
+
+
+async def _stored_name(call: Call, conn: Any, store: int) -> str:
+    requested = call.params["apiId"]
+    name = await E.find_name(conn, store, "api", "", requested)
+    if name is None:
+        raise ArmError(404, "ResourceNotFound", f"Api '{requested[:256]}' was not found.")
+    return name
+
+
+async def _export(call: Call) -> Response:
+    await call.authorize_service(READ)
+    fmt, link = document_format(call.query().get("format"))
+    async with call.rt.db.read() as conn:
+        svc = await call.service(conn)
+        name = await _stored_name(call, conn, svc.active_store_id)
+        _, document = await export(conn, svc.active_store_id, name, fmt)
+    api_id = f"{call.service_scope}/apis/{name}"
+    if not link:
+        return json_response({"id": api_id, "format": fmt, "value": document})
+    url = export_links.make_link(
+        call.rt.scheduler.box.mac_key(export_links.PURPOSE),
+        call.base_url(),
+        call.service_scope,
+        name,
+        fmt,
+        call.api_version,
+        call.rt.settings.export_link_seconds,
+    )
+    return json_response({"id": api_id, "format": RESULT_FORMAT[fmt], "value": {"link": url}})
+
+
+async def export_document(call: Call) -> Response:
+    """The document behind an export link: no bearer token, the link's signature instead."""
+    if call.method != "GET":
+        raise ArmError(405, "MethodNotAllowed", f"The {call.method} method is not allowed on this resource.")
+    q = call.query()
+    fmt = q.get("format", "")
+    export_links.check_link(
+        call.rt.scheduler.box.mac_key(export_links.PURPOSE),
+        call.service_scope,
+        call.params["apiId"],
+        fmt,
+        q.get("se", ""),
+        q.get("sig", ""),
+    )
+    if fmt not in DOCUMENTS:
+        raise ArmError(403, "AuthenticationFailed", "The export link is invalid or has expired.")
+    async with call.rt.db.read() as conn:
+        svc = await call.service(conn)
+        name = await _stored_name(call, conn, svc.active_store_id)
+        media, document = await export(conn, svc.active_store_id, name, fmt)
+    return Response(as_text(document), media_type=media)
