@@ -87,8 +87,8 @@ async def export(
         elif s.data.get("contentType") == SWAGGER_SCHEMAS:
             definitions.update(doc.get("definitions") or {})
     if doc_format in ("swagger", "swagger-json"):
-        return media, _swagger(row.data, [(o.name, o.data) for o in ops], definitions)
-    document = _openapi(row.data, [(o.name, o.data) for o in ops], definitions)
+        return media, swagger_document(row.data, [(o.name, o.data) for o in ops], definitions)
+    document = openapi_document(row.data, [(o.name, o.data) for o in ops], definitions)
     if doc_format == "openapi":
         return media, yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
     return media, document
@@ -165,7 +165,7 @@ def _media(rep: dict[str, Any], prefix: str) -> dict[str, Any]:
     return media
 
 
-def _openapi(
+def openapi_document(
     api: dict[str, Any], ops: list[tuple[str, dict[str, Any]]], definitions: dict[str, Any]
 ) -> dict[str, Any]:
     doc: dict[str, Any] = {"openapi": "3.0.1", "info": _info(api)}
@@ -200,7 +200,7 @@ def _openapi(
     return doc
 
 
-def _swagger(
+def swagger_document(
     api: dict[str, Any], ops: list[tuple[str, dict[str, Any]]], definitions: dict[str, Any]
 ) -> dict[str, Any]:
     doc: dict[str, Any] = {"swagger": "2.0", "info": _info(api)}

@@ -112,10 +112,10 @@ async def load(req: ImportRequest, limits: FetchLimits) -> Imported:
         body = {"query": INTROSPECTION_QUERY} if req.fmt == "graphql-link" else None
         text, final = await fetch_text(link, limits, json_body=body)
         opts = Options(**{**opts.__dict__, "source_url": final})
-    return await asyncio.to_thread(_parse_checked, req.fmt, text, opts, link)
+    return await asyncio.to_thread(parse_checked, req.fmt, text, opts, link)
 
 
-def _parse_checked(fmt: str, text: str, opts: Options, link: str | None) -> Imported:
+def parse_checked(fmt: str, text: str, opts: Options, link: str | None) -> Imported:
     try:
         imported = parse(fmt, text, opts, link=link)
     except RecursionError:

@@ -1,0 +1,366 @@
+"""API import and export end to end: real definitions through the Azure SDK, links served by a
+local HTTP server, hostile inputs answered 400 with nothing created, export links without a
+token, and imported configuration carried by backup/restore."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from azure.mgmt.apimanagement import models as M
+from graphql import build_schema, graphql_sync
+
+from tests.conftest import sdk_client
+from tests.e2e.dr_support import SUB, Rest
+from tests.resources.test_importers import WSDL, generated
+from tests.support.server import PorticoServer
+
+pytestmark = pytest.mark.slow
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "openapi"
+RG = "rg-import"
+GRAPHQL_SDL = "type Query { hello(name: String): String }"
+
+
+class _Docs(BaseHTTPRequestHandler):
+    files: dict[str, tuple[str, bytes]] = {}
+
+    def do_GET(self) -> None:
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "/petstore.yaml")
+            self.end_headers()
+            return
+        found = self.files.get(self.path)
+        if found is None:
+            self.send_response(404)
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", found[0])
+        self.send_header("Content-Length", str(len(found[1])))
+        self.end_headers()
+        self.wfile.write(found[1])
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("content-length", "0"))
+        query = json.loads(self.rfile.read(length))["query"]
+        result = graphql_sync(build_schema(GRAPHQL_SDL), query)
+        body = json.dumps({"data": result.data}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def docs() -> Iterator[str]:
+    _Docs.files = {
+        "/petstore.yaml": ("application/yaml", (FIXTURES / "petstore.yaml").read_bytes()),
+        "/uspto.yaml": ("application/yaml", (FIXTURES / "uspto.yaml").read_bytes()),
+        "/uber.json": ("application/json", (FIXTURES / "uber.json").read_bytes()),
+        "/calc.wsdl": ("text/xml", WSDL.encode()),
+        "/huge.json": ("application/json", b'{"openapi": "3.0.0", "x": "' + b"a" * 2_000_000 + b'"}'),
+    }
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Docs)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture(scope="module")
+def silent_port() -> Iterator[int]:
+    """A port that accepts connections and never answers."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(server_factory: Callable[..., PorticoServer]) -> PorticoServer:
+    return server_factory(env={"PORTICO_IMPORT_FETCH_TIMEOUT": "2", "PORTICO_IMPORT_MAX_BYTES": "1048576"})
+
+
+@pytest.fixture(scope="module")
+def rest(server: PorticoServer) -> Rest:
+    r = Rest(server)
+    r.service(RG, "imports")
+    return r
+
+
+@pytest.fixture(scope="module")
+def client(server: PorticoServer, rest: Rest) -> Any:
+    return sdk_client(server, SUB)
+
+
+def _import(client: Any, api: str, fmt: str, value: str, path: str | None = None, **kw: Any) -> Any:
+    params = M.ApiCreateOrUpdateParameter(format=fmt, value=value, path=path or api, **kw)
+    return client.api.begin_create_or_update(RG, "imports", api, params).result()
+
+
+def _ops(client: Any, api: str) -> dict[str, Any]:
+    return {o.name: o for o in client.api_operation.list_by_api(RG, "imports", api)}
+
+
+def test_real_definitions_through_the_sdk(client: Any, docs: str) -> None:
+    pets = _import(client, "petstore", "openapi", (FIXTURES / "petstore.yaml").read_text())
+    assert pets.display_name == "Swagger Petstore" and pets.service_url == "http://petstore.swagger.io/v1"
+    assert pets.path == "petstore"
+    ops = _ops(client, "petstore")
+    assert set(ops) == {"listpets", "createpets", "showpetbyid"}
+    show = client.api_operation.get(RG, "imports", "petstore", "showpetbyid")
+    assert show.method == "GET" and show.url_template == "/pets/{petId}"
+    assert show.template_parameters[0].name == "petId" and show.template_parameters[0].required
+    assert show.responses[0].representations[0].type_name == "Pets"
+    schemas = list(client.api_schema.list_by_api(RG, "imports", "petstore"))
+    assert len(schemas) == 1 and schemas[0].content_type == "application/vnd.oai.openapi.components+json"
+
+    uber = _import(client, "uber", "swagger-json", (FIXTURES / "uber.json").read_text(), path="uber")
+    assert uber.display_name == "Uber API" and uber.service_url == "https://api.uber.com/v1"
+    assert (
+        _ops(client, "uber")["get-products"].url_template
+        == "/products?latitude={latitude}&longitude={longitude}"
+    )
+    uber_q = _import(
+        client,
+        "uberq",
+        "swagger-json",
+        (FIXTURES / "uber.json").read_text(),
+        translate_required_query_parameters_conduct="query",
+    )
+    assert uber_q.name == "uberq"
+    got = client.api_operation.get(RG, "imports", "uberq", "get-products")
+    assert got.url_template == "/products" and [p.name for p in got.request.query_parameters] == [
+        "latitude",
+        "longitude",
+    ]
+
+    uspto = _import(
+        client, "uspto", "openapi-link", f"{docs}/uspto.yaml", service_url="https://mirror.example.org"
+    )
+    assert uspto.display_name == "USPTO Data Set API"
+    assert uspto.service_url == "https://mirror.example.org"  # given in the request: kept
+    assert set(_ops(client, "uspto")) == {"list-data-sets", "list-searchable-fields", "perform-search"}
+    # a redirect to the document is followed
+    assert _import(client, "pets2", "openapi-link", f"{docs}/redirect").display_name == "Swagger Petstore"
+
+    soap = _import(
+        client,
+        "calc",
+        "wsdl-link",
+        f"{docs}/calc.wsdl",
+        soap_api_type="soap",
+        wsdl_selector=M.ApiCreateOrUpdatePropertiesWsdlSelector(
+            wsdl_service_name="Calculator", wsdl_endpoint_name="CalcSoap"
+        ),
+    )
+    assert soap.api_type == "soap" and soap.service_url == "http://calc.example.org/calc.asmx"
+    assert _ops(client, "calc")["add"].url_template == "/?soapAction=http://example.org/calc/Add"
+
+    gql = _import(client, "gql", "graphql-link", f"{docs}/graphql", soap_api_type="graphql")
+    assert gql.api_type == "graphql" and gql.service_url == f"{docs}/graphql"
+    schema = client.api_schema.get(RG, "imports", "gql", "graphql")
+    assert "hello(name: String): String" in schema.value
+
+
+def test_reimport_replaces_operations_and_keeps_matching_ones(client: Any, rest: Rest) -> None:
+    text = (FIXTURES / "petstore.yaml").read_text()
+    _import(client, "pets-re", "openapi", text)
+    policy = '<policies><inbound><base /><set-header name="x-kept" exists-action="override"><value>1</value></set-header></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>'
+    rest.put(
+        RG, "imports", "apis/pets-re/operations/listpets/policies/policy", {"value": policy, "format": "xml"}
+    )
+    smaller = text.replace(
+        "    post:\n      summary: Create a pet\n      operationId: createPets\n",
+        "    post:\n      summary: Create a pet\n      operationId: addPet\n",
+    )
+    _import(client, "pets-re", "openapi", smaller.replace("Swagger Petstore", "Petstore v2"))
+    assert set(_ops(client, "pets-re")) == {"listpets", "addpet", "showpetbyid"}
+    assert client.api.get(RG, "imports", "pets-re").display_name == "Petstore v2"
+    kept = rest.call("GET", rest.svc(RG, "imports", "apis/pets-re/operations/listpets/policies/policy"))
+    assert "x-kept" in kept.json()["properties"]["value"]
+
+
+def _refused(rest: Rest, api: str, props: dict[str, Any], fragment: str, limit: float = 5.0) -> None:
+    start = time.monotonic()
+    r = rest.call("PUT", rest.svc(RG, "imports", f"apis/{api}"), {"properties": props}, expect=(400, 413))
+    elapsed = time.monotonic() - start
+    assert fragment in r.json()["error"]["message"], r.text
+    assert elapsed < limit, f"{api}: {elapsed:.1f}s"
+    rest.call("GET", rest.svc(RG, "imports", f"apis/{api}"), expect=(404,))
+
+
+def test_hostile_and_malformed_inputs_create_nothing(rest: Rest, docs: str, silent_port: int) -> None:
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    bomb = "openapi: 3.0.0\n" + "\n".join(lines) + "\npaths:\n  /x: {get: {responses: {}}}\n"
+    _refused(rest, "bomb", {"format": "openapi", "value": bomb, "path": "bomb"}, "alias")
+    xxe = '<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x SYSTEM "file:///etc/passwd">]><definitions>&x;</definitions>'
+    _refused(
+        rest, "xxe", {"format": "wsdl", "value": xxe, "path": "xxe", "apiType": "soap"}, "DTDs and entities"
+    )
+    _refused(
+        rest,
+        "silent",
+        {"format": "openapi-link", "value": f"http://127.0.0.1:{silent_port}/x", "path": "s"},
+        "did not answer",
+    )
+    _refused(
+        rest, "gone", {"format": "openapi-link", "value": f"{docs}/missing.yaml", "path": "g"}, "HTTP 404"
+    )
+    _refused(
+        rest,
+        "huge",
+        {"format": "openapi-link", "value": f"{docs}/huge.json", "path": "h"},
+        "larger than 1048576",
+    )
+    _refused(
+        rest,
+        "private",
+        {"format": "openapi-link", "value": "http://10.1.2.3/api.yaml", "path": "p"},
+        "private network",
+    )
+    _refused(
+        rest, "file", {"format": "openapi-link", "value": "file:///etc/passwd", "path": "f"}, "http or https"
+    )
+    _refused(
+        rest,
+        "nopaths",
+        {"format": "openapi+json", "value": '{"openapi":"3.0.0","paths":{}}', "path": "n"},
+        "no paths",
+    )
+    _refused(rest, "badjson", {"format": "openapi+json", "value": '{"openapi":\n}', "path": "b"}, "line 2")
+    _refused(
+        rest,
+        "odata",
+        {"format": "odata-link", "value": "https://x.example.org/$metadata", "path": "o"},
+        "odata-link",
+    )
+    _refused(rest, "nofmt", {"value": "openapi: 3.0.0", "path": "nf"}, "properties.format")
+    huge_inline = "openapi: 3.0.0\n" + "#" * (70 * 1024 * 1024)
+    _refused(
+        rest,
+        "hugeinline",
+        {"format": "openapi", "value": huge_inline, "path": "hi"},
+        "exceeds the limit",
+        limit=30,
+    )
+    # An existing API is left as it was by a failed re-import.
+    rest.put(RG, "imports", "apis/stays", {"path": "stays", "displayName": "Stays"})
+    r = rest.call(
+        "PUT",
+        rest.svc(RG, "imports", "apis/stays"),
+        {"properties": {"format": "openapi+json", "value": "{", "path": "stays"}},
+        expect=(400,),
+    )
+    assert "not valid JSON" in r.text
+    assert (
+        rest.call("GET", rest.svc(RG, "imports", "apis/stays")).json()["properties"]["displayName"] == "Stays"
+    )
+    # PATCH cannot import (Azure's update contract has no definition)
+    r = rest.call(
+        "PATCH",
+        rest.svc(RG, "imports", "apis/stays"),
+        {"properties": {"format": "openapi", "value": "x"}},
+        expect=(400,),
+        headers={"If-Match": "*"},
+    )
+    assert "PUT" in r.json()["error"]["message"]
+
+
+def test_export_links_and_documents_round_trip(client: Any, rest: Rest, server: PorticoServer) -> None:
+    _import(client, "exp", "openapi", (FIXTURES / "uspto.yaml").read_text())
+    before = {n: (o.method, o.url_template) for n, o in _ops(client, "exp").items()}
+    anonymous = httpx.Client(verify=ssl.create_default_context(cafile=server.ca), timeout=30)
+    for fmt, again in (
+        ("openapi-link", "openapi"),
+        ("openapi+json-link", "openapi+json"),
+        ("swagger-link", "swagger-json"),
+    ):
+        result = client.api_export.get(RG, "imports", "exp", format=fmt, export="true")
+        link = result.value.link
+        assert link.startswith("https://")
+        doc = anonymous.get(link)
+        assert doc.status_code == 200, doc.text
+        name = f"exp-{again.replace('+', '')}"
+        _import(client, name, again, doc.text)
+        assert {n: (o.method, o.url_template) for n, o in _ops(client, name).items()} == before
+        tampered = link.replace("format=", "format=wadl&x=")
+        assert anonymous.get(tampered).status_code == 403
+    forged = link.rsplit("sig=", 1)[0] + "sig=AAAA"
+    assert anonymous.get(forged).status_code == 403
+    inline = rest.call(
+        "GET",
+        rest.svc(RG, "imports", "apis/exp") + "?api-version=2024-05-01&format=openapi%2Bjson&export=true",
+    ).json()
+    assert inline["format"] == "openapi+json" and set(inline["value"]["paths"]) == {
+        "/",
+        "/{dataset}/{version}/fields",
+        "/{dataset}/{version}/records",
+    }
+    wadl = rest.call(
+        "GET", rest.svc(RG, "imports", "apis/exp") + "?api-version=2024-05-01&format=wadl&export=true"
+    ).json()
+    assert wadl["value"].startswith("<?xml") and 'id="perform-search"' in wadl["value"]
+    r = rest.call(
+        "GET",
+        rest.svc(RG, "imports", "apis/exp") + "?api-version=2024-05-01&format=wsdl&export=true",
+        expect=(400,),
+    )
+    assert "SOAP" in r.text
+
+
+def test_thousand_operations_via_sdk(client: Any) -> None:
+    text = json.dumps(generated(1000))
+    start = time.monotonic()
+    _import(client, "big", "openapi+json", text)
+    elapsed = time.monotonic() - start
+    ops = list(client.api_operation.list_by_api(RG, "imports", "big"))
+    assert len(ops) == 1000
+    assert elapsed < 10, elapsed  # the benchmark (bench/import.py) measures it on its own
+
+
+def test_imported_configuration_survives_backup_and_restore(
+    client: Any, rest: Rest, server: PorticoServer
+) -> None:
+    key = server.cli("storage", "account", "create", "importbackups").stdout.strip().splitlines()[-1].strip()
+    server.cli("storage", "container", "create", "importbackups", "backups")
+    rest.service(RG, "imports-src")
+    rest.service(RG, "imports-dst")
+    params = M.ApiCreateOrUpdateParameter(
+        format="openapi", value=(FIXTURES / "petstore.yaml").read_text(), path="pets"
+    )
+    client.api.begin_create_or_update(RG, "imports-src", "pets", params).result()
+    bk = M.ApiManagementServiceBackupRestoreParameters(
+        storage_account="importbackups", container_name="backups", backup_name="imp", access_key=key
+    )
+    client.api_management_service.begin_backup(RG, "imports-src", bk).result()
+    client.api_management_service.begin_restore(RG, "imports-dst", bk).result()
+
+    def config(svc: str) -> Any:
+        ops = {o.name: o.as_dict() for o in client.api_operation.list_by_api(RG, svc, "pets")}
+        schemas = {
+            s.name: s.as_dict().get("components") for s in client.api_schema.list_by_api(RG, svc, "pets")
+        }
+        for o in ops.values():
+            o.pop("id")
+        return ops, schemas
+
+    src = config("imports-src")
+    assert len(src[0]) == 3 and src[1]
+    assert config("imports-dst") == src
