@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from portico.arm.errors import ArmError, invalid_field
 from portico.arm.paging import Page
 from portico.resources import kinds as K
+from portico.resources import revisions
 from portico.resources.kinds import Kind, Target
 from portico.resources.policy_xml import check_policy_document
 from portico.resources.references import to_absolute, to_relative
@@ -106,6 +107,8 @@ class EntityEngine:
                 props["ownerId"] = to_absolute(self.svc.arm_id, props["ownerId"])
         if kind.kind == "api" and props.get("apiVersionSetId"):
             props["apiVersionSetId"] = to_absolute(self.svc.arm_id, props["apiVersionSetId"])
+        if kind.kind == "release" and props.get("apiId"):
+            props["apiId"] = to_absolute(self.svc.arm_id, props["apiId"])
         if kind.kind == "backend" and isinstance(props.get("proxy"), dict):
             props["proxy"] = {k: v for k, v in props["proxy"].items() if k != "password"}
         own = f"{kind.segment}/{name}"
@@ -209,7 +212,7 @@ class EntityEngine:
         return self.render(t.kind, r.parent, r.name, r.data)
 
     # --- writes ----------------------------------------------------------------------------------
-    def _check_writable(self) -> None:
+    def check_writable(self) -> None:
         if self.svc.busy and self.svc.busy.startswith("restore:"):
             raise ArmError(
                 409,
@@ -220,7 +223,7 @@ class EntityEngine:
 
     async def put(self, t: Target, body: Any, if_match: str | None) -> Result:
         assert t.name is not None
-        self._check_writable()
+        self.check_writable()
         t, existing = await self._located(t, lock=True)
         assert t.name is not None
         if existing is not None and not etag_matches(if_match, existing.etag):
@@ -245,7 +248,7 @@ class EntityEngine:
 
     async def patch(self, t: Target, body: Any, if_match: str | None) -> Result:
         assert t.name is not None
-        self._check_writable()
+        self.check_writable()
         t, existing = await self._located(t, lock=True)
         assert t.name is not None
         if if_match is None:
@@ -272,7 +275,7 @@ class EntityEngine:
     async def delete(self, t: Target, if_match: str | None, query: dict[str, str]) -> bool:
         """Returns False when there was nothing to delete."""
         assert t.name is not None
-        self._check_writable()
+        self.check_writable()
         # Links (product apis/groups, group users, tag links) are deleted without If-Match, as the
         # Azure API defines them; every other entity requires it.
         if if_match is None and not t.kind.link_target:
@@ -324,6 +327,11 @@ class EntityEngine:
         await E.remove_subtree(self.conn, self.store, path)
         if kind == "api":
             await E.remove_named(self.conn, self.store, ["productApi"], name)
+            if revisions.REV not in name:  # an API goes with all its revisions
+                for r in await E.list_children(self.conn, self.store, "api", ""):
+                    if r.name.startswith(name + revisions.REV):
+                        await E.remove_subtree(self.conn, self.store, f"apis/{r.name}")
+                        await E.remove(self.conn, self.store, "api", "", r.name)
         elif kind == "group":
             await E.remove_named(self.conn, self.store, ["productGroup"], name)
         elif kind == "user":
@@ -343,7 +351,7 @@ class EntityEngine:
             )
         if t.action == "listvalue":
             return Result({"value": row.data.get("value")}, row.etag)
-        self._check_writable()
+        self.check_writable()
         field = "primaryKey" if t.action == "regenerateprimarykey" else "secondaryKey"
         data = dict(row.data)
         data[field] = new_subscription_key()
@@ -413,10 +421,13 @@ class EntityEngine:
             if found is None:
                 raise invalid_field("properties.apiVersionSetId", f"version set '{rel}' was not found")
             data["apiVersionSetId"] = f"/apiVersionSets/{found}"
-        # Two current APIs cannot answer on the same path (the gateway routes by path).
+        # Two current APIs cannot answer on the same path (the gateway routes by path); the
+        # revisions of one API share its path.
+        own_base = revisions.split(t.name)[0].lower()
         for r in await E.list_children(self.conn, self.store, "api", ""):
             if (
                 r.name != t.name
+                and r.name.partition(revisions.REV)[0].lower() != own_base
                 and r.data.get("path", "").lower() == data["path"].lower()
                 and r.data.get("apiVersion") == data.get("apiVersion")
                 and not data.get("apiVersionSetId")
@@ -427,6 +438,20 @@ class EntityEngine:
                     f"Path '{data['path']}' is already used by API '{r.name}'.",
                     target="properties.path",
                 )
+        return data
+
+    async def _n_release(
+        self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """A release makes the revision it names current."""
+        api = t.parent.split("/", 1)[1]
+        stored, ref = await revisions.release_target(self.conn, self.store, api, data["apiId"])
+        if stored != api:
+            await revisions.make_current(self.conn, self.store, api, stored)
+        data["apiId"] = ref
+        now = _now()
+        data["createdDateTime"] = (old or {}).get("createdDateTime") or now
+        data["updatedDateTime"] = now
         return data
 
     async def _n_policy(

@@ -65,6 +65,7 @@ API = _k(
         "operations": OPERATION,
         "policies": _policy("apis/policies"),
         "schemas": _k("schema", "schemas", "apis/schemas", m.SchemaProps, id_max=80),
+        "releases": _k("release", "releases", "apis/releases", m.ApiReleaseProps, id_max=80),
         "tags": _tag_link("apis/tags"),
     },
 )

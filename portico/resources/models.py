@@ -45,6 +45,7 @@ class ApiProps(Props):
     contact: dict[str, Any] | None = None
     license: dict[str, Any] | None = None
     sourceApiId: str | None = None
+    isOnline: bool | None = None
 
     @field_validator("path")
     @classmethod
@@ -53,6 +54,11 @@ class ApiProps(Props):
         if any(c in v for c in "?#"):
             raise ValueError("must not contain '?' or '#'")
         return v
+
+
+class ApiReleaseProps(Props):
+    apiId: str = Field(min_length=1, max_length=1000)
+    notes: str | None = None
 
 
 class ParameterProps(Props):

@@ -195,6 +195,17 @@ async def remove_subtree(conn: AsyncConnection, store_id: int, path: str) -> int
     return int(res.rowcount or 0)
 
 
+async def list_subtree(conn: AsyncConnection, store_id: int, path: str) -> list[Row]:
+    """Every entity owned (directly or deeper) by the entity at relative `path` (API revisions
+    copy and move them)."""
+    c = entities.c
+    like = path.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "/%"
+    q = select(entities).where(
+        c.store_id == store_id, or_(c.parent == path, c.parent.like(like, escape="\\"))
+    )
+    return [_row(r) for r in (await conn.execute(q.order_by(c.parent, c.kind, c.name))).all()]
+
+
 async def remove_named(conn: AsyncConnection, store_id: int, kinds: Sequence[str], name: str) -> int:
     """Delete links of the given kinds that point at `name` (e.g. productApi rows for a deleted api)."""
     rows = [r for r in (await conn.execute(_named(store_id, kinds, name))).all() if r.name == name]

@@ -364,3 +364,58 @@ def test_imported_configuration_survives_backup_and_restore(
     src = config("imports-src")
     assert len(src[0]) == 3 and src[1]
     assert config("imports-dst") == src
+
+
+def test_revisions_and_releases(client: Any, rest: Rest) -> None:
+    _import(client, "rv", "openapi", (FIXTURES / "petstore.yaml").read_text())
+    rev2 = client.api.begin_create_or_update(
+        RG,
+        "imports",
+        "rv;rev=2",
+        M.ApiCreateOrUpdateParameter(
+            source_api_id=rest.svc(RG, "imports", "apis/rv").split(rest.server.url)[1],
+            api_revision_description="second",
+        ),
+    ).result()
+    assert rev2.api_revision == "2" and rev2.is_current is False and rev2.path == "rv"
+    assert set(_ops(client, "rv;rev=2")) == set(_ops(client, "rv"))
+    rest.put(
+        RG,
+        "imports",
+        "apis/rv;rev=2/operations/health",
+        {"displayName": "Health", "method": "GET", "urlTemplate": "/health"},
+    )
+    assert "health" not in _ops(client, "rv")
+    revs = {r.api_revision: r for r in client.api_revision.list_by_service(RG, "imports", "rv")}
+    assert set(revs) == {"1", "2"} and revs["1"].is_current and not revs["2"].is_current
+    assert revs["2"].description == "second"
+
+    release = client.api_release.create_or_update(
+        RG,
+        "imports",
+        "rv",
+        "go-live",
+        M.ApiReleaseContract(
+            api_id=rest.svc(RG, "imports", "apis/rv;rev=2").split(rest.server.url)[1], notes="ship it"
+        ),
+    )
+    assert release.api_id.endswith("/apis/rv;rev=2") and release.notes == "ship it"
+    current = client.api.get(RG, "imports", "rv")
+    assert current.api_revision == "2" and current.is_current
+    assert "health" in _ops(client, "rv")
+    old = client.api.get(RG, "imports", "rv;rev=1")
+    assert old.api_revision == "1" and not old.is_current and "health" not in _ops(client, "rv;rev=1")
+    revs = {r.api_revision: r.is_current for r in client.api_revision.list_by_service(RG, "imports", "rv")}
+    assert revs == {"1": False, "2": True}
+    assert [r.name for r in client.api_release.list_by_service(RG, "imports", "rv")] == ["go-live"]
+    # the current revision answers under its revision name too
+    assert client.api.get(RG, "imports", "rv;rev=2").api_revision == "2"
+    bad = rest.call(
+        "PUT",
+        rest.svc(RG, "imports", "apis/rv/releases/bad"),
+        {"properties": {"apiId": "/apis/other;rev=1"}},
+        expect=(400,),
+    )
+    assert "revision of API 'rv'" in bad.text
+    client.api.begin_delete(RG, "imports", "rv", if_match="*").result()
+    rest.call("GET", rest.svc(RG, "imports", "apis/rv;rev=1"), expect=(404,))

@@ -90,6 +90,7 @@ ROUTES = RouteTable(
         Route(_SVC + "/operationStatuses/{operationId}", dr.operation_status),
         Route(_SVC + "/apis/{apiId}", apis.api),
         Route(_SVC + "/apis/{apiId}/exportDocument", apis.export_document, authenticated=False),
+        Route(_SVC + "/apis/{apiId}/revisions", apis.list_revisions),
         Route(_SVC + "/{path*}", entities.entity),
         Route(_SUB + "/providers/{namespace}/register", providers.register, versions=RESOURCES),
     ]

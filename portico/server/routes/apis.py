@@ -10,10 +10,10 @@ from starlette.responses import Response
 from portico.arm.call import Call
 from portico.arm.errors import ArmError
 from portico.arm.http import json_response
-from portico.resources import api_import, export_links
+from portico.resources import api_import, export_links, revisions
 from portico.resources import kinds as K
 from portico.resources.api_export import DOCUMENTS, RESULT_FORMAT, as_text, document_format, export
-from portico.resources.engine import quote_etag
+from portico.resources.engine import EntityEngine, quote_etag
 from portico.resources.importers.fetch import FetchLimits
 from portico.server.routes.entities import entity
 from portico.store import entities as E
@@ -23,14 +23,56 @@ WRITE = "Microsoft.ApiManagement/service/apis/write"
 
 
 async def api(call: Call) -> Response:
-    call.params["path"] = f"apis/{call.params['apiId']}"
+    api_id = call.params["apiId"]
+    call.params["path"] = f"apis/{api_id}"
+    base, rev = revisions.split(api_id)
     if call.method == "PUT":
         body = await call.body()
         if api_import.wants_import(body):
             return await _import(call, body)
+        if rev is not None:
+            return await _put_revision(call, base, rev, body)
     elif call.method == "GET" and call.query().get("export", "").lower() == "true":
         return await _export(call)
+    elif call.method in ("GET", "HEAD") and rev is not None:
+        # `echo;rev=N` of the current revision N is the API `echo` itself.
+        async with call.rt.db.read() as conn:
+            svc = await call.service(conn)
+            row = await E.get(conn, svc.active_store_id, "api", "", base)
+        if row is not None and str(row.data.get("apiRevision", "1")) == rev:
+            call.params["path"] = f"apis/{base}"
     return await entity(call)
+
+
+async def _put_revision(call: Call, base: str, rev: str, body: Any) -> Response:
+    await call.authorize_service(WRITE)
+    props = body.get("properties") if isinstance(body, dict) else None
+    if not isinstance(props, dict):
+        raise ArmError(
+            400, "InvalidRequestContent", "The request body must be a JSON object with properties."
+        )
+    async with call.rt.db.write() as conn:
+        svc = await call.service(conn, lock=True)
+        engine = EntityEngine(conn, svc)
+        engine.check_writable()
+        stored_base = await _stored_name(call, conn, svc.active_store_id, base)
+        name, created = await revisions.create(conn, svc.active_store_id, stored_base, rev, props)
+        target = K.resolve(["apis", name])
+        assert target is not None
+        res = await engine.get(target)
+    return json_response(res.body, 201 if created else 200, headers={"ETag": quote_etag(res.etag or "")})
+
+
+async def list_revisions(call: Call) -> Response:
+    """GET /apis/{id}/revisions: every revision of the API, the current one included."""
+    if call.method != "GET":
+        raise ArmError(405, "MethodNotAllowed", f"The {call.method} method is not allowed on this resource.")
+    await call.authorize_service(READ)
+    async with call.rt.db.read() as conn:
+        svc = await call.service(conn)
+        base = await _stored_name(call, conn, svc.active_store_id, revisions.split(call.params["apiId"])[0])
+        items = await revisions.list_revisions(conn, svc.active_store_id, base)
+    return json_response({"value": items, "count": len(items)})
 
 
 async def _import(call: Call, body: dict[str, Any]) -> Response:
@@ -41,14 +83,23 @@ async def _import(call: Call, body: dict[str, Any]) -> Response:
     s = call.rt.settings
     limits = FetchLimits(s.import_fetch_timeout, s.import_max_bytes, s.import_allow_private_networks)
     imported = await api_import.load(req, limits)
+    base, rev = revisions.split(call.params["apiId"])
     async with call.rt.db.write() as conn:
         svc = await call.service(conn, lock=True)
+        if rev is not None:
+            # Importing into a revision: the revision exists (copied from the API) and stays
+            # not current until released.
+            stored_base = await _stored_name(call, conn, svc.active_store_id, base)
+            name, _ = await revisions.create(conn, svc.active_store_id, stored_base, rev, req.props)
+            target = K.resolve(["apis", name])
+            assert target is not None
+            req.props.update(isCurrent=False, apiRevision=rev)
         res = await api_import.apply(conn, svc, target, req, imported, call.request.headers.get("if-match"))
     return json_response(res.body, 201 if res.created else 200, headers={"ETag": quote_etag(res.etag or "")})
 
 
-async def _stored_name(call: Call, conn: Any, store: int) -> str:
-    requested = call.params["apiId"]
+async def _stored_name(call: Call, conn: Any, store: int, requested: str | None = None) -> str:
+    requested = requested or call.params["apiId"]
     name = await E.find_name(conn, store, "api", "", requested)
     if name is None:
         raise ArmError(404, "ResourceNotFound", f"Api '{requested[:256]}' was not found.")
