@@ -10,6 +10,8 @@ and deletes the others, as Azure does.
 from __future__ import annotations
 
 import asyncio
+import logging
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +36,8 @@ from portico.resources.importers.graphql import INTROSPECTION_QUERY
 from portico.resources.importers.parse import REFUSED_FORMATS
 from portico.store import entities as E
 from portico.store.services import Service
+
+log = logging.getLogger(__name__)
 
 # Request fields that steer the import and are not properties of the API.
 IMPORT_FIELDS = ("format", "value", "wsdlSelector", "translateRequiredQueryParameters")
@@ -120,6 +124,14 @@ def parse_checked(fmt: str, text: str, opts: Options, link: str | None) -> Impor
         imported = parse(fmt, text, opts, link=link)
     except RecursionError:
         raise ImportFailed("the document is nested too deeply") from None
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError) as exc:
+        # A shape the importer did not foresee is still bad input, not a server error; where it
+        # failed is logged (never the document: it may hold anything).
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        log.warning(
+            "%s import: unexpected %s at %s:%s", fmt, type(exc).__name__, frame.filename, frame.lineno
+        )
+        raise ImportFailed(f"the document's structure is not a valid '{fmt}' definition") from None
     checked: list[tuple[str, dict[str, Any]]] = []
     for name, props in imported.operations:
         try:

@@ -20,6 +20,7 @@ from portico.arm.errors import ArmError, invalid_field
 from portico.arm.paging import Page
 from portico.resources import kinds as K
 from portico.resources import revisions
+from portico.resources.importers.graphql import GRAPHQL_CONTENT_TYPE, sdl_from_text
 from portico.resources.kinds import Kind, Target
 from portico.resources.policy_xml import check_policy_document
 from portico.resources.references import to_absolute, to_relative
@@ -423,7 +424,7 @@ class EntityEngine:
             data["apiVersionSetId"] = f"/apiVersionSets/{found}"
         # Two current APIs cannot answer on the same path (the gateway routes by path); the
         # revisions of one API share its path.
-        own_base = revisions.split(t.name)[0].lower()
+        own_base = revisions.split(t.name or "")[0].lower()
         for r in await E.list_children(self.conn, self.store, "api", ""):
             if (
                 r.name != t.name
@@ -452,6 +453,17 @@ class EntityEngine:
         now = _now()
         data["createdDateTime"] = (old or {}).get("createdDateTime") or now
         data["updatedDateTime"] = now
+        return data
+
+    async def _n_schema(
+        self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """A GraphQL API's schema must be a valid GraphQL schema: the gateway and exports rely on it."""
+        if data["contentType"] == GRAPHQL_CONTENT_TYPE:
+            value = (data.get("document") or {}).get("value")
+            if not isinstance(value, str) or not value.strip():
+                raise invalid_field("properties.document.value", "the GraphQL schema (SDL) is required")
+            sdl_from_text(value)
         return data
 
     async def _n_policy(

@@ -419,3 +419,29 @@ def test_revisions_and_releases(client: Any, rest: Rest) -> None:
     assert "revision of API 'rv'" in bad.text
     client.api.begin_delete(RG, "imports", "rv", if_match="*").result()
     rest.call("GET", rest.svc(RG, "imports", "apis/rv;rev=1"), expect=(404,))
+
+
+def test_graphql_schema_put_is_validated(client: Any, rest: Rest) -> None:
+    rest.put(
+        RG,
+        "imports",
+        "apis/gql2",
+        {
+            "path": "gql2",
+            "displayName": "GQL",
+            "type": "graphql",
+            "serviceUrl": "https://gql.example.org/graphql",
+        },
+    )
+    body = {
+        "contentType": "application/vnd.ms-azure-apim.graphql.schema",
+        "document": {"value": "type Query { a: Nope }"},
+    }
+    r = rest.call(
+        "PUT", rest.svc(RG, "imports", "apis/gql2/schemas/graphql"), {"properties": body}, expect=(400,)
+    )
+    assert "Nope" in r.json()["error"]["message"]
+    body["document"]["value"] = GRAPHQL_SDL
+    rest.put(RG, "imports", "apis/gql2/schemas/graphql", body)
+    assert client.api_schema.get(RG, "imports", "gql2", "graphql").value == GRAPHQL_SDL
+    assert client.api.get(RG, "imports", "gql2").api_type == "graphql"

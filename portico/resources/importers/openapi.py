@@ -99,9 +99,18 @@ class _Importer:
         self.opts = opts
         self.out = Imported()
         root = doc.root
-        self.definitions: dict[str, Any] = dict(
-            (root.get("definitions") if v2 else (root.get("components") or {}).get("schemas")) or {}
+        components = root.get("components")
+        found = (
+            root.get("definitions")
+            if v2
+            else components.get("schemas")
+            if isinstance(components, dict)
+            else None
         )
+        if found is not None and not isinstance(found, dict):
+            where = "#/definitions" if v2 else "#/components/schemas"
+            raise ImportFailed("the schema definitions must be an object", where=where)
+        self.definitions: dict[str, Any] = dict(found or {})
         self.schema_id = ""
         self.global_consumes = _str_list(root.get("consumes")) or ["application/json"]
         self.global_produces = _str_list(root.get("produces")) or ["application/json"]
