@@ -179,21 +179,23 @@ async def _replace(
     *,
     keep_subtrees: bool,
 ) -> None:
-    existing = {r.name.lower(): r.name for r in await E.list_children(conn, store, kind, parent)}
+    existing = {r.name.lower(): r for r in await E.list_children(conn, store, kind, parent)}
     wanted = {name.lower() for name, _ in items}
-    for low, name in existing.items():
+    for low, row in existing.items():
         if low not in wanted:
-            await E.remove_subtree(conn, store, f"{parent}/{_segment(kind)}/{name}")
-            await E.remove(conn, store, kind, parent, name)
+            await E.remove_subtree(conn, store, f"{parent}/{_segment(kind)}/{row.name}")
+            await E.remove(conn, store, kind, parent, row.name)
+    rows: list[tuple[str, str | None, dict[str, Any]]] = []
     for name, data in items:
+        # Same name in another case: the stored one is replaced (ARM names ignore case).
         stored = existing.get(name.lower())
-        if stored is not None and stored != name:
-            # Same name in another case: the stored one is replaced (ARM names ignore case).
-            name = stored
+        if stored is not None and stored.data == data:
+            continue  # unchanged: a re-import of the same definition rewrites nothing (ETag kept)
         if not keep_subtrees and stored is not None:
-            await E.remove_subtree(conn, store, f"{parent}/{_segment(kind)}/{name}")
+            await E.remove_subtree(conn, store, f"{parent}/{_segment(kind)}/{stored.name}")
         display = data.get("displayName") if isinstance(data.get("displayName"), str) else None
-        await E.put(conn, store, kind, parent, name, display, data, exists=stored is not None)
+        rows.append((stored.name if stored else name, display, data))
+    await E.put_many(conn, store, kind, parent, rows, {r.name for r in existing.values()})
 
 
 def _segment(kind: str) -> str:

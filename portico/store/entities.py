@@ -178,6 +178,47 @@ async def put(
     return etag, True
 
 
+async def put_many(
+    conn: AsyncConnection,
+    store_id: int,
+    kind: str,
+    parent: str,
+    rows: Sequence[tuple[str, str | None, dict[str, Any]]],
+    existing: set[str],
+) -> None:
+    """Insert or replace many (name, display name, data) children of one parent, each statement
+    executed once for all rows (an API import writes a thousand operations); `existing` holds the
+    names already stored, read by the caller in this transaction."""
+    updates, inserts = [], []
+    for name, display, data in rows:
+        blob = orjson.dumps(data).decode()
+        if name in existing:
+            updates.append(
+                {
+                    **_params(store_id, kind, parent, name),
+                    "v_display": display,
+                    "v_etag": new_etag(),
+                    "v_data": blob,
+                }
+            )
+        else:
+            inserts.append(
+                dict(
+                    store_id=store_id,
+                    kind=kind,
+                    parent=parent,
+                    name=name,
+                    display_name=display,
+                    etag=new_etag(),
+                    data=blob,
+                )
+            )
+    if updates:
+        await conn.execute(_UPDATE, updates)
+    if inserts:
+        await conn.execute(_INSERT, inserts)
+
+
 async def remove(conn: AsyncConnection, store_id: int, kind: str, parent: str, name: str) -> bool:
     res = await conn.execute(delete(entities).where(_key(store_id, kind, parent, name)))
     return bool(res.rowcount)
