@@ -91,9 +91,11 @@ def silent_port() -> Iterator[int]:
     sock.close()
 
 
-@pytest.fixture(scope="module")
-def server(server_factory: Callable[..., PorticoServer]) -> PorticoServer:
-    return server_factory(env={"PORTICO_IMPORT_FETCH_TIMEOUT": "2", "PORTICO_IMPORT_MAX_BYTES": "1048576"})
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def server(server_factory: Callable[..., PorticoServer], request: pytest.FixtureRequest) -> PorticoServer:
+    return server_factory(
+        db=request.param, env={"PORTICO_IMPORT_FETCH_TIMEOUT": "2", "PORTICO_IMPORT_MAX_BYTES": "1048576"}
+    )
 
 
 @pytest.fixture(scope="module")
