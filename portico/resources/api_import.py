@@ -181,6 +181,8 @@ async def _replace(
 ) -> None:
     existing = {r.name.lower(): r for r in await E.list_children(conn, store, kind, parent)}
     wanted = {name.lower() for name, _ in items}
+    if keep_subtrees:
+        await _inherit_subtrees(conn, store, parent, existing, items)
     for low, row in existing.items():
         if low not in wanted:
             await E.remove_subtree(conn, store, f"{parent}/{_segment(kind)}/{row.name}")
@@ -196,6 +198,33 @@ async def _replace(
         display = data.get("displayName") if isinstance(data.get("displayName"), str) else None
         rows.append((stored.name if stored else name, display, data))
     await E.put_many(conn, store, kind, parent, rows, {r.name for r in existing.values()})
+
+
+async def _inherit_subtrees(
+    conn: AsyncConnection,
+    store: int,
+    parent: str,
+    existing: dict[str, E.Row],
+    items: list[tuple[str, dict[str, Any]]],
+) -> None:
+    """A new operation takes the policies and tags of an operation that goes away with the same
+    method and URL template (its operationId was renamed), as Azure's import does."""
+    leaving = {
+        (str(r.data.get("method", "")).upper(), r.data.get("urlTemplate")): r.name
+        for low, r in existing.items()
+        if low not in {n.lower() for n, _ in items}
+    }
+    if not leaving:
+        return
+    for name, data in items:
+        old = leaving.pop((str(data.get("method", "")).upper(), data.get("urlTemplate")), None)
+        if old is None or name.lower() in existing:
+            continue
+        src, dst = f"{parent}/operations/{old}", f"{parent}/operations/{name}"
+        for row in await E.list_subtree(conn, store, src):
+            await E.put(
+                conn, store, row.kind, dst + row.parent[len(src) :], row.name, row.display_name, row.data
+            )
 
 
 def _segment(kind: str) -> str:

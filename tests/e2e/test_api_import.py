@@ -193,6 +193,20 @@ def test_reimport_replaces_operations_and_keeps_matching_ones(client: Any, rest:
     )
     _import(client, "pets-re", "openapi", smaller.replace("Swagger Petstore", "Petstore v2"))
     assert set(_ops(client, "pets-re")) == {"listpets", "addpet", "showpetbyid"}
+    # createPets was renamed addPet (same method and template): it keeps createPets' policy.
+    rest.put(
+        RG,
+        "imports",
+        "apis/pets-re/operations/showpetbyid/policies/policy",
+        {"value": policy, "format": "xml"},
+    )
+    renamed = smaller.replace("operationId: showPetById", "operationId: getPet").replace(
+        "Swagger Petstore", "Petstore v2"
+    )
+    _import(client, "pets-re", "openapi", renamed)
+    assert set(_ops(client, "pets-re")) == {"listpets", "addpet", "getpet"}
+    moved = rest.call("GET", rest.svc(RG, "imports", "apis/pets-re/operations/getpet/policies/policy"))
+    assert "x-kept" in moved.json()["properties"]["value"]
     assert client.api.get(RG, "imports", "pets-re").display_name == "Petstore v2"
     kept = rest.call("GET", rest.svc(RG, "imports", "apis/pets-re/operations/listpets/policies/policy"))
     assert "x-kept" in kept.json()["properties"]["value"]
