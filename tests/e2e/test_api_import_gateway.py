@@ -82,7 +82,12 @@ def test_imported_operations_route(server_factory: Callable[..., PorticoServer],
         "health",
         M.OperationContract(display_name="Health", method="GET", url_template="/health"),
     )
-    assert http.get("/pets/health").status_code == 404
+    assert http.get("/pets/health").status_code == 404  # not current: only on its revision URL
+    assert eventually(lambda: answered("/pets;rev=2/health"), timeout=5)["path"] == "/pets-backend/health"
+    assert answered("/pets;rev=2/pets/7")["path"] == "/pets-backend/pets/7"
     client.api_release.create_or_update(RG, SVC, "pets", "r2", M.ApiReleaseContract(api_id=f"{source};rev=2"))
     assert eventually(lambda: answered("/pets/health"), timeout=5)["path"] == "/pets-backend/health"
+    # the former current revision now answers on its revision URL, without the new operation
+    assert eventually(lambda: answered("/pets;rev=1/pets/7"), timeout=5)["path"] == "/pets-backend/pets/7"
+    assert http.get("/pets;rev=1/health").status_code == 404
     http.close()

@@ -247,7 +247,12 @@ class ServiceConfig:
         apis: dict[str, Api] = {}
         for (_p, name), data in raw["api"].items():
             if ";rev=" in name or data.get("isCurrent") is False:
-                continue  # only current revisions take traffic
+                # Another revision answers on `{path};rev={n}` only, as in Azure (not for
+                # versioned APIs, whose version segment comes first).
+                if ";rev=" not in name or data.get("apiVersionSetId"):
+                    continue
+                path = f"{str(data.get('path') or '').strip('/')};rev={data.get('apiRevision')}"
+                data = {**data, "path": path}
             apis[name.lower()] = build_api(name, data)
         # Operations: unchanged JSON → the operation compiled before (also by the previous
         # generation of this service: a restore of the same content recompiles nothing).
