@@ -23,7 +23,7 @@ from portico.arm.errors import ArmError
 
 # Public type names (URL collection segments) → stored kinds, with what hangs under them.
 TYPE_KINDS: dict[str, frozenset[str]] = {
-    "apis": frozenset({"api", "operation", "schema"}),
+    "apis": frozenset({"api", "operation", "schema", "release"}),
     "products": frozenset({"product", "productApi", "productGroup"}),
     "groups": frozenset({"group"}),
     "users": frozenset({"user"}),
@@ -70,9 +70,13 @@ class RestoreOptions:
         if kind in self.excluded_kinds:
             return False
         if self.excluded_apis:
-            if kind == "api" and name in self.excluded_apis:
+            # An API's revisions (`echo;rev=2`) go with it.
+            if kind == "api" and name.split(";rev=", 1)[0] in self.excluded_apis:
                 return False
-            if parent.startswith("apis/") and parent.split("/", 2)[1] in self.excluded_apis:
+            if (
+                parent.startswith("apis/")
+                and parent.split("/", 2)[1].split(";rev=", 1)[0] in self.excluded_apis
+            ):
                 return False
             if kind == "productApi" and name in self.excluded_apis:
                 return False
