@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
@@ -115,7 +115,7 @@ async def load(req: ImportRequest, limits: FetchLimits) -> Imported:
         link = req.value.strip()
         body = {"query": INTROSPECTION_QUERY} if req.fmt == "graphql-link" else None
         text, final = await fetch_text(link, limits, json_body=body)
-        opts = Options(**{**opts.__dict__, "source_url": final})
+        opts = replace(opts, source_url=final)
     return await asyncio.to_thread(parse_checked, req.fmt, text, opts, link)
 
 

@@ -36,6 +36,7 @@ async def api(call: Call) -> Response:
         return await _export(call)
     elif call.method in ("GET", "HEAD") and rev is not None:
         # `echo;rev=N` of the current revision N is the API `echo` itself.
+        await call.authorize_service(READ)
         async with call.rt.db.read() as conn:
             svc = await call.service(conn)
             row = await E.get(conn, svc.active_store_id, "api", "", base)
