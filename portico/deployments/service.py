@@ -27,6 +27,7 @@ from portico.deployments.template import (
     TemplateError,
 )
 from portico.store import deployments as D
+from portico.store import services as S
 from portico.store.db import Database
 
 log = logging.getLogger("portico.deployments")
@@ -277,6 +278,11 @@ class Deployments:
         correlation = str(uuid.uuid4())
         body = self.render(sub, gname, name, d, plan, "Accepted", started=started, correlation_id=correlation)
         async with self.db.write() as conn:
+            # Deployments to one group start one at a time: the group's row is the lock.
+            if await S.get_group(conn, sub, gname, lock=True) is None:
+                raise DeploymentError(
+                    404, "ResourceGroupNotFound", f"Resource group '{gname}' could not be found."
+                )
             if top_level:
                 active = await D.active_in_group(conn, sub, gname)
                 if active is not None:

@@ -53,13 +53,13 @@ class Service:
         )
 
 
-async def get_group(conn: AsyncConnection, subscription_id: str, name: str) -> ResourceGroup | None:
+async def get_group(
+    conn: AsyncConnection, subscription_id: str, name: str, *, lock: bool = False
+) -> ResourceGroup | None:
+    """`lock`: hold the group's row until the transaction ends (PostgreSQL; SQLite writers are serial)."""
     rg = resource_groups.c
-    r = (
-        await conn.execute(
-            select(resource_groups).where(rg.subscription_id == subscription_id, rg.name_key == name.lower())
-        )
-    ).first()
+    q = select(resource_groups).where(rg.subscription_id == subscription_id, rg.name_key == name.lower())
+    r = (await conn.execute(q.with_for_update() if lock else q)).first()
     return ResourceGroup(r.subscription_id, r.name, r.location, r.tags or {}) if r else None
 
 
