@@ -586,7 +586,7 @@ def _props_of(body: Any) -> dict[str, Any]:
 
 
 def _missing(t: Target) -> ArmError:
-    noun = t.kind.segment[:-1] if t.kind.segment.endswith("s") else t.kind.segment
+    noun = t.kind.kind if t.kind.fixed_name else t.kind.segment.removesuffix("s")  # "policies": "policy"
     return ArmError(
         404, "ResourceNotFound", f"{noun[:1].upper() + noun[1:]} '{t.name}' was not found at '{t.path}'."
     )

@@ -526,7 +526,8 @@ async def test_operation_cascade_and_api_path_rules(s: Svc) -> None:
     assert (await s.put("apis/base/operations/o/tags/t", None)).status_code == 201
     assert (await s.delete("apis/base/operations/o")).status_code == 200
     assert await s.ok("apis/base/operations/o", {"displayName": "O", "method": "GET", "urlTemplate": "/"})
-    assert_arm_error(await s.get("apis/base/operations/o/policies/policy"), 404)
+    missing = assert_arm_error(await s.get("apis/base/operations/o/policies/policy"), 404)
+    assert missing["message"].startswith("Policy 'policy' was not found"), missing
     assert (await s.get("apis/base/operations/o/tags")).json()["value"] == []
     # Two APIs on one path conflict, unless versioned.
     assert_arm_error(await s.put("apis/dup", {"path": "BASE"}), 409, "PathAlreadyUsed")
