@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import time
 from collections.abc import Callable
@@ -90,6 +91,7 @@ def test_disaster_recovery_scenario(
     script = tmp_path / SCRIPT.name
     script.write_text(SCRIPT.read_text())
     creds = js_server.admin()
+    secret_value = "s3cr3t-" + secrets.token_urlsafe(12)
     env = {
         "PATH": os.environ["PATH"],
         "NODE_EXTRA_CA_CERTS": js_server.ca,
@@ -102,6 +104,7 @@ def test_disaster_recovery_scenario(
         "RESOURCE_GROUP": "rg-js-dr",
         "PRIMARY": "js-primary",
         "STANDBY": "js-standby",
+        "SECRET_VALUE": secret_value,
         "KNOWN_SDK_LIMITS": json.dumps(KNOWN_SDK_LIMITS),
     }
     started = time.monotonic()
@@ -125,5 +128,6 @@ def test_disaster_recovery_scenario(
     assert summary["passed"] == len(STEPS) - len(KNOWN_SDK_LIMITS), summary
     assert sorted(summary["knownSdkLimits"]) == sorted(KNOWN_SDK_LIMITS), summary
     assert storage.key("backups") not in r.stdout + r.stderr
-    assert storage.key("backups") not in js_server.log_path.read_text()
+    log = js_server.log_path.read_text()
+    assert storage.key("backups") not in log and secret_value not in log
     assert elapsed < 60, (elapsed, report)

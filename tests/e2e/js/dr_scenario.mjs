@@ -7,7 +7,7 @@
 // object name -> reason, from the environment) run too, and are reported as such.
 //
 // Environment: PORTICO_URL, CLIENT_ID, CLIENT_SECRET, STORAGE_ACCOUNT, STORAGE_KEY, CONTAINER,
-// RESOURCE_GROUP, PRIMARY, STANDBY, KNOWN_SDK_LIMITS.
+// RESOURCE_GROUP, PRIMARY, STANDBY, SECRET_VALUE (of the secret named value), KNOWN_SDK_LIMITS.
 import { ClientSecretCredential } from "@azure/identity";
 import { ApiManagementClient } from "@azure/arm-apimanagement";
 
@@ -100,7 +100,7 @@ const apiPolicy =
   '<policies><inbound><base /><set-header name="x-dr" exists-action="override"><value>{{plain-setting}}</value>' +
   `</set-header></inbound>${policyTail}`;
 const opPolicy = `<policies><inbound><base /><rate-limit calls="10" renewal-period="60" /></inbound>${policyTail}`;
-const secretValue = "s3cr3t-" + Math.random().toString(36).slice(2);
+const secretValue = env.SECRET_VALUE;
 const backupKey = {
   storageAccount: env.STORAGE_ACCOUNT,
   containerName: env.CONTAINER,
