@@ -309,6 +309,20 @@ await step("product with the API and a group", async () => {
   return "gold: orders, partners";
 });
 
+await step("product apiLinks/groupLinks (2023-03-01-preview on): refused by Portico with 404", async () => {
+  // Portico keeps a product's APIs and groups as products/{id}/apis|groups only; the newer link
+  // resources must be refused, never accepted and dropped.
+  const calls = [
+    ["apiLinks", () => client.productApiLink.createOrUpdate(rg, primary, "gold", "orders-link", { apiId: `${svcId(primary)}/apis/orders` })],
+    ["groupLinks", () => client.productGroupLink.createOrUpdate(rg, primary, "gold", "partners-link", { groupId: `${svcId(primary)}/groups/partners` })],
+  ];
+  for (const [segment, call] of calls) {
+    const err = await failure(call());
+    check(err.statusCode === 404 && err.message.includes(`/products/gold/${segment}/`), `${err.statusCode} ${err.message}`);
+  }
+  return "404 naming the path";
+});
+
 await step("user", async () => {
   const u = await client.user.createOrUpdate(rg, primary, "alice", {
     email: "alice@contoso.example",
@@ -432,7 +446,9 @@ await step("backup without accessKey: system-assigned identity (2024-05-01)", as
   return `${backupIdentity.backupName}: ${r.provisioningState}`;
 });
 
-await step("backup without accessKey at 2019-12-01 is refused, naming accessKey", async () => {
+await step("2019-12-01: backup with accessKey works, without it is refused naming accessKey", async () => {
+  const r = await oldClient.apiManagementService.beginBackupAndWait(rg, primary, { ...backupKey, backupName: `${primary}-2019` });
+  check(r.name === primary, `result ${JSON.stringify(r)}`);
   const { accessType, ...body } = backupIdentity;
   const err = await failure(oldClient.apiManagementService.beginBackupAndWait(rg, primary, body));
   check(err.statusCode === 400, `status ${err.statusCode}: ${err.message}`);
