@@ -36,6 +36,15 @@ class Settings(BaseSettings):
     token_lifetime_seconds: int = Field(
         default=3600, ge=60, le=86400, description="Lifetime of issued access tokens."
     )
+    # --- people sign-in (portico.identity.users / flows) ---
+    refresh_token_lifetime_seconds: int = Field(
+        default=90 * 86400,
+        ge=300,
+        description="A person's refresh token stays usable this long after its last use (Entra: 90 days).",
+    )
+    device_code_interval_seconds: int = Field(
+        default=5, ge=1, le=60, description="Polling interval the device-code flow asks of clients."
+    )
     audience: str = Field(
         default="https://management.azure.com/", description="Audience the management API accepts."
     )

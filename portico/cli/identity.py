@@ -104,6 +104,15 @@ def app_create(
     name: Annotated[str, typer.Option("--name", help="Display name of the app.")],
     role: Annotated[str | None, typer.Option("--role", help="Also assign this built-in role.")] = None,
     scope: Annotated[str | None, typer.Option("--scope", help="Scope of the role assignment.")] = None,
+    public: Annotated[
+        bool, typer.Option("--public", help="A public (native) client: no secret; people sign in through it.")
+    ] = False,
+    redirect_uri: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--redirect-uri", help="Redirect URI of a public client (repeatable), e.g. http://localhost."
+        ),
+    ] = None,
     as_json: JsonOut = False,
     data_dir: DataDir = None,
     database_url: DatabaseUrl = None,
@@ -112,6 +121,11 @@ def app_create(
     from portico.identity import apps as apps_mod
     from portico.identity import rbac
 
+    # --- public clients (people sign-in) ---
+    if public or redirect_uri:
+        _create_public(name, list(redirect_uri or []), public, role, as_json, data_dir, database_url)
+        return
+    # --- end public clients ---
     if (role is None) != (scope is None):
         raise _fail("--role and --scope must be given together.")
     if role is not None and scope is not None:
@@ -156,6 +170,49 @@ def app_create(
         table.add_row(*_cells("Role", f"{ra['role']} at {ra['scope']}"))
     out.print(table)
     err.print("[yellow]Store the client secret now: it cannot be shown again.[/yellow]")
+
+
+def _create_public(
+    name: str,
+    redirect_uris: list[str],
+    public: bool,
+    role: str | None,
+    as_json: bool,
+    data_dir: Path | None,
+    database_url: str | None,
+) -> None:
+    from portico.identity import public_clients
+
+    if not public:
+        raise _fail("--redirect-uri is for public clients: add --public.")
+    if role is not None:
+        raise _fail("A public client acts for the person signed in: assign roles to users, not to it.")
+
+    async def work(db: Database, settings: Settings) -> dict[str, Any]:
+        try:
+            client_id = await public_clients.create_public_app(db, name, redirect_uris)
+        except ValueError as e:
+            raise _fail(str(e)) from None
+        return {
+            "tenant_id": settings.tenant_id,
+            "client_id": client_id,
+            "display_name": name.strip(),
+            "public_client": True,
+            "redirect_uris": redirect_uris,
+        }
+
+    result = _run(data_dir, database_url, work)
+    if as_json:
+        _print_json(result)
+        return
+    table = Table(title="Public client registration", show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(*_cells("Tenant id", result["tenant_id"]))
+    table.add_row(*_cells("Client id", result["client_id"]))
+    table.add_row(*_cells("Display name", result["display_name"]))
+    table.add_row(*_cells("Redirect URIs", " ".join(redirect_uris)))
+    out.print(table)
 
 
 @app_cli.command("list")

@@ -13,6 +13,7 @@ from portico.cli.identity import app_cli, role_cli
 from portico.cli.schedule import schedule_cli
 from portico.cli.status import status_cli
 from portico.cli.storage import storage_cli
+from portico.cli.users import user_cli
 
 app = typer.Typer(
     help="Portico: self-hosted API management with Azure-compatible management and fast, safe disaster recovery.",
@@ -69,6 +70,9 @@ app.add_typer(operation_cli, name="operation")
 app.add_typer(promote_cli, name="promote")
 app.add_typer(app_cli, name="app", help="App registrations of the built-in identity provider (server-side).")
 app.add_typer(role_cli, name="role", help="Role assignments (server-side).")
+app.add_typer(
+    user_cli, name="user", help="People who sign in to the built-in identity provider (server-side)."
+)
 register_gateway(app)
 app.add_typer(
     storage_cli,

@@ -27,8 +27,11 @@ log = logging.getLogger("portico.dr")
 INSERT_BATCH = 5000
 
 
-async def begin(rt: Runtime, svc: S.Service, kind: str, req: BackupRequest) -> J.Operation:
-    """Record the operation and mark the service busy in one transaction, then start the worker."""
+async def begin(
+    rt: Runtime, svc: S.Service, kind: str, req: BackupRequest, started_by: dict[str, str] | None = None
+) -> J.Operation:
+    """Record the operation and mark the service busy in one transaction, then start the worker.
+    `started_by` ({principalId, name, type}) records who asked for it."""
     op_id = J.new_id()
     async with rt.db.write() as conn:
         if not await S.set_busy(conn, svc.id, f"{kind}:{op_id}"):
@@ -45,7 +48,7 @@ async def begin(rt: Runtime, svc: S.Service, kind: str, req: BackupRequest) -> J
             kind=kind,
             service_id=svc.id,
             service_path=svc.arm_id,
-            params=req.public(),
+            params={**req.public(), **({"startedBy": started_by} if started_by else {})},
             owner=rt.jobs.node_id,
             lease=rt.jobs.lease,
         )

@@ -7,6 +7,7 @@ import binascii
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, unquote_plus
 
@@ -90,10 +91,21 @@ def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     return unquote_plus(user), unquote_plus(password)
 
 
+# A further grant type of the token endpoint: the parsed form in, the token response out.
+GrantHandler = Callable[[dict[str, str]], Awaitable[dict[str, Any]]]
+
+
 def build_identity_router(
-    settings: Settings, db: Database, keys: SigningKeys, throttle: ClientAuthThrottle | None = None
+    settings: Settings,
+    db: Database,
+    keys: SigningKeys,
+    throttle: ClientAuthThrottle | None = None,
+    *,
+    extra_grants: Mapping[str, GrantHandler] | None = None,
+    extra_discovery: Mapping[str, Any] | None = None,
 ) -> APIRouter:
-    """Discovery, JWKS and token endpoints of tenant `settings.tenant_id` under `/{tenant}/...`."""
+    """Discovery, JWKS and token endpoints of tenant `settings.tenant_id` under `/{tenant}/...`.
+    `extra_grants` / `extra_discovery` plug in people sign-in (portico.identity.people)."""
     router = APIRouter(tags=["identity"])
     throttle = throttle or ClientAuthThrottle()
     tenant_id = settings.tenant_id
@@ -144,6 +156,7 @@ def build_identity_router(
                 "jti",
             ],
             "tenant_region_scope": None,
+            **(extra_discovery or {}),
         }
 
     @router.get("/{tenant}/v2.0/.well-known/openid-configuration")
@@ -228,6 +241,10 @@ def build_identity_router(
             raise OAuthError(
                 400, "invalid_request", "The request body must contain the parameter 'grant_type'."
             )
+        # --- delegated grants of people (device code, authorization code, refresh token) ---
+        if extra_grants and grant in extra_grants:
+            return await extra_grants[grant](form)
+        # --- end delegated grants ---
         if grant != "client_credentials":
             raise OAuthError(
                 400, "unsupported_grant_type", "Only the 'client_credentials' grant type is supported."

@@ -192,10 +192,14 @@ async def authorize(db: Database, principal: Principal, action: str, scope: str)
     pid = principal.principal_id
     if await is_authorized(db, pid, action, scope, issuer=principal.assignment_issuer):
         return
+    # A person is named by sign-in name, as ARM does: "The user 'alice@...' with object id '...'".
+    upn = principal.claims.get("upn") or principal.claims.get("preferred_username")
+    is_user = principal.claims.get("idtyp") == "user" and isinstance(upn, str)
+    kind, name = ("user", upn) if is_user else ("client", pid)
     raise ArmError(
         403,
         "AuthorizationFailed",
-        f"The client '{pid}' with object id '{pid}' does not have authorization to perform action "
+        f"The {kind} '{name}' with object id '{pid}' does not have authorization to perform action "
         f"'{action}' over scope '{scope}' or the scope is invalid. If access was recently granted, "
         "please refresh your credentials.",
     )

@@ -54,8 +54,23 @@ async def start_backup_restore(call: Call, sub: str, rg: str, name: str, kind: s
             f"{kind.capitalize()} is not supported in the {svc.sku_name} tier; it is available in the Developer, Basic, Standard and Premium tiers.",
         )
     check_identity(req, svc.identity, svc.name)
-    op = await begin(call.rt, svc, kind, req)
+    op = await begin(call.rt, svc, kind, req, started_by(call))
     return empty(202, _links(call, svc.arm_id, op.id))
+
+
+def started_by(call: Call) -> dict[str, str] | None:
+    """Who starts an operation, as recorded in its status: a person by sign-in name, an app by id."""
+    p = call.principal
+    if p is None:
+        return None
+    if p.claims.get("idtyp") == "user":
+        name = p.claims.get("upn") or p.claims.get("preferred_username") or p.principal_id
+        return {"principalId": p.principal_id, "name": str(name), "type": "User"}
+    return {
+        "principalId": p.principal_id,
+        "name": str(p.claims.get("appid") or p.principal_id),
+        "type": "ServicePrincipal",
+    }
 
 
 async def operation_result(

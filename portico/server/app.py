@@ -66,7 +66,17 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="Portico", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runtime = rt
-    app.include_router(build_identity_router(settings, db, keys))
+    # --- people sign-in (portico.identity.people): its pages first, they own /authorize ---
+    from portico.identity.people import build_people
+
+    people = build_people(settings, db, keys)
+    app.include_router(people.router)
+    app.include_router(
+        build_identity_router(
+            settings, db, keys, extra_grants=people.grants, extra_discovery=people.discovery
+        )
+    )
+    # --- end people sign-in ---
     # --- Prometheus metrics (issue 5; portico/metrics.py) ---
     from portico.metrics import build_metrics_route
 

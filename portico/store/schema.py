@@ -139,6 +139,10 @@ apps = Table(
     Column("display_name", String(200), nullable=False),
     Column("secret_hash", String(200), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Migration 0009: public (native) clients have no secret (secret_hash "") and sign people in
+    # through their registered redirect URIs.
+    Column("public_client", Boolean, nullable=False, server_default="0", default=False),
+    Column("redirect_uris", JSON, nullable=True),
 )
 
 role_assignments = Table(
@@ -266,8 +270,45 @@ deployments = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
+# --- people of the identity provider (migration 0009) ------------------------------------------
+# `upn_key` is the lower-cased sign-in name. `failed_sign_ins` / `locked_until` throttle password
+# guessing per user.
+users = Table(
+    "users",
+    metadata,
+    Column("oid", String(64), primary_key=True),
+    Column("upn_key", String(256), nullable=False, unique=True),
+    Column("upn", String(256), nullable=False),
+    Column("display_name", String(256), nullable=False),
+    Column("password_hash", String(200), nullable=False),
+    Column("failed_sign_ins", Integer, nullable=False, default=0),
+    Column("locked_until", DateTime(timezone=True), nullable=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# Pending and issued delegated grants: device codes, authorization codes and refresh tokens. `id` is
+# the SHA-256 of the secret handed to the client (never the secret itself); `user_code` is the short
+# code a person types on the device-code page. `family` ties rotated refresh tokens together so a
+# replayed one revokes them all.
+auth_grants = Table(
+    "auth_grants",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("kind", String(16), nullable=False),  # device | code | refresh
+    Column("user_code", String(16), nullable=True, unique=True),
+    Column("client_id", String(64), nullable=False),
+    Column("user_oid", String(64), nullable=True, index=True),
+    Column("family", String(64), nullable=True, index=True),
+    Column("status", String(16), nullable=False),  # pending | approved | denied | used | active | revoked
+    Column("data", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False, index=True),
+    Column("last_poll_at", DateTime(timezone=True), nullable=True),
+)
+
 __all__ = [
     "apps",
+    "auth_grants",
     "backup_schedules",
     "config_changes",
     "deleted_services",
@@ -281,4 +322,5 @@ __all__ = [
     "signing_keys",
     "stores",
     "usage",
+    "users",
 ]

@@ -1,0 +1,1 @@
+"""Delegated (person) sign-in flows of the identity provider, as Entra serves them to MSAL."""
