@@ -23,6 +23,9 @@ test-deps:
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
 	  echo "installing postgresql (Debian package)"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; }
+	@command -v chromedriver >/dev/null 2>&1 || { \
+	  echo "installing chromium + chromium-driver (Debian packages; sign-in page tests)"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }
 	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; }
 	@bash scripts/install-azurite.sh
 	@bash scripts/install-azure-cli.sh  # the real clients of tests/e2e/test_real_clients.py (az ~1 GB, once)

@@ -148,7 +148,7 @@ async def reset_password(db: Database, oid: str, password: str) -> bool:
 def lock_duration(failures: int) -> timedelta | None:
     if failures < FREE_FAILURES:
         return None
-    lock: timedelta = FIRST_LOCK * 2 ** (failures - FREE_FAILURES)
+    lock: timedelta = FIRST_LOCK * 2 ** min(failures - FREE_FAILURES, 10)
     return min(lock, MAX_LOCK)
 
 
