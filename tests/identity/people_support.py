@@ -21,29 +21,33 @@ from tests.support.server import REPO, PorticoServer
 ARM_SCOPE = "https://management.azure.com//.default"  # the form az sends
 
 
-def create_user(server: PorticoServer, upn: str, password: str, name: str = "") -> dict[str, Any]:
+def subprocess_cli(server: PorticoServer, *args: str, stdin: str) -> subprocess.CompletedProcess[str]:
+    """`portico ARGS` with a line on standard input (passwords never go on the command line)."""
     env = {**os.environ, **server.env, "PORTICO_DATA_DIR": str(server.data_dir)}
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "portico.cli",
-            "user",
-            "create",
-            "--upn",
-            upn,
-            "--name",
-            name or upn,
-            "--password-stdin",
-            "--json",
-        ],
+    return subprocess.run(
+        [sys.executable, "-m", "portico.cli", *args],
         env=env,
-        input=password + "\n",
+        input=stdin + "\n",
         capture_output=True,
         text=True,
-        check=True,
         cwd=REPO,
     )
+
+
+def create_user(server: PorticoServer, upn: str, password: str, name: str = "") -> dict[str, Any]:
+    out = subprocess_cli(
+        server,
+        "user",
+        "create",
+        "--upn",
+        upn,
+        "--name",
+        name or upn,
+        "--password-stdin",
+        "--json",
+        stdin=password,
+    )
+    assert out.returncode == 0, out.stderr
     return dict(json.loads(out.stdout))
 
 

@@ -12,17 +12,26 @@ import time
 import webbrowser
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import msal
 import pytest
+import requests
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.apimanagement import ApiManagementClient
 
 from tests.e2e.dr_support import SUB, Rest
 from tests.support.server import PorticoServer
 
-from .people_support import ARM_SCOPE, MsalUserCredential, PageClient, create_user, hidden_fields
+from .people_support import (
+    ARM_SCOPE,
+    MsalUserCredential,
+    PageClient,
+    create_user,
+    hidden_fields,
+    subprocess_cli,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -67,10 +76,29 @@ def people(server_factory: Callable[..., PorticoServer]) -> dict[str, Any]:
     return {"server": server, "alice": alice, "bob": bob, "public": public}
 
 
+class RecordingSession(requests.Session):
+    """MSAL's HTTP client, keeping the paths it asks for."""
+
+    def __init__(self, ca: str) -> None:
+        super().__init__()
+        self.verify = ca
+        self.paths: list[str] = []
+
+    def request(self, method: str | bytes, url: Any, *args: Any, **kwargs: Any) -> requests.Response:
+        self.paths.append(f"{method!s} {urlsplit(str(url)).path}")
+        return super().request(method, url, *args, **kwargs)
+
+
 def msal_app(server: PorticoServer, client_id: str = AZURE_CLI) -> msal.PublicClientApplication:
-    return msal.PublicClientApplication(
-        client_id, authority=f"{server.url}/{server.tenant}", instance_discovery=False, verify=server.ca
+    session = RecordingSession(server.ca)
+    app = msal.PublicClientApplication(
+        client_id, authority=f"{server.url}/{server.tenant}", instance_discovery=False, http_client=session
     )
+    SESSIONS[id(app)] = session
+    return app
+
+
+SESSIONS: dict[int, RecordingSession] = {}
 
 
 def device_sign_in(
@@ -124,6 +152,13 @@ def test_device_code_sdk_as_user_refresh_and_rbac(people: dict[str, Any]) -> Non
     (account,) = app.get_accounts()
     assert account["home_account_id"] == f"{alice['oid']}.{server.tenant}"  # from client_info
     assert account["username"] == "alice@contoso.test"
+    # With instance_discovery=False MSAL reads the tenant's discovery document and nothing else.
+    t = server.tenant
+    assert set(SESSIONS[id(app)].paths) == {
+        f"GET /{t}/v2.0/.well-known/openid-configuration",
+        f"POST /{t}/oauth2/v2.0/devicecode",
+        f"POST /{t}/oauth2/v2.0/token",
+    }, SESSIONS[id(app)].paths
 
     client = sdk(server, app, account)
     assert client.api_management_service.get("rg-people", "people-svc").name == "people-svc"
@@ -296,3 +331,44 @@ def test_sign_in_page_throttles_and_checks_csrf(people: dict[str, Any]) -> None:
     assert {"authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"} <= set(
         disc["grant_types_supported"]
     )
+
+
+def test_user_commands_end_sessions(people: dict[str, Any]) -> None:
+    """reset-password and delete end the person's sessions; delete also removes their roles."""
+    server: PorticoServer = people["server"]
+    frank = create_user(server, "frank@contoso.test", "frank's password", "Frank")
+    server.cli("role", "assign", "--principal", frank["oid"], "--role", "Reader", "--scope", "/")
+    listed = json.loads(server.cli("user", "list", "--json").stdout)
+    assert {"oid": frank["oid"], "upn": "frank@contoso.test", "display_name": "Frank"}.items() <= next(
+        u for u in listed if u["oid"] == frank["oid"]
+    ).items()
+    assert all("password" not in json.dumps(u) for u in listed)
+    duplicate = server.cli("user", "create", "--upn", "FRANK@contoso.test", "--password-stdin", check=False)
+    assert duplicate.returncode != 0
+    token_url = f"{server.url}/{server.tenant}/oauth2/v2.0/token"
+
+    def refresh(rt: str) -> httpx.Response:
+        form = {
+            "grant_type": "refresh_token",
+            "client_id": AZURE_CLI,
+            "refresh_token": rt,
+            "scope": ARM_SCOPE,
+        }
+        return httpx.post(token_url, data=form, verify=server.ssl_context())
+
+    first = device_sign_in(server, msal_app(server), "frank@contoso.test", "frank's password")
+    reset = subprocess_cli(
+        server,
+        "user",
+        "reset-password",
+        "frank@contoso.test",
+        "--password-stdin",
+        stdin="frank's new password",
+    )
+    assert reset.returncode == 0 and "frank's new password" not in reset.stdout + reset.stderr
+    assert refresh(first["refresh_token"]).json()["error"] == "invalid_grant"
+    second = device_sign_in(server, msal_app(server), "frank@contoso.test", "frank's new password")
+    assert refresh(second["refresh_token"]).status_code == 200
+    server.cli("user", "delete", frank["oid"])
+    assert json.loads(server.cli("role", "list", "--principal", frank["oid"], "--json").stdout) == []
+    assert refresh(second["refresh_token"]).json()["error"] == "invalid_grant"
