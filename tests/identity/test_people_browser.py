@@ -77,10 +77,19 @@ def app_for(server: PorticoServer, client_id: str) -> msal.PublicClientApplicati
     )
 
 
+def wait_for(driver: Any, element_id: str) -> Any:
+    """The element once the page that has it has loaded (a click does not wait for the next page)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, 20).until(ec.presence_of_element_located((By.ID, element_id)))
+
+
 def sign_in(driver: Any, upn: str) -> None:
     from selenium.webdriver.common.by import By
 
-    driver.find_element(By.ID, "username").send_keys(upn)
+    wait_for(driver, "username").send_keys(upn)
     driver.find_element(By.ID, "password").send_keys(PASSWORD)
     driver.find_element(By.ID, "signin").click()
 
@@ -94,11 +103,11 @@ def test_device_code_page_in_chromium(server: PorticoServer, browser: Any) -> No
     poller = threading.Thread(target=lambda: result.update(app.acquire_token_by_device_flow(flow)))
     poller.start()
     browser.get(flow["verification_uri"])
-    browser.find_element(By.ID, "user_code").send_keys(flow["user_code"])
+    wait_for(browser, "user_code").send_keys(flow["user_code"])
     browser.find_element(By.ID, "next").click()
-    assert browser.find_element(By.ID, "app-name").text == "Microsoft Azure CLI"
+    assert wait_for(browser, "app-name").text == "Microsoft Azure CLI"
     sign_in(browser, "dana@contoso.test")
-    assert "You have signed in to Microsoft Azure CLI" in browser.find_element(By.ID, "message").text
+    assert "You have signed in to Microsoft Azure CLI" in wait_for(browser, "message").text
     poller.join(30)
     assert result.get("id_token_claims", {}).get("name") == "Dana <Ops>", result
     cookie = browser.get_cookie("portico_csrf")
@@ -108,14 +117,9 @@ def test_device_code_page_in_chromium(server: PorticoServer, browser: Any) -> No
 def test_interactive_sign_in_in_chromium(
     server: PorticoServer, browser: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
-
     def open_url(url: str, *_: Any, **__: Any) -> bool:
         def person() -> None:
             browser.get(url)  # MSAL's loopback page, which sends the browser to the sign-in page
-            WebDriverWait(browser, 20).until(ec.presence_of_element_located((By.ID, "password")))
             sign_in(browser, "dana@contoso.test")
 
         threading.Thread(target=person, daemon=True).start()
