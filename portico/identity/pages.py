@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import secrets
 from pathlib import Path
 from typing import Any
@@ -22,12 +23,16 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from portico.identity.flows import authorization_code as authcode
 from portico.identity.flows import device_code
 from portico.identity.issuer import OAuthError
+from portico.identity.throttle import TokenBuckets, address_key
 from portico.identity.user_tokens import Issuer
 from portico.identity.users import SignInError, authenticate
 
 log = logging.getLogger("portico.identity")
 
 MAX_FORM_BYTES = 32 * 1024
+# Wrong device codes allowed per source address (IPv6 by /64) in CODE_WINDOW seconds, per node: a
+# code is short, so guessing pending ones is throttled.
+CODE_GUESSES, CODE_WINDOW = 20, 300.0
 CSRF_COOKIE = "portico_csrf"
 # Tenants a person may sign in through: the tenant itself and Entra's multi-tenant aliases.
 ALIASES = ("organizations", "common")
@@ -204,6 +209,7 @@ def build_pages_router(iss: Issuer) -> APIRouter:
     # --- device-code verification page -----------------------------------------------------------
 
     path = device_code.VERIFICATION_PATH
+    code_guesses = TokenBuckets(CODE_GUESSES, CODE_WINDOW)
 
     def code_page(
         request: Request, user_code: str = "", error: str | None = None, status: int = 200
@@ -233,7 +239,17 @@ def build_pages_router(iss: Issuer) -> APIRouter:
             return code_page(
                 request, user_code, "The form expired or came from another site. Enter the code again."
             )
+        address = address_key(request.client.host if request.client else None)
+        wait = code_guesses.take(address)
+        if wait > 0:
+            return code_page(
+                request,
+                "",
+                f"Too many wrong codes from your network. Try again in {math.ceil(wait)} seconds.",
+                429,
+            )
         found = await device_code.pending(iss, user_code)
+        code_guesses.settle(address, failed=found is None)
         if found is None:
             return code_page(request, "", "That code is not valid or has expired. Check it and try again.")
         grant, app_name = found
