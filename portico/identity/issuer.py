@@ -188,15 +188,10 @@ def build_identity_router(
     @router.post("/{tenant}/oauth2/v2.0/token")
     async def token(tenant: str, request: Request) -> JSONResponse:
         try:
-            if tenant.casefold() in TENANT_ALIASES:
-                raise OAuthError(
-                    400,
-                    "invalid_request",
-                    f"The '{tenant.casefold()}' endpoint cannot issue application tokens: use the tenant's "
-                    f"token endpoint, /{tenant_id}/oauth2/v2.0/token.",
-                )
-            check_tenant(tenant)
-            return JSONResponse(await issue(request), headers=_NO_STORE)
+            alias = tenant.casefold() if tenant.casefold() in TENANT_ALIASES else None
+            if alias is None:
+                check_tenant(tenant)
+            return JSONResponse(await issue(request, alias), headers=_NO_STORE)
         except OAuthError as e:
             return e.response()
 
@@ -225,7 +220,7 @@ def build_identity_router(
                 attempt.failed()  # also when cancelled: the token stays spent
         return ok
 
-    async def issue(request: Request) -> dict[str, Any]:
+    async def issue(request: Request, alias: str | None = None) -> dict[str, Any]:
         ctype = request.headers.get("content-type", "").split(";", 1)[0].strip().casefold()
         if ctype != "application/x-www-form-urlencoded":
             raise OAuthError(400, "invalid_request", "The body must be application/x-www-form-urlencoded.")
@@ -242,9 +237,17 @@ def build_identity_router(
                 400, "invalid_request", "The request body must contain the parameter 'grant_type'."
             )
         # --- delegated grants of people (device code, authorization code, refresh token) ---
+        # A person signs in through an alias too (`organizations`, az's default): single tenant.
         if extra_grants and grant in extra_grants:
             return await extra_grants[grant](form)
         # --- end delegated grants ---
+        if alias is not None:
+            raise OAuthError(
+                400,
+                "invalid_request",
+                f"The '{alias}' endpoint cannot issue application tokens: use the tenant's "
+                f"token endpoint, /{tenant_id}/oauth2/v2.0/token.",
+            )
         if grant != "client_credentials":
             raise OAuthError(
                 400, "unsupported_grant_type", "Only the 'client_credentials' grant type is supported."
