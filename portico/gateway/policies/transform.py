@@ -22,6 +22,7 @@ from portico.gateway.policies.base import (
     run_now,
 )
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
+from portico.names import fold_name
 
 if TYPE_CHECKING:
     from portico.gateway.context import Context
@@ -221,7 +222,7 @@ class SetBackendService(Policy):
             return None
         assert self.backend_id is not None
         bid = self.backend_id.text(ctx)
-        backend = ctx.service.backends.get(bid.lower())
+        backend = ctx.service.backends.get(fold_name(bid))
         if backend is None:
             raise Reject(
                 500,

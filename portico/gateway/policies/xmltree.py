@@ -8,6 +8,7 @@ from xml.parsers import expat
 from xml.sax.saxutils import escape
 
 from portico.gateway.expressions import ExpressionError, Value
+from portico.names import fold_name
 
 NAMED_VALUE = re.compile(r"\{\{\s*([A-Za-z0-9._-]+)\s*\}\}")
 
@@ -171,7 +172,7 @@ def substitute_named_values(xml: str, values: dict[str, str]) -> tuple[str, list
     missing: list[str] = []
 
     def rep(m: re.Match[str]) -> str:
-        v = values.get(m.group(1).lower())
+        v = values.get(fold_name(m.group(1)))
         if v is None:
             missing.append(m.group(1))
             return m.group(0)
