@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from portico.arm.errors import ArmError
+from portico.gateway.config import named_values
 from portico.gateway.expressions import ExpressionError, compile_expression
 from portico.gateway.policies import validate_policy_document
 from portico.gateway.policies.base import BASE, CompileContext
@@ -102,6 +103,16 @@ def test_named_value_substitution_escapes_xml() -> None:
         '<v a="{{One}}">{{two}} {{three}}</v>', {"one": 'x"<y', "two": "a&b"}
     )
     assert text == '<v a="x&quot;&lt;y">a&amp;b {{three}}</v>' and missing == ["three"]
+
+
+def test_named_values_match_by_the_name_fold() -> None:
+    """Named values are found ignoring case by the same rule as the store's (Unicode case folding:
+    'STRASSE' names 'Straße', as the management API resolves it)."""
+    raw: dict[str, dict[tuple[str, str], Any]] = {
+        "namedValue": {("", "Straße"): {"value": "v1", "displayName": "Plain"}}
+    }
+    text, missing = substitute_named_values("{{STRASSE}} {{pLAIN}}", named_values(raw))
+    assert text == "v1 v1" and missing == []
 
 
 def test_composition_order_through_base() -> None:

@@ -544,6 +544,18 @@ async def test_service_level_policy_and_collections(s: Svc) -> None:
     assert listed["value"][0]["id"] == f"{s.arm_id}/policies/policy"
 
 
+async def test_non_ascii_names_match_ignoring_case(s: Svc) -> None:
+    """Case is ignored beyond ASCII too, by one rule: another case of 'Ärger' or 'ΟΔΟΣ' updates the
+    same entity instead of creating a second one."""
+    for name, other in (("Ärger", "äRGER"), ("ΟΔΟΣ", "οδοσ")):
+        await s.ok(f"apis/{name}", {"path": f"p{len(name)}{ord(name[0])}"})
+        r = await s.put(f"apis/{other}", {"path": f"p{len(name)}{ord(name[0])}", "displayName": "Again"})
+        assert r.status_code == 200 and r.json()["name"] == name, r.text
+        assert (await s.get(f"apis/{other}")).json()["properties"]["displayName"] == "Again"
+    names = [v["name"] for v in (await s.get("apis")).json()["value"]]
+    assert sorted(n for n in names if n != "base") == sorted(["Ärger", "ΟΔΟΣ"])
+
+
 async def test_names_match_ignoring_case(s: Svc) -> None:
     """ARM names ignore case: another case reads, updates and deletes the same entity, and
     references are stored under the entity's own name (the gateway keys APIs by lower-cased name)."""
