@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from tests.gateway.conftest import RG, GatewayEnv, eventually, make_certificate, presented, tls_get
+from tests.gateway.conftest import DOMAIN, RG, GatewayEnv, eventually, make_certificate, presented, tls_get
 
 pytestmark = pytest.mark.slow
 
@@ -72,3 +72,21 @@ def _subject(gw: GatewayEnv, sni: str) -> str:
     assert der is not None
     cert = x509.load_der_x509_certificate(der)
     return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+
+
+def test_service_hosts_verify_against_the_node_certificate(gw: GatewayEnv, backend: str) -> None:
+    """A client that verifies TLS reaches a service at its gatewayUrl host, {service}.{domain}: the
+    node's gateway certificate (of the CA clients trust) covers *.{domain}. The management API
+    keeps its own certificate."""
+    gw.api("wildapi", "wildapi", backend)
+    key = gw.subscription("wild-sub", "/apis")
+    host = f"{gw.service}.{DOMAIN}"
+    cn, _status = eventually(lambda: presented(gw, host, Path(gw.server.ca), key, "/wildapi/x"), timeout=3)
+    assert cn == f"*.{DOMAIN}"
+    context = ssl.create_default_context(cafile=gw.server.ca)
+    with socket.create_connection(("127.0.0.1", gw.server.port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as s:
+            der = s.getpeercert(binary_form=True)
+    assert der is not None
+    sans = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert f"*.{DOMAIN}" not in sans.value.get_values_for_type(x509.DNSName)
