@@ -280,6 +280,19 @@ async def test_policy_names(s: Svc) -> None:
     assert (await s.get("apis/base/policies/policy")).status_code == 200
 
 
+async def test_policy_header_names_are_checked(s: Svc) -> None:
+    """A set-header name of 100 KB, or with characters no header name has, is a 400 naming the
+    element and the attribute; the policy is not stored."""
+    for name in ("X" * 100_000, "X-Bad Name"):
+        xml = (
+            f'<policies><inbound><set-header name="{name}" exists-action="override"><value>v</value>'
+            "</set-header></inbound></policies>"
+        )
+        err = await s.bad("apis/base/policies/policy", {"value": xml}, 400, "set-header")
+        assert "attribute 'name'" in err["message"] and len(err["message"]) < 400, err
+    assert (await s.get("apis/base/policies/policy")).status_code == 404
+
+
 async def test_defaults(s: Svc) -> None:
     api = (await s.ok("apis/d", {"path": "/d/"}))["properties"]
     assert api["path"] == "d" and api["displayName"] == "d" and api["protocols"] == ["https"]

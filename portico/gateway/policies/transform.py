@@ -54,9 +54,9 @@ class SetHeader(Policy):
     def __init__(self, node: Node, section: str, cc: CompileContext) -> None:
         super().__init__(node, section, cc)
         node.check_attrs({"name", "exists-action"})
-        self.name = node.require("name")
-        if not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", self.name) and "{{" not in self.name:
-            raise PolicyDocumentError(f"'{self.name[:60]}' is not a valid header name.", node)
+        name = node.header_name("name", required=True)
+        assert name is not None
+        self.name = name
         self.action = node.choice("exists-action", EXISTS_ACTIONS, "override")
         self.values = _values(node)
         self.request_side = section in REQUEST_SIDE
