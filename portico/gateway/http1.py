@@ -345,9 +345,8 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if (
-            self.reading_paused and not self.queue and not self.unparsable
-        ):  # a parsed-ahead pipelined request keeps it paused
+        # a parsed-ahead pipelined request keeps it paused, and a parser that failed reads no more
+        if self.reading_paused and not self.queue and not self.unparsable:
             self.reading_paused = False
             with contextlib.suppress(Exception):
                 self.transport.resume_reading()
