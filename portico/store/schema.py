@@ -266,8 +266,8 @@ deployments = Table(
     "deployments",
     metadata,
     Column("subscription_id", String(64), primary_key=True),
-    Column("group_key", String(90), primary_key=True),  # lower-cased, as resource_groups.name_key
-    Column("name_key", String(64), primary_key=True),
+    Column("group_key", String(270), primary_key=True),  # as resource_groups.name_key
+    Column("name_key", String(192), primary_key=True),  # fold_name(name) (migration 0006)
     Column("name", String(64), nullable=False),
     Column("state", String(16), nullable=False),  # Accepted | Running | Succeeded | Failed | Canceled
     Column("run_id", String(64), nullable=False),

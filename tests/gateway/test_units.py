@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from portico.arm.errors import ArmError
-from portico.gateway.config import named_values
+from portico.gateway.config.model import named_values
 from portico.gateway.expressions import ExpressionError, compile_expression
 from portico.gateway.policies import validate_policy_document
 from portico.gateway.policies.base import BASE, CompileContext

@@ -10,8 +10,11 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from alembic.script import ScriptDirectory
 from sqlalchemy import insert, select, text
+from sqlalchemy.engine import Connection
 
+from portico.store import deployments as D
 from portico.store import entities as E
 from portico.store import services as S
 from portico.store.db import Database, _alembic_config
@@ -68,13 +71,22 @@ async def test_bulk_insert_fills_the_name_key(db: Database) -> None:
             assert await E.find_name(conn, store, "product", "", other) == name
 
 
+def _before_fold(sync: Connection) -> None:
+    """Upgrade to the revision migration 0006 follows."""
+    cfg = _alembic_config(sync)
+    previous = ScriptDirectory.from_config(cfg).get_revision("0006").down_revision
+    assert isinstance(previous, str)
+    command.upgrade(cfg, previous)
+
+
 async def test_migration_keys_rows_stored_before_it(db_url: str) -> None:
-    """Rows written under revision 0004 (no name key) are found ignoring case after the upgrade,
-    and filling the keys logs no configuration change (gateways have nothing to reload)."""
+    """Rows written before migration 0006 (no name key; resource group and deployment keys by
+    lower()) are found ignoring case after the upgrade, and filling the keys logs no configuration
+    change (gateways have nothing to reload)."""
     db = Database(db_url)
     try:
         async with db.engine.begin() as conn:
-            await conn.run_sync(lambda sync: command.upgrade(_alembic_config(sync), "0004"))
+            await conn.run_sync(_before_fold)
         async with db.engine.begin() as conn:
             await conn.execute(
                 text("INSERT INTO stores (state, created_at, config_version) VALUES ('active', :t, 0)"),
@@ -96,6 +108,14 @@ async def test_migration_keys_rows_stored_before_it(db_url: str) -> None:
                 ),
                 {"k": "οδος", "n": "ΟΔΟΣ", "t": datetime.now(UTC)},
             )
+            await conn.execute(
+                text(
+                    "INSERT INTO deployments (subscription_id, group_key, name_key, name, state, run_id,"
+                    " node, cancel_requested, body, template, operations, created_at, updated_at)"
+                    " VALUES ('sub', 'οδος', 'σος', 'ΣΟΣ', 'Succeeded', 'r', 'n', :f, '{}', '{}', '[]', :t, :t)"
+                ),
+                {"f": False, "t": datetime.now(UTC)},
+            )
             before = (
                 await conn.execute(select(stores.c.config_version).where(stores.c.id == store))
             ).scalar()
@@ -108,6 +128,7 @@ async def test_migration_keys_rows_stored_before_it(db_url: str) -> None:
             keys = dict((await conn.execute(select(entities.c.name, entities.c.name_key))).all())
             assert keys == {"Ärger": "ärger", "ΟΔΟΣ": "οδοσ", "Plain": "plain"}
             assert (await S.get_group(conn, "sub", "οδοσ")) is not None
+            assert (await D.get(conn, "sub", "ΟΔΟΣ", "σοσ")) is not None  # noqa: RUF001
             after = (await conn.execute(select(stores.c.config_version).where(stores.c.id == store))).scalar()
             assert after == before
             assert len((await conn.execute(select(config_changes))).all()) == logged
