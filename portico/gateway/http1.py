@@ -38,6 +38,12 @@ _BODY_HIGH_WATER = 256 * 1024  # request body buffered before reading from the c
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _FRAMING = {b"content-length": 1, b"transfer-encoding": 2, b"connection": 3}
 _WHOLE_BODY = 64 * 1024  # a request body up to this size is read whole before the app starts
+_INVALID_BODY = b'{"statusCode": 400, "message": "Invalid request body: malformed chunked encoding."}'
+
+
+class InvalidRequestBody(Exception):
+    """Raised by `receive` when the request's body cannot be parsed (a malformed chunk): the app
+    answers 400, and the connection ends with that answer (the rest of the stream has no framing)."""
 
 
 def _status_line(status: int) -> bytes:
@@ -68,6 +74,7 @@ class _Cycle:
 
     __slots__ = (
         "body",
+        "body_invalid",
         "chunked",
         "close_delimited",
         "complete",
@@ -90,6 +97,7 @@ class _Cycle:
         self.keep_alive = keep_alive
         self.continue_expected = expect
         self.body: list[bytes] = []
+        self.body_invalid = False  # the body turned out malformed: receive raises InvalidRequestBody
         self.more_body = True  # the request body is still arriving
         self.complete = False
         self.disconnected = False
@@ -113,11 +121,14 @@ class _Cycle:
             self.continue_expected = False
             if not conn.transport.is_closing():
                 conn.transport.write(_CONTINUE)
-        while not self.body and self.more_body and not self.disconnected:
+        while not self.body and self.more_body and not self.disconnected and not self.body_invalid:
             conn.resume_reading()
             self.waiter = asyncio.get_running_loop().create_future()
             await self.waiter
             self.waiter = None
+        if self.body_invalid:  # what arrived before the bad chunk must not pass for the whole body
+            self.body = []
+            raise InvalidRequestBody()
         if self.disconnected and not self.body:
             return {"type": "http.disconnect"}
         chunks = self.body
@@ -234,14 +245,16 @@ class _Cycle:
         conn = self.conn
         try:
             await app(self.scope, self.receive, self.send)
-        except Exception:
-            log.exception("gateway: unhandled error in the request handler")
+        except Exception as exc:
+            if isinstance(exc, InvalidRequestBody):
+                answer = _plain(400, _INVALID_BODY)
+            else:
+                log.exception("gateway: unhandled error in the request handler")
+                answer = _plain(500, b'{"statusCode": 500, "message": "Internal server error"}')
             nothing_written = not self.started or self.head is not None
             if nothing_written and not conn.transport.is_closing():
                 with contextlib.suppress(Exception):
-                    conn.transport.write(
-                        _plain(500, b'{"statusCode": 500, "message": "Internal server error"}')
-                    )
+                    conn.transport.write(answer)
             self.keep_alive = False
             self.response_done = True
         finally:
@@ -279,6 +292,7 @@ class HttpProtocol(asyncio.Protocol):
         self._drain: asyncio.Future[None] | None = None
         self.idle_since: float | None = None  # loop time the connection went idle (None: busy)
         self.closed = False
+        self.unparsable = False  # the parser failed: nothing more is read
 
     # --- connection ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -331,7 +345,8 @@ class HttpProtocol(asyncio.Protocol):
                 self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.reading_paused and not self.queue:  # a parsed-ahead pipelined request keeps it paused
+        # a parsed-ahead pipelined request keeps it paused, and a parser that failed reads no more
+        if self.reading_paused and not self.queue and not self.unparsable:
             self.reading_paused = False
             with contextlib.suppress(Exception):
                 self.transport.resume_reading()
@@ -349,8 +364,23 @@ class HttpProtocol(asyncio.Protocol):
         except httptools.HttpParserError:  # also what an exception raised in a callback becomes
             if self.header_bytes > self.limits.header_bytes:
                 self._reject(431, self.limits.too_large_body)
+            elif self.parsing is not None:  # the head was parsed: its body is malformed
+                self._invalid_body(self.parsing)
             else:
                 self._reject(400, b'{"statusCode": 400, "message": "Invalid HTTP request received."}')
+
+    def _invalid_body(self, cycle: _Cycle) -> None:
+        """The request (answering, or waiting its turn) is told through `receive`, so that its
+        answer is a 400 the app counts like any other; the connection ends after it."""
+        self.unparsable = True
+        self.transport.pause_reading()
+        self.parsing = None
+        cycle.body_invalid = True
+        cycle.keep_alive = False
+        cycle._wake()
+        if cycle is self.pending:  # (a body read whole is framed by its length: not expected)
+            self.pending = None
+            self._start(cycle)
 
     def _reject(self, status: int, body: bytes) -> None:
         if self.active is None:

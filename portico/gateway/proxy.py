@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from portico.gateway.context import Response
+from portico.gateway.http1 import InvalidRequestBody
 from portico.gateway.outcome import Reject
 from portico.gateway.policies.cache import MAX_RESPONSE_BYTES, pending_store
 from portico.gateway.upstream import Upstream, UpstreamError, UpstreamResponse, UpstreamTimeout, split_url
@@ -219,6 +220,14 @@ class Forwarder:
                 f"Request body exceeds the limit of {self.max_body_bytes} bytes.",
                 source="forward-request",
                 reason="RequestEntityTooLarge",
+            ) from None
+        except InvalidRequestBody:
+            # as API Management: 400, and the connection ends with it (http1 closes it)
+            raise Reject(
+                400,
+                "Invalid request body: malformed chunked encoding.",
+                source="forward-request",
+                reason="InvalidRequestBody",
             ) from None
         except ClientGone:
             raise

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import unquote
 
+from portico.names import fold_name
+
 DEFAULT_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 DEFAULT_KEY_QUERY = "subscription-key"
 
@@ -183,7 +185,7 @@ def build_api(name: str, data: dict[str, Any]) -> Api:
         key_header_display=header,
         key_query=names.get("query") or DEFAULT_KEY_QUERY,
         version=data.get("apiVersion") or None,
-        version_set=vs.rsplit("/", 1)[-1].lower() if vs else None,
+        version_set=fold_name(vs.rsplit("/", 1)[-1]) if vs else None,
         revision=str(data.get("apiRevision") or "1"),
         data=data,
     )

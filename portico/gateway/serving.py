@@ -21,7 +21,7 @@ from portico.gateway.analytics import UsageForwarder
 from portico.gateway.app import Gateway
 from portico.gateway.http1 import HttpServer
 from portico.gateway.tls import HostCertificates
-from portico.server.tls import ensure_tls
+from portico.server.tls import ensure_gateway_tls
 from portico.settings import Settings
 
 log = logging.getLogger("portico.gateway")
@@ -58,7 +58,10 @@ def bind(host: str, port: int, reuse_port: bool = False) -> socket.socket | None
 def tls_files(settings: Settings) -> tuple[Path, Path]:
     if settings.tls_cert and settings.tls_key:
         return settings.tls_cert, settings.tls_key
-    _ca, cert, key = ensure_tls(settings.data_dir, [settings.host, socket.gethostname()])
+    # the gateway's own certificate: it covers every {service}.{gateway domain} (gatewayUrl)
+    _ca, cert, key = ensure_gateway_tls(
+        settings.data_dir, settings.gateway_domain, [settings.host, socket.gethostname()]
+    )
     return cert, key
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from portico.names import fold_name
 from portico.store.schema import deployments as T
 
 ACTIVE_STATES = ("Accepted", "Running")
@@ -48,7 +49,9 @@ def _row(r: Any) -> DeploymentRow:
 
 
 def _key(sub: str, group: str, name: str) -> Any:
-    return (T.c.subscription_id == sub) & (T.c.group_key == group.lower()) & (T.c.name_key == name.lower())
+    return (
+        (T.c.subscription_id == sub) & (T.c.group_key == fold_name(group)) & (T.c.name_key == fold_name(name))
+    )
 
 
 async def get(conn: AsyncConnection, sub: str, group: str, name: str) -> DeploymentRow | None:
@@ -59,7 +62,7 @@ async def get(conn: AsyncConnection, sub: str, group: str, name: str) -> Deploym
 async def list_in_group(conn: AsyncConnection, sub: str, group: str) -> list[DeploymentRow]:
     rows = await conn.execute(
         select(T)
-        .where((T.c.subscription_id == sub) & (T.c.group_key == group.lower()))
+        .where((T.c.subscription_id == sub) & (T.c.group_key == fold_name(group)))
         .order_by(T.c.name_key)
     )
     return [_row(r) for r in rows]
@@ -69,7 +72,9 @@ async def active_in_group(conn: AsyncConnection, sub: str, group: str) -> Deploy
     r = (
         await conn.execute(
             select(T).where(
-                (T.c.subscription_id == sub) & (T.c.group_key == group.lower()) & T.c.state.in_(ACTIVE_STATES)
+                (T.c.subscription_id == sub)
+                & (T.c.group_key == fold_name(group))
+                & T.c.state.in_(ACTIVE_STATES)
             )
         )
     ).first()
@@ -93,8 +98,8 @@ async def start(
     await conn.execute(
         insert(T).values(
             subscription_id=sub,
-            group_key=group.lower(),
-            name_key=name.lower(),
+            group_key=fold_name(group),
+            name_key=fold_name(name),
             name=name,
             state="Accepted",
             run_id=run_id,
@@ -150,7 +155,7 @@ async def remove(conn: AsyncConnection, sub: str, group: str, name: str) -> bool
 
 
 async def remove_group(conn: AsyncConnection, sub: str, group: str) -> None:
-    await conn.execute(delete(T).where((T.c.subscription_id == sub) & (T.c.group_key == group.lower())))
+    await conn.execute(delete(T).where((T.c.subscription_id == sub) & (T.c.group_key == fold_name(group))))
 
 
 async def interrupted(conn: AsyncConnection, node: str) -> list[DeploymentRow]:

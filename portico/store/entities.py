@@ -13,6 +13,7 @@ from sqlalchemy import LargeBinary, and_, bindparam, cast, delete, func, insert,
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from portico.names import fold_name
 from portico.store.schema import entities
 
 
@@ -90,10 +91,10 @@ async def find_name(conn: AsyncConnection, store_id: int, kind: str, parent: str
 
 async def other_case(conn: AsyncConnection, store_id: int, kind: str, parent: str, name: str) -> str | None:
     """The stored name that equals `name` ignoring case, for a caller whose exact look-up missed
-    (on ix_entities_kind_lower_name)."""
+    (on ix_entities_kind_name_key)."""
     c = entities.c
     q = select(c.name).where(
-        c.store_id == store_id, c.kind == kind, func.lower(c.name) == func.lower(name), c.parent == parent
+        c.store_id == store_id, c.kind == kind, c.name_key == fold_name(name), c.parent == parent
     )
     found = (await conn.execute(q.limit(1))).first()
     return str(found[0]) if found else None
@@ -122,12 +123,11 @@ async def count_children(conn: AsyncConnection, store_id: int, kind: str, parent
 
 
 def _named(store_id: int, kinds: Sequence[str], name: str) -> Any:
-    """Entities of `kinds` whose name is `name` ignoring case, on ix_entities_kind_lower_name. The
-    caller keeps the exact matches: a further `name = ...` term makes SQLite drop the index's
-    expression column (measured with EXPLAIN QUERY PLAN)."""
+    """Entities of `kinds` whose name is `name` ignoring case, on ix_entities_kind_name_key. The
+    caller keeps the exact matches."""
     c = entities.c
     return select(c.kind, c.parent, c.name).where(
-        c.store_id == store_id, c.kind.in_(kinds), func.lower(c.name) == func.lower(name)
+        c.store_id == store_id, c.kind.in_(kinds), c.name_key == fold_name(name)
     )
 
 
@@ -162,6 +162,7 @@ async def put(
         kind=kind,
         parent=parent,
         name=name,
+        name_key=fold_name(name),
         display_name=display_name,
         etag=etag,
         data=blob,
@@ -322,18 +323,22 @@ async def stream_tuples(conn: AsyncConnection, store_id: int, batch: int = 5000)
 
 
 ENTITY_COLUMNS = ("store_id", "kind", "parent", "name", "display_name", "etag", "data")
+_INSERTED_COLUMNS = (*ENTITY_COLUMNS, "name_key")
 
 
 async def bulk_insert(db: Any, rows: list[tuple[Any, ...]]) -> None:
     """Insert rows (tuples in ENTITY_COLUMNS order) in one transaction by the driver's fastest path:
-    executemany on SQLite, COPY on PostgreSQL. Used to load a restore's staging store."""
+    executemany on SQLite, COPY on PostgreSQL. Used to load a restore's staging store. Each row's
+    name key (`fold_name` of its name) is added here."""
+    keyed = [(*r, fold_name(r[3])) for r in rows]
     async with db.write() as conn:
         if db.sqlite:
             await conn.exec_driver_sql(
-                f"INSERT INTO entities ({', '.join(ENTITY_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?)", rows
+                f"INSERT INTO entities ({', '.join(_INSERTED_COLUMNS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                keyed,
             )
             return
         raw = await conn.get_raw_connection()
         driver = raw.driver_connection
         assert driver is not None
-        await driver.copy_records_to_table("entities", records=rows, columns=list(ENTITY_COLUMNS))
+        await driver.copy_records_to_table("entities", records=keyed, columns=list(_INSERTED_COLUMNS))

@@ -11,6 +11,8 @@ Design notes (see docs/architecture.md):
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -26,8 +28,16 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
-    func,
 )
+from sqlalchemy.engine.default import DefaultExecutionContext
+
+from portico.names import fold_name
+
+
+def _name_key(context: DefaultExecutionContext) -> str:
+    params: dict[str, Any] = context.get_current_parameters()  # type: ignore[no-untyped-call]
+    return fold_name(params["name"])
+
 
 metadata = MetaData(
     naming_convention={
@@ -42,7 +52,8 @@ resource_groups = Table(
     "resource_groups",
     metadata,
     Column("subscription_id", String(64), primary_key=True),
-    Column("name_key", String(90), primary_key=True),  # lower-cased: ARM names are case-insensitive
+    # fold_name(name): ARM names are case-insensitive; folding may lengthen a name (migration 0006)
+    Column("name_key", String(270), primary_key=True),
     Column("name", String(90), nullable=False),
     Column("location", String(64), nullable=False),
     Column("tags", JSON, nullable=False, default=dict),
@@ -54,7 +65,7 @@ services = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("subscription_id", String(64), nullable=False),
-    Column("resource_group_key", String(90), nullable=False),
+    Column("resource_group_key", String(270), nullable=False),
     Column("name_key", String(50), nullable=False, unique=True),  # names are global, like DNS names
     Column("name", String(50), nullable=False),
     Column("location", String(64), nullable=False),
@@ -115,10 +126,13 @@ entities = Table(
     Column("display_name", String(300), nullable=True),  # copied out of data for $filter and ordering
     Column("etag", String(32), nullable=False),
     Column("data", Text, nullable=False),  # JSON of the ARM properties, references relative
+    # fold_name(name) (migration 0006): names ignore case, look-ups by name go through it. Filled
+    # by Python (the default below covers every SQLAlchemy insert; bulk_insert adds it itself).
+    # Case folding may lengthen a name (up to 3 characters for one).
+    Column("name_key", String(768), nullable=False, default=_name_key),
     sqlite_with_rowid=False,  # clustered by key: backups read a store sequentially
 )
-# names ignore case (migration 0004): look-ups by name go through lower(name)
-Index("ix_entities_kind_lower_name", entities.c.store_id, entities.c.kind, func.lower(entities.c.name))
+Index("ix_entities_kind_name_key", entities.c.store_id, entities.c.kind, entities.c.name_key)
 
 # Which entity keys of an active store changed at which `stores.config_version` (written only by
 # the triggers of migration 0002, bounded there): gateway nodes apply changes incrementally.
@@ -256,8 +270,8 @@ deployments = Table(
     "deployments",
     metadata,
     Column("subscription_id", String(64), primary_key=True),
-    Column("group_key", String(90), primary_key=True),  # lower-cased, as resource_groups.name_key
-    Column("name_key", String(64), primary_key=True),
+    Column("group_key", String(270), primary_key=True),  # as resource_groups.name_key
+    Column("name_key", String(192), primary_key=True),  # fold_name(name) (migration 0006)
     Column("name", String(64), nullable=False),
     Column("state", String(16), nullable=False),  # Accepted | Running | Succeeded | Failed | Canceled
     Column("run_id", String(64), nullable=False),

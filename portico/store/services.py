@@ -12,6 +12,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from portico.names import fold_name
 from portico.store.entities import Row, new_etag
 from portico.store.schema import deleted_services, entities, resource_groups, services, stores
 
@@ -58,7 +59,7 @@ async def get_group(
 ) -> ResourceGroup | None:
     """`lock`: hold the group's row until the transaction ends (PostgreSQL; SQLite writers are serial)."""
     rg = resource_groups.c
-    q = select(resource_groups).where(rg.subscription_id == subscription_id, rg.name_key == name.lower())
+    q = select(resource_groups).where(rg.subscription_id == subscription_id, rg.name_key == fold_name(name))
     r = (await conn.execute(q.with_for_update() if lock else q)).first()
     return ResourceGroup(r.subscription_id, r.name, r.location, r.tags or {}) if r else None
 
@@ -80,14 +81,14 @@ async def put_group(
     rg = resource_groups.c
     res = await conn.execute(
         update(resource_groups)
-        .where(rg.subscription_id == subscription_id, rg.name_key == name.lower())
+        .where(rg.subscription_id == subscription_id, rg.name_key == fold_name(name))
         .values(tags=tags)
     )
     if res.rowcount:
         return False
     values = dict(
         subscription_id=subscription_id,
-        name_key=name.lower(),
+        name_key=fold_name(name),
         name=name,
         location=location,
         tags=tags,
@@ -99,7 +100,7 @@ async def put_group(
         if not res.rowcount:
             await conn.execute(
                 update(resource_groups)
-                .where(rg.subscription_id == subscription_id, rg.name_key == name.lower())
+                .where(rg.subscription_id == subscription_id, rg.name_key == fold_name(name))
                 .values(tags=tags)
             )
             return False
@@ -111,7 +112,7 @@ async def put_group(
 async def delete_group(conn: AsyncConnection, subscription_id: str, name: str) -> bool:
     rg = resource_groups.c
     res = await conn.execute(
-        delete(resource_groups).where(rg.subscription_id == subscription_id, rg.name_key == name.lower())
+        delete(resource_groups).where(rg.subscription_id == subscription_id, rg.name_key == fold_name(name))
     )
     return bool(res.rowcount)
 
@@ -178,7 +179,7 @@ _GET_SERVICE_AND_ENTITY = (
 
 
 def _svc_params(subscription_id: str, group: str, name: str) -> dict[str, Any]:
-    return {"q_sub": subscription_id, "q_group": group.lower(), "q_name": name.lower()}
+    return {"q_sub": subscription_id, "q_group": fold_name(group), "q_name": fold_name(name)}
 
 
 async def get_service(
@@ -230,11 +231,11 @@ async def get_service_by_id(conn: AsyncConnection, service_id: int, *, lock: boo
 
 async def name_taken(conn: AsyncConnection, name: str) -> bool:
     """True while a service, or a soft-deleted one not yet past its purge date, holds the name."""
-    r = (await conn.execute(select(services.c.id).where(services.c.name_key == name.lower()))).first()
+    r = (await conn.execute(select(services.c.id).where(services.c.name_key == fold_name(name)))).first()
     if r is not None:
         return True
     d = deleted_services.c
-    q = select(d.name_key).where(d.name_key == name.lower(), d.purge_at > utcnow())
+    q = select(d.name_key).where(d.name_key == fold_name(name), d.purge_at > utcnow())
     return (await conn.execute(q)).first() is not None
 
 
@@ -244,7 +245,7 @@ async def list_services(
     s = services.c
     q = _with_group_name().where(s.subscription_id == subscription_id)
     if group is not None:
-        q = q.where(s.resource_group_key == group.lower())
+        q = q.where(s.resource_group_key == fold_name(group))
     rows = (await conn.execute(q.order_by(s.name_key))).all()
     return [_service(r, r.group_name) for r in rows]
 
@@ -266,8 +267,8 @@ async def create_service(
             insert(services)
             .values(
                 subscription_id=subscription_id,
-                resource_group_key=group.lower(),
-                name_key=name.lower(),
+                resource_group_key=fold_name(group),
+                name_key=fold_name(name),
                 name=name,
                 etag=new_etag(),
                 created_at=now,
@@ -409,7 +410,7 @@ async def soft_delete_service(conn: AsyncConnection, svc: Service) -> DeletedSer
         store_id=svc.active_store_id,
     )
     await conn.execute(
-        insert(deleted_services).values(name_key=svc.name.lower(), **dataclasses.asdict(deleted))
+        insert(deleted_services).values(name_key=fold_name(svc.name), **dataclasses.asdict(deleted))
     )
     return deleted
 
@@ -427,7 +428,7 @@ async def list_deleted(conn: AsyncConnection, subscription_id: str) -> list[Dele
 async def get_deleted(conn: AsyncConnection, name: str) -> DeletedService | None:
     """The soft-deleted service of this name (any subscription), unless past its purge date."""
     d = deleted_services.c
-    q = select(deleted_services).where(d.name_key == name.lower(), d.purge_at > utcnow())
+    q = select(deleted_services).where(d.name_key == fold_name(name), d.purge_at > utcnow())
     r = (await conn.execute(q)).first()
     return _deleted(r) if r else None
 
@@ -435,11 +436,11 @@ async def get_deleted(conn: AsyncConnection, name: str) -> DeletedService | None
 async def purge_deleted(conn: AsyncConnection, name: str) -> bool:
     """Remove a soft-deleted service and its store for good (also one past its purge date)."""
     d = deleted_services.c
-    r = (await conn.execute(select(d.store_id).where(d.name_key == name.lower()))).first()
+    r = (await conn.execute(select(d.store_id).where(d.name_key == fold_name(name)))).first()
     if r is None:
         return False
     await _drop_stores(conn, [r.store_id])
-    await conn.execute(delete(deleted_services).where(d.name_key == name.lower()))
+    await conn.execute(delete(deleted_services).where(d.name_key == fold_name(name)))
     return True
 
 
@@ -458,8 +459,8 @@ async def undelete_service(conn: AsyncConnection, deleted: DeletedService) -> in
             insert(services)
             .values(
                 subscription_id=deleted.subscription_id,
-                resource_group_key=deleted.resource_group.lower(),
-                name_key=deleted.name.lower(),
+                resource_group_key=fold_name(deleted.resource_group),
+                name_key=fold_name(deleted.name),
                 name=deleted.name,
                 location=deleted.location,
                 sku_name=deleted.sku_name,
@@ -478,5 +479,5 @@ async def undelete_service(conn: AsyncConnection, deleted: DeletedService) -> in
     await conn.execute(
         update(stores).where(stores.c.id == deleted.store_id).values(service_id=service_id, state="active")
     )
-    await conn.execute(delete(deleted_services).where(deleted_services.c.name_key == deleted.name.lower()))
+    await conn.execute(delete(deleted_services).where(deleted_services.c.name_key == fold_name(deleted.name)))
     return int(service_id)

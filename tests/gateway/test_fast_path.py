@@ -5,14 +5,16 @@ on the same database with `PORTICO_GATEWAY_FAST_PATH=false`."""
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.gateway.conftest import GatewayEnv, closed_port, eventually, gateway_node
+from tests.gateway.conftest import RG, GatewayEnv, closed_port, eventually, gateway_node
 from tests.support.server import free_port
 
 pytestmark = pytest.mark.slow
@@ -203,11 +205,48 @@ def test_both_paths_answer_alike(gw: GatewayEnv, asgi_node: int, backend: str) -
     assert (second[1]["x-before"], second[1]["x-after"]) == ("first", "second")
 
 
-def _ready(http: httpx.Client, port: int, host: str, key: str) -> None:
+def _ready(http: httpx.Client, port: int, host: str, key: str, path: str = "/diff/items/0") -> None:
     try:
         r = http.get(
-            f"http://127.0.0.1:{port}/diff/items/0", headers={"Host": host, "Ocp-Apim-Subscription-Key": key}
+            f"http://127.0.0.1:{port}{path}", headers={"Host": host, "Ocp-Apim-Subscription-Key": key}
         )
     except httpx.HTTPError as exc:  # not listening yet
         raise AssertionError(str(exc)) from None
     assert r.status_code == 200, r.text
+
+
+def _until_closed(port: int, data: bytes) -> bytes:
+    """Everything the node answers to `data` until it closes the connection (which it must)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(data)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+def test_malformed_chunked_body_is_a_counted_400(gw: GatewayEnv, asgi_node: int, backend: str) -> None:
+    """A bad chunk in a request body: 400 with Connection: close on both nodes (first on its
+    connection, and pipelined behind a request the fast path answers), and a usage record of it."""
+    start = datetime.now(UTC) - timedelta(seconds=2)
+    gw.api("chunky", "chunky", backend)
+    key = gw.subscription("chunky-sub", "/apis")
+    for port in (gw.port, asgi_node):
+        eventually(lambda p=port: _ready(gw.http, p, gw.host, key, "/chunky/x"), timeout=30)
+    head = f"Host: {gw.host}\r\nOcp-Apim-Subscription-Key: {key}\r\n"
+    bad = f"POST /chunky/x HTTP/1.1\r\n{head}Transfer-Encoding: chunked\r\n\r\n2\r\nok\r\nzz\r\n".encode()
+    first = f"GET /chunky/a HTTP/1.1\r\n{head}\r\n".encode()
+    for port in (gw.port, asgi_node):
+        for before in (b"", first):
+            out = _until_closed(port, before + bad)
+            assert out.count(b"HTTP/1.1 ") == (2 if before else 1), out[:300]
+            last = out[out.rindex(b"HTTP/1.1 ") :]
+            assert last.startswith(b"HTTP/1.1 400 Bad Request\r\n"), out[:300]
+            assert b"connection: close\r\n" in last.lower() and b"malformed chunked" in last
+    since = f"timestamp ge datetime'{start.strftime('%Y-%m-%dT%H:%M:%S')}' and apiId eq '/apis/chunky'"
+
+    def counted() -> None:
+        reqs = list(gw.client.reports.list_by_request(RG, gw.service, since, top=100))
+        assert sum(1 for r in reqs if r.response_code == 400 and r.method == "POST") == 4, reqs
+
+    eventually(counted, timeout=10, interval=0.5)

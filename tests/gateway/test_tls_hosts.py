@@ -3,15 +3,18 @@ configured through the Azure SDK, checked with real TLS handshakes that verify t
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
+import threading
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from tests.gateway.conftest import RG, GatewayEnv, eventually, make_certificate, presented, tls_get
+from portico.server.tls import ensure_gateway_tls, ensure_tls
+from tests.gateway.conftest import DOMAIN, RG, GatewayEnv, eventually, make_certificate, presented, tls_get
 
 pytestmark = pytest.mark.slow
 
@@ -72,3 +75,63 @@ def _subject(gw: GatewayEnv, sni: str) -> str:
     assert der is not None
     cert = x509.load_der_x509_certificate(der)
     return str(cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value)
+
+
+def test_service_hosts_verify_against_the_node_certificate(gw: GatewayEnv, backend: str) -> None:
+    """A client that verifies TLS reaches a service at its gatewayUrl host, {service}.{domain}: the
+    node's gateway certificate (of the CA clients trust) covers *.{domain}. The management API
+    keeps its own certificate."""
+    gw.api("wildapi", "wildapi", backend)
+    key = gw.subscription("wild-sub", "/apis")
+    host = f"{gw.service}.{DOMAIN}"
+    cn, _status = eventually(lambda: presented(gw, host, Path(gw.server.ca), key, "/wildapi/x"), timeout=3)
+    assert cn == f"*.{DOMAIN}"
+    context = ssl.create_default_context(cafile=gw.server.ca)
+    with socket.create_connection(("127.0.0.1", gw.server.port), timeout=5) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as s:
+            der = s.getpeercert(binary_form=True)
+    assert der is not None
+    sans = x509.load_der_x509_certificate(der).extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    assert f"*.{DOMAIN}" not in sans.value.get_values_for_type(x509.DNSName)
+
+
+def _verified(cert: Path, key: Path, ca: Path, sni: str) -> bool:
+    """Whether a client trusting `ca` accepts the certificate `cert` for host `sni` (a real
+    handshake on 127.0.0.1, the name given by SNI)."""
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(str(cert), str(key))
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def accept() -> None:
+            conn, _ = listener.accept()
+            with contextlib.suppress(ssl.SSLError, OSError), server.wrap_socket(conn, server_side=True):
+                pass
+
+        t = threading.Thread(target=accept)
+        t.start()
+        try:
+            with socket.create_connection(listener.getsockname(), timeout=5) as raw:
+                with ssl.create_default_context(cafile=str(ca)).wrap_socket(raw, server_hostname=sni):
+                    return True
+        except ssl.SSLCertVerificationError:
+            return False
+        finally:
+            t.join(5)
+
+
+def test_gateway_certificate_covers_the_gateway_domain(tmp_path: Path) -> None:
+    ca, cert, key = ensure_gateway_tls(tmp_path, "gateway.localhost", ["127.0.0.1"])
+    for host in ("svc.gateway.localhost", "gateway.localhost", "localhost"):
+        assert _verified(cert, key, ca, host), host
+    assert not _verified(cert, key, ca, "a.b.gateway.localhost")  # a wildcard covers one label
+    # the management certificate stays the node's own (same CA)
+    _ca, server_cert, server_key = ensure_tls(tmp_path, ["127.0.0.1"])
+    assert _verified(server_cert, server_key, ca, "localhost")
+    assert not _verified(server_cert, server_key, ca, "svc.gateway.localhost")
+    # kept while the domain is the same; issued again (same CA) when it changes
+    assert (
+        ensure_gateway_tls(tmp_path, "gateway.localhost", ["127.0.0.1"])[1].read_bytes() == cert.read_bytes()
+    )
+    ca_bytes = ca.read_bytes()
+    ensure_gateway_tls(tmp_path, "apis.example", ["127.0.0.1"])
+    assert ca.read_bytes() == ca_bytes and _verified(cert, key, ca, "svc.apis.example")

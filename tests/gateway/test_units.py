@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from portico.arm.errors import ArmError
+from portico.gateway.config.model import named_values
 from portico.gateway.expressions import ExpressionError, compile_expression
 from portico.gateway.policies import validate_policy_document
 from portico.gateway.policies.base import BASE, CompileContext
@@ -97,11 +98,95 @@ def test_validation_points_at_element_line_and_column() -> None:
     )  # named values later
 
 
+LONG = "X" * 100_000
+# (policy with NAME where a header name goes, element and attribute the error must name)
+HEADER_NAME_PLACES = [
+    (
+        '<set-header name="NAME" exists-action="override"><value>v</value></set-header>',
+        "set-header",
+        "'name'",
+    ),
+    ('<set-header name="NAME" exists-action="delete" />', "set-header", "'name'"),
+    (
+        '<check-header name="NAME" failed-check-httpcode="401" failed-check-error-message="no"'
+        ' ignore-case="true" />',
+        "check-header",
+        "'name'",
+    ),
+    (
+        '<cache-lookup vary-by-developer="false" vary-by-developer-groups="false">'
+        "<vary-by-header>Accept;NAME</vary-by-header></cache-lookup>",
+        "vary-by-header",
+        "element text",
+    ),
+    (
+        "<cors><allowed-origins><origin>*</origin></allowed-origins>"
+        "<allowed-headers><header>NAME</header></allowed-headers></cors>",
+        "header",
+        "element text",
+    ),
+    (
+        "<cors><allowed-origins><origin>*</origin></allowed-origins>"
+        "<expose-headers><header>NAME</header></expose-headers></cors>",
+        "header",
+        "element text",
+    ),
+    (
+        '<validate-jwt header-name="NAME"><openid-config url="https://login.example/.well-known/openid-configuration" />'
+        "</validate-jwt>",
+        "validate-jwt",
+        "'header-name'",
+    ),
+    (
+        '<rate-limit calls="5" renewal-period="60" remaining-calls-header-name="NAME" />',
+        "rate-limit",
+        "'remaining-calls-header-name'",
+    ),
+    (
+        '<rate-limit-by-key calls="5" renewal-period="60" counter-key="k" retry-after-header-name="NAME" />',
+        "rate-limit-by-key",
+        "'retry-after-header-name'",
+    ),
+    (
+        '<rate-limit calls="5" renewal-period="60" total-calls-header-name="NAME" />',
+        "rate-limit",
+        "'total-calls-header-name'",
+    ),
+]
+
+
+@pytest.mark.parametrize("policy,element,attribute", HEADER_NAME_PLACES)
+@pytest.mark.parametrize(
+    "bad", [LONG, "X Y", "X:Y", "Ärger", "X&#13;&#10;Y", "@(context.Api.Name)", "{{nv}} Y"]
+)
+def test_header_names_are_bounded_tokens(policy: str, element: str, attribute: str, bad: str) -> None:
+    """Wherever a policy takes a header name, it must be an HTTP token of at most 256 characters:
+    400 naming the element and the attribute (or its text) otherwise."""
+    doc = "<policies><inbound>{}</inbound></policies>"
+    for good in ("X-Good_1.~!", "{{nv}}", "X-{{nv}}", "X" * 256):
+        validate_policy_document(doc.format(policy.replace("NAME", good)))
+    with pytest.raises(ArmError) as err:
+        validate_policy_document(doc.format(policy.replace("NAME", bad)))
+    message = err.value.message
+    assert err.value.status == 400 and f"element '{element}'" in message and attribute in message, message
+    assert "header name" in message and len(message) < 400, message
+
+
 def test_named_value_substitution_escapes_xml() -> None:
     text, missing = substitute_named_values(
         '<v a="{{One}}">{{two}} {{three}}</v>', {"one": 'x"<y', "two": "a&b"}
     )
     assert text == '<v a="x&quot;&lt;y">a&amp;b {{three}}</v>' and missing == ["three"]
+
+
+def test_named_values_match_by_the_name_fold() -> None:
+    """Named values are found ignoring case by the same rule as the store's (Unicode case folding:
+    'STRASSE' names 'Straße', as the management API resolves it)."""
+    raw: dict[str, dict[tuple[str, str], Any]] = {
+        "namedValue": {("", "Straße"): {"value": "v1", "displayName": "Plain"}}
+    }
+    text, missing = substitute_named_values("{{STRASSE}} {{pLAIN}}", named_values(raw))
+    assert text == "v1 v1" and missing == []
 
 
 def test_composition_order_through_base() -> None:

@@ -280,6 +280,19 @@ async def test_policy_names(s: Svc) -> None:
     assert (await s.get("apis/base/policies/policy")).status_code == 200
 
 
+async def test_policy_header_names_are_checked(s: Svc) -> None:
+    """A set-header name of 100 KB, or with characters no header name has, is a 400 naming the
+    element and the attribute; the policy is not stored."""
+    for name in ("X" * 100_000, "X-Bad Name"):
+        xml = (
+            f'<policies><inbound><set-header name="{name}" exists-action="override"><value>v</value>'
+            "</set-header></inbound></policies>"
+        )
+        err = await s.bad("apis/base/policies/policy", {"value": xml}, 400, "set-header")
+        assert "attribute 'name'" in err["message"] and len(err["message"]) < 400, err
+    assert (await s.get("apis/base/policies/policy")).status_code == 404
+
+
 async def test_defaults(s: Svc) -> None:
     api = (await s.ok("apis/d", {"path": "/d/"}))["properties"]
     assert api["path"] == "d" and api["displayName"] == "d" and api["protocols"] == ["https"]
@@ -542,6 +555,18 @@ async def test_service_level_policy_and_collections(s: Svc) -> None:
     listed = (await s.get("policies")).json()
     assert [p["name"] for p in listed["value"]] == ["policy"] and listed["count"] == 1
     assert listed["value"][0]["id"] == f"{s.arm_id}/policies/policy"
+
+
+async def test_non_ascii_names_match_ignoring_case(s: Svc) -> None:
+    """Case is ignored beyond ASCII too, by one rule: another case of 'Ärger' or 'ΟΔΟΣ' updates the
+    same entity instead of creating a second one."""
+    for name, other in (("Ärger", "äRGER"), ("ΟΔΟΣ", "οδοσ")):
+        await s.ok(f"apis/{name}", {"path": f"p{len(name)}{ord(name[0])}"})
+        r = await s.put(f"apis/{other}", {"path": f"p{len(name)}{ord(name[0])}", "displayName": "Again"})
+        assert r.status_code == 200 and r.json()["name"] == name, r.text
+        assert (await s.get(f"apis/{other}")).json()["properties"]["displayName"] == "Again"
+    names = [v["name"] for v in (await s.get("apis")).json()["value"]]
+    assert sorted(n for n in names if n != "base") == sorted(["Ärger", "ΟΔΟΣ"])
 
 
 async def test_names_match_ignoring_case(s: Svc) -> None:

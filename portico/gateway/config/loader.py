@@ -25,6 +25,7 @@ from portico.gateway.config.model import (
     parse_routing,
 )
 from portico.gateway.routing import Operation, compile_operation
+from portico.names import fold_name
 from portico.store.schema import config_changes, entities
 
 log = logging.getLogger("portico.gateway")
@@ -250,7 +251,7 @@ async def warm(
             return
     scratch = ServiceConfig(compiling, current.row)  # never serves by itself
     scratch.named_values = named_values(raw)
-    scratch.backends = {name.lower(): data for (_p, name), data in raw["backend"].items()}
+    scratch.backends = {fold_name(name): data for (_p, name), data in raw["backend"].items()}
     for i, ((parent, _name), data) in enumerate(raw["policy"].items(), 1):
         scratch._compile_policy(parent, str(data.get("value") or ""), warn=False)  # → doc cache
         if i % 100 == 0:

@@ -17,6 +17,7 @@ from portico.gateway.policies.base import CompileContext
 from portico.gateway.policies.pipeline import Pipeline, PolicyDoc, compile_document, compose
 from portico.gateway.policies.xmltree import PolicyDocumentError, substitute_named_values
 from portico.gateway.routing import Api, Operation, Router, build_api, compile_operation
+from portico.names import fold_name
 
 if TYPE_CHECKING:
     from portico.gateway.jwks import JwksCache
@@ -68,9 +69,9 @@ def _subscription(name: str, data: dict[str, Any]) -> Subscription:
     if scope.lower() == "/apis" or scope == "":
         kind, sid = "all", ""
     elif len(parts) == 2 and parts[0].lower() == "apis":
-        kind, sid = "api", parts[1].lower()
+        kind, sid = "api", fold_name(parts[1])
     elif len(parts) == 2 and parts[0].lower() == "products":
-        kind, sid = "product", parts[1].lower()
+        kind, sid = "product", fold_name(parts[1])
     else:
         kind, sid = "none", ""
     owner = data.get("ownerId")
@@ -110,10 +111,10 @@ def named_values(raw: dict[str, dict[tuple[str, str], Any]]) -> dict[str, str]:
     for (_p, name), data in raw["namedValue"].items():
         value = data.get("value")
         if isinstance(value, str):
-            out[name.lower()] = value
+            out[fold_name(name)] = value
             dn = data.get("displayName")
             if isinstance(dn, str):
-                out[dn.lower()] = value
+                out[fold_name(dn)] = value
     return out
 
 
@@ -243,7 +244,7 @@ class ServiceConfig:
         parsing operations' JSON (for the load's statistics)."""
         raw = self.raw
         self.named_values = named_values(raw)
-        version_sets = {name.lower(): data for (_p, name), data in raw["apiVersionSet"].items()}
+        version_sets = {fold_name(name): data for (_p, name), data in raw["apiVersionSet"].items()}
         apis: dict[str, Api] = {}
         for (_p, name), data in raw["api"].items():
             if ";rev=" in name or data.get("isCurrent") is False:
@@ -253,14 +254,14 @@ class ServiceConfig:
                     continue
                 path = f"{str(data.get('path') or '').strip('/')};rev={data.get('apiRevision')}"
                 data = {**data, "path": path}
-            apis[name.lower()] = build_api(name, data)
+            apis[fold_name(name)] = build_api(name, data)
         # Operations: unchanged JSON → the operation compiled before (also by the previous
         # generation of this service: a restore of the same content recompiles nothing).
         previous = self._op_cache
         op_cache: dict[tuple[str, str], tuple[Json, Operation]] = {}
         todo: list[tuple[tuple[str, str], Api, Json]] = []
         for key, text in raw["operation"].items():
-            api = apis.get(key[0].split("/", 1)[-1].lower())
+            api = apis.get(fold_name(key[0].split("/", 1)[-1]))
             if api is None:
                 continue
             cached = previous.get(key)
@@ -282,7 +283,7 @@ class ServiceConfig:
             api.index_operations()
         products: dict[str, Product] = {}
         for (_p, name), data in raw["product"].items():
-            products[name.lower()] = Product(
+            products[fold_name(name)] = Product(
                 name,
                 str(data.get("displayName") or name),
                 bool(data.get("subscriptionRequired", True)),
@@ -291,16 +292,16 @@ class ServiceConfig:
             )
         api_products: dict[str, list[Product]] = {}
         for parent, name in raw["productApi"]:
-            p = products.get(parent.split("/", 1)[-1].lower())
+            p = products.get(fold_name(parent.split("/", 1)[-1]))
             if p is not None:
-                p.apis.add(name.lower())
-                api_products.setdefault(name.lower(), []).append(p)
+                p.apis.add(fold_name(name))
+                api_products.setdefault(fold_name(name), []).append(p)
         for lst in api_products.values():
             lst.sort(key=lambda p: p.name)
-        self.backends = {name.lower(): data for (_p, name), data in raw["backend"].items()}
+        self.backends = {fold_name(name): data for (_p, name), data in raw["backend"].items()}
         docs: dict[str, PolicyDoc | str | None] = {}
         for (parent, _name), data in raw["policy"].items():
-            docs[parent.lower()] = self._compile_policy(parent, str(data.get("value") or ""))
+            docs[fold_name(parent)] = self._compile_policy(parent, str(data.get("value") or ""))
         self.apis, self.products, self.api_products, self.docs = apis, products, api_products, docs
         self.router = Router(list(apis.values()), version_sets)
         self._pipelines = {}
@@ -350,9 +351,9 @@ class ServiceConfig:
             return p
         scopes = [
             "",
-            f"products/{product.name}".lower() if product else None,
-            f"apis/{api.name}".lower(),
-            f"apis/{api.name}/operations/{op_name}".lower() if op_name else None,
+            fold_name(f"products/{product.name}") if product else None,
+            fold_name(f"apis/{api.name}"),
+            fold_name(f"apis/{api.name}/operations/{op_name}") if op_name else None,
         ]
         levels: list[PolicyDoc | None] = []
         error: str | None = None

@@ -89,7 +89,9 @@ class CheckHeader(Policy):
         super().__init__(node, section, cc)
         node.check_attrs({"name", "failed-check-httpcode", "failed-check-error-message", "ignore-case"})
         node.check_children({"value"})
-        self.name = node.require("name")
+        name = node.header_name("name", required=True)
+        assert name is not None
+        self.name = name
         code = node.integer("failed-check-httpcode", required=True, minimum=100)
         assert code is not None
         if code > 599:
@@ -145,7 +147,10 @@ class Cors(Policy):
             values = []
             for c in child.children:
                 c.check_attrs(frozenset())
-                values.append(c.text.strip())
+                text = c.text.strip()
+                if inner == "header" and text != "*":
+                    c.check_header_name(text, "the element text")
+                values.append(text)
             if child.tag == "allowed-origins":
                 have_origins = True
                 self.origins = [o.rstrip("/").lower() for o in values]
@@ -279,7 +284,7 @@ class ValidateJwt(Policy):
             raise PolicyDocumentError(
                 "exactly one of 'header-name', 'query-parameter-name' and 'token-value' is required.", node
             )
-        self.header = node.get("header-name")
+        self.header = node.header_name("header-name")
         self.query = node.get("query-parameter-name")
         self.token_value = node.value("token-value")
         code = node.integer("failed-validation-httpcode", default=401, minimum=100)

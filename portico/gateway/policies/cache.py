@@ -246,6 +246,9 @@ class CacheLookup(Policy):
             names = [n.strip() for n in child.text.split(";") if n.strip()]
             if not names:
                 raise PolicyDocumentError(f"<{child.tag}> needs a name.", child)
+            if child.tag == "vary-by-header":
+                for n in names:
+                    child.check_header_name(n, "the element text")
             (self.headers if child.tag == "vary-by-header" else self.params).extend(
                 n.lower() if child.tag == "vary-by-header" else n for n in names
             )

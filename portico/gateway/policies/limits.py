@@ -169,11 +169,11 @@ def _quota_exceeded(what: str, seconds: float, source: str) -> Reject:
 
 class _HeaderNames:
     def __init__(self, node: Node) -> None:
-        self.retry_after_header = node.get("retry-after-header-name")
+        self.retry_after_header = node.header_name("retry-after-header-name")
         self.retry_after_variable = node.get("retry-after-variable-name")
-        self.remaining_header = node.get("remaining-calls-header-name")
+        self.remaining_header = node.header_name("remaining-calls-header-name")
         self.remaining_variable = node.get("remaining-calls-variable-name")
-        self.total_header = node.get("total-calls-header-name")
+        self.total_header = node.header_name("total-calls-header-name")
 
     def report(self, ctx: Context, remaining: int, total: int) -> None:
         if self.remaining_header:

@@ -22,6 +22,7 @@ from portico.gateway.policies.base import (
     run_now,
 )
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
+from portico.names import fold_name
 
 if TYPE_CHECKING:
     from portico.gateway.context import Context
@@ -53,9 +54,9 @@ class SetHeader(Policy):
     def __init__(self, node: Node, section: str, cc: CompileContext) -> None:
         super().__init__(node, section, cc)
         node.check_attrs({"name", "exists-action"})
-        self.name = node.require("name")
-        if not re.match(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", self.name) and "{{" not in self.name:
-            raise PolicyDocumentError(f"'{self.name[:60]}' is not a valid header name.", node)
+        name = node.header_name("name", required=True)
+        assert name is not None
+        self.name = name
         self.action = node.choice("exists-action", EXISTS_ACTIONS, "override")
         self.values = _values(node)
         self.request_side = section in REQUEST_SIDE
@@ -221,7 +222,7 @@ class SetBackendService(Policy):
             return None
         assert self.backend_id is not None
         bid = self.backend_id.text(ctx)
-        backend = ctx.service.backends.get(bid.lower())
+        backend = ctx.service.backends.get(fold_name(bid))
         if backend is None:
             raise Reject(
                 500,

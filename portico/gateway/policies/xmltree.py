@@ -8,8 +8,12 @@ from xml.parsers import expat
 from xml.sax.saxutils import escape
 
 from portico.gateway.expressions import ExpressionError, Value
+from portico.names import fold_name
 
 NAMED_VALUE = re.compile(r"\{\{\s*([A-Za-z0-9._-]+)\s*\}\}")
+# An HTTP field name is a token (RFC 9110, tchar); bounded, as request header sizes are.
+HEADER_NAME_MAX = 256
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 
 class PolicyDocumentError(Exception):
@@ -53,6 +57,24 @@ class Node:
         if v is None or v == "":
             raise PolicyDocumentError(f"attribute '{name}' is required.", self)
         return v
+
+    def check_header_name(self, name: str, where: str) -> str:
+        """`name` (what `where` holds, e.g. "attribute 'name'") if it is a header name: an HTTP token
+        of at most HEADER_NAME_MAX characters. A named value reference stands for a token until it
+        is substituted (the gateway checks the name again then)."""
+        if len(name) > HEADER_NAME_MAX or not _TOKEN.fullmatch(NAMED_VALUE.sub("x", name)):
+            shown = name if len(name) <= 60 else name[:60] + "..."
+            raise PolicyDocumentError(
+                f"{where} must be a header name (an HTTP token of at most {HEADER_NAME_MAX} characters),"
+                f" got '{shown}' ({len(name)} characters).",
+                self,
+            )
+        return name
+
+    def header_name(self, name: str, *, required: bool = False) -> str | None:
+        """The header name in attribute `name` (None when absent and not required)."""
+        raw = self.require(name) if required else self.attrs.get(name)
+        return None if raw is None else self.check_header_name(raw, f"attribute '{name}'")
 
     def value(self, name: str, required: bool = False, default: str | None = None) -> Value | None:
         raw = self.require(name) if required else self.attrs.get(name, default)
@@ -171,7 +193,7 @@ def substitute_named_values(xml: str, values: dict[str, str]) -> tuple[str, list
     missing: list[str] = []
 
     def rep(m: re.Match[str]) -> str:
-        v = values.get(m.group(1).lower())
+        v = values.get(fold_name(m.group(1)))
         if v is None:
             missing.append(m.group(1))
             return m.group(0)
