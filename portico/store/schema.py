@@ -52,7 +52,7 @@ resource_groups = Table(
     "resource_groups",
     metadata,
     Column("subscription_id", String(64), primary_key=True),
-    # fold_name(name): ARM names are case-insensitive; folding may lengthen a name (migration 0006)
+    # fold_name(name): ARM names are case-insensitive; folding may lengthen a name (migration 0009)
     Column("name_key", String(270), primary_key=True),
     Column("name", String(90), nullable=False),
     Column("location", String(64), nullable=False),
@@ -126,7 +126,7 @@ entities = Table(
     Column("display_name", String(300), nullable=True),  # copied out of data for $filter and ordering
     Column("etag", String(32), nullable=False),
     Column("data", Text, nullable=False),  # JSON of the ARM properties, references relative
-    # fold_name(name) (migration 0006): names ignore case, look-ups by name go through it. Filled
+    # fold_name(name) (migration 0009): names ignore case, look-ups by name go through it. Filled
     # by Python (the default below covers every SQLAlchemy insert; bulk_insert adds it itself).
     # Case folding may lengthen a name (up to 3 characters for one).
     Column("name_key", String(768), nullable=False, default=_name_key),
@@ -261,7 +261,7 @@ backup_schedules = Table(
 )
 Index("ix_backup_schedules_next_run_at", backup_schedules.c.next_run_at)
 
-# --- template deployments (Microsoft.Resources/deployments; migration 0008) ------------------------
+# --- template deployments (Microsoft.Resources/deployments; migration 0006) ------------------------
 # One row per deployment name in a resource group. `body` is the rendered deployment properties
 # with secure parameter values removed; `template` is kept for exportTemplate and never holds a
 # parameter value. `run_id` names the current run (its Azure-AsyncOperation status); `node` the
@@ -271,7 +271,7 @@ deployments = Table(
     metadata,
     Column("subscription_id", String(64), primary_key=True),
     Column("group_key", String(270), primary_key=True),  # as resource_groups.name_key
-    Column("name_key", String(192), primary_key=True),  # fold_name(name) (migration 0006)
+    Column("name_key", String(192), primary_key=True),  # fold_name(name) (migration 0009)
     Column("name", String(64), nullable=False),
     Column("state", String(16), nullable=False),  # Accepted | Running | Succeeded | Failed | Canceled
     Column("run_id", String(64), nullable=False),
@@ -284,7 +284,7 @@ deployments = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
 
-# --- people of the identity provider (migration 0009) ------------------------------------------
+# --- people of the identity provider (migration 0008) ------------------------------------------
 # `upn_key` is the lower-cased sign-in name. `failed_sign_ins` / `locked_until` throttle password
 # guessing per user.
 users = Table(

@@ -74,7 +74,7 @@ async def test_bulk_insert_fills_the_name_key(db: Database) -> None:
 def _before_fold(sync: Connection) -> None:
     """Upgrade to the revision migration 0006 follows."""
     cfg = _alembic_config(sync)
-    previous = ScriptDirectory.from_config(cfg).get_revision("0006").down_revision
+    previous = ScriptDirectory.from_config(cfg).get_revision("0009").down_revision
     assert isinstance(previous, str)
     command.upgrade(cfg, previous)
 

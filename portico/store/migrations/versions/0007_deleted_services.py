@@ -1,7 +1,7 @@
 """deleted_services: soft-deleted API Management services, restorable until their purge date
 
 Revision ID: 0007
-Revises: 0008
+Revises: 0006
 
 Deleting a service (api-version 2020-12-01 and later, or its resource group) moves its row here and
 keeps its active store (state "deleted") until it is purged or its purge date passes; a PUT with
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0007"
-down_revision = "0008"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,13 +1,13 @@
 """deployments: ARM template deployments of a resource group (Microsoft.Resources/deployments)
 
-Revision ID: 0008
+Revision ID: 0006
 Revises: 0005
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
+revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None

@@ -1,7 +1,7 @@
 """names: one case-folding rule (`portico.names.fold_name`, Unicode case folding done in Python)
 
-Revision ID: 0006
-Revises: 0009
+Revision ID: 0009
+Revises: 0008
 
 Before this revision entity names were compared through the database's lower(): SQLite's folds
 ASCII only (so 'Ärger' and 'ärger' were two APIs) and PostgreSQL's depends on the collation.
@@ -25,8 +25,8 @@ from alembic import op
 
 from portico.names import fold_name
 
-revision = "0006"
-down_revision = "0009"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

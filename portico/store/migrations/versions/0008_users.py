@@ -1,14 +1,14 @@
 """people of the identity provider: users, delegated grants (device codes, authorization codes,
 refresh tokens), and public clients (apps without a secret, with redirect URIs)
 
-Revision ID: 0009
+Revision ID: 0008
 Revises: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
+revision = "0008"
 down_revision = "0007"
 branch_labels = None
 depends_on = None
