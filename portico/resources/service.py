@@ -70,12 +70,12 @@ def check_location(value: Any, field: str = "location") -> str:
     """A region name such as `West Europe` or `westeurope` (at most 64 characters, as stored)."""
     if not isinstance(value, str) or not value.strip():
         raise invalid_field(field, "is required")
-    value = value.strip()
-    if not _LOCATION.match(value):
+    text: str = value.strip()
+    if not _LOCATION.match(text):
         raise invalid_field(
             field, "must be a region name: 1-64 letters, digits, spaces, '(', ')', '.', '_' or '-'"
         )
-    return value
+    return text
 
 
 def check_service_name(name: str) -> None:
