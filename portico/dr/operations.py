@@ -17,6 +17,7 @@ from portico.dr.containers import open_request_container
 from portico.faults import failpoint, pausepoint
 from portico.jobs import store as J
 from portico.jobs.runner import OperationFailed, Progress
+from portico.resources.kind_builtins import builtins
 from portico.resources.service import TARGET_OWNED_PROPERTIES
 from portico.runtime import Runtime
 from portico.store import entities as E
@@ -271,6 +272,7 @@ async def run_restore(
                 )
             try:
                 await _promote(rt, svc.active_store_id, staging, opts, progress)
+                await _ensure_builtins(rt, staging)
             except BaseException:
                 await _drop_store(rt, staging)
                 raise
@@ -282,6 +284,15 @@ async def run_restore(
             return {}
     except StorageError as exc:
         raise OperationFailed("RestoreFailed", storage_message(exc, req, "restore")) from None
+
+
+async def _ensure_builtins(rt: Runtime, staging: int) -> None:
+    """A backup made before a kind had built-in entities lacks them: add what is missing, as a
+    new service has them (inserts only, per the staging contract above)."""
+    async with rt.db.write() as conn:
+        for kind, parent, name, data in builtins():
+            if not await E.exists(conn, staging, kind, parent, name):
+                await E.put(conn, staging, kind, parent, name, None, data, exists=False)
 
 
 async def _promote(rt: Runtime, target_store: int, staging: int, opts: Any, progress: Progress) -> None:

@@ -34,6 +34,31 @@ TYPE_KINDS: dict[str, frozenset[str]] = {
     "tags": frozenset({"tag", "tagLink"}),
     "apiVersionSets": frozenset({"apiVersionSet"}),
     "policies": frozenset({"policy"}),
+    "loggers": frozenset({"logger"}),
+    "diagnostics": frozenset({"diagnostic"}),
+    "certificates": frozenset({"certificate"}),
+    "identityProviders": frozenset({"identityProvider"}),
+    "authorizationServers": frozenset({"authorizationServer"}),
+    "openidConnectProviders": frozenset({"openidConnectProvider"}),
+    "caches": frozenset({"cache"}),
+    "policyFragments": frozenset({"policyFragment"}),
+    "schemas": frozenset({"globalSchema"}),
+    "gateways": frozenset(
+        {"gateway", "gatewayHostnameConfiguration", "gatewayCertificateAuthority", "gatewayApi"}
+    ),
+    "templates": frozenset({"emailTemplate"}),
+    "notifications": frozenset({"notification", "notificationRecipientUser", "notificationRecipientEmail"}),
+    "portalsettings": frozenset({"portalSetting", "tenantSetting", "portalConfig", "portalRevision"}),
+    "tenantAccess": frozenset({"tenantAccess"}),
+    "authorizationProviders": frozenset(
+        {"authorizationProvider", "authorization", "authorizationAccessPolicy"}
+    ),
+    "contentTypes": frozenset({"contentType", "contentItem"}),
+    "documentations": frozenset({"documentation"}),
+    "policyRestrictions": frozenset({"policyRestriction"}),
+    "issues": frozenset({"issue", "issueComment", "issueAttachment"}),
+    "tagDescriptions": frozenset({"tagDescription"}),
+    "wikis": frozenset({"wiki"}),
 }
 RUNTIME_TYPES = ("users", "subscriptions", "groupUsers")
 

@@ -18,9 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.arm.errors import ArmError, invalid_field
 from portico.arm.paging import Page
+from portico.resources import catalog, revisions
+from portico.resources import kind_rules as R
 from portico.resources import kinds as K
-from portico.resources import revisions
 from portico.resources.importers.graphql import GRAPHQL_CONTENT_TYPE, sdl_from_text
+from portico.resources.kind_actions import run_action
 from portico.resources.kinds import Kind, Target
 from portico.resources.policy_xml import check_policy_document
 from portico.resources.references import to_absolute, to_relative
@@ -30,6 +32,7 @@ from portico.store.services import Service
 # Stored fields that never leave the server, and fields hidden on GET that have a listSecrets-style action.
 INTERNAL_FIELDS = {"user": ("passwordHash",)}
 HIDDEN_FIELDS: dict[str, tuple[str, ...]] = {"subscription": ("primaryKey", "secondaryKey")}
+HIDDEN_FIELDS.update(R.HIDDEN_FIELDS)
 
 
 def _now() -> str:
@@ -110,6 +113,7 @@ class EntityEngine:
             props["apiVersionSetId"] = to_absolute(self.svc.arm_id, props["apiVersionSetId"])
         if kind.kind == "release" and props.get("apiId"):
             props["apiId"] = to_absolute(self.svc.arm_id, props["apiId"])
+        R.render_props(kind.kind, props, self.svc.arm_id)
         if kind.kind == "backend" and isinstance(props.get("proxy"), dict):
             props["proxy"] = {k: v for k, v in props["proxy"].items() if k != "password"}
         own = f"{kind.segment}/{name}"
@@ -279,7 +283,7 @@ class EntityEngine:
         self.check_writable()
         # Links (product apis/groups, group users, tag links) are deleted without If-Match, as the
         # Azure API defines them; every other entity requires it.
-        if if_match is None and not t.kind.link_target:
+        if if_match is None and not t.kind.link_target and t.kind.delete_if_match:
             raise ArmError(
                 400,
                 "IfMatchRequired",
@@ -296,8 +300,10 @@ class EntityEngine:
             return False
         if not etag_matches(if_match, existing.etag):
             raise _precondition(t)
+        await R.before_delete(self.conn, self.store, t)
         await self._cascade(t, query)
         await E.remove(self.conn, self.store, t.kind.kind, t.parent, t.name)
+        await R.after_delete(self.conn, self.store, t)
         return True
 
     async def _cascade(self, t: Target, query: dict[str, str]) -> None:
@@ -340,12 +346,33 @@ class EntityEngine:
         elif kind == "tag":
             await E.remove_named(self.conn, self.store, ["tagLink"], name)
 
-    async def action(self, t: Target) -> Result:
+    async def action(self, t: Target, body: Any = None) -> Result:
         assert t.name is not None and t.action is not None
         t, row = await self._located(t, lock=t.action.startswith("regenerate"))
         assert t.name is not None and t.action is not None
         if row is None:
             raise _missing(t)
+        if (t.kind.kind, t.action) in catalog.ACTIONS:
+            refs = (
+                await R.fragment_references(self.conn, self.store, t.name)
+                if t.kind.kind == "policyFragment"
+                else []
+            )
+            out, changed = run_action(t, row.data, body, refs)
+            etag = row.etag
+            if changed is not None:
+                self.check_writable()
+                etag, _ = await E.put(
+                    self.conn,
+                    self.store,
+                    t.kind.kind,
+                    t.parent,
+                    t.name,
+                    row.display_name,
+                    changed,
+                    exists=True,
+                )
+            return Result(out, etag)
         if t.action == "listsecrets":
             return Result(
                 {"primaryKey": row.data["primaryKey"], "secondaryKey": row.data["secondaryKey"]}, row.etag
@@ -395,6 +422,8 @@ class EntityEngine:
         hook = getattr(self, f"_n_{kind.kind}", None)
         if hook is not None:
             data = await hook(t, data, props, old)
+        elif kind.kind in R.NORMALIZERS:
+            data = await R.NORMALIZERS[kind.kind](self.conn, self.store, t, data, old)
         return data
 
     async def _n_api(
@@ -473,6 +502,7 @@ class EntityEngine:
             raise invalid_field(
                 "properties.format", "linked policy documents are not supported; send the XML inline"
             )
+        await R.check_fragment_refs(self.conn, self.store, data["value"], "properties.value")
         check_policy_document(data["value"])
         data["format"] = "xml"
         return data

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from portico.arm.errors import ArmError
+from portico.resources import catalog
 from portico.resources import models as m
 
 _ID_DEFAULT = re.compile(r"^[^*#&+:<>?/\\%\x00-\x1f\x7f]+$")
@@ -29,6 +30,10 @@ class Kind:
     delete_status: int = 200  # api and user deletes are LROs in the SDK: 202/204 only
     head_status: int = 200  # HEAD answer; product/group links answer 204 (checkEntityExists), tag links 200
     children: dict[str, Kind] = field(default_factory=dict)
+    names: tuple[str, ...] | None = None  # the only names Azure accepts (built-in entities), as spelled
+    body_optional: bool = False  # PUT without a body (notifications and their recipients)
+    delete_if_match: bool = True  # DELETE requires If-Match (links and recipients do not)
+    read_only: bool = False  # GET only (tenant settings)
 
     @property
     def rbac_noun(self) -> str:
@@ -110,8 +115,18 @@ TOP_LEVEL: dict[str, Kind] = {
     )
 }
 
+
+def _from_spec(spec: catalog.KindSpec) -> Kind:
+    children = {c.segment: _from_spec(c) for c in spec.children}
+    return _k(spec.kind, spec.segment, spec.arm_type, spec.model, children=children, **spec.options)
+
+
+TOP_LEVEL.update({s.segment.lower(): _from_spec(s) for s in catalog.TOP_LEVEL})
+API.children.update({s.segment: _from_spec(s) for s in catalog.API_CHILDREN})
+PRODUCT.children.update({s.segment: _from_spec(s) for s in catalog.PRODUCT_CHILDREN})
+
 # Kinds whose entities are "runtime data" (BRIEF): users, subscriptions, group memberships.
-RUNTIME_KINDS = frozenset({"user", "subscription", "groupUser"})
+RUNTIME_KINDS = frozenset({"user", "subscription", "groupUser"}) | catalog.RUNTIME_KINDS
 BUILTIN_GROUPS = {
     "administrators": (
         "Administrators",
@@ -125,7 +140,7 @@ ACTIONS = {
     ("subscription", "regenerateprimarykey"),
     ("subscription", "regeneratesecondarykey"),
     ("namedValue", "listvalue"),
-}
+} | set(catalog.ACTIONS)
 
 
 @dataclass(frozen=True)
@@ -145,6 +160,16 @@ class Target:
 
 
 def check_id(kind: Kind, value: str) -> str:
+    if kind.names is not None:
+        for allowed in kind.names:
+            if allowed.lower() == value.lower():
+                return allowed
+        raise ArmError(
+            400,
+            "ValidationError",
+            f"Invalid {kind.segment} identifier '{value[:80]}': it must be one of {', '.join(kind.names)}.",
+            target="name",
+        )
     if kind.fixed_name is not None:
         if value.lower() != kind.fixed_name:
             raise ArmError(

@@ -112,6 +112,13 @@ async def list_children(
     return [_row(r) for r in (await conn.execute(q)).all()]
 
 
+async def list_all(conn: AsyncConnection, store_id: int, kind: str) -> list[Row]:
+    """Every entity of `kind`, whatever its parent (policies of every scope, diagnostics of every API)."""
+    c = entities.c
+    q = select(entities).where(c.store_id == store_id, c.kind == kind).order_by(c.parent, c.name)
+    return [_row(r) for r in (await conn.execute(q)).all()]
+
+
 async def count_children(conn: AsyncConnection, store_id: int, kind: str, parent: str) -> int:
     c = entities.c
     q = (

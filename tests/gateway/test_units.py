@@ -279,3 +279,21 @@ def test_response_cache_is_bounded_in_bytes() -> None:
     assert cache.bytes == 30 and cache.expires("b") == 10.0
     cache.remove("b")
     assert cache.bytes == 0 and len(cache) == 0
+
+
+def test_inline_fragments_nested_unknown_and_cyclic() -> None:
+    from portico.gateway.policies.xmltree import inline_fragments
+
+    frags = {
+        "a": '<fragment><set-header name="a" exists-action="override"><value>1</value></set-header></fragment>',
+        "b": "<fragment><include-fragment fragment-id='A' /><cors /></fragment>",
+        "empty": "<fragment/>",
+        "loop": '<fragment><include-fragment fragment-id="loop" /></fragment>',
+    }
+    assert inline_fragments('<x><include-fragment fragment-id="b" /></x>', frags) == (
+        '<x><set-header name="a" exists-action="override"><value>1</value></set-header><cors /></x>'
+    )
+    assert inline_fragments('<include-fragment fragment-id="empty"/>', frags) == ""
+    missing = '<include-fragment fragment-id="none" />'
+    assert inline_fragments(missing, frags) == missing
+    assert "include-fragment" in inline_fragments('<include-fragment fragment-id="loop" />', frags)

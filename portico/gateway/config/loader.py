@@ -21,6 +21,7 @@ from portico.gateway.config.model import (
     Json,
     PolicyCompiling,
     ServiceConfig,
+    fragment_docs,
     named_values,
     parse_routing,
 )
@@ -251,6 +252,7 @@ async def warm(
             return
     scratch = ServiceConfig(compiling, current.row)  # never serves by itself
     scratch.named_values = named_values(raw)
+    scratch.fragments = fragment_docs(raw)
     scratch.backends = {fold_name(name): data for (_p, name), data in raw["backend"].items()}
     for i, ((parent, _name), data) in enumerate(raw["policy"].items(), 1):
         scratch._compile_policy(parent, str(data.get("value") or ""), warn=False)  # → doc cache

@@ -15,7 +15,7 @@ import orjson
 
 from portico.gateway.policies.base import CompileContext
 from portico.gateway.policies.pipeline import Pipeline, PolicyDoc, compile_document, compose
-from portico.gateway.policies.xmltree import PolicyDocumentError, substitute_named_values
+from portico.gateway.policies.xmltree import PolicyDocumentError, inline_fragments, substitute_named_values
 from portico.gateway.routing import Api, Operation, Router, build_api, compile_operation
 from portico.names import fold_name
 
@@ -34,6 +34,7 @@ ROUTING_KINDS = (
     "policy",
     "product",
     "productApi",
+    "policyFragment",
 )
 KINDS = (*ROUTING_KINDS, "subscription", "user")
 
@@ -105,6 +106,13 @@ def parse_routing(
     return raw
 
 
+def fragment_docs(raw: dict[str, dict[tuple[str, str], Any]]) -> dict[str, str]:
+    """Policy fragment id (folded) → its `<fragment>` document."""
+    return {
+        fold_name(name): str(data.get("value") or "") for (_p, name), data in raw["policyFragment"].items()
+    }
+
+
 def named_values(raw: dict[str, dict[tuple[str, str], Any]]) -> dict[str, str]:
     """Lower-case id and display name → value."""
     out: dict[str, str] = {}
@@ -150,6 +158,7 @@ class ServiceConfig:
         self.api_products: dict[str, list[Product]] = {}
         self.backends: dict[str, dict[str, Any]] = {}
         self.named_values: dict[str, str] = {}
+        self.fragments: dict[str, str] = {}  # policy fragment id (lower case) → its document
         self.docs: dict[str, PolicyDoc | str | None] = {}
         self._pipelines: dict[tuple[str | None, str, str | None], Pipeline] = {}
         self._op_cache: dict[tuple[str, str], tuple[Json, Operation]] = (
@@ -188,6 +197,7 @@ class ServiceConfig:
     def adopt_routing(self, other: ServiceConfig) -> None:
         """The routing tables `other` compiled from the same routing rows."""
         self.raw, self.named_values, self.backends = other.raw, other.named_values, other.backends
+        self.fragments = other.fragments
         self.apis, self.router, self.products, self.api_products = (
             other.apis,
             other.router,
@@ -244,6 +254,7 @@ class ServiceConfig:
         parsing operations' JSON (for the load's statistics)."""
         raw = self.raw
         self.named_values = named_values(raw)
+        self.fragments = fragment_docs(raw)
         version_sets = {fold_name(name): data for (_p, name), data in raw["apiVersionSet"].items()}
         apis: dict[str, Api] = {}
         for (_p, name), data in raw["api"].items():
@@ -309,7 +320,7 @@ class ServiceConfig:
 
     def _compile_policy(self, scope: str, xml: str, *, warn: bool = True) -> PolicyDoc | str:
         """The compiled document, or why it cannot be (logged unless `warn` is False)."""
-        text, missing = substitute_named_values(xml, self.named_values)
+        text, missing = substitute_named_values(inline_fragments(xml, self.fragments), self.named_values)
         if missing:
             msg = f"named value(s) {', '.join(sorted(set(missing)))} not found"
             if warn:

@@ -6,9 +6,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from portico.gateway.policies import access, cache, limits, transform  # noqa: F401 - registers the policies
-from portico.gateway.policies.base import BASE, SECTIONS, CompileContext, compile_policies
+from portico.gateway.policies.base import BASE, SECTIONS, CompileContext, Policy, compile_policies, policy
 from portico.gateway.policies.transform import ForwardRequest
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError, parse
+
+
+@policy
+class IncludeFragment(Policy):
+    """`<include-fragment fragment-id="x"/>`: the gateway inlines fragments before compiling
+    (`xmltree.inline_fragments`), so one left here names a fragment that does not exist (the
+    control plane checks existence itself and only validates the element)."""
+
+    tag = "include-fragment"
+
+    def __init__(self, node: Node, section: str, cc: CompileContext) -> None:
+        super().__init__(node, section, cc)
+        node.check_attrs(frozenset({"fragment-id"}))
+        fragment = node.attrs.get("fragment-id")
+        if not fragment:
+            raise PolicyDocumentError("attribute 'fragment-id' is required.", node)
+        if not cc.validate_only:
+            raise PolicyDocumentError(
+                f"policy fragment '{fragment}' was not found (or includes itself).", node
+            )
 
 
 @dataclass

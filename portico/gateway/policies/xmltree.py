@@ -200,3 +200,35 @@ def substitute_named_values(xml: str, values: dict[str, str]) -> tuple[str, list
         return escape(v, {'"': "&quot;"})
 
     return NAMED_VALUE.sub(rep, xml), missing
+
+
+INCLUDE_FRAGMENT = re.compile(
+    r"<include-fragment\s+fragment-id\s*=\s*(?:\"([^\"]*)\"|'([^']*)')\s*/>", re.IGNORECASE
+)
+_FRAGMENT_BODY = re.compile(
+    r"^\s*<fragment(?:\s[^>]*)?>(.*)</fragment>\s*$|^\s*<fragment\s*/>\s*$", re.DOTALL
+)
+MAX_FRAGMENT_DEPTH = 8
+
+
+def inline_fragments(xml: str, fragments: dict[str, str]) -> str:
+    """Replace each `<include-fragment fragment-id="x"/>` with the policies of fragment `x`
+    (folded id → its `<fragment>` document), fragments within fragments too. An unknown
+    fragment, or one nested deeper than MAX_FRAGMENT_DEPTH (a cycle), is left in place, where
+    compiling the document reports it."""
+    for _ in range(MAX_FRAGMENT_DEPTH):
+        changed = False
+
+        def rep(m: re.Match[str]) -> str:
+            nonlocal changed
+            doc = fragments.get(fold_name(m.group(1) if m.group(1) is not None else m.group(2)))
+            body = _FRAGMENT_BODY.match(doc) if doc is not None else None
+            if body is None:
+                return m.group(0)
+            changed = True
+            return body.group(1) or ""
+
+        xml = INCLUDE_FRAGMENT.sub(rep, xml)
+        if not changed:
+            break
+    return xml

@@ -15,6 +15,7 @@ from portico.server.routes import (
     entities,
     groups,
     providers,
+    service_views,
     services,
     subscriptions,
 )
@@ -27,6 +28,7 @@ _GET = frozenset({"GET"})
 _POST = frozenset({"POST"})
 _ITEM = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 _SVC = _RG + "/providers/Microsoft.ApiManagement/service/{serviceName}"
+_V = service_views
 
 ROUTES = RouteTable(
     [
@@ -91,6 +93,75 @@ ROUTES = RouteTable(
         Route(_SVC + "/apis/{apiId}", apis.api),
         Route(_SVC + "/apis/{apiId}/exportDocument", apis.export_document, authenticated=False),
         Route(_SVC + "/apis/{apiId}/revisions", apis.list_revisions),
+        Route("providers/Microsoft.ApiManagement/operations", _V.provider_operations),
+        Route(
+            _SUB + "/providers/Microsoft.ApiManagement/locations/{location}/operationStatuses/{operationId}",
+            _V.location_operation,
+        ),
+        Route(
+            _SUB + "/providers/Microsoft.ApiManagement/locations/{location}/operationResults/{operationId}",
+            _V.location_operation,
+        ),
+        Route(_SUB + "/providers/Microsoft.ApiManagement/skus", _V.subscription_skus),
+        Route(_SUB + "/providers/Microsoft.ApiManagement/gateways", _V.standalone_gateways),
+        Route(_RG + "/providers/Microsoft.ApiManagement/gateways", _V.standalone_gateways),
+        Route(_RG + "/providers/Microsoft.ApiManagement/gateways/{gatewayName}", _V.standalone_gateways),
+        Route(_RG + "/providers/Microsoft.ApiManagement/gateways/{gatewayName}/skus", _V.standalone_gateways),
+        Route(
+            _RG + "/providers/Microsoft.ApiManagement/gateways/{gatewayName}/configConnections",
+            _V.standalone_gateways,
+        ),
+        Route(
+            _RG
+            + "/providers/Microsoft.ApiManagement/gateways/{gatewayName}/configConnections/{connectionName}",
+            _V.standalone_gateways,
+        ),
+        Route(_SUB + "/providers/Microsoft.ApiManagement/getDomainOwnershipIdentifier", _V.domain_ownership),
+        Route(_SVC + "/allPolicies", _V.all_policies),
+        Route(_SVC + "/workspaceLinks", _V.workspace_links),
+        Route(_SVC + "/workspaceLinks/{workspaceId}", _V.workspace_links),
+        Route(_SVC + "/policyDescriptions", _V.policy_descriptions),
+        Route(_SVC + "/issues", _V.issues),
+        Route(_SVC + "/issues/{issueId}", _V.issues),
+        Route(_SVC + "/tagResources", _V.tag_resources),
+        Route(_SVC + "/apisByTags", _V.apis_by_tags),
+        Route(_SVC + "/productsByTags", _V.products_by_tags),
+        Route(_SVC + "/apis/{apiId}/operationsByTags", _V.operations_by_tags),
+        Route(_SVC + "/users/{userId}/groups", _V.user_groups),
+        Route(_SVC + "/users/{userId}/identities", _V.user_identities),
+        Route(_SVC + "/users/{userId}/subscriptions", _V.user_subscriptions),
+        Route(_SVC + "/users/{userId}/subscriptions/{sid}", _V.user_subscriptions),
+        Route(_SVC + "/users/{userId}/{action}", _V.user_action),
+        Route(_SVC + "/users/{userId}/confirmations/password/send", _V.user_confirmation),
+        Route(_SVC + "/products/{productId}/subscriptions", _V.product_subscriptions),
+        Route(_SVC + "/quotas/{quotaCounterKey}", _V.quotas),
+        Route(_SVC + "/quotas/{quotaCounterKey}/periods/{quotaPeriodKey}", _V.quotas),
+        Route(_SVC + "/regions", _V.regions),
+        Route(_SVC + "/skus", _V.service_skus),
+        Route(_SVC + "/networkstatus", _V.network_status),
+        Route(_SVC + "/locations/{locationName}/networkstatus", _V.network_status),
+        Route(_SVC + "/outboundNetworkDependenciesEndpoints", _V.outbound_dependencies),
+        Route(_SVC + "/privateEndpointConnections", _V.private_endpoint_connections),
+        Route(_SVC + "/privateEndpointConnections/{connectionName}", _V.private_endpoint_connections),
+        Route(_SVC + "/privateLinkResources", _V.private_link_resources),
+        Route(_SVC + "/privateLinkResources/{privateLinkSubResourceName}", _V.private_link_resources),
+        Route(_SVC + "/getssotoken", _V.sso_token),
+        Route(_SVC + "/connectivityCheck", _V.connectivity_check),
+        Route(_SVC + "/applynetworkconfigurationupdates", _V.network_update),
+        Route(_SVC + "/migrateToStv2", _V.network_update),
+        Route(_SVC + "/tenant/configuration/{operation}", _V.tenant_configuration),
+        Route(_SVC + "/tenant/{accessName}/git/{action}", _V.tenant_git_regenerate),
+        *[
+            Route(_SVC + f"/{owner}/{{ownerId}}/{links}{tail}", _V.links)
+            for owner, links in (
+                ("products", "apiLinks"),
+                ("products", "groupLinks"),
+                ("tags", "apiLinks"),
+                ("tags", "productLinks"),
+                ("tags", "operationLinks"),
+            )
+            for tail in ("", "/{linkId}")
+        ],
         Route(_SVC + "/{path*}", entities.entity),
         Route(_SUB + "/providers/{namespace}/register", providers.register, versions=RESOURCES),
     ]

@@ -11,6 +11,7 @@ from portico.arm.call import Call, method_not_allowed, service_missing, service_
 from portico.arm.errors import ArmError
 from portico.arm.http import empty, json_response
 from portico.arm.paging import next_link, parse_page
+from portico.resources import catalog
 from portico.resources import kinds as K
 from portico.resources.engine import EntityEngine, quote_etag
 from portico.store import services as S
@@ -41,16 +42,20 @@ async def entity(call: Call) -> Response:
             "listvalue": "listValue",
             "regenerateprimarykey": "regeneratePrimaryKey",
             "regeneratesecondarykey": "regenerateSecondaryKey",
+            **{action: name for (_kind, action), name in catalog.ACTIONS.items()},
         }
         await call.authorize(
             f"Microsoft.ApiManagement/service/{noun}/{action_names[target.action]}/action", scope
         )
         writes = target.action.startswith("regenerate")
+        action_body = await call.body(required=False)
         async with db.write() if writes else db.read() as conn:
             svc = await _get_svc(conn, sub, rg, name, lock=writes)
-            res = await EntityEngine(conn, svc).action(target)
+            res = await EntityEngine(conn, svc).action(target, action_body)
         headers = {"ETag": quote_etag(res.etag)} if res.etag else None
-        return empty(204, headers) if res.body is None else json_response(res.body, headers=headers)
+        if res.body is None:
+            return empty(catalog.ACTION_STATUS.get((target.kind.kind, target.action), 204), headers)
+        return json_response(res.body, headers=headers)
 
     if target.name is None:
         if method != "GET":
@@ -93,9 +98,11 @@ async def entity(call: Call) -> Response:
         if method == "HEAD":
             return empty(target.kind.head_status, headers)
         return json_response(res.body, headers=headers)
+    if target.kind.read_only:
+        raise method_not_allowed(call.method)
     if method in ("PUT", "PATCH"):
         await call.authorize(f"Microsoft.ApiManagement/service/{noun}/write", scope)
-        body = await call.body(required=not target.kind.link_target)
+        body = await call.body(required=not (target.kind.link_target or target.kind.body_optional))
         async with db.write() as conn:
             svc = await _get_svc(conn, sub, rg, name, lock=True)
             engine = EntityEngine(conn, svc)

@@ -11,6 +11,7 @@ from portico.arm.call import Call, group_scope, method_not_allowed, service_miss
 from portico.arm.errors import ArmError, invalid_field
 from portico.arm.http import empty, json_response
 from portico.arm.versions import DELETED_SERVICES_SINCE
+from portico.resources import kind_builtins
 from portico.resources import kinds as K
 from portico.resources.engine import quote_etag
 from portico.resources.service import check_service_name, render_service, validate_service
@@ -168,3 +169,5 @@ async def _create_builtins(conn: Any, svc: S.Service) -> None:
     for gid, (display, description) in K.BUILTIN_GROUPS.items():
         data = {"displayName": display, "description": description, "builtIn": True, "type": "system"}
         await E.put(conn, svc.active_store_id, "group", "", gid, display, data, exists=False)
+    for kind, parent, name, builtin in kind_builtins.builtins():
+        await E.put(conn, svc.active_store_id, kind, parent, name, None, builtin, exists=False)

@@ -1,0 +1,128 @@
+"""Link resources (2022-08-01 and later): products/{id}/apiLinks|groupLinks and
+tags/{id}/apiLinks|productLinks|operationLinks, as views over the product and tag links the older
+paths store (productApi, productGroup, tagLink). A link is named after its target, as the older
+paths name them; a link id that differs from its target's name gets a 400 saying so."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from portico.arm.errors import ArmError, invalid_field
+from portico.resources.engine import EntityEngine
+from portico.resources.references import to_absolute, to_relative
+from portico.store import entities as E
+
+ARM = "Microsoft.ApiManagement/service"
+
+
+@dataclass(frozen=True)
+class LinkView:
+    owner_segment: str  # products | tags
+    owner_kind: str
+    segment: str  # apiLinks ...
+    field: str  # apiId ...
+    target_kind: str  # api | group | product | operation
+    stored_kind: str  # productApi | productGroup | tagLink
+
+
+VIEWS = {
+    ("products", "apilinks"): LinkView("products", "product", "apiLinks", "apiId", "api", "productApi"),
+    ("products", "grouplinks"): LinkView(
+        "products", "product", "groupLinks", "groupId", "group", "productGroup"
+    ),
+    ("tags", "apilinks"): LinkView("tags", "tag", "apiLinks", "apiId", "api", "tagLink"),
+    ("tags", "productlinks"): LinkView("tags", "tag", "productLinks", "productId", "product", "tagLink"),
+    ("tags", "operationlinks"): LinkView(
+        "tags", "tag", "operationLinks", "operationId", "operation", "tagLink"
+    ),
+}
+
+
+class Links:
+    def __init__(self, eng: EntityEngine, view: LinkView, owner: str) -> None:
+        self.eng, self.v, self.owner = eng, view, owner
+
+    async def owner_name(self) -> str:
+        found = await E.find_name(self.eng.conn, self.eng.store, self.v.owner_kind, "", self.owner)
+        if found is None:
+            raise ArmError(
+                404, "ResourceNotFound", f"{self.v.owner_kind.capitalize()} '{self.owner}' was not found."
+            )
+        return found
+
+    def _item(self, owner: str, link: str, target_path: str) -> dict[str, Any]:
+        sid = self.eng.svc.arm_id
+        return {
+            "id": f"{sid}/{self.v.owner_segment}/{owner}/{self.v.segment}/{link}",
+            "name": link,
+            "type": f"{ARM}/{self.v.owner_segment}/{self.v.segment}",
+            "properties": {self.v.field: to_absolute(sid, "/" + target_path)},
+        }
+
+    async def items(self) -> list[dict[str, Any]]:
+        owner = await self.owner_name()
+        conn, store = self.eng.conn, self.eng.store
+        if self.v.owner_segment == "products":
+            rows = await E.list_children(conn, store, self.v.stored_kind, f"products/{owner}")
+            plural = self.v.target_kind + "s"
+            return [self._item(owner, r.name, f"{plural}/{r.name}") for r in rows]
+        out = []
+        for parent, _name in await E.names_by_kind(conn, store, "tagLink", owner):
+            parts = parent.split("/")
+            kind = {2: "api" if parts[0] == "apis" else "product", 4: "operation"}.get(len(parts))
+            if kind == self.v.target_kind:
+                out.append(self._item(owner, parts[-1], parent))
+        return out
+
+    async def get(self, link: str) -> dict[str, Any]:
+        for item in await self.items():
+            if item["name"].lower() == link.lower():
+                return item
+        raise ArmError(404, "ResourceNotFound", f"Link '{link[:80]}' was not found.")
+
+    async def put(self, link: str, body: Any) -> tuple[dict[str, Any], bool]:
+        owner = await self.owner_name()
+        props = body.get("properties") if isinstance(body, dict) else None
+        ref = props.get(self.v.field) if isinstance(props, dict) else None
+        if not isinstance(ref, str) or not ref:
+            raise invalid_field(f"properties.{self.v.field}", "is required")
+        parts = to_relative(ref).strip("/").split("/")
+        conn, store = self.eng.conn, self.eng.store
+        if self.v.target_kind == "operation":
+            ok = len(parts) == 4 and parts[0].lower() == "apis" and parts[2].lower() == "operations"
+            api = await E.find_name(conn, store, "api", "", parts[1]) if ok else None
+            op = await E.find_name(conn, store, "operation", f"apis/{api}", parts[3]) if api else None
+            target_parent, target = (f"apis/{api}/operations/{op}", op) if op else ("", None)
+        else:
+            plural = self.v.target_kind + "s"
+            ok = len(parts) == 2 and parts[0].lower() == plural.lower()
+            target = await E.find_name(conn, store, self.v.target_kind, "", parts[1]) if ok else None
+            target_parent = f"{plural}/{target}"
+        if target is None:
+            raise invalid_field(f"properties.{self.v.field}", f"'{ref[:200]}' was not found")
+        if target.lower() != link.lower():
+            raise invalid_field(
+                "name",
+                f"Portico names a link after its target: use '{target}' as the link id, not '{link[:80]}'",
+            )
+        if self.v.owner_segment == "products":
+            parent, name = f"products/{owner}", target
+        else:
+            parent, name = target_parent, owner
+        exists = await E.exists(conn, store, self.v.stored_kind, parent, name)
+        await E.put(conn, store, self.v.stored_kind, parent, name, None, {}, exists=exists)
+        return await self.get(target), not exists
+
+    async def delete(self, link: str) -> bool:
+        try:
+            item = await self.get(link)
+        except ArmError:
+            return False
+        owner = await self.owner_name()
+        target_path = to_relative(item["properties"][self.v.field]).strip("/")
+        if self.v.owner_segment == "products":
+            return await E.remove(
+                self.eng.conn, self.eng.store, self.v.stored_kind, f"products/{owner}", item["name"]
+            )
+        return await E.remove(self.eng.conn, self.eng.store, "tagLink", target_path, owner)
