@@ -4,6 +4,7 @@ live server (schemathesis, data generated from the document) gets no 5xx from an
 from __future__ import annotations
 
 import ssl
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,7 +22,26 @@ pytestmark = pytest.mark.slow
 SUB = "00000000-0000-0000-0000-000000000001"
 RG, SVC = "fuzz-rg", "fuzzsvc"
 
-schema = schemathesis.openapi.from_dict(build_document(ROUTES, "https://placeholder"))
+# A fixed sample of a few hundred operations per run: every PUT (bodies reach validation), half the
+# POSTs and PATCHes, one in six of the rest; the same on every run (by CRC of method and path).
+SHARES = {"PUT": 1, "POST": 2, "PATCH": 2}
+OTHER_SHARE = 6
+
+
+def _sample(document: dict[str, Any]) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for path, item in document["paths"].items():
+        kept = {
+            verb: op
+            for verb, op in item.items()
+            if zlib.crc32(f"{verb} {path}".encode()) % SHARES.get(verb.upper(), OTHER_SHARE) == 0
+        }
+        if kept:
+            paths[path] = kept
+    return {**document, "paths": paths}
+
+
+schema = schemathesis.openapi.from_dict(_sample(build_document(ROUTES, "https://placeholder")))
 
 
 @pytest.fixture(scope="module")
