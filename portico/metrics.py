@@ -25,16 +25,14 @@ import hmac
 import math
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import func, select, text
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 
-from portico.dr.schedules_store import orphaned
+from portico.dr import schedules_store as Q
+from portico.jobs import store as J
 from portico.runtime import Runtime
 from portico.store import services as S
-from portico.store.schema import backup_schedules, operations, services
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
@@ -78,74 +76,18 @@ class _Out:
         return "\n".join(self.lines) + "\n"
 
 
-def _duration_sql(dialect: str) -> str:
-    if dialect == "postgresql":
-        return "EXTRACT(EPOCH FROM (ended_at - started_at))"
-    return "((julianday(ended_at) - julianday(started_at)) * 86400.0)"
-
-
 async def render(rt: Runtime, now: datetime | None = None) -> str:
     now = now or datetime.now(UTC)
     out = _Out()
-    c = operations.c
     async with rt.db.read() as conn:
         svcs = await S.list_all_services(conn)
-        # Joined to the service and started after its creation: SQLite may reuse a deleted
-        # service's id, and the history of the deleted service is not this one's.
-        live = select(c.service_id).join(
-            services, (services.c.id == c.service_id) & (c.started_at >= services.c.created_at)
-        )
-        ok = {
-            r.service_id: (r.ended, r.started)
-            for r in (
-                await conn.execute(
-                    live.add_columns(
-                        func.max(c.ended_at).label("ended"), func.max(c.started_at).label("started")
-                    )
-                    .where(c.kind == "backup", c.status == "Succeeded")
-                    .group_by(c.service_id)
-                )
-            ).all()
-        }
+        ok = await J.last_ended_by_service(conn, "backup", J.SUCCEEDED)
         failed = {
-            r.service_id: r.ended
-            for r in (
-                await conn.execute(
-                    live.add_columns(func.max(c.ended_at).label("ended"))
-                    .where(c.kind == "backup", c.status == "Failed")
-                    .group_by(c.service_id)
-                )
-            ).all()
+            k: ended for k, (ended, _) in (await J.last_ended_by_service(conn, "backup", J.FAILED)).items()
         }
-        b = backup_schedules.c
-        schedules = (
-            await conn.execute(select(b.service_id, b.next_run_at, b.properties).where(~orphaned()))
-        ).all()
-        dur = _duration_sql(conn.dialect.name)
-        bucket_sql = ", ".join(
-            f"SUM(CASE WHEN d <= {le!r} THEN 1 ELSE 0 END) AS b{i}" for i, le in enumerate(BUCKETS)
-        )
-        hist = (
-            await conn.execute(
-                text(
-                    f"SELECT kind, status, COUNT(*) AS n, SUM(d) AS total, {bucket_sql} FROM "
-                    f"(SELECT kind, status, {dur} AS d FROM operations WHERE status <> 'InProgress' "
-                    "AND ended_at IS NOT NULL) AS finished GROUP BY kind, status ORDER BY kind, status"
-                )
-            )
-        ).all()
-        in_progress = (
-            await conn.execute(
-                select(c.kind, func.count().label("n")).where(c.status == "InProgress").group_by(c.kind)
-            )
-        ).all()
-    next_runs: dict[int, datetime] = {}
-    for r in schedules:
-        if r.next_run_at is None or not (r.properties or {}).get("enabled", True):
-            continue
-        t = r.next_run_at if r.next_run_at.tzinfo else r.next_run_at.replace(tzinfo=UTC)
-        if r.service_id not in next_runs or t < next_runs[r.service_id]:
-            next_runs[r.service_id] = t
+        next_runs = await Q.next_runs_by_service(conn)
+        hist = await J.durations(conn, BUCKETS)
+        in_progress = await J.running_by_kind(conn)
 
     def labels(s: S.Service) -> dict[str, str]:
         return {"service": s.name, "resource_group": s.resource_group, "subscription": s.subscription_id}
@@ -190,23 +132,20 @@ async def render(rt: Runtime, now: datetime | None = None) -> str:
         "Duration of finished long-running operations (backup, restore) by outcome.",
     )
     totals: list[tuple[dict[str, str], int]] = []
-    for r in hist:
-        lab = {"kind": str(r.kind), "outcome": str(r.status).lower()}
-        row: Any = r._mapping
-        for i, le in enumerate(BUCKETS):
-            out.sample(
-                "portico_operation_duration_seconds_bucket", {**lab, "le": _num(le)}, int(row[f"b{i}"] or 0)
-            )
-        out.sample("portico_operation_duration_seconds_bucket", {**lab, "le": "+Inf"}, int(r.n))
-        out.sample("portico_operation_duration_seconds_sum", lab, round(float(r.total or 0.0), 6))
-        out.sample("portico_operation_duration_seconds_count", lab, int(r.n))
-        totals.append((lab, int(r.n)))
+    for d in hist:
+        lab = {"kind": d.kind, "outcome": d.status.lower()}
+        for le, n in zip(BUCKETS, d.at_most, strict=True):
+            out.sample("portico_operation_duration_seconds_bucket", {**lab, "le": _num(le)}, n)
+        out.sample("portico_operation_duration_seconds_bucket", {**lab, "le": "+Inf"}, d.count)
+        out.sample("portico_operation_duration_seconds_sum", lab, round(d.total_seconds, 6))
+        out.sample("portico_operation_duration_seconds_count", lab, d.count)
+        totals.append((lab, d.count))
     out.family("portico_operations_total", "counter", "Finished long-running operations by kind and outcome.")
     for lab, n in totals:
         out.sample("portico_operations_total", lab, n)
     out.family("portico_operations_in_progress", "gauge", "Long-running operations running now, by kind.")
-    for r in in_progress:
-        out.sample("portico_operations_in_progress", {"kind": str(r.kind)}, int(r.n))
+    for kind, n in in_progress.items():
+        out.sample("portico_operations_in_progress", {"kind": kind}, n)
     return out.text()
 
 

@@ -1,5 +1,6 @@
-"""The reports REST API: `.../service/{name}/reports/{byApi|byOperation|byProduct|bySubscription|
-byUser|byTime|byRequest}`, answered from the `usage` rows the gateway writes.
+"""Usage reports of a service (`.../service/{name}/reports/{byApi|byOperation|byProduct|
+bySubscription|byUser|byTime|byRequest}`, served by `portico/server/routes/reports.py`), answered
+from the `usage` rows the gateway writes.
 
 Answers are shaped like Azure's `ReportCollection` / `RequestReportCollection`
 (`{value, count, nextLink}`) so `client.reports.list_by_api(...)` works unchanged.
@@ -14,19 +15,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import Response
+import orjson
 from sqlalchemy import and_, case, func, literal, select
 
 from portico.arm.errors import ArmError
-from portico.arm.http import json_response
-from portico.arm.paging import MAX_PAGE, Page, next_link
+from portico.arm.paging import MAX_PAGE, Page
 from portico.store import services as S
+from portico.store.db import Database
 from portico.store.schema import entities, usage
-
-if TYPE_CHECKING:
-    from portico.arm.call import Call
 
 REPORTS = ("byapi", "byoperation", "byproduct", "bysubscription", "byuser", "bytime", "byrequest")
 NAMES = {r: r[:2] + r[2:].capitalize() for r in REPORTS}
@@ -227,8 +225,6 @@ async def _names(conn: Any, store_id: int, kind: str, ids: set[str]) -> dict[tup
         ).all()
         for r in rows:
             if kind == "user":
-                import orjson
-
                 d = orjson.loads(r.data)
                 out[(r.parent, r.name)] = (
                     f"{d.get('firstName', '')} {d.get('lastName', '')}".strip() or r.name
@@ -261,7 +257,7 @@ def _page(params: dict[str, str]) -> Page:
         if raw in (None, ""):
             return default
         try:
-            v = int(raw)  # type: ignore[arg-type]
+            v = int(raw)
         except ValueError:
             raise _bad(f"'{name}' must be an integer.", name) from None
         if v < minimum:
@@ -271,8 +267,8 @@ def _page(params: dict[str, str]) -> Page:
     return Page(top=min(num("$top", 100, 1), MAX_PAGE), skip=num("$skip", 0, 0), filter=None)
 
 
-async def handle_reports(call: Call, svc: S.Service, report_name: str) -> Response:
-    """Answer one report request for `svc` (authorisation already checked by the caller)."""
+def check_report(report_name: str) -> str:
+    """The report's key (lower case), or the ARM error for a report Portico does not have."""
     report = report_name.lower()
     if report not in REPORTS:
         if report == "bygeo":
@@ -286,13 +282,26 @@ async def handle_reports(call: Call, svc: S.Service, report_name: str) -> Respon
             "ResourceNotFound",
             f"Unknown report '{report_name[:40]}'; available: {', '.join(NAMES.values())}.",
         )
-    if call.method != "GET":
-        raise ArmError(405, "MethodNotAllowed", f"The {call.method} method is not allowed on reports.")
-    params = call.query()
+    return report
+
+
+@dataclass
+class ReportPage:
+    items: list[dict[str, Any]]
+    total: int
+    page: Page
+
+    @property
+    def more(self) -> bool:
+        return self.page.skip + len(self.items) < self.total
+
+
+async def run(db: Database, svc: S.Service, report: str, params: dict[str, str]) -> ReportPage:
+    """One page of report `report` (a key from `check_report`) for `svc`; `params` are the query's
+    `$filter`, `$top`, `$skip`, `$orderby` and `interval`."""
     q = parse_filter(params.get("$filter"))
     page = _page(params)
     where = [U.service_id == svc.id, *q.conds]
-    db = call.rt.db
     async with db.read() as conn:
         if report == "byrequest":
             items, total = await _by_request(conn, svc, where, page, params)
@@ -300,12 +309,7 @@ async def handle_reports(call: Call, svc: S.Service, report_name: str) -> Respon
             items, total = await _by_time(conn, where, page, params, q)
         else:
             items, total = await _grouped(conn, svc, report, where, page, params)
-    url = call.url()
-    out: dict[str, Any] = {"value": items, "count": total}
-    link = next_link(url, params, page, len(items), page.skip + len(items) < total)
-    if link:
-        out["nextLink"] = link
-    return json_response(out)
+    return ReportPage(items, total, page)
 
 
 _GROUPS = {
@@ -476,19 +480,4 @@ async def _by_request(
     return items, total
 
 
-async def handle(call: Call, sub: str, rg: str, name: str, report: str) -> Response:
-    """Dispatch entry for management.py: authorise, find the service, answer the report."""
-    scope = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ApiManagement/service/{name}"
-    await call.authorize("Microsoft.ApiManagement/service/reports/read", scope)
-    async with call.rt.db.read() as conn:
-        svc = await S.get_service(conn, sub, rg, name)
-    if svc is None:
-        raise ArmError(
-            404,
-            "ResourceNotFound",
-            f"The Resource 'Microsoft.ApiManagement/service/{name}' under resource group '{rg}' was not found.",
-        )
-    return await handle_reports(call, svc, report)
-
-
-__all__ = ["handle", "handle_reports", "parse_filter", "parse_interval", "timedelta"]
+__all__ = ["ReportPage", "check_report", "parse_filter", "parse_interval", "run", "timedelta"]

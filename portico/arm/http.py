@@ -10,6 +10,10 @@ from fastapi import Request, Response
 
 from portico.arm.errors import ArmError
 
+# Deeper bodies are refused: nothing in ARM nests this far, and stored or echoed documents must stay
+# well inside what the JSON encoder (255 levels) and recursive validators handle.
+MAX_JSON_DEPTH = 64
+
 
 class OrjsonResponse(Response):
     media_type = "application/json; charset=utf-8"
@@ -62,15 +66,51 @@ async def read_json(request: Request, limit: int, *, required: bool = True, leni
             raise ArmError(400, "InvalidRequestContent", "The request body is required and must be JSON.")
         return None
     try:
-        return orjson.loads(raw)
+        value = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
+        limit = LENIENT_MAX_DEPTH if lenient else MAX_JSON_DEPTH
+        if "depth" in exc.msg or "recursion" in exc.msg.lower():
+            raise _too_deep(None, limit) from None
         if lenient:
-            return parse_lenient(raw)
+            value = parse_lenient(raw)
+            check_depth(value, limit)
+            return value
         raise ArmError(
             400,
             "InvalidRequestContent",
             f"The request body is not valid JSON: {exc.msg} at position {exc.pos}.",
         ) from None
+    check_depth(value, LENIENT_MAX_DEPTH if lenient else MAX_JSON_DEPTH)
+    return value
+
+
+def check_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse JSON nested deeper than `limit` arrays/objects, walking iteratively (no recursion),
+    so the cost stays linear in the body's size whatever its depth."""
+    stack: list[tuple[Any, int, str]] = [(value, 0, "")]
+    while stack:
+        node, depth, path = stack.pop()
+        if isinstance(node, dict):
+            children: Any = ((f"{path}.{k}" if path else str(k), v) for k, v in node.items())
+        elif isinstance(node, list):
+            children = ((f"{path}[{i}]", v) for i, v in enumerate(node))
+        else:
+            continue
+        if depth >= limit:
+            raise _too_deep(path, limit)
+        for child_path, child in children:
+            if isinstance(child, (dict, list)):
+                # The message names the field near the top where the nesting starts.
+                stack.append((child, depth + 1, child_path if depth < 2 else path))
+
+
+def _too_deep(path: str | None, limit: int) -> ArmError:
+    where = f" (in '{path[:200]}')" if path else ""
+    return ArmError(
+        400,
+        "InvalidRequestContent",
+        f"The request body nests JSON objects and arrays too deeply{where}: at most {limit} levels are accepted.",
+    )
 
 
 def _too_large(limit: int) -> ArmError:

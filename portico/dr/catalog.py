@@ -1,92 +1,66 @@
 """Portico extensions beside backup/restore: the backup catalog, verify, and the restore preview.
 
-Routes (POST, same body as backup/restore): `.../service/{name}/listBackups`, `/verifyBackup`,
-`/restorePreview`. They authorise as backup (list, verify) or restore (preview) of that service.
+Each takes a parsed request (`dr/access.py`, the same body as backup/restore) and answers a JSON
+document; every failure is an ARM error (400 with the cause) — storage and format errors included.
 """
 
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
-from fastapi import Response
+import orjson
 
 from portico.arm.errors import ArmError
-from portico.arm.http import json_response
-from portico.dr.access import BackupRequest, parse_request
+from portico.dr.access import BackupRequest
+from portico.dr.archive import BackupFormatError, catalog_entry, mark_verified, open_backup, verify_backup
 from portico.dr.containers import open_request_container
+from portico.dr.operations import storage_message
+from portico.dr.storage import StorageError
 from portico.jobs.runner import OperationFailed
 from portico.resources.service import TARGET_OWNED_PROPERTIES
+from portico.settings import Settings
 from portico.store import entities as E
 from portico.store import services as S
-
-if TYPE_CHECKING:
-    from portico.arm.call import Call
+from portico.store.db import Database
 
 PREVIEW_LIST_LIMIT = 1000
 
 
-async def handle(call: Call, sub: str, rg: str, name: str, action: str) -> Response:
-    if call.method != "POST":
-        raise ArmError(405, "MethodNotAllowed", f"Use POST for {action}.")
-    svc_path = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ApiManagement/service/{name}"
-    await call.authorize(
-        f"Microsoft.ApiManagement/service/{'restore' if action == 'restorepreview' else 'backup'}/action",
-        svc_path,
-    )
-    body = await call.body()
-    req = parse_request(body, call.api_version, call.rt.settings, need_name=action != "listbackups")
-    async with call.rt.db.read() as conn:
-        svc = await S.get_service(conn, sub, rg, name)
-    if svc is None:
-        raise ArmError(
-            404,
-            "ResourceNotFound",
-            f"The Resource 'Microsoft.ApiManagement/service/{name}' under resource group '{rg}' was not found.",
-        )
-    code = "RestoreFailed" if action == "restorepreview" else "BackupFailed"
+@contextmanager
+def _as_arm_errors(req: BackupRequest, code: str) -> Iterator[None]:
     try:
-        if action == "listbackups":
-            prefix = body.get("prefix") or "" if isinstance(body, dict) else ""
-            return json_response({"value": await list_backups(call, req, str(prefix))})
-        if action == "verifybackup":
-            return json_response(await verify(call, req))
-        return json_response(await preview(call, req, svc))
+        yield
     except OperationFailed as exc:
         raise ArmError(400, exc.code, exc.message) from None
-    except Exception as exc:
-        from portico.dr.archive import BackupFormatError
-        from portico.dr.operations import storage_message
-        from portico.dr.storage import StorageError
-
-        if isinstance(exc, StorageError):
-            raise ArmError(400, code, storage_message(exc, req, "read backups")) from None
-        if isinstance(exc, BackupFormatError):
-            raise ArmError(400, code, f"Backup '{req.backup_name}' cannot be used: {exc}") from None
-        raise
+    except StorageError as exc:
+        raise ArmError(400, code, storage_message(exc, req, "read backups")) from None
+    except BackupFormatError as exc:
+        raise ArmError(400, code, f"Backup '{req.backup_name}' cannot be used: {exc}") from None
 
 
-async def list_backups(call: Call, req: BackupRequest, prefix: str) -> list[dict[str, Any]]:
+async def list_backups(settings: Settings, req: BackupRequest, prefix: str) -> list[dict[str, Any]]:
     """Backups in the container, newest first; blobs that are not Portico backups are skipped."""
-    from portico.dr.archive import catalog_entry
-
     out = []
-    async with open_request_container(call.rt.settings, req, "BackupFailed") as container:
-        async for info in container.list(prefix):
-            entry = catalog_entry(info)
-            if entry is not None:
-                out.append(entry.to_dict())
+    with _as_arm_errors(req, "BackupFailed"):
+        async with open_request_container(settings, req, "BackupFailed") as container:
+            async for info in container.list(prefix):
+                entry = catalog_entry(info)
+                if entry is not None:
+                    out.append(entry.to_dict())
     out.sort(key=lambda e: e["created"] or "", reverse=True)
     return out
 
 
-async def verify(call: Call, req: BackupRequest) -> dict[str, Any]:
-    from portico.dr.archive import mark_verified, verify_backup
-
-    async with open_request_container(call.rt.settings, req, "BackupFailed") as container:
-        report = await verify_backup(container, req.backup_name, encryption_key=req.encryption_key)
-        if report.ok and report.contents_verified:
-            await mark_verified(container, req.backup_name)
+async def verify(settings: Settings, req: BackupRequest) -> dict[str, Any]:
+    """Read the whole backup and check every checksum (and decrypt it, when encrypted)."""
+    with _as_arm_errors(req, "BackupFailed"):
+        async with open_request_container(settings, req, "BackupFailed") as container:
+            report = await verify_backup(container, req.backup_name, encryption_key=req.encryption_key)
+            if report.ok and report.contents_verified:
+                await mark_verified(container, req.backup_name)
     out = report.to_dict()
     if report.manifest is not None:
         out.update(
@@ -103,14 +77,15 @@ async def verify(call: Call, req: BackupRequest) -> dict[str, Any]:
     return out
 
 
-async def preview(call: Call, req: BackupRequest, svc: S.Service) -> dict[str, Any]:
+async def preview(db: Database, settings: Settings, req: BackupRequest, svc: S.Service) -> dict[str, Any]:
     """What a restore of the backup into `svc` would add, change and remove (nothing is changed)."""
-    import orjson
+    with _as_arm_errors(req, "RestoreFailed"):
+        return await _preview(db, settings, req, svc)
 
-    from portico.dr.archive import open_backup
 
+async def _preview(db: Database, settings: Settings, req: BackupRequest, svc: S.Service) -> dict[str, Any]:
     current: dict[tuple[str, str, str], bytes] = {}
-    async with call.rt.db.read() as conn:
+    async with db.read() as conn:
         async for batch in E.stream_raw(conn, svc.active_store_id):
             for r in batch:
                 current[(r.kind, r.parent, r.name)] = hashlib.sha256(r.data.encode()).digest()
@@ -124,7 +99,7 @@ async def preview(call: Call, req: BackupRequest, svc: S.Service) -> dict[str, A
             lists[verb].append(f"{key[0]}:{key[1] + '/' if key[1] else ''}{key[2]}")
 
     service_changes: list[str] = []
-    async with open_request_container(call.rt.settings, req, "RestoreFailed") as container:
+    async with open_request_container(settings, req, "RestoreFailed") as container:
         reader = await open_backup(container, req.backup_name, encryption_key=req.encryption_key)
         manifest = reader.manifest
         opts = req.options

@@ -8,12 +8,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, insert, select, update
 
 from portico import __version__
 from portico.arm.errors import ArmError
-from portico.dr.access import BackupRequest
+from portico.dr.access import BackupRequest, check_identity
+from portico.dr.archive import BackupFormatError, Record, open_backup, write_backup
 from portico.dr.containers import open_request_container
+from portico.dr.promotion import RestoreOptions, apply_override
+from portico.dr.storage import (
+    AccountNotFound,
+    AuthenticationFailed,
+    BlobNotFound,
+    ContainerNotFound,
+    InvalidName,
+    StorageError,
+)
 from portico.faults import failpoint, pausepoint
 from portico.jobs import store as J
 from portico.jobs.runner import OperationFailed, Progress
@@ -22,10 +31,20 @@ from portico.resources.service import TARGET_OWNED_PROPERTIES
 from portico.runtime import Runtime
 from portico.store import entities as E
 from portico.store import services as S
-from portico.store.schema import entities, operations, stores
+from portico.store import stores as ST
 
 log = logging.getLogger("portico.dr")
 INSERT_BATCH = 5000
+
+
+async def start(
+    rt: Runtime, svc: S.Service, kind: str, req: BackupRequest, started_by: dict[str, str] | None = None
+) -> J.Operation:
+    """Start a backup or restore of `svc` that a client asked for (the checks `begin` leaves to
+    its callers: the tier, and the identity the request uses)."""
+    check_tier(svc, kind)
+    check_identity(req, svc.identity, svc.name)
+    return await begin(rt, svc, kind, req, started_by)
 
 
 async def begin(
@@ -67,15 +86,20 @@ async def begin(
     return op
 
 
-def storage_message(exc: Exception, req: BackupRequest, verb: str) -> str:
-    from portico.dr.storage import (
-        AccountNotFound,
-        AuthenticationFailed,
-        BlobNotFound,
-        ContainerNotFound,
-        InvalidName,
-    )
+NO_BACKUP_TIERS = ("Consumption", "BasicV2", "StandardV2")
 
+
+def check_tier(svc: S.Service, kind: str) -> None:
+    """Backup and restore exist in the classic tiers only."""
+    if svc.sku_name in NO_BACKUP_TIERS:
+        raise ArmError(
+            400,
+            "MethodNotAllowedInPricingTier",
+            f"{kind.capitalize()} is not supported in the {svc.sku_name} tier; it is available in the Developer, Basic, Standard and Premium tiers.",
+        )
+
+
+def storage_message(exc: Exception, req: BackupRequest, verb: str) -> str:
     where = f"container '{req.container}' of storage account '{req.storage_account}'"
     if isinstance(exc, ContainerNotFound):
         return f"Cannot {verb}: container '{req.container}' does not exist in storage account '{req.storage_account}'. The container must exist; create it first."
@@ -105,16 +129,11 @@ def service_record_data(svc: S.Service) -> bytes:
 async def run_backup(
     rt: Runtime, op: J.Operation, service_id: int, req: BackupRequest, progress: Progress
 ) -> dict[str, Any]:
-    from portico.dr.archive import Record, write_backup
-    from portico.dr.storage import StorageError
-
     settings = rt.settings
     try:
         async with open_request_container(settings, req, "BackupFailed") as container:
-            await progress.update(phase="CheckingStorage")
+            await progress.update(phase=J.Phase.CHECKING_STORAGE)
             if not await container.exists():
-                from portico.dr.storage import ContainerNotFound
-
                 raise ContainerNotFound(req.container)
             # One snapshot: every row read below is as of this instant; writers carry on meanwhile.
             async with rt.db.read() as conn:
@@ -136,7 +155,7 @@ async def run_backup(
                     .replace("+00:00", "Z"),
                 }
                 progress.counters = {"total": total, "written": 0}
-                await progress.update(phase="Writing", percent=1.0)
+                await progress.update(phase=J.Phase.WRITING, percent=1.0)
 
                 async def records() -> Any:
                     yield [Record("service", "", svc.name, None, svc.etag, service_record_data(svc))]
@@ -184,13 +203,10 @@ async def _with_progress(coro: Any, progress: Progress) -> Any:
 async def run_restore(
     rt: Runtime, op: J.Operation, service_id: int, req: BackupRequest, progress: Progress
 ) -> dict[str, Any]:
-    from portico.dr.archive import BackupFormatError, open_backup
-    from portico.dr.storage import StorageError
-
     settings = rt.settings
     try:
         async with open_request_container(settings, req, "RestoreFailed") as container:
-            await progress.update(phase="Validating")
+            await progress.update(phase=J.Phase.VALIDATING)
             try:
                 reader = await open_backup(container, req.backup_name, encryption_key=req.encryption_key)
             except BackupFormatError as exc:
@@ -217,7 +233,7 @@ async def run_restore(
             staging = await _create_staging(rt, op.id, service_id)
             total = max(manifest.record_count, 1)
             progress.counters = {"total": total, "loaded": 0}
-            await progress.update(phase="Loading", percent=1.0)
+            await progress.update(phase=J.Phase.LOADING, percent=1.0)
             service_data: dict[str, Any] | None = None
             loaded = 0
             opts = req.options
@@ -276,11 +292,11 @@ async def run_restore(
             except BaseException:
                 await _drop_store(rt, staging)
                 raise
-            await progress.update(phase="Switching", percent=97.0)
+            await progress.update(phase=J.Phase.SWITCHING, percent=97.0)
             failpoint("restore.before_switch")
             old_store = await _switch(rt, op.id, service_id, staging, service_data)
             failpoint("restore.after_switch")
-            asyncio.get_running_loop().create_task(gc_store(rt, old_store))
+            asyncio.get_running_loop().create_task(ST.collect(rt.db, old_store))
             return {}
     except StorageError as exc:
         raise OperationFailed("RestoreFailed", storage_message(exc, req, "restore")) from None
@@ -295,13 +311,13 @@ async def _ensure_builtins(rt: Runtime, staging: int) -> None:
                 await E.put(conn, staging, kind, parent, name, None, data, exists=False)
 
 
-async def _promote(rt: Runtime, target_store: int, staging: int, opts: Any, progress: Progress) -> None:
+async def _promote(
+    rt: Runtime, target_store: int, staging: int, opts: RestoreOptions, progress: Progress
+) -> None:
     """Promotion options: keep the target's rows the backup does not provide, then apply the
     named-value overrides. The target is busy (restoring), so its rows cannot change meanwhile."""
-    from portico.dr.promotion import apply_override
-
     if opts.partial:
-        await progress.update(phase="KeepingTargetEntities")
+        await progress.update(phase=J.Phase.KEEPING_TARGET_ENTITIES)
         kept = 0
         async with rt.db.read() as conn:
             async for batch in E.stream_tuples(conn, target_store):
@@ -331,18 +347,8 @@ async def _settle(task: asyncio.Future[None] | None) -> None:
 
 async def _create_staging(rt: Runtime, op_id: str, service_id: int) -> int:
     async with rt.db.write() as conn:
-        store_id = int(
-            (
-                await conn.execute(
-                    insert(stores)
-                    .values(service_id=service_id, state="staging", operation_id=op_id, created_at=S.utcnow())
-                    .returning(stores.c.id)
-                )
-            ).scalar_one()
-        )
-        await conn.execute(
-            update(operations).where(operations.c.id == op_id).values(staging_store_id=store_id)
-        )
+        store_id = await ST.create_staging(conn, service_id, op_id)
+        await J.link_staging(conn, op_id, store_id)
     return store_id
 
 
@@ -352,13 +358,7 @@ async def _switch(
     """The all-or-nothing step: one transaction points the service at the restored store."""
     async with rt.db.write() as conn:
         svc = await S.get_service_by_id(conn, service_id, lock=True)
-        owner = (
-            await conn.execute(
-                select(operations.c.lease_owner)
-                .where(operations.c.id == op_id, operations.c.status == "InProgress")
-                .with_for_update()
-            )
-        ).scalar_one_or_none()
+        owner = await J.lease_holder(conn, op_id)
         if svc is None or svc.busy != f"restore:{op_id}" or owner != rt.jobs.node_id:
             # Another node judged this operation orphaned (our lease lapsed) and closed it.
             raise OperationFailed(
@@ -374,51 +374,9 @@ async def _switch(
             if key in svc.properties:
                 props[key] = svc.properties[key]
         await S.update_service(conn, service_id, {"properties": props, "active_store_id": staging})
-        await conn.execute(update(stores).where(stores.c.id == svc.active_store_id).values(state="retired"))
-        await conn.execute(update(stores).where(stores.c.id == staging).values(state="active"))
+        await ST.switch_active(conn, svc.active_store_id, staging)
     return svc.active_store_id
 
 
 async def _drop_store(rt: Runtime, store_id: int) -> None:
-    async with rt.db.write() as conn:
-        await conn.execute(
-            update(stores).where(stores.c.id == store_id, stores.c.state == "staging").values(state="retired")
-        )
-    await gc_store(rt, store_id)
-
-
-async def gc_store(rt: Runtime, store_id: int) -> None:
-    """Delete a retired store's rows. On SQLite in batches, so other writers wait at most briefly."""
-    try:
-        while True:
-            async with rt.db.write() as conn:
-                state = (
-                    await conn.execute(select(stores.c.state).where(stores.c.id == store_id))
-                ).scalar_one_or_none()
-                if state != "retired":
-                    return
-                if rt.db.sqlite:
-                    res = await conn.exec_driver_sql(
-                        "DELETE FROM entities WHERE store_id = ? AND (kind, parent, name) IN"
-                        " (SELECT kind, parent, name FROM entities WHERE store_id = ? LIMIT 20000)",
-                        (store_id, store_id),
-                    )
-                    done = res.rowcount < 20000
-                else:
-                    await conn.execute(delete(entities).where(entities.c.store_id == store_id))
-                    done = True
-                if done:
-                    await conn.execute(delete(stores).where(stores.c.id == store_id))
-                    return
-            await asyncio.sleep(0.01)
-    except Exception:
-        log.exception("garbage collection of store %s failed; it is retried at the next start", store_id)
-
-
-async def gc_retired(rt: Runtime) -> None:
-    async with rt.db.read() as conn:
-        ids = [
-            r.id for r in (await conn.execute(select(stores.c.id).where(stores.c.state == "retired"))).all()
-        ]
-    for store_id in ids:
-        await gc_store(rt, store_id)
+    await ST.abandon(rt.db, store_id)

@@ -2,34 +2,27 @@
 
 from __future__ import annotations
 
-from sqlalchemy import update
-
 from portico.jobs import store as J
-from portico.runtime import Runtime
+from portico.jobs.runner import Outcome
 from portico.store import services as S
-from portico.store.schema import stores
+from portico.store import stores as ST
+from portico.store.db import Database
 
 
-async def recover_operation(rt: Runtime, op: J.Operation) -> tuple[str, str | None, str | None]:
-    """Decide the outcome of an orphaned operation and undo what it left behind."""
-    from portico.dr.operations import gc_store
-
+async def recover_operation(db: Database, op: J.Operation) -> Outcome:
+    """Decide the outcome of an orphaned backup or restore and undo what it left behind."""
     marker = f"{op.kind}:{op.id}"
-    async with rt.db.write() as conn:
+    async with db.write() as conn:
         svc = await S.get_service_by_id(conn, op.service_id, lock=True)
         switched = (
             svc is not None and op.staging_store_id is not None and svc.active_store_id == op.staging_store_id
         )
         if op.staging_store_id is not None and not switched:
-            await conn.execute(
-                update(stores)
-                .where(stores.c.id == op.staging_store_id, stores.c.state == "staging")
-                .values(state="retired")
-            )
+            await ST.retire_staging(conn, op.staging_store_id)
         if svc is not None:
             await S.set_busy(conn, svc.id, None, expect=marker)
     if op.staging_store_id is not None and not switched:
-        await gc_store(rt, op.staging_store_id)
+        await ST.collect(db, op.staging_store_id)
     if switched:
         return J.SUCCEEDED, None, None
     code = f"{op.kind.capitalize()}Failed"

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from portico.dr.archive import catalog_entry
 from portico.dr.schedules_model import Retention, is_schedule_blob
-from portico.dr.storage.base import BlobContainer
+from portico.dr.storage import BlobContainer, BlobNotFound, StorageError
 
 log = logging.getLogger("portico.dr.retention")
 
@@ -49,9 +50,6 @@ async def prune(
     now: datetime,
     protect: set[str] | frozenset[str] = frozenset(),
 ) -> PruneResult:
-    from portico.dr.archive import catalog_entry
-    from portico.dr.storage import BlobNotFound, StorageError
-
     entries = []
     async for info in container.list(f"{prefix}{service_name}-"):
         if not is_schedule_blob(info.name, prefix, service_name):

@@ -30,8 +30,14 @@ from typing import Any
 
 from portico.arm.errors import ArmError
 from portico.dr import schedules_store as Q
+from portico.dr.access import BackupRequest, check_identity, parse_encryption_key
+from portico.dr.containers import open_request_container
+from portico.dr.operations import begin, check_tier
+from portico.dr.retention import prune
 from portico.dr.schedules_model import backup_name, next_run
+from portico.dr.storage import StorageError
 from portico.jobs import store as J
+from portico.jobs.runner import OperationFailed
 from portico.runtime import Runtime
 from portico.secrets_box import SecretBox, SecretBoxError, load_or_create
 from portico.settings import Settings
@@ -40,7 +46,6 @@ from portico.store import services as S
 log = logging.getLogger("portico.scheduler")
 
 PENDING_STALE_SECONDS = 120.0
-NO_BACKUP_TIERS = ("Consumption", "BasicV2", "StandardV2")
 
 
 def make_clock(settings: Settings) -> Callable[[], datetime]:
@@ -130,13 +135,9 @@ class Scheduler:
             await self._fire(s, now)
 
     async def _remove_orphans(self) -> None:
-        from sqlalchemy import select
-
-        from portico.store.schema import backup_schedules
-
         async with self.rt.db.read() as conn:
-            orphan = (await conn.execute(select(backup_schedules.c.id).where(Q.orphaned()).limit(1))).first()
-        if orphan is not None:
+            orphan = await Q.has_orphans(conn)
+        if orphan:
             async with self.rt.db.write() as conn:
                 n = await Q.remove_orphans(conn)
             log.info("removed %d backup schedule(s) of deleted services", n)
@@ -201,8 +202,6 @@ class Scheduler:
             await Q.record_run(conn, s.id, run)
         try:
             req = self._request(s, svc, now)
-            from portico.dr.operations import begin
-
             op = await begin(self.rt, svc, "backup", req)
         except BaseException as exc:
             if isinstance(exc, RunRefused):
@@ -246,16 +245,12 @@ class Scheduler:
         self._watch(s.id, op.id)
         return op
 
-    def _request(self, s: Q.Schedule, svc: S.Service, now: datetime) -> Any:
-        from portico.dr.access import BackupRequest, check_identity, parse_encryption_key
-
+    def _request(self, s: Q.Schedule, svc: S.Service, now: datetime) -> BackupRequest:
         spec = s.spec
-        if svc.sku_name in NO_BACKUP_TIERS:
-            raise RunRefused(
-                "Failed",
-                "MethodNotAllowedInPricingTier",
-                f"Backup is not supported in the {svc.sku_name} tier; it is available in the Developer, Basic, Standard and Premium tiers.",
-            )
+        try:
+            check_tier(svc, "backup")
+        except ArmError as exc:
+            raise RunRefused("Failed", exc.code, exc.message) from None
         try:
             secrets = Q.unseal(self.box, s)
         except SecretBoxError as exc:
@@ -367,12 +362,6 @@ class Scheduler:
         return True
 
     async def _retention(self, schedule_id: int, run: dict[str, Any]) -> None:
-        from portico.dr.access import BackupRequest
-        from portico.dr.containers import open_request_container
-        from portico.dr.retention import prune
-        from portico.dr.storage import StorageError
-        from portico.jobs.runner import OperationFailed
-
         s = await self._reload(schedule_id)
         if s is None:
             return

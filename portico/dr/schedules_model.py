@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from cronsim import CronSim, CronSimError
 
 from portico.arm.errors import ArmError, invalid_field
+from portico.dr.access import parse_encryption_key
 from portico.settings import Settings
 
 ACCESS_TYPES = ("AccessKey", "SystemAssignedManagedIdentity", "UserAssignedManagedIdentity")
@@ -226,8 +227,6 @@ def parse_spec(
 ) -> ScheduleSpec:
     """Validate a PUT body. `existing`/`has_secret`: the schedule being replaced, whose sealed key
     is kept when the body names the same storage account and sends no new key."""
-    from portico.dr.access import parse_encryption_key
-
     if not isinstance(body, dict) or not isinstance(body.get("properties"), dict):
         raise ArmError(
             400,

@@ -180,6 +180,25 @@ def orphaned() -> Any:
     return ~exists().where(sc.id == T.service_id, sc.created_at == T.service_created_at)
 
 
+async def next_runs_by_service(conn: AsyncConnection) -> dict[int, datetime]:
+    """The soonest next run of each service's enabled schedules."""
+    b = backup_schedules.c
+    rows = (await conn.execute(select(b.service_id, b.next_run_at, b.properties).where(~orphaned()))).all()
+    out: dict[int, datetime] = {}
+    for r in rows:
+        t = aware(r.next_run_at)
+        if t is None or not (r.properties or {}).get("enabled", True):
+            continue
+        if r.service_id not in out or t < out[r.service_id]:
+            out[r.service_id] = t
+    return out
+
+
+async def has_orphans(conn: AsyncConnection) -> bool:
+    """Whether any schedule belongs to a deleted service."""
+    return (await conn.execute(select(backup_schedules.c.id).where(orphaned()).limit(1))).first() is not None
+
+
 async def remove_orphans(conn: AsyncConnection) -> int:
     res = await conn.execute(delete(backup_schedules).where(orphaned()))
     return int(res.rowcount or 0)

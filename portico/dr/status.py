@@ -1,4 +1,4 @@
-"""Recovery-point visibility: `GET .../service/{name}/backupStatus` (Portico extension).
+"""Recovery-point visibility, as `GET .../service/{name}/backupStatus` shows it (Portico extension).
 
 Computed from the database when asked (any node answers the same):
 - `lastSuccess`: the newest successful backup operation of the service, manual or scheduled —
@@ -15,21 +15,13 @@ Computed from the database when asked (any node answers the same):
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import Response
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from portico.arm.errors import ArmError
-from portico.arm.http import json_response
 from portico.dr import schedules_store as Q
 from portico.jobs import store as J
 from portico.store import services as S
-from portico.store.schema import operations
-
-if TYPE_CHECKING:
-    from portico.arm.call import Call
 
 
 def _op_summary(op: J.Operation, schedule_of: dict[str, str]) -> dict[str, Any]:
@@ -49,16 +41,7 @@ def _op_summary(op: J.Operation, schedule_of: dict[str, str]) -> dict[str, Any]:
 
 
 async def _latest(conn: AsyncConnection, svc: S.Service, status: str) -> J.Operation | None:
-    c = operations.c
-    q = (
-        select(operations.c.id)
-        # started after the service was created: SQLite may reuse the id of a deleted service
-        .where(c.service_id == svc.id, c.started_at >= svc.created_at, c.kind == "backup", c.status == status)
-        .order_by((c.ended_at if status != J.IN_PROGRESS else c.started_at).desc())
-        .limit(1)
-    )
-    op_id = (await conn.execute(q)).scalar_one_or_none()
-    return await J.get(conn, op_id) if op_id else None
+    return await J.latest(conn, svc.id, svc.created_at, "backup", status)
 
 
 async def service_status(
@@ -133,20 +116,3 @@ async def service_status(
             ],
         },
     }
-
-
-async def handle_status(call: Call, sub: str, rg: str, name: str) -> Response:
-    if call.method != "GET":
-        raise ArmError(405, "MethodNotAllowed", "Use GET to read the backup status.")
-    scope = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.ApiManagement/service/{name}"
-    await call.authorize("Microsoft.ApiManagement/service/backupStatus/read", scope)
-    async with call.rt.db.read() as conn:
-        svc = await S.get_service(conn, sub, rg, name)
-        if svc is None:
-            raise ArmError(
-                404,
-                "ResourceNotFound",
-                f"The Resource 'Microsoft.ApiManagement/service/{name}' under resource group '{rg}' was not found.",
-            )
-        body = await service_status(conn, svc)
-    return json_response(body)

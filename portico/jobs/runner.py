@@ -1,8 +1,10 @@
 """Runs durable operations on this node: lease heartbeat, progress, and recovery of orphans.
 
 Storage credentials exist only in the memory of the node that accepted the request, so an
-operation whose node died cannot be resumed elsewhere: the node that finds it orphaned fails it
-cleanly (a restore is rolled back, or confirmed if its atomic switch had already happened).
+operation whose node died cannot be resumed elsewhere: the node that finds it orphaned closes it
+with the recoverer registered for its kind (the composition root registers them; for a restore,
+that rolls back, or confirms if its atomic switch had already happened). The runner knows no
+kind of operation itself.
 """
 
 from __future__ import annotations
@@ -10,15 +12,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import Any
 
 from portico.jobs import store as J
-from portico.runtime import Runtime
+from portico.settings import Settings
+from portico.store.db import Database
 
 log = logging.getLogger("portico.jobs")
 
 Work = Callable[["Progress"], Awaitable[dict[str, Any] | None]]
+Outcome = tuple[str, str | None, str | None]  # status, error code, error message
+Recoverer = Callable[[J.Operation], Awaitable[Outcome]]
+"""Closes an orphaned operation: undoes what it left behind and says how it ended."""
+Background = Callable[[], Coroutine[Any, Any, None]]
+
+
+class Recoverers:
+    """The registry of recoverers by operation kind, filled by the composition root."""
+
+    def __init__(self) -> None:
+        self._by_kind: dict[str, Recoverer] = {}
+
+    def register(self, kind: str, recoverer: Recoverer) -> None:
+        self._by_kind[kind] = recoverer
+
+    def get(self, kind: str) -> Recoverer | None:
+        return self._by_kind.get(kind)
+
+    def kinds(self) -> list[str]:
+        return sorted(self._by_kind)
+
+
+async def _no_recoverer(op: J.Operation) -> Outcome:
+    return (
+        J.FAILED,
+        f"{op.kind.capitalize()}Failed",
+        f"The {op.kind} was interrupted (the server running it stopped) before it completed.",
+    )
 
 
 class OperationFailed(Exception):
@@ -38,7 +69,7 @@ class Progress:
         self.op = op
         self._last = 0.0
         self.counters: dict[str, int] = {}
-        self.phase = "Queued"
+        self.phase: str = J.Phase.QUEUED
         self.percent = 0.0
         self.bytes = 0
 
@@ -53,7 +84,7 @@ class Progress:
         if not force and phase is None and loop.time() - self._last < 0.25:
             return
         self._last = loop.time()
-        async with self.runner.rt.db.write() as conn:
+        async with self.runner.db.write() as conn:
             await J.progress(
                 conn,
                 self.op.id,
@@ -67,35 +98,31 @@ class Progress:
 
 
 class JobRunner:
-    def __init__(self, rt: Runtime) -> None:
-        self.rt = rt
-        s = rt.settings
-        self.node_id = s.node_id or f"{socket.gethostname()}:{s.port}"
-        self.lease = s.operation_lease_seconds
+    def __init__(self, settings: Settings, db: Database) -> None:
+        self.db = db
+        self.node_id = settings.node_id or f"{socket.gethostname()}:{settings.port}"
+        self.lease = settings.operation_lease_seconds
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.recoverers = Recoverers()
+        self._background: list[Background] = []
         self._loop_task: asyncio.Task[None] | None = None
-        self._gc_task: asyncio.Task[None] | None = None
-        self.recoverers: dict[
-            str, Callable[[J.Operation], Awaitable[tuple[str, str | None, str | None]]]
-        ] = {}
+        self._background_tasks: list[asyncio.Task[None]] = []
+
+    def add_background(self, work: Iterable[Background]) -> None:
+        """Work started once orphans are recovered (e.g. deleting what they left behind)."""
+        self._background.extend(work)
 
     async def start(self) -> None:
-        from portico.dr.operations import gc_retired
-        from portico.dr.recovery import recover_operation
-
-        self.recoverers["default"] = lambda op: recover_operation(self.rt, op)
         await self.recover(at_start=True)
-        self._gc_task = asyncio.create_task(gc_retired(self.rt))
+        self._background_tasks = [asyncio.create_task(work()) for work in self._background]
         self._loop_task = asyncio.create_task(self._heartbeat())
 
     async def stop(self) -> None:
         if self._loop_task:
             self._loop_task.cancel()
-        for t in list(self.tasks.values()):
+        for t in [*self.tasks.values(), *self._background_tasks]:
             t.cancel()
-        if self._gc_task:
-            self._gc_task.cancel()
-        pending = [*self.tasks.values(), *(t for t in (self._loop_task, self._gc_task) if t)]
+        pending = [*self.tasks.values(), *self._background_tasks, *(t for t in (self._loop_task,) if t)]
         await asyncio.gather(*pending, return_exceptions=True)
 
     def run(self, op: J.Operation, work: Work, on_end: Callable[[], Awaitable[None]]) -> None:
@@ -119,7 +146,7 @@ class JobRunner:
             message = f"The {op.kind} failed because of an internal error ({type(exc).__name__}); the target was not changed."
         try:
             await on_end()
-            async with self.rt.db.write() as conn:
+            async with self.db.write() as conn:
                 await J.finish(
                     conn,
                     op.id,
@@ -128,7 +155,7 @@ class JobRunner:
                     code=code,
                     message=message,
                     percent=100.0 if status == J.SUCCEEDED else progress.percent,
-                    phase="Completed" if status == J.SUCCEEDED else "Failed",
+                    phase=J.Phase.COMPLETED if status == J.SUCCEEDED else J.Phase.FAILED,
                     counters=progress.counters,
                     bytes=progress.bytes,
                     **extra,
@@ -140,7 +167,7 @@ class JobRunner:
         while True:
             await asyncio.sleep(max(0.2, self.lease / 3))
             try:
-                async with self.rt.db.write() as conn:
+                async with self.db.write() as conn:
                     await J.renew(conn, self.node_id, self.lease)
                 await self.recover()
             except asyncio.CancelledError:
@@ -149,14 +176,15 @@ class JobRunner:
                 log.exception("operation heartbeat failed")
 
     async def recover(self, *, at_start: bool = False) -> None:
-        async with self.rt.db.read() as conn:
+        async with self.db.read() as conn:
             found = await J.orphans(conn, self.node_id, set(self.tasks), at_start=at_start)
         for op in found:
-            async with self.rt.db.write() as conn:
+            async with self.db.write() as conn:
                 if not await J.claim(conn, op, self.node_id, self.lease):
                     continue  # another node got it first
-            status, code, message = await self.recoverers["default"](op)
-            async with self.rt.db.write() as conn:
+            recoverer = self.recoverers.get(op.kind) or _no_recoverer
+            status, code, message = await recoverer(op)
+            async with self.db.write() as conn:
                 await J.finish(
                     conn,
                     op.id,
@@ -164,6 +192,6 @@ class JobRunner:
                     status,
                     code=code,
                     message=message,
-                    phase="Completed" if status == J.SUCCEEDED else "Failed",
+                    phase=J.Phase.COMPLETED if status == J.SUCCEEDED else J.Phase.FAILED,
                 )
             log.warning("operation %s (%s) was orphaned and has been closed as %s", op.id, op.kind, status)

@@ -14,21 +14,36 @@ from starlette.responses import Response
 from portico.arm.errors import ArmError
 from portico.arm.http import json_response
 from portico.deployments.service import Deployments, environment_document
+from portico.dr.recovery import recover_operation
+from portico.dr.scheduler import Scheduler
+from portico.identity.issuer import build_identity_router
+from portico.identity.keys import SigningKeys
+from portico.identity.people import build_people
+from portico.identity.validation import TokenValidator
+from portico.jobs.runner import JobRunner
+from portico.metrics import build_metrics_route
 from portico.runtime import Runtime
+from portico.server.management import build_management_route
 from portico.server.openapi import build_document
 from portico.server.routes import ROUTES
 from portico.settings import Settings
+from portico.store import stores
 from portico.store.db import Database
 
 log = logging.getLogger("portico")
 
 
-def create_app(settings: Settings) -> FastAPI:
-    from portico.identity.issuer import build_identity_router
-    from portico.identity.keys import SigningKeys
-    from portico.identity.validation import TokenValidator
-    from portico.server.management import build_management_route
+def build_jobs(settings: Settings, db: Database) -> JobRunner:
+    """The job runner, with the recoverers of every kind of operation and its background work."""
+    jobs = JobRunner(settings, db)
+    for kind in ("backup", "restore"):
+        jobs.recoverers.register(kind, lambda op: recover_operation(db, op))
+    # Stores a stopped process retired but did not finish deleting.
+    jobs.add_background([lambda: stores.collect_retired(db)])
+    return jobs
 
+
+def create_app(settings: Settings) -> FastAPI:
     db = Database(settings.resolved_database_url)
     keys = SigningKeys(db)
     rt = Runtime(settings=settings, db=db, keys=keys, validator=TokenValidator(settings, keys))
@@ -36,18 +51,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from portico.jobs.runner import JobRunner
-
         await db.start()
         await keys.start()
-        rt.jobs = JobRunner(rt)
+        rt.jobs = build_jobs(settings, db)
         await rt.jobs.start()
-        # --- backup scheduler (issue 5): after job recovery, so ended runs are closed first ---
-        from portico.dr.scheduler import Scheduler
-
+        # The backup scheduler starts after job recovery, so that ended runs are closed first.
         scheduler = rt.scheduler = Scheduler(rt)
         await scheduler.start()
-        # --- end issue 5 ---
         rt.deployments = Deployments(
             db,
             rt.jobs.node_id,
@@ -66,9 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="Portico", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runtime = rt
-    # --- people sign-in (portico.identity.people): its pages first, they own /authorize ---
-    from portico.identity.people import build_people
-
+    # People sign-in: its pages first, they own /authorize.
     people = build_people(settings, db, keys)
     app.include_router(people.router)
     app.include_router(
@@ -76,12 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings, db, keys, extra_grants=people.grants, extra_discovery=people.discovery
         )
     )
-    # --- end people sign-in ---
-    # --- Prometheus metrics (issue 5; portico/metrics.py) ---
-    from portico.metrics import build_metrics_route
-
     app.add_route("/metrics", build_metrics_route(rt), methods=["GET"])
-    # --- end issue 5 ---
     openapi_document = build_document(ROUTES, settings.resolved_public_url)
 
     async def openapi(_request: Request) -> Response:

@@ -8,6 +8,8 @@ import socket
 import uvicorn
 from rich.console import Console
 
+from portico.gateway.server import serve_with_gateway
+from portico.identity.apps import ensure_bootstrap_admin
 from portico.server.app import create_app
 from portico.server.tls import ensure_tls
 from portico.settings import Settings, configure_logging
@@ -17,8 +19,6 @@ console = Console(stderr=True)
 
 
 async def _bootstrap(settings: Settings) -> str | None:
-    from portico.identity.apps import ensure_bootstrap_admin
-
     db = Database(settings.resolved_database_url)
     await db.start()
     try:
@@ -70,9 +70,7 @@ def serve(settings: Settings) -> None:
         **ssl,  # type: ignore[arg-type]
     )
     if settings.gateway_port or settings.gateway_https_port:
-        # The gateway (issue 4) runs beside the management API: same process, same event loop.
-        from portico.gateway.server import serve_with_gateway
-
+        # The gateway runs beside the management API: same process, same event loop.
         serve_with_gateway(settings, config, console)
     else:
         uvicorn.Server(config).run()

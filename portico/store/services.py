@@ -13,8 +13,9 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.names import fold_name
+from portico.store import stores as ST
 from portico.store.entities import Row, new_etag
-from portico.store.schema import deleted_services, entities, resource_groups, services, stores
+from portico.store.schema import deleted_services, entities, resource_groups, services
 
 
 def utcnow() -> datetime:
@@ -259,9 +260,7 @@ async def create_service(
     conn: AsyncConnection, *, subscription_id: str, group: str, name: str, values: dict[str, Any]
 ) -> int:
     now = utcnow()
-    store_id = (
-        await conn.execute(insert(stores).values(state="active", created_at=now).returning(stores.c.id))
-    ).scalar_one()
+    store_id = await ST.create_active(conn)
     service_id = (
         await conn.execute(
             insert(services)
@@ -279,7 +278,7 @@ async def create_service(
             .returning(services.c.id)
         )
     ).scalar_one()
-    await conn.execute(update(stores).where(stores.c.id == store_id).values(service_id=service_id))
+    await ST.assign(conn, store_id, int(service_id))
     return int(service_id)
 
 
@@ -291,15 +290,7 @@ async def update_service(conn: AsyncConnection, service_id: int, values: dict[st
 
 async def delete_service(conn: AsyncConnection, service_id: int) -> None:
     """Remove the service; its stores are retired and their rows deleted."""
-    store_ids = [
-        r.id for r in (await conn.execute(select(stores.c.id).where(stores.c.service_id == service_id))).all()
-    ]
-    if store_ids:
-        # Retire first: the gateway's change-log triggers track active stores only, and one
-        # change-log bump per deleted row is quadratic within a transaction on PostgreSQL.
-        await conn.execute(update(stores).where(stores.c.id.in_(store_ids)).values(state="retired"))
-        await conn.execute(delete(entities).where(entities.c.store_id.in_(store_ids)))
-        await conn.execute(delete(stores).where(stores.c.id.in_(store_ids)))
+    await ST.delete_of_service(conn, service_id)
     await conn.execute(delete(services).where(services.c.id == service_id))
 
 
@@ -368,30 +359,13 @@ def _deleted(r: Any) -> DeletedService:
     )
 
 
-async def _drop_stores(conn: AsyncConnection, store_ids: list[int]) -> None:
-    if store_ids:
-        # Retire first: the gateway's change-log triggers track active stores only, and one
-        # change-log bump per deleted row is quadratic within a transaction on PostgreSQL.
-        await conn.execute(update(stores).where(stores.c.id.in_(store_ids)).values(state="retired"))
-        await conn.execute(delete(entities).where(entities.c.store_id.in_(store_ids)))
-        await conn.execute(delete(stores).where(stores.c.id.in_(store_ids)))
-
-
 async def soft_delete_service(conn: AsyncConnection, svc: Service) -> DeletedService:
     """Move the service to `deleted_services`, keeping its active store (state "deleted") for a
     restore; its other stores (retired generations) go now. The gateway stops serving it at once:
     it serves services joined to their active store."""
     now = utcnow()
-    others = [
-        r.id
-        for r in (
-            await conn.execute(
-                select(stores.c.id).where(stores.c.service_id == svc.id, stores.c.id != svc.active_store_id)
-            )
-        ).all()
-    ]
-    await _drop_stores(conn, others)
-    await conn.execute(update(stores).where(stores.c.id == svc.active_store_id).values(state="deleted"))
+    await ST.delete_of_service(conn, svc.id, keep=svc.active_store_id)
+    await ST.mark_deleted(conn, svc.active_store_id)
     await conn.execute(delete(services).where(services.c.id == svc.id))
     await purge_deleted(conn, svc.name)  # one past its purge date may still hold the name
     deleted = DeletedService(
@@ -439,7 +413,7 @@ async def purge_deleted(conn: AsyncConnection, name: str) -> bool:
     r = (await conn.execute(select(d.store_id).where(d.name_key == fold_name(name)))).first()
     if r is None:
         return False
-    await _drop_stores(conn, [r.store_id])
+    await ST.drop(conn, [r.store_id])
     await conn.execute(delete(deleted_services).where(d.name_key == fold_name(name)))
     return True
 
@@ -476,8 +450,6 @@ async def undelete_service(conn: AsyncConnection, deleted: DeletedService) -> in
             .returning(services.c.id)
         )
     ).scalar_one()
-    await conn.execute(
-        update(stores).where(stores.c.id == deleted.store_id).values(service_id=service_id, state="active")
-    )
+    await ST.reactivate(conn, deleted.store_id, int(service_id))
     await conn.execute(delete(deleted_services).where(deleted_services.c.name_key == fold_name(deleted.name)))
     return int(service_id)
