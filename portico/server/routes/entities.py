@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
 from starlette.responses import Response
 
-from portico.arm.call import Call, method_not_allowed, service_missing, service_scope
+from portico.arm.call import Call, method_not_allowed, service_missing
 from portico.arm.errors import ArmError
 from portico.arm.http import empty, json_response
 from portico.arm.paging import next_link, parse_page
@@ -28,7 +27,7 @@ async def entity(call: Call) -> Response:
     target = K.resolve(rest)
     if target is None:
         raise no_route(call)
-    scope = service_scope(sub, rg, name)
+    scope = call.service_scope
     noun = target.kind.rbac_noun
     method = call.method
     db = call.rt.db
@@ -50,7 +49,7 @@ async def entity(call: Call) -> Response:
         writes = target.action.startswith("regenerate")
         action_body = await call.body(required=False)
         async with db.write() if writes else db.read() as conn:
-            svc = await _get_svc(conn, sub, rg, name, lock=writes)
+            svc = await call.service(conn, lock=writes)
             res = await EntityEngine(conn, svc).action(target, action_body)
         headers = {"ETag": quote_etag(res.etag)} if res.etag else None
         if res.body is None:
@@ -64,7 +63,7 @@ async def entity(call: Call) -> Response:
         q = call.query()
         page = parse_page(q.get("$top"), q.get("$skip"), q.get("$filter"))
         async with db.read() as conn:
-            svc = await _get_svc(conn, sub, rg, name)
+            svc = await call.service(conn)
             items, total, more = await EntityEngine(conn, svc).list(target, page)
         url = call.url()
         out: dict[str, Any] = {"value": items, "count": total}
@@ -88,7 +87,7 @@ async def entity(call: Call) -> Response:
                     # not under this exact name: maybe under another case (ARM names ignore case)
                     res = engine.result_of(target, row) if row is not None else await engine.get(target)
                 else:
-                    svc = await _get_svc(conn, sub, rg, name)
+                    svc = await call.service(conn)
                     res = await EntityEngine(conn, svc).get(target)
             except ArmError as exc:
                 if method == "HEAD" and exc.status == 404:
@@ -104,7 +103,7 @@ async def entity(call: Call) -> Response:
         await call.authorize(f"Microsoft.ApiManagement/service/{noun}/write", scope)
         body = await call.body(required=not (target.kind.link_target or target.kind.body_optional))
         async with db.write() as conn:
-            svc = await _get_svc(conn, sub, rg, name, lock=True)
+            svc = await call.service(conn, lock=True)
             engine = EntityEngine(conn, svc)
             res = await (
                 engine.put(target, body, if_match)
@@ -117,14 +116,7 @@ async def entity(call: Call) -> Response:
     if method == "DELETE":
         await call.authorize(f"Microsoft.ApiManagement/service/{noun}/delete", scope)
         async with db.write() as conn:
-            svc = await _get_svc(conn, sub, rg, name, lock=True)
+            svc = await call.service(conn, lock=True)
             deleted = await EntityEngine(conn, svc).delete(target, if_match, call.query())
         return empty(target.kind.delete_status if deleted else 204)
     raise method_not_allowed(call.method)
-
-
-async def _get_svc(conn: AsyncConnection, sub: str, rg: str, name: str, lock: bool = False) -> S.Service:
-    svc = await S.get_service(conn, sub, rg, name, lock=lock)
-    if svc is None:
-        raise service_missing(name, rg)
-    return svc
