@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -33,7 +32,6 @@ from portico.store import entities as E
 from portico.store import services as S
 from portico.store import stores as ST
 
-log = logging.getLogger("portico.dr")
 INSERT_BATCH = 5000
 
 
@@ -374,7 +372,11 @@ async def _switch(
             if key in svc.properties:
                 props[key] = svc.properties[key]
         await S.update_service(conn, service_id, {"properties": props, "active_store_id": staging})
-        await ST.switch_active(conn, svc.active_store_id, staging)
+        if not await ST.switch_active(conn, svc.active_store_id, staging):
+            raise OperationFailed(
+                "RestoreFailed",
+                "Cannot restore: the staging store was abandoned before the switch. The target was not changed.",
+            )
     return svc.active_store_id
 
 

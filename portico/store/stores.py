@@ -64,11 +64,17 @@ async def state(conn: AsyncConnection, store_id: int) -> str | None:
     return (await conn.execute(select(stores.c.state).where(stores.c.id == store_id))).scalar_one_or_none()
 
 
-async def switch_active(conn: AsyncConnection, retiring: int, staging: int) -> None:
+async def switch_active(conn: AsyncConnection, retiring: int, staging: int) -> bool:
     """Make the (fully loaded, verified) staging store active and retire the store it replaces.
-    Call it in the transaction that points the service at `staging`."""
+    Call it in the transaction that points the service at `staging`, and roll that back on False:
+    `staging` was no longer a staging store (it was abandoned meanwhile) and nothing changed."""
+    res = await conn.execute(
+        update(stores).where(stores.c.id == staging, stores.c.state == STAGING).values(state=ACTIVE)
+    )
+    if not res.rowcount:
+        return False
     await conn.execute(update(stores).where(stores.c.id == retiring).values(state=RETIRED))
-    await conn.execute(update(stores).where(stores.c.id == staging).values(state=ACTIVE))
+    return True
 
 
 async def retire_staging(conn: AsyncConnection, store_id: int) -> bool:

@@ -70,12 +70,22 @@ async def test_switch_activates_staging_and_retires_the_old_store(db: Database) 
     assert await _state(db, staging) == ST.STAGING
     await _fill(db, staging, 5)
     async with db.write() as conn:
-        await ST.switch_active(conn, old, staging)
+        assert await ST.switch_active(conn, old, staging)
     assert await _state(db, staging) == ST.ACTIVE
     assert await _state(db, old) == ST.RETIRED
     await ST.collect(db, old)
     assert await _state(db, old) is None and await _rows(db, old) == 0
     assert await _rows(db, staging) == 5
+
+
+async def test_an_abandoned_staging_store_never_becomes_active(db: Database) -> None:
+    svc = await _service(db)
+    async with db.write() as conn:
+        staging = await ST.create_staging(conn, svc.id, "op-6")
+        assert await ST.retire_staging(conn, staging)
+        assert not await ST.switch_active(conn, svc.active_store_id, staging)
+    assert await _state(db, staging) == ST.RETIRED
+    assert await _state(db, svc.active_store_id) == ST.ACTIVE
 
 
 async def test_retire_staging_never_retires_an_active_store(db: Database) -> None:
