@@ -140,3 +140,18 @@ async def test_deleting_a_service_deletes_all_its_stores(db: Database) -> None:
         await S.delete_service(conn, svc.id)
     for store_id in (svc.active_store_id, staging):
         assert await _state(db, store_id) is None and await _rows(db, store_id) == 0
+
+
+async def test_a_soft_deleted_service_keeps_only_its_active_store_until_restored(db: Database) -> None:
+    svc = await _service(db)
+    await _fill(db, svc.active_store_id, 2)
+    async with db.write() as conn:
+        staging = await ST.create_staging(conn, svc.id, "op-7")
+        await ST.delete_of_service(conn, svc.id, keep=svc.active_store_id)
+        await ST.mark_deleted(conn, svc.active_store_id)
+    assert await _state(db, staging) is None
+    assert await _state(db, svc.active_store_id) == ST.DELETED
+    assert await _rows(db, svc.active_store_id) == 2
+    async with db.write() as conn:
+        await ST.reactivate(conn, svc.active_store_id, svc.id)
+    assert await _state(db, svc.active_store_id) == ST.ACTIVE
