@@ -36,6 +36,12 @@ async def test_every_in_progress_poll_says_when_to_poll_again(node: InProc, rg: 
         assert status.status_code == 200, status.text
         assert status.json()["status"] == "InProgress"
         assert status.headers.get("Retry-After") == "1"
+        # the same operation through the location-scoped URLs ARM also serves
+        loc = f"/subscriptions/{SUB}/providers/Microsoft.ApiManagement/locations/westeurope"
+        by_location = await node.get(f"{loc}/operationResults/{op.id}")
+        assert by_location.status_code == 202 and by_location.headers["Retry-After"] == "1"
+        by_location = await node.get(f"{loc}/operationStatuses/{op.id}")
+        assert by_location.json()["status"] == "InProgress", by_location.text
     finally:
         async with node.rt.db.write() as conn:
             await J.finish(conn, op.id, None, J.SUCCEEDED)

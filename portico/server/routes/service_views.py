@@ -14,13 +14,13 @@ from portico.arm.call import Call, method_not_allowed
 from portico.arm.errors import ArmError
 from portico.arm.http import empty, json_response
 from portico.arm.paging import next_link, parse_page
-from portico.jobs import api as jobs_api
 from portico.jobs import store as J
 from portico.resources import connectivity
 from portico.resources import links as L
 from portico.resources import views as V
 from portico.resources.engine import EntityEngine
 from portico.resources.service import render_service
+from portico.server.routes import operations
 from portico.store import entities as E
 
 Lister = Callable[[EntityEngine], Awaitable[list[dict[str, Any]]]]
@@ -370,8 +370,10 @@ async def location_operation(call: Call) -> Response:
     parts = op.service_path.strip("/").split("/") if op is not None else []
     if op is None or len(parts) != 8 or parts[1].lower() != call.subscription_id.lower():
         raise ArmError(404, "ResourceNotFound", f"Operation '{op_id[:64]}' was not found.")
-    status = call.segments[-2].lower() == "operationstatuses"
-    return await jobs_api.operation_result(call, parts[1], parts[3], parts[7], op_id, status_resource=status)
+    call.params.update(subscriptionId=parts[1], resourceGroupName=parts[3], serviceName=parts[7])
+    if call.segments[-2].lower() == "operationstatuses":
+        return await operations.operation_status(call)
+    return await operations.operation_result(call)
 
 
 async def provider_operations(call: Call) -> Response:
