@@ -368,3 +368,43 @@ async def test_bodies_are_read_as_arm_reads_them_comments_and_unquoted_keys(node
         "POST", path + "/validate", content=deep, headers={"Content-Type": "application/json"}, api_version=RV
     )
     assert "deeper" in assert_arm_error(r, 400, "InvalidRequestContent")["message"]
+
+
+async def test_backup_schedules_deploy_as_resources_with_their_key_hidden(node: InProc) -> None:
+    rg = await node.group()
+    svc = f"sch{uuid.uuid4().hex[:8]}"
+    key = "k3y-" + uuid.uuid4().hex
+    tpl = {
+        "$schema": "x",
+        "contentVersion": "1.0.0.0",
+        "parameters": {"storageKey": {"type": "securestring"}},
+        "resources": [
+            {
+                "type": APIM,
+                "apiVersion": V,
+                "name": svc,
+                "location": "westeurope",
+                "sku": {"name": "Developer", "capacity": 1},
+                "properties": {"publisherEmail": "a@b.example", "publisherName": "A"},
+            },
+            {
+                "type": f"{APIM}/backupSchedules",
+                "apiVersion": V,
+                "name": f"{svc}/nightly",
+                "dependsOn": [f"[resourceId('{APIM}', '{svc}')]"],
+                "properties": {
+                    "cron": "0 3 * * *",
+                    "timeZone": "Europe/Paris",
+                    "storageAccount": "backups",
+                    "containerName": "apim",
+                    "namePrefix": "nightly/",
+                    "accessKey": "[parameters('storageKey')]",
+                },
+            },
+        ],
+    }
+    result = await deploy(node, rg, "sched", body(tpl, storageKey=key))
+    assert result["properties"]["provisioningState"] == "Succeeded", result["properties"].get("error")
+    r = await node.get(f"{node.svc_path(rg, svc)}/backupSchedules/nightly")
+    assert r.status_code == 200 and r.json()["properties"]["cron"] == "0 3 * * *"
+    assert key not in r.text and key not in str(result)
