@@ -170,6 +170,14 @@ def test_azure_cli(server: PorticoServer, storage: AzuriteServer, tmp_path: Path
     # Retry-After on every status answer az waits 30 s per poll.
     assert elapsed < (20 if retry_after else 80), (elapsed, retry_after)
 
+    # An API imported from its definition, as a pipeline does it: the operations are all there.
+    spec = REPO / "tests" / "fixtures" / "openapi" / "petstore.yaml"
+    az("apim", "api", "import", "-g", "rg-az", "--service-name", "az-primary", "--api-id", "petstore",
+       "--path", "petstore", "--specification-format", "OpenApi", "--specification-path", str(spec), "-o", "none")  # fmt: skip
+    ops = az("apim", "api", "operation", "list", "-g", "rg-az", "--service-name", "az-primary",
+             "--api-id", "petstore", "--query", "[].method", "-o", "tsv").split()  # fmt: skip
+    assert sorted(ops) == ["GET", "GET", "POST"], ops
+
     listed = az("resource", "list", "-g", "rg-az", "--query", "[].name", "-o", "tsv").split()
     assert sorted(listed) == ["az-primary", "az-standby"]
     svc_id = f"/subscriptions/{SUB}/resourceGroups/rg-az/providers/Microsoft.ApiManagement/service/az-primary"
