@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from portico.gateway.config import Product, ServiceConfig, Subscription
     from portico.gateway.policies.cache import CacheState
     from portico.gateway.routing import Api, Operation
-    from portico.gateway.upstream import UpstreamResponse
+    from portico.gateway.upstream import BackendTls, UpstreamResponse
 
 
 class HeaderMap:
@@ -268,7 +268,7 @@ class Context:
         "backend_ms",
         "backend_status",
         "backend_suffix",
-        "backend_verify_tls",
+        "backend_tls",
         "bytes_in",
         "bytes_out",
         "cache",
@@ -344,7 +344,7 @@ class Context:
         self.variables = Variables()
         self.backend_base = ""
         self.backend_suffix = ""
-        self.backend_verify_tls = True
+        self.backend_tls: BackendTls | None = None  # None: check chain and name, no client certificate
         self.forward_timeout: float | None = None
         self.response: Response | None = None
         self.backend_status: int | None = None

@@ -211,7 +211,7 @@ class Forwarder:
                 headers,
                 body,
                 timeout if timeout is not None else self.default_timeout,
-                verify_tls=ctx.backend_verify_tls,
+                tls=ctx.backend_tls,
                 content_length=length,
             )
         except BodyTooLarge:
@@ -268,7 +268,7 @@ class Forwarder:
             ctx.request_body,
             timeout if timeout is not None else self.default_timeout,
             answered,
-            verify_tls=ctx.backend_verify_tls,
+            tls=ctx.backend_tls,
         )
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from portico.gateway.config.certificates import Certificates, backend_tls, certificate_table
 from portico.gateway.policies.base import CompileContext
 from portico.gateway.policies.pipeline import Pipeline, PolicyDoc, compile_document, compose
 from portico.gateway.policies.xmltree import PolicyDocumentError, inline_fragments, substitute_named_values
@@ -22,6 +23,7 @@ from portico.names import fold_name
 if TYPE_CHECKING:
     from portico.gateway.jwks import JwksCache
     from portico.gateway.policies.limits import CounterStore
+    from portico.gateway.upstream import BackendTls
 
 log = logging.getLogger("portico.gateway")
 
@@ -29,6 +31,7 @@ ROUTING_KINDS = (
     "api",
     "apiVersionSet",
     "backend",
+    "certificate",
     "namedValue",
     "operation",
     "policy",
@@ -157,6 +160,8 @@ class ServiceConfig:
         self.products: dict[str, Product] = {}
         self.api_products: dict[str, list[Product]] = {}
         self.backends: dict[str, dict[str, Any]] = {}
+        self.certificates = Certificates()
+        self.backend_tls: dict[str, BackendTls | str | None] = {}  # backend id (lower) → profile or why not
         self.named_values: dict[str, str] = {}
         self.fragments: dict[str, str] = {}  # policy fragment id (lower case) → its document
         self.docs: dict[str, PolicyDoc | str | None] = {}
@@ -197,6 +202,7 @@ class ServiceConfig:
     def adopt_routing(self, other: ServiceConfig) -> None:
         """The routing tables `other` compiled from the same routing rows."""
         self.raw, self.named_values, self.backends = other.raw, other.named_values, other.backends
+        self.certificates, self.backend_tls = other.certificates, other.backend_tls
         self.fragments = other.fragments
         self.apis, self.router, self.products, self.api_products = (
             other.apis,
@@ -310,6 +316,8 @@ class ServiceConfig:
         for lst in api_products.values():
             lst.sort(key=lambda p: p.name)
         self.backends = {fold_name(name): data for (_p, name), data in raw["backend"].items()}
+        self.certificates = certificate_table(raw["certificate"], self.name)
+        self.backend_tls = {k: backend_tls(b, self.certificates) for k, b in self.backends.items()}
         docs: dict[str, PolicyDoc | str | None] = {}
         for (parent, _name), data in raw["policy"].items():
             docs[fold_name(parent)] = self._compile_policy(parent, str(data.get("value") or ""))
