@@ -12,7 +12,14 @@ from portico.gateway.context import Response
 from portico.gateway.http1 import InvalidRequestBody
 from portico.gateway.outcome import Reject
 from portico.gateway.policies.cache import MAX_RESPONSE_BYTES, pending_store
-from portico.gateway.upstream import Upstream, UpstreamError, UpstreamResponse, UpstreamTimeout, split_url
+from portico.gateway.upstream import (
+    BackendTls,
+    Upstream,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamTimeout,
+    split_url,
+)
 
 if TYPE_CHECKING:
     from portico.gateway.context import Context
@@ -211,7 +218,7 @@ class Forwarder:
                 headers,
                 body,
                 timeout if timeout is not None else self.default_timeout,
-                tls=ctx.backend_tls,
+                tls=_tls_of(ctx),
                 content_length=length,
             )
         except BodyTooLarge:
@@ -268,8 +275,15 @@ class Forwarder:
             ctx.request_body,
             timeout if timeout is not None else self.default_timeout,
             answered,
-            tls=ctx.backend_tls,
+            tls=_tls_of(ctx),
         )
+
+
+def _tls_of(ctx: Context) -> BackendTls | None:
+    cas = ctx.service.backend_cas
+    if cas is None:
+        return ctx.backend_tls
+    return (ctx.backend_tls or BackendTls()).trusting(cas)
 
 
 def error_body(status: int, message: str) -> bytes:

@@ -1,10 +1,12 @@
 """Mutual TLS to backends: the gateway presents a service certificate (uploaded through the Azure
 SDK as a PFX) to a local HTTPS backend that requires a client certificate from its CA, through
 `authentication-certificate` (certificate-id or thumbprint) and through backend entities
-(`credentials.certificateIds` / `credentials.certificate`), and honours the backend's `tls` checks."""
+(`credentials.certificateIds` / `credentials.certificate`); the backend's own certificate is
+trusted through the service's CA `certificates` (store Root) and checked as its `tls` says."""
 
 from __future__ import annotations
 
+import base64
 import json
 import ssl
 import threading
@@ -17,6 +19,7 @@ import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.apimanagement import models as M
+from cryptography.hazmat.primitives.serialization import Encoding
 
 from tests.gateway.conftest import RG, GatewayEnv, eventually, gateway_env, make_service, unique
 from tests.support.certs import CertificateAuthority
@@ -65,18 +68,30 @@ def mtls_backend(ca: CertificateAuthority, tmp_path_factory: pytest.TempPathFact
 
 @pytest.fixture(scope="module")
 def gw(
-    ca: CertificateAuthority,
-    tmp_path_factory: pytest.TempPathFactory,
     server_factory: Callable[..., PorticoServer],
 ) -> Iterator[GatewayEnv]:
-    # the gateway trusts the test CA as it would a public one (OpenSSL's SSL_CERT_FILE)
-    trust = tmp_path_factory.mktemp("trust") / "ca.pem"
-    trust.write_bytes(ca.pem)
-    server = server_factory(db="sqlite", env=gateway_env(SSL_CERT_FILE=str(trust)))
+    server = server_factory(db="sqlite", env=gateway_env())
     name = unique("mtls")
     client = make_service(server, name)
     with httpx.Client(timeout=30, verify=ssl.create_default_context(cafile=server.ca)) as http:
         yield GatewayEnv(server, client, http, name)
+
+
+def _trust(gw: GatewayEnv, ca: CertificateAuthority) -> None:
+    der = ca.cert.public_bytes(Encoding.DER)
+    gw.client.api_management_service.begin_create_or_update(
+        RG,
+        gw.service,
+        {
+            "location": "westeurope",
+            "sku": {"name": "Developer", "capacity": 1},
+            "properties": {
+                "publisherEmail": "ops@contoso.com",
+                "publisherName": "Contoso",
+                "certificates": [{"encodedCertificate": base64.b64encode(der).decode(), "storeName": "Root"}],
+            },
+        },
+    ).result()
 
 
 def _client_of(gw: GatewayEnv, path: str, key: str) -> tuple[int, str]:
@@ -139,6 +154,14 @@ def test_client_certificates_reach_the_backend(
     backend("be-strict", by_ip, M.BackendCredentialsContract(certificate_ids=["/certificates/client1"]), True)
     key = gw.subscription("all", "/apis")
 
+    # the backend's certificate is issued by a CA nobody trusts yet
+    def untrusted() -> None:
+        r = gw.get("/byid/x", key=key)
+        assert r.status_code == 502 and "CERTIFICATE_VERIFY_FAILED" in r.text, r.text
+
+    eventually(untrusted, timeout=3)
+    # ... until the service trusts it (its `certificates`, store Root, as in API Management)
+    _trust(gw, ca)
     eventually(lambda: _presents(gw, "/byid/x", key, "client-one"), timeout=3)
     assert _client_of(gw, "/bythumb/x", key) == (200, "client-two")
     eventually(lambda: _presents(gw, "/viabackend/x", key, "client-two"), timeout=3)
@@ -192,6 +215,7 @@ def test_a_missing_certificate_fails_the_request_not_silently(gw: GatewayEnv, tm
         api="gone",
     )
     key = gw.subscription("gone-sub", "/apis")
+
     def refused() -> None:
         r = gw.get("/gone/x", key=key)
         assert r.status_code == 500 and "nope" in r.text, r.text

@@ -4,10 +4,15 @@ each backend entity (its `tls` checks and `credentials.certificateIds` / `creden
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import logging
 from dataclasses import dataclass, field
 from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 
 from portico.gateway.upstream import BackendTls, ClientCertificate, client_certificate
 from portico.names import fold_name
@@ -71,3 +76,35 @@ def backend_tls(backend: dict[str, Any], certs: Certificates) -> BackendTls | st
         bool(tls.get("validateCertificateName", True)),
         client,
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _ca_pem(encoded: str, password: str | None) -> str | None:
+    try:
+        raw = base64.b64decode(encoded)
+    except (binascii.Error, ValueError):
+        return None
+    try:
+        cert = pkcs12.load_key_and_certificates(raw, password.encode() if password else None)[1]
+    except ValueError:
+        cert = None
+    for loader in (x509.load_der_x509_certificate, x509.load_pem_x509_certificate):
+        if cert is not None:
+            break
+        try:
+            cert = loader(raw)
+        except ValueError:
+            continue
+    return cert.public_bytes(Encoding.PEM).decode() if cert is not None else None
+
+
+def service_cas(props: dict[str, Any]) -> str | None:
+    """The CA certificates of the service's `certificates` property (stores Root and
+    CertificateAuthority), which the gateway trusts for backends beside the system's; None: none."""
+    pems = []
+    for c in props.get("certificates") or []:
+        if isinstance(c, dict) and isinstance(c.get("encodedCertificate"), str):
+            pem = _ca_pem(c["encodedCertificate"], c.get("certificatePassword"))
+            if pem is not None:
+                pems.append(pem)
+    return "".join(pems) or None

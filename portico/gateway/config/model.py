@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from portico.gateway.config.certificates import Certificates, backend_tls, certificate_table
+from portico.gateway.config.certificates import Certificates, backend_tls, certificate_table, service_cas
 from portico.gateway.policies.base import CompileContext
 from portico.gateway.policies.pipeline import Pipeline, PolicyDoc, compile_document, compose
 from portico.gateway.policies.xmltree import PolicyDocumentError, inline_fragments, substitute_named_values
@@ -183,6 +183,7 @@ class ServiceConfig:
                 hosts.append(hc["hostName"].lower())
         self.proxy_hosts: list[str] = hosts
         self.gateway_disabled = bool(props.get("disableGateway"))
+        self.backend_cas: str | None = service_cas(props)
 
     # --- building ------------------------------------------------------------------------------
     def load_routing(self, rows: Iterable[Sequence[Any]]) -> None:

@@ -30,6 +30,7 @@ class BackendTls:
     verify_chain: bool = True
     verify_name: bool = True
     client: ClientCertificate | None = None
+    trust: str | None = None  # PEM of CA certificates trusted beside the system's (the service's)
 
     @staticmethod
     def of(verify_chain: bool, verify_name: bool, client: ClientCertificate | None) -> BackendTls | None:
@@ -38,7 +39,10 @@ class BackendTls:
         return BackendTls(verify_chain, verify_name, client)
 
     def with_client(self, client: ClientCertificate) -> BackendTls:
-        return BackendTls(self.verify_chain, self.verify_name, client)
+        return BackendTls(self.verify_chain, self.verify_name, client, self.trust)
+
+    def trusting(self, trust: str) -> BackendTls:
+        return BackendTls(self.verify_chain, self.verify_name, self.client, trust)
 
 
 def client_certificate(pfx_b64: str, password: str | None) -> ClientCertificate | None:
@@ -66,6 +70,8 @@ def client_context(tls: BackendTls | None) -> ssl.SSLContext:
         ctx.verify_mode = ssl.CERT_NONE
     elif not tls.verify_name:
         ctx.check_hostname = False
+    if tls.trust:
+        ctx.load_verify_locations(cadata=tls.trust)
     if tls.client is not None:
         load_pem_chain(ctx, tls.client.pem)
     return ctx
