@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     gateway_analytics: bool = Field(
         default=True, description="Record every gateway request in the usage table (reports API)."
     )
+    gateway_log_dir: Path | None = Field(
+        default=None,
+        description="Where loggers write (JSON lines per service and logger; docs/gateway.md, "
+        "Diagnostics); default data_dir/gateway-logs.",
+    )
     gateway_fast_path: bool = Field(
         default=True,
         description="Serve whole small requests whose policies are all synchronous from callbacks "

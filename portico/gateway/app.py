@@ -13,6 +13,7 @@ from typing import Any
 from portico.gateway.analytics import UsageForwarder, UsageWriter
 from portico.gateway.config import ConfigStore
 from portico.gateway.context import Context, HeaderMap, Response
+from portico.gateway.diagnostics import Capture, LogSink, log_request
 from portico.gateway.expressions import ExpressionError
 from portico.gateway.jwks import JwksCache
 from portico.gateway.keys import authenticate
@@ -64,6 +65,10 @@ class Gateway:
         self.config = ConfigStore(
             self.db, settings.gateway_domain, settings.gateway_config_poll_seconds, self.counters, self.jwks
         )
+        self.log_sink: LogSink | None = LogSink(
+            settings.gateway_log_dir or settings.data_dir / "gateway-logs"
+        )
+        self.config.compiling.log_sink = self.log_sink
         self.upstream = Upstream(connect_timeout=settings.gateway_connect_timeout)
         self.backend = Forwarder(
             self.upstream, settings.gateway_max_body_bytes, settings.gateway_backend_timeout
@@ -90,6 +95,8 @@ class Gateway:
         if self.analytics is not None:
             await self.analytics.stop()
         await self.upstream.aclose()
+        if self.log_sink is not None:
+            self.log_sink.close()
         if self._own_db:
             await self.db.close()
 
@@ -215,6 +222,10 @@ class Gateway:
         if ctx.scheme not in api.protocols:
             raise _Routed404()
         ctx.api = api
+        if svc.diagnostics:
+            applied = svc.diagnostics.get(api.name.lower(), svc.diagnostics[""])
+            if applied:
+                ctx.diag = Capture(applied)
         found = api.find_operation(ctx.method, rest, ctx.query_text)
         preflight = False
         if found is None and ctx.method == "OPTIONS":
@@ -309,6 +320,11 @@ class Gateway:
                 fn(ctx)
             except Exception:  # deferred counters must never fail a finished request
                 log.debug("deferred policy step failed", exc_info=True)
+        if ctx.diag is not None and self.log_sink is not None:
+            try:
+                log_request(ctx, self.log_sink)
+            except Exception:  # never the request's problem
+                log.exception("gateway: the diagnostic log of %s %s failed", ctx.method, ctx.path[:200])
         if self.analytics is not None and ctx.api is not None:
             try:
                 self._record(ctx)

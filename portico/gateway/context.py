@@ -13,6 +13,7 @@ from portico.gateway.upstream import split_url
 if TYPE_CHECKING:
     from portico.gateway.backend import Backend
     from portico.gateway.config import Product, ServiceConfig, Subscription
+    from portico.gateway.diagnostics import Capture
     from portico.gateway.policies.cache import CacheState
     from portico.gateway.routing import Api, Operation
     from portico.gateway.upstream import BackendTls, UpstreamResponse
@@ -275,6 +276,7 @@ class Context:
         "client_ip",
         "counted",  # quota-by-key's counters this request incremented; left unset until then
         "deferred",
+        "diag",
         "extra_headers",
         "forward_timeout",
         "host",
@@ -353,6 +355,7 @@ class Context:
         self.bytes_in = 0
         self.bytes_out = 0
         self.deferred: list[Any] = []
+        self.diag: Capture | None = None  # set when diagnostics apply to the request's API
         self.stopped_by: str | None = None
         self.cache: CacheState | None = None  # set by cache-lookup (portico/gateway/policies/cache.py)
         self.request_body: bytes | None = None  # set-body on the request side replaces the stream

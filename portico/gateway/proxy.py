@@ -182,6 +182,8 @@ def _answered(ctx: Context, upstream: UpstreamResponse, t0: float) -> None:
     r.raw_headers = [h for h in upstream.headers if h[0] not in RESPONSE_DROP]  # names arrive lower-cased
     r.upstream = upstream
     ctx.response = r
+    if ctx.diag is not None:
+        ctx.diag.backend_response = r.raw_headers
 
 
 class Forwarder:
@@ -198,6 +200,8 @@ class Forwarder:
     async def forward(self, ctx: Context, timeout: float | None) -> None:  # noqa: ASYNC109 - the policy's
         scheme, host, port, target = _target(ctx)
         headers = request_headers(ctx)
+        if ctx.diag is not None:
+            ctx.diag.backend_request = headers
         body: bytes | AsyncIterator[bytes] | None
         length: int | None = None
         if ctx.request_body is not None:
@@ -253,6 +257,8 @@ class Forwarder:
         `done(reject)`. Raises Reject (bad backend URL) before anything is sent."""
         scheme, host, port, target = _target(ctx)
         headers = request_headers(ctx)
+        if ctx.diag is not None:
+            ctx.diag.backend_request = headers
         if ctx.response is not None:
             ctx.response.drop_upstream()
         t0 = time.perf_counter()

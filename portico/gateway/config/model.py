@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from portico.gateway.config.certificates import Certificates, backend_tls, certificate_table, service_cas
+from portico.gateway.diagnostics import Diagnostic, LogSink, diagnostics_by_api
 from portico.gateway.policies.base import CompileContext
 from portico.gateway.policies.pipeline import Pipeline, PolicyDoc, compile_document, compose
 from portico.gateway.policies.xmltree import PolicyDocumentError, inline_fragments, substitute_named_values
@@ -32,6 +33,8 @@ ROUTING_KINDS = (
     "apiVersionSet",
     "backend",
     "certificate",
+    "diagnostic",
+    "logger",
     "namedValue",
     "operation",
     "policy",
@@ -133,9 +136,10 @@ class PolicyCompiling:
     """What compiling policy documents needs from the node, shared by all its services: the
     counters and key sets policies use, and the compiled documents by (service, scope, text)."""
 
-    def __init__(self, counters: CounterStore, jwks: JwksCache) -> None:
+    def __init__(self, counters: CounterStore, jwks: JwksCache, log_sink: LogSink | None = None) -> None:
         self.counters = counters
         self.jwks = jwks
+        self.log_sink = log_sink  # where loggers write (portico/gateway/diagnostics.py); None: nowhere
         self.doc_cache: dict[tuple[int, str, str], PolicyDoc] = {}
 
 
@@ -161,6 +165,8 @@ class ServiceConfig:
         self.api_products: dict[str, list[Product]] = {}
         self.backends: dict[str, dict[str, Any]] = {}
         self.certificates = Certificates()
+        self.loggers: dict[str, dict[str, Any]] = {}  # logger id (lower) → its properties
+        self.diagnostics: dict[str, tuple[Diagnostic, ...]] = {}  # see diagnostics_by_api
         self.backend_tls: dict[str, BackendTls | str | None] = {}  # backend id (lower) → profile or why not
         self.named_values: dict[str, str] = {}
         self.fragments: dict[str, str] = {}  # policy fragment id (lower case) → its document
@@ -204,6 +210,7 @@ class ServiceConfig:
         """The routing tables `other` compiled from the same routing rows."""
         self.raw, self.named_values, self.backends = other.raw, other.named_values, other.backends
         self.certificates, self.backend_tls = other.certificates, other.backend_tls
+        self.loggers, self.diagnostics = other.loggers, other.diagnostics
         self.fragments = other.fragments
         self.apis, self.router, self.products, self.api_products = (
             other.apis,
@@ -319,6 +326,8 @@ class ServiceConfig:
         self.backends = {fold_name(name): data for (_p, name), data in raw["backend"].items()}
         self.certificates = certificate_table(raw["certificate"], self.name)
         self.backend_tls = {k: backend_tls(b, self.certificates) for k, b in self.backends.items()}
+        self.loggers = {name.lower(): data for (_p, name), data in raw["logger"].items()}
+        self.diagnostics = diagnostics_by_api(raw["diagnostic"], self.loggers)
         docs: dict[str, PolicyDoc | str | None] = {}
         for (parent, _name), data in raw["policy"].items():
             docs[fold_name(parent)] = self._compile_policy(parent, str(data.get("value") or ""))
