@@ -87,7 +87,9 @@ class Gateway:
         self.upstream.start()
         if self.analytics is not None:
             await self.analytics.open()
-        await self.config.start()
+        token = self.settings.gateway_token
+        name = self.settings.gateway_name
+        await self.config.start((name, token.get_secret_value()) if name and token else None)
         self.started = True
 
     async def stop(self) -> None:

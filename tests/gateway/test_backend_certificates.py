@@ -33,7 +33,7 @@ class _WhoAmI(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        peer = self.connection.getpeercert()  # type: ignore[attr-defined]
+        peer = self.connection.getpeercert()
         cn = next((v for rdn in (peer or {}).get("subject", ()) for k, v in rdn if k == "commonName"), "")
         body = json.dumps({"client": cn}).encode()
         self.send_response(200)

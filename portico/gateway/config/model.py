@@ -19,6 +19,7 @@ from portico.gateway.policies.base import CompileContext
 from portico.gateway.policies.pipeline import Pipeline, PolicyDoc, compile_document, compose
 from portico.gateway.policies.xmltree import PolicyDocumentError, inline_fragments, substitute_named_values
 from portico.gateway.routing import Api, Operation, Router, build_api, compile_operation
+from portico.gateway.selfhosted import SelfHosted, TokenError, verify
 from portico.names import fold_name
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ ROUTING_KINDS = (
     "backend",
     "certificate",
     "diagnostic",
+    "gateway",
+    "gatewayApi",
     "logger",
     "namedValue",
     "operation",
@@ -140,6 +143,7 @@ class PolicyCompiling:
         self.counters = counters
         self.jwks = jwks
         self.log_sink = log_sink  # where loggers write (portico/gateway/diagnostics.py); None: nowhere
+        self.selfhosted: SelfHosted | None = None  # a node of one self-hosted gateway (selfhosted.py)
         self.doc_cache: dict[tuple[int, str, str], PolicyDoc] = {}
 
 
@@ -271,6 +275,7 @@ class ServiceConfig:
         self.fragments = fragment_docs(raw)
         version_sets = {fold_name(name): data for (_p, name), data in raw["apiVersionSet"].items()}
         apis: dict[str, Api] = {}
+        linked = self._linked_apis()
         for (_p, name), data in raw["api"].items():
             if ";rev=" in name or data.get("isCurrent") is False:
                 # Another revision answers on `{path};rev={n}` only, as in Azure (not for
@@ -279,6 +284,8 @@ class ServiceConfig:
                     continue
                 path = f"{str(data.get('path') or '').strip('/')};rev={data.get('apiRevision')}"
                 data = {**data, "path": path}
+            if linked is not None and fold_name(name.split(";rev=", 1)[0]) not in linked:
+                continue
             apis[fold_name(name)] = build_api(name, data)
         # Operations: unchanged JSON → the operation compiled before (also by the previous
         # generation of this service: a restore of the same content recompiles nothing).
@@ -335,6 +342,21 @@ class ServiceConfig:
         self.router = Router(list(apis.values()), version_sets)
         self._pipelines = {}
         return t2 - t1
+
+    def _linked_apis(self) -> set[str] | None:
+        """A self-hosted gateway's node serves the APIs linked to its gateway, and none once its
+        token no longer authenticates it (a regenerated key); None: every API."""
+        sh = self.compiling.selfhosted
+        if sh is None:
+            return None
+        entity = next((d for (_p, n), d in self.raw["gateway"].items() if fold_name(n) == sh.name), None)
+        try:
+            verify(sh.name, sh.token, entity or {})
+        except TokenError as exc:
+            log.warning("self-hosted gateway %s: serving nothing: %s", sh.name, exc)
+            return set()
+        prefix = f"gateways/{sh.name}"
+        return {fold_name(n) for (p, n) in self.raw["gatewayApi"] if fold_name(p) == prefix}
 
     def _compile_policy(self, scope: str, xml: str, *, warn: bool = True) -> PolicyDoc | str:
         """The compiled document, or why it cannot be (logged unless `warn` is False)."""
