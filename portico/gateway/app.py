@@ -225,7 +225,8 @@ class Gateway:
             raise _Routed404()
         ctx.api = api
         if svc.diagnostics:
-            applied = svc.diagnostics.get(api.name.lower(), svc.diagnostics[""])
+            # a revision (`id;rev=n`) has its API's diagnostics
+            applied = svc.diagnostics.get(api.name.split(";rev=", 1)[0].lower(), svc.diagnostics[""])
             if applied:
                 ctx.diag = Capture(applied)
         found = api.find_operation(ctx.method, rest, ctx.query_text)
