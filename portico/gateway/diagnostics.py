@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 import orjson
 
@@ -47,17 +48,22 @@ class Message:
     body: int = 0
     hide: frozenset[str] = frozenset()  # dataMasking mode Hide: left out
     mask: frozenset[str] = frozenset()  # dataMasking mode Mask: value replaced
+    hide_query: frozenset[str] = frozenset()  # the same for query parameters (of the URL logged)
+    mask_query: frozenset[str] = frozenset()
 
     @staticmethod
     def of(spec: Any) -> Message:
         if not isinstance(spec, dict):
             return Message()
         masking = (spec.get("dataMasking") or {}).get("headers") or []
+        query = (spec.get("dataMasking") or {}).get("queryParams") or []
         return Message(
             tuple(str(h).lower() for h in spec.get("headers") or []),
             int((spec.get("body") or {}).get("bytes") or 0),
             frozenset(str(m.get("value", "")).lower() for m in masking if m.get("mode") == "Hide"),
             frozenset(str(m.get("value", "")).lower() for m in masking if m.get("mode") != "Hide"),
+            frozenset(str(m.get("value", "")).lower() for m in query if m.get("mode") == "Hide"),
+            frozenset(str(m.get("value", "")).lower() for m in query if m.get("mode") != "Hide"),
         )
 
     def render(self, headers: list[tuple[bytes, bytes]] | None, body: Any, secret: str) -> dict[str, Any]:
@@ -187,12 +193,7 @@ class LogSink:
 def request_record(ctx: Context, d: Diagnostic, secret_header: str, secret_query: str) -> dict[str, Any]:
     r = ctx.response
     api, op, sub = ctx.api, ctx.operation, ctx.subscription
-    q = ctx.query_text
-    if q and secret_query and secret_query in q.lower():
-        q = "&".join(
-            f"{k}={MASK}" if k.lower() == secret_query else f"{k}={v}" if v else k
-            for k, _, v in (p.partition("=") for p in q.split("&"))
-        )
+    q = _masked_query(ctx.query_text, secret_query, d.frontend_request)
     rec: dict[str, Any] = {
         "type": "request",
         "timestamp": datetime.fromtimestamp(ctx.timestamp, UTC).isoformat().replace("+00:00", "Z"),
@@ -236,6 +237,24 @@ def request_record(ctx: Context, d: Diagnostic, secret_header: str, secret_query
         if traces:
             rec["traces"] = traces
     return rec
+
+
+def _masked_query(q: str, secret: str, m: Message) -> str:
+    """The query string logged: the subscription key and dataMasking's Mask parameters as ***,
+    its Hide parameters left out (names compared as sent, case-insensitively)."""
+    if not q:
+        return q
+    low = q.lower()
+    if not (secret and secret in low) and not m.hide_query and not m.mask_query:
+        return q
+    parts = []
+    for p in q.split("&"):
+        k = p.partition("=")[0]
+        name = unquote_plus(k).lower()
+        if name in m.hide_query:
+            continue
+        parts.append(f"{k}={MASK}" if name == secret or name in m.mask_query else p)
+    return "&".join(parts)
 
 
 def log_request(ctx: Context, sink: LogSink) -> None:

@@ -8,7 +8,15 @@ import json
 from pathlib import Path
 from typing import Any
 
-from portico.gateway.diagnostics import Capture, Diagnostic, LogSink, Message, diagnostics_by_api, log_request
+from portico.gateway.diagnostics import (
+    Capture,
+    Diagnostic,
+    LogSink,
+    Message,
+    _masked_query,
+    diagnostics_by_api,
+    log_request,
+)
 from tests.gateway.unit.harness import FakeBackend, request, service
 
 LOGGERS = {"mon": {"loggerType": "azureMonitor"}}
@@ -85,3 +93,16 @@ def test_sampling_and_errors(tmp_path: Path) -> None:
     sink.close()
     lines = [json.loads(x) for x in (tmp_path / svc.name / "mon.jsonl").read_text().splitlines()]
     assert [(x["diagnostic"], x["status"]) for x in lines] == [("azuremonitor", 500)]
+
+
+def test_query_parameters_masked_in_the_url() -> None:
+    m = Message.of(
+        {
+            "dataMasking": {
+                "queryParams": [{"value": "token", "mode": "Mask"}, {"value": "pii", "mode": "Hide"}]
+            }
+        }
+    )
+    q = "a=1&Subscription-Key=s3cret&token=t&pii=p&b"
+    assert _masked_query(q, "subscription-key", m) == "a=1&Subscription-Key=***&token=***&b"
+    assert _masked_query("a=1", "subscription-key", Message()) == "a=1"
