@@ -30,6 +30,7 @@ from portico.gateway.proxy import (
     stream_response,
 )
 from portico.gateway.upstream import Upstream
+from portico.names import fold_name
 from portico.settings import Settings
 from portico.store.db import Database
 
@@ -226,7 +227,7 @@ class Gateway:
         ctx.api = api
         if svc.diagnostics:
             # a revision (`id;rev=n`) has its API's diagnostics
-            applied = svc.diagnostics.get(api.name.split(";rev=", 1)[0].lower(), svc.diagnostics[""])
+            applied = svc.diagnostics.get(fold_name(api.name.split(";rev=", 1)[0]), svc.diagnostics[""])
             if applied:
                 ctx.diag = Capture(applied)
         found = api.find_operation(ctx.method, rest, ctx.query_text)

@@ -27,6 +27,8 @@ from urllib.parse import unquote_plus
 
 import orjson
 
+from portico.names import fold_name
+
 if TYPE_CHECKING:
     from portico.gateway.context import Context
 
@@ -110,8 +112,8 @@ class Diagnostic:
         )
         fe, be = data.get("frontend") or {}, data.get("backend") or {}
         return Diagnostic(
-            name.lower(),
-            str(data.get("loggerId", "")).rsplit("/", 1)[-1].lower(),
+            fold_name(name),
+            fold_name(str(data.get("loggerId", "")).rsplit("/", 1)[-1]),
             pct,
             data.get("alwaysLog") == "allErrors",
             _SEVERITY.get(str(data.get("verbosity") or "information"), 1),
@@ -137,7 +139,7 @@ def diagnostics_by_api(
         if not parent:
             service[d.name] = d
         elif parent.lower().startswith("apis/"):
-            per_api.setdefault(parent.split("/", 1)[1].lower(), {})[d.name] = d
+            per_api.setdefault(fold_name(parent.split("/", 1)[1]), {})[d.name] = d
     out = {"": tuple(service.values())}
     for api, own in per_api.items():
         out[api] = tuple({**service, **own}.values())

@@ -333,7 +333,7 @@ class ServiceConfig:
         self.backends = {fold_name(name): data for (_p, name), data in raw["backend"].items()}
         self.certificates = certificate_table(raw["certificate"], self.name)
         self.backend_tls = {k: backend_tls(b, self.certificates) for k, b in self.backends.items()}
-        self.loggers = {name.lower(): data for (_p, name), data in raw["logger"].items()}
+        self.loggers = {fold_name(name): data for (_p, name), data in raw["logger"].items()}
         self.diagnostics = diagnostics_by_api(raw["diagnostic"], self.loggers)
         docs: dict[str, PolicyDoc | str | None] = {}
         for (parent, _name), data in raw["policy"].items():

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from portico.gateway.outcome import Reject
 from portico.gateway.policies.base import CompileContext, Policy, policy
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
+from portico.names import fold_name
 
 if TYPE_CHECKING:
     from portico.gateway.context import Context
@@ -39,7 +40,7 @@ class LogToEventHub(Policy):
     def run(self, ctx: Context) -> Any:
         assert self.logger is not None
         logger = self.logger.text(ctx)
-        if logger.lower() not in ctx.service.loggers:
+        if fold_name(logger) not in ctx.service.loggers:
             raise Reject(
                 500, f"Logger '{logger[:80]}' was not found.", source=self.tag, reason="LoggerNotFound"
             )
@@ -56,7 +57,7 @@ class LogToEventHub(Policy):
             record["partitionKey"] = self.partition_key.text(ctx)
         if self.partition_id is not None:
             record["partitionId"] = self.partition_id.text(ctx)
-        sink.write(ctx.service.name, logger.lower(), record)
+        sink.write(ctx.service.name, fold_name(logger), record)
         return None
 
 
