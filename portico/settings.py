@@ -127,6 +127,18 @@ class Settings(BaseSettings):
     gateway_analytics: bool = Field(
         default=True, description="Record every gateway request in the usage table (reports API)."
     )
+    gateway_name: str | None = Field(
+        default=None,
+        description="Serve only the APIs of this self-hosted gateway entity (with gateway_token).",
+    )
+    gateway_token: SecretStr | None = Field(
+        default=None, description="A token of the gateway entity's generateToken action."
+    )
+    gateway_log_dir: Path | None = Field(
+        default=None,
+        description="Where loggers write (JSON lines per service and logger; docs/gateway.md, "
+        "Diagnostics); default data_dir/gateway-logs.",
+    )
     gateway_fast_path: bool = Field(
         default=True,
         description="Serve whole small requests whose policies are all synchronous from callbacks "

@@ -63,8 +63,21 @@ def gateway(
         envvar="PORTICO_GATEWAY_WORKERS",
         help="Worker processes sharing the ports (default: one per CPU; 0 = in this process).",
     ),
+    gateway_name: str = typer.Option(
+        None,
+        "--gateway-name",
+        envvar="PORTICO_GATEWAY_NAME",
+        help="Serve only the APIs linked to this self-hosted gateway entity (needs --token).",
+    ),
+    token: str = typer.Option(
+        None,
+        "--token",
+        envvar="PORTICO_GATEWAY_TOKEN",
+        help="A token of the gateway entity's generateToken action (GatewayKey ...).",
+    ),
 ) -> None:
-    """Run a gateway-only node: serves every service of the database, no management API."""
+    """Run a gateway-only node: serves every service of the database (or, with --gateway-name and
+    --token, the APIs of one self-hosted gateway), no management API."""
 
     from portico.gateway.server import serve_with_gateway
     from portico.settings import configure_logging, settings_from_options
@@ -79,12 +92,43 @@ def gateway(
         tls_cert=tls_cert,
         tls_key=tls_key,
         gateway_workers=workers,
+        gateway_name=gateway_name,
+        gateway_token=token,
     )
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     configure_logging(settings)
+    if bool(gateway_name) != bool(token):
+        fail("--gateway-name and --token go together", 2)
+    if gateway_name and token:
+        _check_token(settings, gateway_name, token)
     if not settings.gateway_port and not settings.gateway_https_port:
         fail("both gateway ports are 0: nothing to serve", 2)
     serve_with_gateway(settings, None, console)
+
+
+def _check_token(settings: Any, name: str, token: str) -> None:
+    """Refuse to start (rather than workers failing one after another) with a token that does not
+    authenticate the gateway."""
+    import asyncio
+
+    from portico.gateway.selfhosted import TokenError, resolve
+    from portico.store.db import Database
+
+    async def check() -> str:
+        db = Database(settings.resolved_database_url)
+        await db.start(migrate_schema=False)
+        try:
+            async with db.read() as conn:
+                return (await resolve(conn, name, token)).name
+        except TokenError as exc:
+            return f"error: {exc}"
+        finally:
+            await db.close()
+
+    outcome = asyncio.run(check())
+    if outcome.startswith("error: "):
+        fail(f"gateway '{name}': {outcome.removeprefix('error: ')}", 2)
+    console.print(f"self-hosted gateway '{outcome}': serving the APIs linked to it")
 
 
 @analytics_cli.command("export")

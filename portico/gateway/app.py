@@ -13,6 +13,7 @@ from typing import Any
 from portico.gateway.analytics import UsageForwarder, UsageWriter
 from portico.gateway.config import ConfigStore
 from portico.gateway.context import Context, HeaderMap, Response
+from portico.gateway.diagnostics import Capture, LogSink, log_request
 from portico.gateway.expressions import ExpressionError
 from portico.gateway.jwks import JwksCache
 from portico.gateway.keys import authenticate
@@ -29,6 +30,7 @@ from portico.gateway.proxy import (
     stream_response,
 )
 from portico.gateway.upstream import Upstream
+from portico.names import fold_name
 from portico.settings import Settings
 from portico.store.db import Database
 
@@ -64,6 +66,10 @@ class Gateway:
         self.config = ConfigStore(
             self.db, settings.gateway_domain, settings.gateway_config_poll_seconds, self.counters, self.jwks
         )
+        self.log_sink: LogSink | None = LogSink(
+            settings.gateway_log_dir or settings.data_dir / "gateway-logs"
+        )
+        self.config.compiling.log_sink = self.log_sink
         self.upstream = Upstream(connect_timeout=settings.gateway_connect_timeout)
         self.backend = Forwarder(
             self.upstream, settings.gateway_max_body_bytes, settings.gateway_backend_timeout
@@ -82,7 +88,9 @@ class Gateway:
         self.upstream.start()
         if self.analytics is not None:
             await self.analytics.open()
-        await self.config.start()
+        token = self.settings.gateway_token
+        name = self.settings.gateway_name
+        await self.config.start((name, token.get_secret_value()) if name and token else None)
         self.started = True
 
     async def stop(self) -> None:
@@ -90,6 +98,8 @@ class Gateway:
         if self.analytics is not None:
             await self.analytics.stop()
         await self.upstream.aclose()
+        if self.log_sink is not None:
+            self.log_sink.close()
         if self._own_db:
             await self.db.close()
 
@@ -215,6 +225,11 @@ class Gateway:
         if ctx.scheme not in api.protocols:
             raise _Routed404()
         ctx.api = api
+        if svc.diagnostics:
+            # a revision (`id;rev=n`) has its API's diagnostics
+            applied = svc.diagnostics.get(fold_name(api.name.split(";rev=", 1)[0]), svc.diagnostics[""])
+            if applied:
+                ctx.diag = Capture(applied)
         found = api.find_operation(ctx.method, rest, ctx.query_text)
         preflight = False
         if found is None and ctx.method == "OPTIONS":
@@ -309,6 +324,11 @@ class Gateway:
                 fn(ctx)
             except Exception:  # deferred counters must never fail a finished request
                 log.debug("deferred policy step failed", exc_info=True)
+        if ctx.diag is not None and self.log_sink is not None:
+            try:
+                log_request(ctx, self.log_sink)
+            except Exception:  # never the request's problem
+                log.exception("gateway: the diagnostic log of %s %s failed", ctx.method, ctx.path[:200])
         if self.analytics is not None and ctx.api is not None:
             try:
                 self._record(ctx)

@@ -13,9 +13,10 @@ from portico.gateway.upstream import split_url
 if TYPE_CHECKING:
     from portico.gateway.backend import Backend
     from portico.gateway.config import Product, ServiceConfig, Subscription
+    from portico.gateway.diagnostics import Capture
     from portico.gateway.policies.cache import CacheState
     from portico.gateway.routing import Api, Operation
-    from portico.gateway.upstream import UpstreamResponse
+    from portico.gateway.upstream import BackendTls, UpstreamResponse
 
 
 class HeaderMap:
@@ -268,13 +269,14 @@ class Context:
         "backend_ms",
         "backend_status",
         "backend_suffix",
-        "backend_verify_tls",
+        "backend_tls",
         "bytes_in",
         "bytes_out",
         "cache",
         "client_ip",
         "counted",  # quota-by-key's counters this request incremented; left unset until then
         "deferred",
+        "diag",
         "extra_headers",
         "forward_timeout",
         "host",
@@ -344,7 +346,7 @@ class Context:
         self.variables = Variables()
         self.backend_base = ""
         self.backend_suffix = ""
-        self.backend_verify_tls = True
+        self.backend_tls: BackendTls | None = None  # None: check chain and name, no client certificate
         self.forward_timeout: float | None = None
         self.response: Response | None = None
         self.backend_status: int | None = None
@@ -353,6 +355,7 @@ class Context:
         self.bytes_in = 0
         self.bytes_out = 0
         self.deferred: list[Any] = []
+        self.diag: Capture | None = None  # set when diagnostics apply to the request's API
         self.stopped_by: str | None = None
         self.cache: CacheState | None = None  # set by cache-lookup (portico/gateway/policies/cache.py)
         self.request_body: bytes | None = None  # set-body on the request side replaces the stream

@@ -12,7 +12,14 @@ from portico.gateway.context import Response
 from portico.gateway.http1 import InvalidRequestBody
 from portico.gateway.outcome import Reject
 from portico.gateway.policies.cache import MAX_RESPONSE_BYTES, pending_store
-from portico.gateway.upstream import Upstream, UpstreamError, UpstreamResponse, UpstreamTimeout, split_url
+from portico.gateway.upstream import (
+    BackendTls,
+    Upstream,
+    UpstreamError,
+    UpstreamResponse,
+    UpstreamTimeout,
+    split_url,
+)
 
 if TYPE_CHECKING:
     from portico.gateway.context import Context
@@ -175,6 +182,8 @@ def _answered(ctx: Context, upstream: UpstreamResponse, t0: float) -> None:
     r.raw_headers = [h for h in upstream.headers if h[0] not in RESPONSE_DROP]  # names arrive lower-cased
     r.upstream = upstream
     ctx.response = r
+    if ctx.diag is not None:
+        ctx.diag.backend_response = r.raw_headers
 
 
 class Forwarder:
@@ -191,6 +200,8 @@ class Forwarder:
     async def forward(self, ctx: Context, timeout: float | None) -> None:  # noqa: ASYNC109 - the policy's
         scheme, host, port, target = _target(ctx)
         headers = request_headers(ctx)
+        if ctx.diag is not None:
+            ctx.diag.backend_request = headers
         body: bytes | AsyncIterator[bytes] | None
         length: int | None = None
         if ctx.request_body is not None:
@@ -211,7 +222,7 @@ class Forwarder:
                 headers,
                 body,
                 timeout if timeout is not None else self.default_timeout,
-                verify_tls=ctx.backend_verify_tls,
+                tls=_tls_of(ctx),
                 content_length=length,
             )
         except BodyTooLarge:
@@ -246,6 +257,8 @@ class Forwarder:
         `done(reject)`. Raises Reject (bad backend URL) before anything is sent."""
         scheme, host, port, target = _target(ctx)
         headers = request_headers(ctx)
+        if ctx.diag is not None:
+            ctx.diag.backend_request = headers
         if ctx.response is not None:
             ctx.response.drop_upstream()
         t0 = time.perf_counter()
@@ -268,8 +281,15 @@ class Forwarder:
             ctx.request_body,
             timeout if timeout is not None else self.default_timeout,
             answered,
-            verify_tls=ctx.backend_verify_tls,
+            tls=_tls_of(ctx),
         )
+
+
+def _tls_of(ctx: Context) -> BackendTls | None:
+    cas = ctx.service.backend_cas
+    if cas is None:
+        return ctx.backend_tls
+    return (ctx.backend_tls or BackendTls()).trusting(cas)
 
 
 def error_body(status: int, message: str) -> bytes:

@@ -16,15 +16,14 @@ node's certificate, with one warning per hostname.
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import logging
-import os
 import ssl
-import tempfile
 from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, pkcs12
+
+from portico.gateway.upstream import load_pem_chain
 
 if TYPE_CHECKING:
     from portico.gateway.config import ConfigStore
@@ -118,26 +117,5 @@ class HostCertificates:
             c.public_bytes(Encoding.PEM) for c in (cert, *chain)
         )
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        _load_pem(context, pem)
+        load_pem_chain(context, pem)
         return context
-
-
-def _load_pem(context: ssl.SSLContext, pem: bytes) -> None:
-    """`load_cert_chain` reads only files: give it one that never touches a disk when the kernel
-    allows (memfd), else a private temporary file removed at once."""
-    if hasattr(os, "memfd_create"):
-        fd = os.memfd_create("portico-cert", os.MFD_CLOEXEC)
-        try:
-            os.write(fd, pem)
-            context.load_cert_chain(f"/proc/self/fd/{fd}")
-            return
-        finally:
-            os.close(fd)
-    fd, path = tempfile.mkstemp(prefix="portico-cert-")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-        context.load_cert_chain(path)
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(path)

@@ -470,19 +470,25 @@ async def _content_type(
 async def _backend(
     conn: AsyncConnection, store: int, t: Target, data: dict[str, Any], old: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Client certificates for a backend name certificates of the service; the gateway does not
-    present them yet, so a backend that asks for one is refused rather than stored unused."""
+    """Client certificates for a backend name certificates of the service (by id or thumbprint):
+    the gateway presents the first one to the backend."""
     creds = data.get("credentials") or {}
     for i, ref in enumerate(creds.get("certificateIds") or []):
         await _ref(
             conn, store, ref, "certificates", "certificate", f"properties.credentials.certificateIds[{i}]"
         )
-    if creds.get("certificateIds") or creds.get("certificate"):
-        field = "certificateIds" if creds.get("certificateIds") else "certificate"
-        raise invalid_field(
-            f"properties.credentials.{field}",
-            "client certificates for backends are not supported: the gateway does not present them",
-        )
+    thumbprints = creds.get("certificate") or []
+    if thumbprints:
+        known = {
+            str(row.data.get("thumbprint", "")).upper()
+            for row in await E.list_all(conn, store, "certificate")
+        }
+        for i, thumb in enumerate(thumbprints):
+            if str(thumb).strip().upper() not in known:
+                raise invalid_field(
+                    f"properties.credentials.certificate[{i}]",
+                    f"no certificate of the service has thumbprint '{thumb}'",
+                )
     return data
 
 

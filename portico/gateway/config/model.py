@@ -13,15 +13,19 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from portico.gateway.config.certificates import Certificates, backend_tls, certificate_table, service_cas
+from portico.gateway.diagnostics import Diagnostic, LogSink, diagnostics_by_api
 from portico.gateway.policies.base import CompileContext
 from portico.gateway.policies.pipeline import Pipeline, PolicyDoc, compile_document, compose
 from portico.gateway.policies.xmltree import PolicyDocumentError, inline_fragments, substitute_named_values
 from portico.gateway.routing import Api, Operation, Router, build_api, compile_operation
+from portico.gateway.selfhosted import SelfHosted, TokenError, verify
 from portico.names import fold_name
 
 if TYPE_CHECKING:
     from portico.gateway.jwks import JwksCache
     from portico.gateway.policies.limits import CounterStore
+    from portico.gateway.upstream import BackendTls
 
 log = logging.getLogger("portico.gateway")
 
@@ -29,6 +33,11 @@ ROUTING_KINDS = (
     "api",
     "apiVersionSet",
     "backend",
+    "certificate",
+    "diagnostic",
+    "gateway",
+    "gatewayApi",
+    "logger",
     "namedValue",
     "operation",
     "policy",
@@ -130,9 +139,11 @@ class PolicyCompiling:
     """What compiling policy documents needs from the node, shared by all its services: the
     counters and key sets policies use, and the compiled documents by (service, scope, text)."""
 
-    def __init__(self, counters: CounterStore, jwks: JwksCache) -> None:
+    def __init__(self, counters: CounterStore, jwks: JwksCache, log_sink: LogSink | None = None) -> None:
         self.counters = counters
         self.jwks = jwks
+        self.log_sink = log_sink  # where loggers write (portico/gateway/diagnostics.py); None: nowhere
+        self.selfhosted: SelfHosted | None = None  # a node of one self-hosted gateway (selfhosted.py)
         self.doc_cache: dict[tuple[int, str, str], PolicyDoc] = {}
 
 
@@ -157,6 +168,10 @@ class ServiceConfig:
         self.products: dict[str, Product] = {}
         self.api_products: dict[str, list[Product]] = {}
         self.backends: dict[str, dict[str, Any]] = {}
+        self.certificates = Certificates()
+        self.loggers: dict[str, dict[str, Any]] = {}  # logger id (lower) → its properties
+        self.diagnostics: dict[str, tuple[Diagnostic, ...]] = {}  # see diagnostics_by_api
+        self.backend_tls: dict[str, BackendTls | str | None] = {}  # backend id (lower) → profile or why not
         self.named_values: dict[str, str] = {}
         self.fragments: dict[str, str] = {}  # policy fragment id (lower case) → its document
         self.docs: dict[str, PolicyDoc | str | None] = {}
@@ -178,6 +193,7 @@ class ServiceConfig:
                 hosts.append(hc["hostName"].lower())
         self.proxy_hosts: list[str] = hosts
         self.gateway_disabled = bool(props.get("disableGateway"))
+        self.backend_cas: str | None = service_cas(props)
 
     # --- building ------------------------------------------------------------------------------
     def load_routing(self, rows: Iterable[Sequence[Any]]) -> None:
@@ -197,6 +213,8 @@ class ServiceConfig:
     def adopt_routing(self, other: ServiceConfig) -> None:
         """The routing tables `other` compiled from the same routing rows."""
         self.raw, self.named_values, self.backends = other.raw, other.named_values, other.backends
+        self.certificates, self.backend_tls = other.certificates, other.backend_tls
+        self.loggers, self.diagnostics = other.loggers, other.diagnostics
         self.fragments = other.fragments
         self.apis, self.router, self.products, self.api_products = (
             other.apis,
@@ -257,6 +275,7 @@ class ServiceConfig:
         self.fragments = fragment_docs(raw)
         version_sets = {fold_name(name): data for (_p, name), data in raw["apiVersionSet"].items()}
         apis: dict[str, Api] = {}
+        linked = self._linked_apis()
         for (_p, name), data in raw["api"].items():
             if ";rev=" in name or data.get("isCurrent") is False:
                 # Another revision answers on `{path};rev={n}` only, as in Azure (not for
@@ -265,6 +284,8 @@ class ServiceConfig:
                     continue
                 path = f"{str(data.get('path') or '').strip('/')};rev={data.get('apiRevision')}"
                 data = {**data, "path": path}
+            if linked is not None and fold_name(name.split(";rev=", 1)[0]) not in linked:
+                continue
             apis[fold_name(name)] = build_api(name, data)
         # Operations: unchanged JSON → the operation compiled before (also by the previous
         # generation of this service: a restore of the same content recompiles nothing).
@@ -310,6 +331,10 @@ class ServiceConfig:
         for lst in api_products.values():
             lst.sort(key=lambda p: p.name)
         self.backends = {fold_name(name): data for (_p, name), data in raw["backend"].items()}
+        self.certificates = certificate_table(raw["certificate"], self.name)
+        self.backend_tls = {k: backend_tls(b, self.certificates) for k, b in self.backends.items()}
+        self.loggers = {fold_name(name): data for (_p, name), data in raw["logger"].items()}
+        self.diagnostics = diagnostics_by_api(raw["diagnostic"], self.loggers)
         docs: dict[str, PolicyDoc | str | None] = {}
         for (parent, _name), data in raw["policy"].items():
             docs[fold_name(parent)] = self._compile_policy(parent, str(data.get("value") or ""))
@@ -317,6 +342,21 @@ class ServiceConfig:
         self.router = Router(list(apis.values()), version_sets)
         self._pipelines = {}
         return t2 - t1
+
+    def _linked_apis(self) -> set[str] | None:
+        """A self-hosted gateway's node serves the APIs linked to its gateway, and none once its
+        token no longer authenticates it (a regenerated key); None: every API."""
+        sh = self.compiling.selfhosted
+        if sh is None:
+            return None
+        entity = next((d for (_p, n), d in self.raw["gateway"].items() if fold_name(n) == sh.name), None)
+        try:
+            verify(sh.name, sh.token, entity or {})
+        except TokenError as exc:
+            log.warning("self-hosted gateway %s: serving nothing: %s", sh.name, exc)
+            return set()
+        prefix = f"gateways/{sh.name}"
+        return {fold_name(n) for (p, n) in self.raw["gatewayApi"] if fold_name(p) == prefix}
 
     def _compile_policy(self, scope: str, xml: str, *, warn: bool = True) -> PolicyDoc | str:
         """The compiled document, or why it cannot be (logged unless `warn` is False)."""

@@ -49,6 +49,7 @@ from portico.gateway.config.loader import (
     warm,
 )
 from portico.gateway.config.model import PolicyCompiling, ServiceConfig
+from portico.gateway.selfhosted import resolve
 from portico.store.schema import services, stores
 
 if TYPE_CHECKING:
@@ -80,7 +81,12 @@ class ConfigStore:
         self.staged: dict[int, Staged] = {}  # staging store id → what was read of it so far
         self._no_preload: set[int] = set()  # staging stores whose reading ahead failed
 
-    async def start(self) -> None:
+    async def start(self, selfhosted: tuple[str, str] | None = None) -> None:
+        """`selfhosted`: (gateway name, token) of the one self-hosted gateway this node serves;
+        TokenError when the token does not authenticate it."""
+        if selfhosted is not None:
+            async with self.db.read() as conn:
+                self.compiling.selfhosted = await resolve(conn, *selfhosted)
         await self.poll()
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
@@ -149,6 +155,11 @@ class ConfigStore:
             rows = (await conn.execute(q)).all()
             seen: set[int] = set()
             changed_hosts = False
+            sh = self.compiling.selfhosted
+            if sh is not None:
+                rows = [r for r in rows if r.id == sh.service_id and time.time() < sh.expiry]
+                if not rows and self.services:
+                    log.warning("self-hosted gateway %s: the token expired; serving nothing", sh.name)
             for row in rows:
                 seen.add(row.id)
                 current = self.services.get(row.id)

@@ -21,6 +21,7 @@ from portico.gateway.policies.base import (
     run_list,
     run_now,
 )
+from portico.gateway.policies.certificates import apply_backend_tls
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
 from portico.names import fold_name
 
@@ -164,11 +165,8 @@ class RewriteUri(Policy):
 
 
 def apply_backend_entity(ctx: Context, backend: dict[str, Any]) -> None:
+    """The backend's URL and credentials (its TLS profile: `certificates.apply_backend_tls`)."""
     ctx.backend_base = backend["url"]
-    tls = backend.get("tls") or {}
-    ctx.backend_verify_tls = bool(tls.get("validateCertificateChain", True)) and bool(
-        tls.get("validateCertificateName", True)
-    )
     creds = backend.get("credentials") or {}
     for name, values in (creds.get("header") or {}).items():
         ctx.headers.set(name, [str(v) for v in values])
@@ -218,7 +216,7 @@ class SetBackendService(Policy):
             if not url.lower().startswith(("http://", "https://")):
                 raise ExpressionError(f"base-url '{url[:80]}' is not an absolute http or https URL")
             ctx.backend_base = url
-            ctx.backend_verify_tls = True
+            apply_backend_tls(ctx, None)
             return None
         assert self.backend_id is not None
         bid = self.backend_id.text(ctx)
@@ -230,6 +228,7 @@ class SetBackendService(Policy):
                 source="set-backend-service",
                 reason="BackendNotFound",
             )
+        apply_backend_tls(ctx, bid)
         apply_backend_entity(ctx, backend)
         return None
 

@@ -13,6 +13,18 @@ from __future__ import annotations
 from portico.gateway.upstream._connection import Connection
 from portico.gateway.upstream._errors import UpstreamError, UpstreamTimeout
 from portico.gateway.upstream._pool import Upstream, UpstreamResponse
+from portico.gateway.upstream._tls import BackendTls, ClientCertificate, client_certificate, load_pem_chain
 from portico.gateway.upstream._wire import split_url
 
-__all__ = ["Connection", "Upstream", "UpstreamError", "UpstreamResponse", "UpstreamTimeout", "split_url"]
+__all__ = [
+    "BackendTls",
+    "ClientCertificate",
+    "Connection",
+    "Upstream",
+    "UpstreamError",
+    "UpstreamResponse",
+    "UpstreamTimeout",
+    "client_certificate",
+    "load_pem_chain",
+    "split_url",
+]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from httptools import HttpParserCallbackError, HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from portico.gateway.upstream._errors import Reusable, UpstreamError
+from portico.gateway.upstream._tls import BackendTls
 
 READ_HIGH_WATER = 256 * 1024
 MAX_HEAD_BYTES = 64 * 1024
@@ -71,11 +72,13 @@ class Connection(asyncio.Protocol):
         "idle_since",
         "keep_alive",
         "key",
+        "tls",
         "transport",
     )
 
-    def __init__(self, key: tuple[str, str, int]) -> None:
+    def __init__(self, key: tuple[str, str, int], tls: BackendTls | None = None) -> None:
         self.key = key
+        self.tls = tls  # the TLS profile it was made with: it goes back to that profile's pool
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.idle_since = 0.0

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 
 from portico.gateway.upstream._connection import Connection
 from portico.gateway.upstream._errors import Reusable, UpstreamError, UpstreamTimeout
+from portico.gateway.upstream._tls import BackendTls, client_context
 from portico.gateway.upstream._wire import request_bytes
 
 IDLE_SECONDS = 4.0  # below the usual 5 s keep-alive timeout of servers (uvicorn's default)
@@ -71,23 +72,28 @@ class Upstream:
     def __init__(self, connect_timeout: float = 10.0) -> None:
         self.connect_timeout = connect_timeout
         self._idle: dict[tuple[str, str, int], list[Connection]] = {}
-        self._ssl_default: ssl.SSLContext | None = None
-        self._ssl_insecure: ssl.SSLContext | None = None
+        # pools of connections made with another TLS profile than the default (see _tls.py)
+        self._idle_tls: dict[BackendTls, dict[tuple[str, str, int], list[Connection]]] = {}
+        self._contexts: dict[BackendTls | None, ssl.SSLContext] = {}
         self._sweeper: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()  # connects of request_nowait (the loop holds weak refs)
         self.opened = 0
 
-    def _ssl(self, verify: bool) -> ssl.SSLContext:
-        if verify:
-            if self._ssl_default is None:
-                self._ssl_default = ssl.create_default_context()
-            return self._ssl_default
-        if self._ssl_insecure is None:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            self._ssl_insecure = ctx
-        return self._ssl_insecure
+    def _ssl(self, tls: BackendTls | None) -> ssl.SSLContext:
+        ctx = self._contexts.get(tls)
+        if ctx is None:
+            if len(self._contexts) >= 256:  # profiles of certificates since replaced
+                self._contexts.clear()
+            ctx = self._contexts[tls] = client_context(tls)
+        return ctx
+
+    def _idle_of(self, tls: BackendTls | None) -> dict[tuple[str, str, int], list[Connection]]:
+        if tls is None:
+            return self._idle
+        idle = self._idle_tls.get(tls)
+        if idle is None:
+            idle = self._idle_tls[tls] = {}
+        return idle
 
     def start(self) -> None:
         if self._sweeper is None:
@@ -101,24 +107,29 @@ class Upstream:
             self._sweeper = None
         for task in list(self._tasks):
             task.cancel()
-        for conns in self._idle.values():
-            for c in conns:
-                c.close()
+        for pools in [self._idle, *self._idle_tls.values()]:
+            for conns in pools.values():
+                for c in conns:
+                    c.close()
         self._idle.clear()
+        self._idle_tls.clear()
 
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(1.0)
             cutoff = time.monotonic() - IDLE_SECONDS
-            for key, conns in list(self._idle.items()):
-                keep = [c for c in conns if not c.closed and c.idle_since > cutoff]
-                for c in conns:
-                    if c not in keep:
-                        c.close()
-                if keep:
-                    self._idle[key] = keep
-                else:
-                    del self._idle[key]
+            for tls, pools in [(None, self._idle), *self._idle_tls.items()]:
+                for key, conns in list(pools.items()):
+                    keep = [c for c in conns if not c.closed and c.idle_since > cutoff]
+                    for c in conns:
+                        if c not in keep:
+                            c.close()
+                    if keep:
+                        pools[key] = keep
+                    else:
+                        del pools[key]
+                if tls is not None and not pools:
+                    del self._idle_tls[tls]
 
     def release(self, conn: Connection) -> None:
         if conn.closed or not conn.keep_alive or not conn.body_done:
@@ -126,7 +137,7 @@ class Upstream:
             return
         conn.reset()
         conn.idle_since = time.monotonic()
-        idle = self._idle.setdefault(conn.key, [])
+        idle = self._idle_of(conn.tls).setdefault(conn.key, [])
         if len(idle) >= MAX_IDLE_PER_HOST:
             conn.close()
             return
@@ -137,8 +148,8 @@ class Upstream:
         conn.body_done = True
         self.release(conn)
 
-    def _pooled(self, key: tuple[str, str, int]) -> Connection | None:
-        idle = self._idle.get(key)
+    def _pooled(self, key: tuple[str, str, int], tls: BackendTls | None) -> Connection | None:
+        idle = (self._idle if tls is None else self._idle_of(tls)).get(key)
         cutoff = time.monotonic() - IDLE_SECONDS
         while idle:
             c = idle.pop()
@@ -148,15 +159,15 @@ class Upstream:
         return None
 
     async def _connect(
-        self, key: tuple[str, str, int], verify_tls: bool, server_hostname: str | None
+        self, key: tuple[str, str, int], tls: BackendTls | None, server_hostname: str | None
     ) -> Connection:
         scheme, host, port = key
         loop = asyncio.get_running_loop()
-        ssl_ctx = self._ssl(verify_tls) if scheme == "https" else None
+        ssl_ctx = self._ssl(tls) if scheme == "https" else None
         try:
             _t, conn = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: Connection(key),
+                    lambda: Connection(key, tls),
                     host,
                     port,
                     ssl=ssl_ctx,
@@ -190,7 +201,7 @@ class Upstream:
         body: bytes | AsyncIterator[bytes] | None,
         timeout: float,  # noqa: ASYNC109 - a deadline for the response head, not for the whole call
         *,
-        verify_tls: bool = True,
+        tls: BackendTls | None = None,
         content_length: int | None = None,
     ) -> UpstreamResponse:
         """Send one request; returns once the response head arrived (body streams after)."""
@@ -198,9 +209,9 @@ class Upstream:
         deadline = time.monotonic() + timeout
         replayable = not isinstance(body, AsyncIterator)
         for attempt in (0, 1):
-            conn = self._pooled(key) if attempt == 0 else None
+            conn = self._pooled(key, tls) if attempt == 0 else None
             if conn is None:
-                conn = await self._connect(key, verify_tls, None)
+                conn = await self._connect(key, tls, None)
             try:
                 await self._send(
                     conn, method, host, port, scheme, target, headers, body, content_length, deadline
@@ -294,14 +305,14 @@ class Upstream:
         timeout: float,
         done: Callable[[UpstreamResponse | None, BaseException | None], None],
         *,
-        verify_tls: bool = True,
+        tls: BackendTls | None = None,
     ) -> None:
         """`request` without a task or future: `done(response, None)` runs once the response head
         arrived (with the body too when it came in the same read: `ready_body()`), or
         `done(None, error)` once it cannot (UpstreamError / UpstreamTimeout). `done` is never
         called before this returns."""
         _CallbackRequest(
-            self, method, (scheme, host, port), target, headers, body, timeout, verify_tls, done
+            self, method, (scheme, host, port), target, headers, body, timeout, tls, done
         ).start()
 
 
@@ -322,7 +333,7 @@ class _CallbackRequest:
         "pooled",
         "target",
         "timer",
-        "verify_tls",
+        "tls",
     )
 
     def __init__(
@@ -334,7 +345,7 @@ class _CallbackRequest:
         headers: list[tuple[bytes, bytes]],
         body: bytes | None,
         timeout: float,
-        verify_tls: bool,
+        tls: BackendTls | None,
         done: Callable[[UpstreamResponse | None, BaseException | None], None],
     ) -> None:
         self.pool = pool
@@ -344,7 +355,7 @@ class _CallbackRequest:
         self.headers = headers
         self.body = body
         self.deadline = time.monotonic() + timeout
-        self.verify_tls = verify_tls
+        self.tls = tls
         self.done = done
         self.conn: Connection | None = None
         self.pooled = False
@@ -353,7 +364,7 @@ class _CallbackRequest:
     def start(self) -> None:
         loop = asyncio.get_running_loop()
         self.timer = loop.call_at(loop.time() + (self.deadline - time.monotonic()), self._expired)
-        conn = self.pool._pooled(self.key)
+        conn = self.pool._pooled(self.key, self.tls)
         if conn is None:
             self._connect_later()
             return
@@ -371,7 +382,7 @@ class _CallbackRequest:
 
     async def _connect(self) -> None:
         try:
-            conn = await self.pool._connect(self.key, self.verify_tls, None)
+            conn = await self.pool._connect(self.key, self.tls, None)
         except UpstreamError as exc:
             self._finish(None, exc)
             return

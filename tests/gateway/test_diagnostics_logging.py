@@ -1,0 +1,126 @@
+"""Loggers and diagnostics applied by the gateway, configured through the Azure SDK: a service
+diagnostic logging every request (headers named, bodies, secrets masked), an API diagnostic that
+replaces it with errors only, `trace` messages filtered by verbosity, and `log-to-eventhub` writing
+to its logger — all read back from the JSON-lines files of the local sink."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.mgmt.apimanagement import models as M
+
+from tests.gateway.conftest import RG, GatewayEnv, eventually
+
+pytestmark = pytest.mark.slow
+
+
+def _lines(gw: GatewayEnv, logger: str) -> list[dict[str, Any]]:
+    path = Path(gw.server.data_dir) / "gateway-logs" / gw.service / f"{logger}.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _diagnostic(**kw: Any) -> M.DiagnosticContract:
+    return M.DiagnosticContract(logger_id="/loggers/monitor", **kw)
+
+
+def test_diagnostics_write_to_their_logger(gw: GatewayEnv, backend: str) -> None:
+    c = gw.client
+    c.logger.create_or_update(RG, gw.service, "monitor", M.LoggerContract(logger_type="azureMonitor"))
+    c.logger.create_or_update(
+        RG,
+        gw.service,
+        "hub",
+        M.LoggerContract(
+            logger_type="azureEventHub",
+            credentials={"name": "h", "connectionString": "Endpoint=sb://x/;SharedAccessKey=s"},
+        ),
+    )
+    message = M.HttpMessageDiagnostic(
+        headers=["X-Trace", "Ocp-Apim-Subscription-Key", "Authorization", "Content-Type"],
+        body=M.BodyDiagnosticSettings(bytes=5),
+    )
+    c.diagnostic.create_or_update(
+        RG,
+        gw.service,
+        "azuremonitor",
+        _diagnostic(
+            sampling=M.SamplingSettings(sampling_type="fixed", percentage=100),
+            verbosity="information",
+            frontend=M.PipelineDiagnosticSettings(request=message, response=message),
+            backend=M.PipelineDiagnosticSettings(request=message, response=message),
+        ),
+    )
+    gw.api("logged", "logged", backend)
+    gw.api("quiet", "quiet", backend)
+    c.api_diagnostic.create_or_update(
+        RG,
+        gw.service,
+        "quiet",
+        "azuremonitor",
+        _diagnostic(sampling=M.SamplingSettings(percentage=0), always_log="allErrors"),
+    )
+    gw.policy(
+        "<policies><inbound><base/>"
+        '<trace source="t" severity="information"><message>@("hello " + context.Request.Method)</message>'
+        '<metadata name="who" value="me"/></trace>'
+        '<trace source="t" severity="verbose"><message>too chatty</message></trace>'
+        '<log-to-eventhub logger-id="hub" partition-key="k">@("event " + context.Request.Url.Path)</log-to-eventhub>'
+        "</inbound></policies>",
+        api="logged",
+    )
+    key = gw.subscription("diag-sub", "/apis")
+
+    def logged() -> dict[str, Any]:
+        r = gw.call(
+            "POST",
+            "/logged/x?subscription-key=" + key,
+            headers={"X-Trace": "abc", "Authorization": "Bearer tok"},
+            content=b"0123456789",
+        )
+        assert r.status_code == 200, r.text
+        lines = [line for line in _lines(gw, "monitor") if line.get("api") == "logged"]
+        assert lines
+        return lines[-1]
+
+    rec = eventually(logged, timeout=3)
+    assert rec["type"] == "request" and rec["status"] == 200 and rec["method"] == "POST"
+    assert key not in json.dumps(rec) and "tok" not in json.dumps(rec)
+    assert "subscription-key=***" in rec["url"]
+    fe_req = rec["frontend"]["request"]
+    assert fe_req["headers"]["x-trace"] == "abc" and fe_req["headers"]["authorization"] == "***"
+    assert fe_req["body"] == "01234"
+    assert "x-trace" in rec["backend"]["request"]["headers"]  # forwarded to the backend
+    assert rec["backend"]["response"]["headers"]["content-type"].startswith("application/json")
+    assert rec["frontend"]["response"]["headers"]["content-type"].startswith("application/json")
+    assert rec["traces"] == [
+        {"source": "t", "severity": "information", "message": "hello POST", "metadata": {"who": "me"}}
+    ]
+    events = _lines(gw, "hub")
+    assert events and events[-1]["message"] == "event /logged/x" and events[-1]["partitionKey"] == "k"
+
+    # the API's own diagnostic: nothing sampled, errors always
+    assert gw.get("/quiet/x", key=key).status_code == 200
+    assert gw.get("/quiet/status/503", key=key).status_code == 503
+    quiet = [line for line in _lines(gw, "monitor") if line.get("api") == "quiet"]
+    assert [line["status"] for line in quiet] == [503]
+    assert "frontend" not in quiet[0]  # this diagnostic names no headers or bodies
+
+
+def test_log_to_eventhub_naming_a_missing_logger_fails_the_request(gw: GatewayEnv, backend: str) -> None:
+    gw.api("nolog", "nolog", backend)
+    gw.policy(
+        '<policies><inbound><log-to-eventhub logger-id="ghost">x</log-to-eventhub></inbound></policies>',
+        api="nolog",
+    )
+    key = gw.subscription("nolog-sub", "/apis")
+
+    def refused() -> None:
+        r = gw.get("/nolog/x", key=key)
+        assert r.status_code == 500 and "ghost" in r.text, r.text
+
+    eventually(refused, timeout=3)

@@ -1,0 +1,108 @@
+"""Diagnostics without a server: which diagnostics apply to an API, what a message logs (headers
+named, secrets masked, dataMasking, body bytes), and which requests are written (sampling,
+alwaysLog) to the sink."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from portico.gateway.diagnostics import (
+    Capture,
+    Diagnostic,
+    LogSink,
+    Message,
+    _masked_query,
+    diagnostics_by_api,
+    log_request,
+)
+from tests.gateway.unit.harness import FakeBackend, request, service
+
+LOGGERS = {"mon": {"loggerType": "azureMonitor"}}
+
+
+def _diag(**kw: Any) -> dict[str, Any]:
+    return {"loggerId": "/loggers/mon", **kw}
+
+
+def test_api_diagnostics_replace_the_services_of_the_same_id() -> None:
+    raw = {
+        ("", "azuremonitor"): _diag(sampling={"samplingType": "fixed", "percentage": 50}),
+        ("", "applicationinsights"): _diag(),
+        ("apis/echo", "azuremonitor"): _diag(sampling={"percentage": 0}),
+        ("", "orphan"): {"loggerId": "/loggers/gone"},  # its logger is gone: logs nothing
+    }
+    by_api = diagnostics_by_api(raw, LOGGERS)
+    assert sorted((d.name, d.sampling) for d in by_api[""]) == [
+        ("applicationinsights", 100),
+        ("azuremonitor", 50),
+    ]
+    assert sorted((d.name, d.sampling) for d in by_api["echo"]) == [
+        ("applicationinsights", 100),
+        ("azuremonitor", 0),
+    ]
+    assert diagnostics_by_api({}, LOGGERS) == {}
+
+
+def test_messages_mask_secrets() -> None:
+    m = Message.of(
+        {
+            "headers": ["X-A", "Authorization", "Cookie", "My-Key", "X-Hidden", "X-Masked"],
+            "body": {"bytes": 3},
+            "dataMasking": {
+                "headers": [{"value": "X-Hidden", "mode": "Hide"}, {"value": "X-Masked", "mode": "Mask"}]
+            },
+        }
+    )
+    headers = [
+        (b"x-a", b"1"),
+        (b"X-A", b"2"),
+        (b"authorization", b"Bearer t"),
+        (b"cookie", b"c"),
+        (b"my-key", b"k"),
+        (b"x-hidden", b"h"),
+        (b"x-masked", b"m"),
+        (b"x-other", b"o"),
+    ]
+    out = m.render(headers, b"abcdef", "my-key")
+    assert out == {
+        "headers": {
+            "x-a": "1, 2",
+            "authorization": "***",
+            "cookie": "***",
+            "my-key": "***",
+            "x-masked": "***",
+        },
+        "body": "abc",
+    }
+    assert m.render(None, object(), "")["bodyNotCaptured"] == "streamed"
+
+
+def test_sampling_and_errors(tmp_path: Path) -> None:
+    svc, be = service(), FakeBackend()
+    sink = LogSink(tmp_path)
+    never = Diagnostic.of("azuremonitor", _diag(sampling={"percentage": 0}, alwaysLog="allErrors"))
+    quiet = Diagnostic.of("other", _diag(sampling={"percentage": 0}))
+    for status in (200, 500):
+        be.status = status
+        ctx = request(svc, be)
+        ctx.diag = Capture((never, quiet))
+        ctx.backend.forward_nowait(ctx, None, lambda _r: None)
+        log_request(ctx, sink)
+    sink.close()
+    lines = [json.loads(x) for x in (tmp_path / svc.name / "mon.jsonl").read_text().splitlines()]
+    assert [(x["diagnostic"], x["status"]) for x in lines] == [("azuremonitor", 500)]
+
+
+def test_query_parameters_masked_in_the_url() -> None:
+    m = Message.of(
+        {
+            "dataMasking": {
+                "queryParams": [{"value": "token", "mode": "Mask"}, {"value": "pii", "mode": "Hide"}]
+            }
+        }
+    )
+    q = "a=1&Subscription-Key=s3cret&token=t&pii=p&b"
+    assert _masked_query(q, "subscription-key", m) == "a=1&Subscription-Key=***&token=***&b"
+    assert _masked_query("a=1", "subscription-key", Message()) == "a=1"
