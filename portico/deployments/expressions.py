@@ -7,6 +7,7 @@ access (`.name`) and indexing (`[expr]`). There are no operators: everything is 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,7 @@ def unescape(value: str) -> str:
     return value[1:] if value.startswith("[[") else value
 
 
+@functools.lru_cache(maxsize=4096)  # copy loops evaluate the same expressions many times
 def parse(text: str) -> Node:
     """Parse the inside of one expression string (with its outer brackets)."""
     if len(text) > MAX_EXPRESSION_LENGTH:

@@ -101,6 +101,7 @@ class Deployment:
         self.values: dict[tuple[str, ...], Any] = {}  # fetched by the runner: references, list*()
         self.deployed: dict[str, Any] = {}  # resource key -> its state after deployment
         self.symbols: dict[str, str] = {}  # symbolic or full name (lower) -> resource key
+        self._planned_keys: set[str] = set()
         self._copy: dict[str, int] = {}
         self._current_loop: str | None = None
         self._variables: dict[str, Any] = {}
@@ -507,8 +508,9 @@ class Deployment:
         )
         if parent is not None:
             item.depends_on.add(parent.key)
-        if any(p.key == item.key for p in out):
+        if item.key in self._planned_keys:
             raise TemplateError(f"The resource '{rid}' is defined more than once in the template.", where)
+        self._planned_keys.add(item.key)
         out.append(item)
         if symbol:
             self.symbols[symbol.lower()] = item.key

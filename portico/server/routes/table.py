@@ -55,18 +55,33 @@ class Route:
 
 
 class RouteTable:
-    """Routes indexed by their first literal segment, tried in declaration order."""
+    """Routes indexed by their first literal segment and the path lengths they can match, tried in
+    declaration order."""
 
     def __init__(self, routes: list[Route]) -> None:
         self.routes = list(routes)
         self._by_head: dict[str, list[Route]] = {}
         for r in self.routes:
             self._by_head.setdefault(r.parts[0] if r.parts else "", []).append(r)
+        self._candidates: dict[tuple[str, int], tuple[Route, ...]] = {}
+
+    def _for(self, head: str, length: int) -> tuple[Route, ...]:
+        key = (head, length)
+        found = self._candidates.get(key)
+        if found is None:
+            found = tuple(
+                r
+                for r in self._by_head.get(head, ())
+                if len(r.parts) == length or (r.rest is not None and len(r.parts) < length)
+            )
+            if len(self._candidates) < 4096:  # path lengths are few; bounded all the same
+                self._candidates[key] = found
+        return found
 
     def match(self, segments: list[str]) -> tuple[Route, dict[str, str]] | None:
         lowered = [s.lower() for s in segments]
         head = lowered[0] if lowered else ""
-        for route in self._by_head.get(head, ()):
+        for route in self._for(head, len(segments)):
             params = route.match(segments, lowered)
             if params is not None:
                 return route, params
