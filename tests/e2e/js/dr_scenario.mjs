@@ -309,18 +309,16 @@ await step("product with the API and a group", async () => {
   return "gold: orders, partners";
 });
 
-await step("product apiLinks/groupLinks (2023-03-01-preview on): refused by Portico with 404", async () => {
-  // Portico keeps a product's APIs and groups as products/{id}/apis|groups only; the newer link
-  // resources must be refused, never accepted and dropped.
-  const calls = [
-    ["apiLinks", () => client.productApiLink.createOrUpdate(rg, primary, "gold", "orders-link", { apiId: `${svcId(primary)}/apis/orders` })],
-    ["groupLinks", () => client.productGroupLink.createOrUpdate(rg, primary, "gold", "partners-link", { groupId: `${svcId(primary)}/groups/partners` })],
-  ];
-  for (const [segment, call] of calls) {
-    const err = await failure(call());
-    check(err.statusCode === 404 && err.message.includes(`/products/gold/${segment}/`), `${err.statusCode} ${err.message}`);
-  }
-  return "404 naming the path";
+await step("product apiLinks/groupLinks (2023-03-01-preview on): named after their target", async () => {
+  // Portico keeps a link under its target's name; another link id is refused with a 400 naming the
+  // rule, never accepted and dropped.
+  const api = await client.productApiLink.createOrUpdate(rg, primary, "gold", "orders", { apiId: `${svcId(primary)}/apis/orders` });
+  check(api.apiId.toLowerCase().endsWith("/apis/orders"), `apiLink ${JSON.stringify(api)}`);
+  const group = await client.productGroupLink.createOrUpdate(rg, primary, "gold", "partners", { groupId: `${svcId(primary)}/groups/partners` });
+  check(group.groupId.toLowerCase().endsWith("/groups/partners"), `groupLink ${JSON.stringify(group)}`);
+  const err = await failure(client.productApiLink.createOrUpdate(rg, primary, "gold", "orders-link", { apiId: `${svcId(primary)}/apis/orders` }));
+  check(err.statusCode === 400 && err.message.includes("orders"), `${err.statusCode} ${err.message}`);
+  return "links under their target's name; another id refused with 400";
 });
 
 await step("user", async () => {
