@@ -310,6 +310,9 @@ def test_backup_is_a_point_in_time_snapshot(region_a: PorticoServer, storage: An
     t = threading.Thread(target=writer)
     t.start()
     time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while not written and time.monotonic() < deadline:  # a loaded machine: let the writer land one write
+        time.sleep(0.05)
     name = uniq("pit-")
     r = rest.call(
         "POST",
