@@ -59,6 +59,7 @@ TYPE_KINDS: dict[str, frozenset[str]] = {
     "issues": frozenset({"issue", "issueComment", "issueAttachment"}),
     "tagDescriptions": frozenset({"tagDescription"}),
     "wikis": frozenset({"wiki"}),
+    "resolvers": frozenset({"resolver"}),
 }
 RUNTIME_TYPES = ("users", "subscriptions", "groupUsers")
 

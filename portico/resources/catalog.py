@@ -214,6 +214,14 @@ API_CHILDREN = (
         "tagDescription", "tagDescriptions", "apis/tagDescriptions", p.TagDescriptionProps, {"id_max": 80}
     ),
     _wiki("apis/wikis"),
+    KindSpec(
+        "resolver",
+        "resolvers",
+        "apis/resolvers",
+        c.ResolverProps,
+        {"id_max": 80},
+        (_policy("apis/resolvers/policies"),),
+    ),
 )
 PRODUCT_CHILDREN = (_wiki("products/wikis"),)
 

@@ -492,6 +492,22 @@ async def _backend(
     return data
 
 
+async def _resolver(
+    conn: AsyncConnection, store: int, t: Target, data: dict[str, Any], old: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Resolvers exist only on GraphQL APIs, as Azure refuses them on others."""
+    api = await E.get(conn, store, "api", "", t.parent.split("/")[1])
+    api_type = str((api.data if api else {}).get("type") or "http")
+    if api_type != "graphql":
+        raise ArmError(
+            400,
+            "ValidationError",
+            f"Resolvers can only be added to GraphQL APIs; API '{t.parent.split('/')[1]}' is of type "
+            f"'{api_type}'.",
+        )
+    return data
+
+
 NORMALIZERS: dict[str, Hook] = {
     "backend": _backend,
     "logger": _logger,
@@ -525,6 +541,7 @@ NORMALIZERS: dict[str, Hook] = {
     "policyRestriction": _policy_restriction,
     "portalConfig": _portal_config,
     "portalRevision": _portal_revision,
+    "resolver": _resolver,
 }
 
 

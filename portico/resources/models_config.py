@@ -1,12 +1,13 @@
 """Request models of the service's configuration kinds beyond APIs and products (2024-05-01):
 loggers, diagnostics, certificates, sign-in providers, caches, policy fragments, global schemas,
-self-hosted gateways, policy restrictions and documentations.
+self-hosted gateways, policy restrictions, documentations and GraphQL resolvers.
 
 Wire (camelCase) names; read-only properties are not declared (so they are ignored on input).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import Field, StringConstraints, field_validator
@@ -192,3 +193,18 @@ class PolicyRestrictionProps(Props):
 class DocumentationProps(Props):
     title: str | None = None
     content: str | None = None
+
+
+class ResolverProps(Props):
+    """A GraphQL resolver: which field of which type (`Query/users`) it resolves."""
+
+    displayName: Annotated[str, StringConstraints(min_length=1, max_length=300)]
+    path: str = Field(min_length=1, max_length=300)
+    description: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _type_field(cls, v: str) -> str:
+        if not re.fullmatch(r"[_A-Za-z][_0-9A-Za-z]*/[_A-Za-z][_0-9A-Za-z]*", v):
+            raise ValueError("must be a GraphQL type and field as 'Type/field', e.g. 'Query/users'")
+        return v

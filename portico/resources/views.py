@@ -1,6 +1,6 @@
 """Read-only collections Azure computes from a service's entities or from the platform: all
 policies, policy descriptions, issues of every API, tag resources, entities by tag, a user's
-groups/subscriptions/identities, a product's subscriptions, regions, SKUs, network status,
+groups/subscriptions/identities, a product's subscriptions, an API's products, regions, SKUs, network status,
 outbound dependencies, private link resources; and a few service-level answers (SSO tokens,
 domain ownership identifier, user tokens)."""
 
@@ -195,6 +195,17 @@ async def subscriptions_where(eng: EntityEngine, field: str, ref: str) -> list[d
         for r in await E.list_children(eng.conn, eng.store, "subscription", "")
         if str(r.data.get(field, "")).lower() == ref.lower()
     ]
+
+
+async def api_products(eng: EntityEngine, api: str) -> list[dict[str, Any]]:
+    """The products that include the API, ordered by name as Azure lists them."""
+    out = []
+    for parent, _name in sorted(await E.names_by_kind(eng.conn, eng.store, "productApi", api)):
+        product = parent.split("/")[1]
+        row = await E.get(eng.conn, eng.store, "product", "", product)
+        if row is not None:
+            out.append(eng.render(K.PRODUCT, "", product, row.data))
+    return out
 
 
 async def require(eng: EntityEngine, kind: str, name: str) -> str:

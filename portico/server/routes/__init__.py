@@ -131,6 +131,7 @@ ROUTES = RouteTable(
         Route(_SVC + "/apisByTags", _V.apis_by_tags),
         Route(_SVC + "/productsByTags", _V.products_by_tags),
         Route(_SVC + "/apis/{apiId}/operationsByTags", _V.operations_by_tags),
+        Route(_SVC + "/apis/{apiId}/products", _V.api_products),
         Route(_SVC + "/users/{userId}/groups", _V.user_groups),
         Route(_SVC + "/users/{userId}/identities", _V.user_identities),
         Route(_SVC + "/users/{userId}/subscriptions", _V.user_subscriptions),

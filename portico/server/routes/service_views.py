@@ -1,6 +1,6 @@
 """Read-only collections and service-level actions beside the stored entities (see
 `portico/resources/views.py`): all policies, policy descriptions, issues, tag resources, entities by
-tag, a user's groups/subscriptions/identities/tokens, a product's subscriptions, quotas, regions,
+tag, a user's groups/subscriptions/identities/tokens, a product's subscriptions, an API's products, quotas, regions,
 SKUs, network status, private endpoints, and the service's SSO/ownership/network actions."""
 
 from __future__ import annotations
@@ -95,6 +95,13 @@ async def operations_by_tags(call: Call) -> Response:
         return await V.by_tags(eng, "operations", f"apis/{api}")
 
     return await _list(call, "apis/operationsByTags", lister)
+
+
+async def api_products(call: Call) -> Response:
+    async def lister(eng: EntityEngine) -> list[dict[str, Any]]:
+        return await V.api_products(eng, await V.require(eng, "api", call.params["apiId"]))
+
+    return await _list(call, "apis/products", lister)
 
 
 async def user_groups(call: Call) -> Response:
