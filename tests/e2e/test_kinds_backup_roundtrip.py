@@ -84,6 +84,12 @@ ENTITIES: list[tuple[str, dict[str, Any]]] = [
     ("apis/echo/tagDescriptions/t1", {"description": "tagged"}),
     ("apis/echo/wikis/default", {"documents": [{"documentationId": "d1"}]}),
     ("products/starter/wikis/default", {"documents": []}),
+    ("apis/gql", {"path": "gql", "displayName": "G", "serviceUrl": "https://g.example", "type": "graphql"}),
+    ("apis/gql/resolvers/users", {"displayName": "Users", "path": "Query/users", "description": "d"}),
+    (
+        "apis/gql/resolvers/users/policies/policy",
+        {"format": "rawxml", "value": "<policies><inbound><base /></inbound></policies>"},
+    ),
 ]
 COLLECTIONS = sorted(
     {path.rsplit("/", 1)[0] for path, _ in ENTITIES}
