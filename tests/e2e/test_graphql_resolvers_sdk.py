@@ -90,6 +90,15 @@ def test_resolver_crud_paging_and_policy(env: Env, svc: str) -> None:
             rg, svc, "gql", "r0", "policy", M.PolicyContract(value="<policies><inbound>", format="rawxml")
         )
     assert exc.value.status_code == 400
+    # Data sources are not run by the gateway: refused rather than stored unused.
+    data_source = (
+        "<http-data-source><http-request><set-method>GET</set-method></http-request></http-data-source>"
+    )
+    with pytest.raises(HttpResponseError) as exc:
+        c.graph_ql_api_resolver_policy.create_or_update(
+            rg, svc, "gql", "r0", "policy", M.PolicyContract(value=data_source, format="rawxml")
+        )
+    assert exc.value.status_code == 400 and "http-data-source" in str(exc.value.message)
     with pytest.raises(ResourceNotFoundError):
         c.graph_ql_api_resolver_policy.create_or_update(
             rg, svc, "gql", "nosuch", "policy", M.PolicyContract(value=POLICY, format="rawxml")
