@@ -1,8 +1,8 @@
 """Read-only collections Azure computes from a service's entities or from the platform: all
 policies, policy descriptions, issues of every API, tag resources, entities by tag, a user's
-groups/subscriptions/identities, a product's subscriptions, an API's products, regions, SKUs, network status,
-outbound dependencies, private link resources; and a few service-level answers (SSO tokens,
-domain ownership identifier, user tokens)."""
+groups/subscriptions/identities, a product's subscriptions, an API's products, regions, SKUs,
+network status, outbound dependencies, private link resources; and a few service-level answers
+(SSO tokens, domain ownership identifier, user tokens)."""
 
 from __future__ import annotations
 
