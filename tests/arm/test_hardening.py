@@ -88,3 +88,13 @@ async def test_nesting_within_the_limit_is_accepted(node: InProc, rg: str, svc: 
         },
     )
     assert r.status_code in (200, 201), r.text
+
+
+async def test_workspaces_are_refused_naming_the_feature(node: InProc, rg: str, svc: str) -> None:
+    base = node.svc_path(rg, svc)
+    listed = await node.get(f"{base}/workspaces")
+    assert listed.status_code == 200 and listed.json()["value"] == []
+    assert_arm_error(await node.get(f"{base}/workspaces/team-a"), 404, "ResourceNotFound")
+    for path in ("workspaces/team-a", "workspaces/team-a/apis/echo"):
+        r = await node.put(f"{base}/{path}", {"properties": {"displayName": "Team A"}})
+        assert "Workspaces are not supported" in assert_arm_error(r, 400, "FeatureNotSupported")["message"]

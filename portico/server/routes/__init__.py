@@ -122,6 +122,8 @@ ROUTES = RouteTable(
         ),
         Route(_SUB + "/providers/Microsoft.ApiManagement/getDomainOwnershipIdentifier", _V.domain_ownership),
         Route(_SVC + "/allPolicies", _V.all_policies),
+        Route(_SVC + "/workspaces", _V.workspaces),
+        Route(_SVC + "/workspaces/{path*}", _V.workspaces),
         Route(_SVC + "/workspaceLinks", _V.workspace_links),
         Route(_SVC + "/workspaceLinks/{workspaceId}", _V.workspace_links),
         Route(_SVC + "/policyDescriptions", _V.policy_descriptions),

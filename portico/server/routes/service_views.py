@@ -399,6 +399,23 @@ async def workspace_links(call: Call) -> Response:
     raise ArmError(404, "ResourceNotFound", f"Workspace link '{workspace[:80]}' was not found.")
 
 
+async def workspaces(call: Call) -> Response:
+    """Workspaces (`.../service/{name}/workspaces/...`) are not supported: none exist, and a write is a
+    400 naming the feature rather than a 404 that reads like a missing item."""
+    rest = call.params.get("path", "")
+    if call.method in ("PUT", "PATCH", "POST", "DELETE"):
+        raise ArmError(
+            400,
+            "FeatureNotSupported",
+            "Workspaces are not supported by Portico (API Management backups do not carry them either); "
+            "manage the service's APIs, products and other entities at service level.",
+        )
+    await _svc_read(call, "workspaces")
+    if not rest:
+        return json_response({"value": [], "count": 0})
+    raise ArmError(404, "ResourceNotFound", f"Workspace '{rest.split('/')[0][:80]}' was not found.")
+
+
 async def standalone_gateways(call: Call) -> Response:
     """Standalone (v2 tier) gateways, Microsoft.ApiManagement/gateways, are not supported: none exist."""
     scope = f"/subscriptions/{call.subscription_id}"
