@@ -78,7 +78,7 @@ def build_document(table: RouteTable, base_url: str) -> dict[str, Any]:
             base_params = [_param(p.strip("{}")) for p in params if not p.endswith("*}")]
             _entity_paths(paths, components, prefix, base_params, route.versions, K.TOP_LEVEL)
             continue
-        path = "/" + route.template
+        path = "/" + route.template.replace("*}", "}")  # a rest-of-path parameter, as one segment
         item: dict[str, Any] = {}
         for verb in sorted(m.lower() for m in route.methods):
             if verb == "head" and "GET" not in route.methods:
