@@ -200,27 +200,25 @@ async def what_if(call: Call) -> Response:
     return json_response(result)
 
 
-async def export_template(call: Call) -> Response:
-    if call.method != "POST":
+async def _authorized_row(call: Call, method: str, action: str) -> D.DeploymentRow:
+    if call.method != method:
         raise method_not_allowed(call.method)
-    await call.authorize(f"{ACTIONS}/exportTemplate/action", _scope(call))
-    row = await _row(call)
+    await call.authorize(f"{ACTIONS}/{action}", _scope(call))
+    return await _row(call)
+
+
+async def export_template(call: Call) -> Response:
+    row = await _authorized_row(call, "POST", "exportTemplate/action")
     return json_response({"template": row.template})
 
 
 async def operations(call: Call) -> Response:
-    if call.method != "GET":
-        raise method_not_allowed(call.method)
-    await call.authorize(f"{ACTIONS}/operations/read", _scope(call))
-    row = await _row(call)
+    row = await _authorized_row(call, "GET", "operations/read")
     return json_response({"value": row.operations})
 
 
 async def operation(call: Call) -> Response:
-    if call.method != "GET":
-        raise method_not_allowed(call.method)
-    await call.authorize(f"{ACTIONS}/operations/read", _scope(call))
-    row = await _row(call)
+    row = await _authorized_row(call, "GET", "operations/read")
     wanted = call.params["operationId"].lower()
     for op in row.operations:
         if str(op.get("operationId", "")).lower() == wanted:
