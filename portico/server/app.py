@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -85,10 +86,12 @@ def create_app(settings: Settings) -> FastAPI:
         )
     )
     app.add_route("/metrics", build_metrics_route(rt), methods=["GET"])
-    openapi_document = build_document(ROUTES, settings.resolved_public_url)
+    openapi_document: list[dict[str, Any]] = []  # built on first request: not a start-up cost
 
     async def openapi(_request: Request) -> Response:
-        return json_response(openapi_document)
+        if not openapi_document:
+            openapi_document.append(build_document(ROUTES, settings.resolved_public_url))
+        return json_response(openapi_document[0])
 
     app.add_route("/openapi.json", openapi, methods=["GET"])
     # Last: the management API's catch-all route, behind every fixed path above.
