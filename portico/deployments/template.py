@@ -443,6 +443,7 @@ class Deployment:
             if not isinstance(cond, bool):
                 raise TemplateError("The condition must evaluate to a bool.", where + ".condition")
             if not cond:
+                self._skipped(res, where, symbol, parent)
                 return None
         rtype = self._evaluate_at(res["type"], where + ".type")
         name = self._evaluate_at(res["name"], where + ".name")
@@ -525,6 +526,22 @@ class Deployment:
             self._expand(child, f"{where}.resources[{i}]", "", item, out)
         return item
 
+    def _skipped(self, res: dict[str, Any], where: str, symbol: str, parent: PlannedResource | None) -> None:
+        """A resource whose condition is false: others may still name it in dependsOn (ARM drops
+        such a dependency), so its names are known, as skipped."""
+        try:
+            rtype = self._evaluate_at(res["type"], where + ".type")
+            name = self._evaluate_at(res["name"], where + ".name")
+        except TemplateError:
+            return
+        if not isinstance(rtype, str) or not isinstance(name, str):
+            return
+        if parent is not None and "/" not in rtype:
+            rtype, name = f"{parent.type}/{rtype}", f"{parent.name}/{name}"
+        for alias in (symbol, name, f"{rtype}/{name}"):
+            if alias:
+                self.symbols.setdefault(alias.lower(), "skipped:")
+
     def _link(self, planned: list[PlannedResource]) -> None:
         keys = {p.key for p in planned}
         loops: dict[str, set[str]] = {}
@@ -540,7 +557,9 @@ class Deployment:
                 target = self.symbols.get(low)
                 if target is None and low.startswith("/subscriptions/"):
                     target = low
-                if target is None or target.startswith("copy:"):
+                if target is not None and target.startswith(("copy:", "skipped:")):
+                    continue  # an empty copy loop or a resource whose condition is false: nothing to wait for
+                if target is None:
                     raise TemplateError(
                         f"The resource '{dep}' in dependsOn is not defined in the template.",
                         f"{p.path}.dependsOn[{i}]",

@@ -211,3 +211,20 @@ def test_cycles_unknown_functions_and_bad_names_are_template_errors() -> None:
         ).plan()
     with pytest.raises(TemplateError, match="User-defined"):
         deployment({"functions": [{"namespace": "x"}], "resources": []}).plan()
+
+
+def test_dependencies_on_skipped_resources_and_empty_loops_are_dropped() -> None:
+    template = {
+        "resources": [
+            {"type": f"{APIM}/tags", "apiVersion": "v", "name": "svc/off", "condition": "[equals(1, 2)]"},
+            {
+                "type": f"{APIM}/tags",
+                "apiVersion": "v",
+                "name": "[format('svc/t{0}', copyIndex())]",
+                "copy": {"name": "none", "count": 0},
+            },
+            {"type": f"{APIM}/apis", "apiVersion": "v", "name": "svc/api", "dependsOn": ["svc/off", "none"]},
+        ]
+    }
+    plan = deployment(template).plan()
+    assert [p.name for p in plan] == ["svc/api"] and not plan[0].depends_on
