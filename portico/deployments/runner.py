@@ -16,7 +16,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from portico.deployments.client import ResourceClient
-from portico.deployments.template import Deployment, Pending, PlannedResource, TemplateError
+from portico.deployments.errors import Pending, TemplateError
+from portico.deployments.template import Deployment, PlannedResource
 
 T = TypeVar("T")
 DEPLOYED_KEYS = ("location", "sku", "tags", "identity", "properties", "kind", "zones", "plan")

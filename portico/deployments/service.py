@@ -18,14 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from portico.deployments.client import ResourceClient
+from portico.deployments.errors import TemplateError
 from portico.deployments.runner import ResourceOperation, Runner, RunResult
-from portico.deployments.template import (
-    SECURE_TYPES,
-    Deployment,
-    PlannedResource,
-    ResourceGroupInfo,
-    TemplateError,
-)
+from portico.deployments.template import SECURE_TYPES, Deployment, PlannedResource, ResourceGroupInfo
 from portico.store import deployments as D
 from portico.store import services as S
 from portico.store.db import Database

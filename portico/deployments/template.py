@@ -13,12 +13,12 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from portico.deployments.expressions import ExpressionError, is_expression, parse
+from portico.deployments.checks import check_functions, ordered
+from portico.deployments.errors import Pending, TemplateError
+from portico.deployments.expressions import ExpressionError, parse
 from portico.deployments.functions import (
     evaluate,
     evaluate_string,
-    functions_used,
-    is_known_function,
 )
 from portico.deployments.values import provider_path
 
@@ -26,27 +26,6 @@ SECURE_TYPES = frozenset({"securestring", "secureobject"})
 PARAMETER_TYPES = frozenset({"string", "int", "bool", "object", "array", *SECURE_TYPES})
 MAX_RESOURCES = 10_000
 MAX_COPY = 800  # ARM's limit on one copy loop
-
-
-class TemplateError(ValueError):
-    """The template cannot be deployed; `target` is where (e.g. `resources[3].properties.path`)."""
-
-    def __init__(self, message: str, target: str = "", code: str = "InvalidTemplate") -> None:
-        super().__init__(message)
-        self.message = message
-        self.target = target
-        self.code = code
-
-    def __str__(self) -> str:
-        return f"{self.message} (at '{self.target}')" if self.target else self.message
-
-
-class Pending(Exception):
-    """An expression needs a value the runner must fetch first (`key` says which)."""
-
-    def __init__(self, key: tuple[str, ...]) -> None:
-        super().__init__(key)
-        self.key = key
 
 
 @dataclass
@@ -387,7 +366,7 @@ class Deployment:
         if len(planned) > MAX_RESOURCES:
             raise TemplateError(f"The template has more than {MAX_RESOURCES} resources.", "resources")
         self._link(planned)
-        return _ordered(planned)
+        return ordered(planned)
 
     def _expand(
         self,
@@ -632,71 +611,6 @@ def _output_type(t: str) -> str:
         "secureobject": "SecureObject",
         "array": "Array",
     }.get(t.lower(), t)
-
-
-def check_functions(template: dict[str, Any]) -> None:
-    """Every expression in the template parses and calls only known functions (before anything runs)."""
-    if template.get("functions"):
-        raise TemplateError(
-            "User-defined template functions are not supported by Portico.",
-            "functions",
-            code="UnsupportedTemplateFeature",
-        )
-    stack: list[tuple[Any, str]] = [
-        (template.get(k), k) for k in ("parameters", "variables", "resources", "outputs")
-    ]
-    while stack:
-        value, where = stack.pop()
-        if isinstance(value, str):
-            if not is_expression(value):
-                continue
-            try:
-                node = parse(value)
-            except ExpressionError as exc:
-                raise TemplateError(f"The template expression is malformed: {exc}.", where) from None
-            for call in functions_used(node):
-                if not is_known_function(call.name):
-                    raise TemplateError(
-                        f"The template function '{call.display}' is not supported.",
-                        where,
-                        code="InvalidTemplate",
-                    )
-        elif isinstance(value, dict):
-            stack.extend((v, f"{where}.{k}") for k, v in value.items())
-        elif isinstance(value, list):
-            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
-
-
-def _ordered(planned: list[PlannedResource]) -> list[PlannedResource]:
-    """Topological order (dependencies first, template order otherwise); a cycle is a TemplateError."""
-    by_key = {p.key: p for p in planned}
-    state: dict[str, int] = {}
-    out: list[PlannedResource] = []
-    for start in planned:
-        if state.get(start.key):
-            continue
-        stack: list[tuple[PlannedResource, list[str]]] = [(start, sorted(start.depends_on))]
-        state[start.key] = 1
-        while stack:
-            node, pending = stack[-1]
-            if pending:
-                dep = by_key.get(pending.pop())
-                if dep is None:
-                    continue
-                mark = state.get(dep.key, 0)
-                if mark == 1:
-                    raise TemplateError(
-                        f"Circular dependency between '{node.name}' and '{dep.name}'.",
-                        node.path + ".dependsOn",
-                    )
-                if mark == 0:
-                    state[dep.key] = 1
-                    stack.append((dep, sorted(dep.depends_on)))
-                continue
-            state[node.key] = 2
-            out.append(node)
-            stack.pop()
-    return out
 
 
 def evaluate_expression(text: str, scope: Deployment) -> Any:

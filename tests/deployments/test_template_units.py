@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from portico.deployments.errors import TemplateError
 from portico.deployments.expressions import ExpressionError, parse
-from portico.deployments.template import Deployment, ResourceGroupInfo, TemplateError, evaluate_expression
+from portico.deployments.template import Deployment, ResourceGroupInfo, evaluate_expression
 
 GROUP = ResourceGroupInfo("sub-1", "rg-1", "westeurope", {"env": "test"}, "portico")
 APIM = "Microsoft.ApiManagement/service"
