@@ -38,6 +38,9 @@ _BODY_HIGH_WATER = 256 * 1024  # request body buffered before reading from the c
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _FRAMING = {b"content-length": 1, b"transfer-encoding": 2, b"connection": 3}
 _WHOLE_BODY = 64 * 1024  # a request body up to this size is read whole before the app starts
+# after an answer sent before its request was read whole, what the client still sends is read
+# and dropped for this long at most before the connection ends (see HttpProtocol._linger)
+_LINGER_SECONDS = 5.0
 _INVALID_BODY = b'{"statusCode": 400, "message": "Invalid request body: malformed chunked encoding."}'
 
 
@@ -213,6 +216,8 @@ class _Cycle:
                 self.keep_alive = False
             elif self.chunked:
                 head.append(b"transfer-encoding: chunked\r\n")
+            if not self.complete:  # answered before its body was read: the connection ends after it
+                self.keep_alive = False
             if not self.keep_alive:
                 head.append(b"connection: close\r\n")
             head.append(b"\r\n")
@@ -293,6 +298,7 @@ class HttpProtocol(asyncio.Protocol):
         self.idle_since: float | None = None  # loop time the connection went idle (None: busy)
         self.closed = False
         self.unparsable = False  # the parser failed: nothing more is read
+        self.linger_deadline: float | None = None  # lingering close: loop time it ends at
 
     # --- connection ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -324,6 +330,8 @@ class HttpProtocol(asyncio.Protocol):
         if since is not None and now - since >= self.limits.keep_alive and self.active is None:
             if not self.transport.is_closing():
                 self.transport.close()
+        elif self.linger_deadline is not None and now >= self.linger_deadline:
+            self.transport.close()
 
     def pause_writing(self) -> None:
         self.write_paused = True
@@ -353,6 +361,8 @@ class HttpProtocol(asyncio.Protocol):
 
     # --- parsing ------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self.linger_deadline is not None:
+            return  # the connection is ending: the rest of an unread request is dropped
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
@@ -385,7 +395,7 @@ class HttpProtocol(asyncio.Protocol):
     def _reject(self, status: int, body: bytes) -> None:
         if self.active is None:
             self.transport.write(_plain(status, body))
-            self.transport.close()
+            self._linger()
         else:  # answer in order: after the request in progress
             self.transport.pause_reading()
             self.parsing = None
@@ -509,8 +519,11 @@ class HttpProtocol(asyncio.Protocol):
         self.task = None
         if self.closed:
             return
-        if not cycle.keep_alive or not cycle.complete or self.server.stopping:
+        if not cycle.complete:
             # an unread request body cannot be skipped reliably: the connection ends with the answer
+            self._linger()
+            return
+        if not cycle.keep_alive or self.server.stopping:
             self.transport.close()
             return
         if self.queue:
@@ -521,6 +534,31 @@ class HttpProtocol(asyncio.Protocol):
             return
         self.resume_reading()
         self.idle_since = self.loop.time()
+
+
+    def _linger(self) -> None:
+        """Ends the connection after an answer sent before its request was read whole (413, 400,
+        431). Closing at once would leave the client's unread bytes in the kernel, which then resets
+        the connection, and a client still sending its body may lose the answer with it. So, as
+        nginx's lingering close: our side is shut for writing once the answer is out, and what the
+        client still sends is read and dropped until it closes, or for `_LINGER_SECONDS` at most
+        (the server's sweep ends it, so no timer is armed per request)."""
+        transport = self.transport
+        if transport.is_closing():
+            return
+        self.parsing = None
+        self.pending = None
+        self.queue.clear()
+        if self.server.stopping:
+            transport.close()
+            return
+        self.linger_deadline = self.loop.time() + _LINGER_SECONDS
+        if transport.can_write_eof():  # not over TLS: there the answer is followed by close only
+            with contextlib.suppress(Exception):
+                transport.write_eof()
+        self.reading_paused = False
+        with contextlib.suppress(Exception):
+            transport.resume_reading()
 
 
 class _HeadersTooLarge(Exception):

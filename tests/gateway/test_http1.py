@@ -34,6 +34,12 @@ async def echo_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
             await send({"type": "http.response.body", "body": f"part{i};".encode(), "more_body": True})
         await send({"type": "http.response.body", "body": b""})
         return
+    if path == "/early":  # answers before reading the body (as a gateway's 413 does)
+        body = b'{"statusCode": 413}'
+        headers = [(b"content-length", b"%d" % len(body))]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+        return
     if path == "/wait-disconnect":
         message = await receive()
         while message["type"] != "http.disconnect":
@@ -217,6 +223,23 @@ async def test_malformed_chunked_body_is_a_400(server: tuple[HttpServer, int]) -
         assert last.startswith(b"HTTP/1.1 400 Bad Request\r\n"), out
         assert b"connection: close\r\n" in last.lower() and b"malformed chunked" in last
         assert b"body=ok" not in out  # the part before the bad chunk never passes for the body
+
+
+async def test_answer_before_the_body_is_read_is_not_lost(server: tuple[HttpServer, int]) -> None:
+    """An answer sent before the request body was read (a 413) reaches a client that is still
+    sending: the server reads and drops the rest, then ends the connection cleanly; closing at once
+    would make the kernel reset it, and the client could lose the answer."""
+    _srv, port = server
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /early HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 2)
+    assert head.startswith(b"HTTP/1.1 413 ") and b"connection: close" in head
+    for _ in range(32):  # the client goes on sending its body after the answer
+        writer.write(b"10000\r\n" + b"y" * 65536 + b"\r\n")
+        await writer.drain()
+    rest = await asyncio.wait_for(reader.read(), 5)  # then the end of the connection: no reset
+    assert rest == b'{"statusCode": 413}'
+    writer.close()
 
 
 async def test_app_failures(server: tuple[HttpServer, int]) -> None:

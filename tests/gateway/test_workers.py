@@ -108,8 +108,19 @@ def test_workers_die_with_their_node(server_factory: Callable[..., PorticoServer
     port = int(server.env["PORTICO_GATEWAY_PORT"])
     server.kill()  # SIGKILL: no clean-up in the parent at all
     wait_for(lambda: not any(_alive(p) for p in workers))
-    with socket.socket() as s:  # nothing holds the gateway port any more
-        s.bind(("127.0.0.1", port))
+    wait_for(lambda: _port_free(port))  # nothing holds the gateway port any more
+
+
+def _port_free(port: int) -> bool:
+    """Whether nothing listens on `port` (connections of the dead node left in TIME_WAIT do not
+    count: SO_REUSEADDR binds past them, never past a listener)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def test_gateway_only_node(node: tuple[GatewayEnv, httpx.Client], tmp_path: Path, backend: str) -> None:
