@@ -535,7 +535,6 @@ class HttpProtocol(asyncio.Protocol):
         self.resume_reading()
         self.idle_since = self.loop.time()
 
-
     def _linger(self) -> None:
         """Ends the connection after an answer sent before its request was read whole (413, 400,
         431). Closing at once would leave the client's unread bytes in the kernel, which then resets
