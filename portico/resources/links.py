@@ -1,7 +1,9 @@
 """Link resources (2022-08-01 and later): products/{id}/apiLinks|groupLinks and
 tags/{id}/apiLinks|productLinks|operationLinks, as views over the product and tag links the older
-paths store (productApi, productGroup, tagLink). A link is named after its target, as the older
-paths name them; a link id that differs from its target's name gets a 400 saying so."""
+paths store (productApi, productGroup, tagLink). A target has one link per owner, as in Azure; its
+link id is kept on the stored link (`linkName`), and a link the older paths made is named after
+its target, as those paths name it. A PUT naming an already-linked target under another id renames
+that link, so a template redeployed over links made by older tools converges."""
 
 from __future__ import annotations
 
@@ -60,26 +62,39 @@ class Links:
             "properties": {self.v.field: to_absolute(sid, "/" + target_path)},
         }
 
-    async def items(self) -> list[dict[str, Any]]:
-        owner = await self.owner_name()
+    async def _links(self, owner: str) -> list[tuple[str, str, str, str]]:
+        """(link id, target path, stored parent, stored name) of the owner's links of this view."""
         conn, store = self.eng.conn, self.eng.store
         if self.v.owner_segment == "products":
             rows = await E.list_children(conn, store, self.v.stored_kind, f"products/{owner}")
             plural = self.v.target_kind + "s"
-            return [self._item(owner, r.name, f"{plural}/{r.name}") for r in rows]
+            return [(_link_id(r.data, r.name), f"{plural}/{r.name}", r.parent, r.name) for r in rows]
         out = []
-        for parent, _name in await E.names_by_kind(conn, store, "tagLink", owner):
-            parts = parent.split("/")
+        for r in await E.list_all(conn, store, "tagLink"):
+            if r.name != owner:
+                continue
+            parts = r.parent.split("/")
             kind = {2: "api" if parts[0] == "apis" else "product", 4: "operation"}.get(len(parts))
             if kind == self.v.target_kind:
-                out.append(self._item(owner, parts[-1], parent))
+                out.append((_link_id(r.data, parts[-1]), r.parent, r.parent, r.name))
         return out
 
+    async def items(self) -> list[dict[str, Any]]:
+        owner = await self.owner_name()
+        return [self._item(owner, link, target) for link, target, _p, _n in await self._links(owner)]
+
+    async def _find(self, owner: str, link: str) -> tuple[str, str, str, str] | None:
+        for found in await self._links(owner):
+            if found[0].lower() == link.lower():
+                return found
+        return None
+
     async def get(self, link: str) -> dict[str, Any]:
-        for item in await self.items():
-            if item["name"].lower() == link.lower():
-                return item
-        raise ArmError(404, "ResourceNotFound", f"Link '{link[:80]}' was not found.")
+        owner = await self.owner_name()
+        found = await self._find(owner, link)
+        if found is None:
+            raise ArmError(404, "ResourceNotFound", f"Link '{link[:80]}' was not found.")
+        return self._item(owner, found[0], found[1])
 
     async def put(self, link: str, body: Any) -> tuple[dict[str, Any], bool]:
         owner = await self.owner_name()
@@ -101,28 +116,29 @@ class Links:
             target_parent = f"{plural}/{target}"
         if target is None:
             raise invalid_field(f"properties.{self.v.field}", f"'{ref[:200]}' was not found")
-        if target.lower() != link.lower():
-            raise invalid_field(
-                "name",
-                f"Portico names a link after its target: use '{target}' as the link id, not '{link[:80]}'",
-            )
         if self.v.owner_segment == "products":
             parent, name = f"products/{owner}", target
         else:
             parent, name = target_parent, owner
+        before = await self._find(owner, link)
+        if before is not None and (before[2], before[3]) != (parent, name):
+            # the link id now designates another target: its old target is unlinked
+            await E.remove(conn, store, self.v.stored_kind, before[2], before[3])
         exists = await E.exists(conn, store, self.v.stored_kind, parent, name)
-        await E.put(conn, store, self.v.stored_kind, parent, name, None, {}, exists=exists)
-        return await self.get(target), not exists
+        # a link named after its target stores no id: the older paths read it the same way
+        data = {} if link.lower() == target.lower() else {"linkName": link}
+        await E.put(conn, store, self.v.stored_kind, parent, name, None, data, exists=exists)
+        return self._item(owner, link, target_parent), before is None
 
     async def delete(self, link: str) -> bool:
-        try:
-            item = await self.get(link)
-        except ArmError:
-            return False
         owner = await self.owner_name()
-        target_path = to_relative(item["properties"][self.v.field]).strip("/")
-        if self.v.owner_segment == "products":
-            return await E.remove(
-                self.eng.conn, self.eng.store, self.v.stored_kind, f"products/{owner}", item["name"]
-            )
-        return await E.remove(self.eng.conn, self.eng.store, "tagLink", target_path, owner)
+        found = await self._find(owner, link)
+        if found is None:
+            return False
+        return await E.remove(self.eng.conn, self.eng.store, self.v.stored_kind, found[2], found[3])
+
+
+def _link_id(data: dict[str, Any], target: str) -> str:
+    """The link id a stored link carries, or its target's name (links made by the older paths)."""
+    name = data.get("linkName") if isinstance(data, dict) else None
+    return name if isinstance(name, str) and name else target

@@ -333,6 +333,21 @@ def test_views_over_entities(env: Env, svc: str) -> None:
         rg, svc, "starter", "echo", M.ProductApiLinkContract(api_id=f"{env.svc_path(svc)}/apis/echo")
     )
     assert c.product_api.check_entity_exists(rg, svc, "starter", "echo")
+    # a link has any id (Bicep names them '<product>-<api>'); one link per target, kept by its id
+    api_ref = f"{env.svc_path(svc)}/apis/echo"
+    c.product_api_link.create_or_update(
+        rg, svc, "starter", "starter-echo", M.ProductApiLinkContract(api_id=api_ref)
+    )
+    assert [x.name for x in c.product_api_link.list_by_product(rg, svc, "starter")] == ["starter-echo"]
+    got = c.product_api_link.get(rg, svc, "starter", "STARTER-echo")
+    assert got.name == "starter-echo" and got.api_id.lower().endswith("/apis/echo")
+    c.tag_api_link.create_or_update(rg, svc, "t1", "t1-on-echo", M.TagApiLinkContract(api_id=api_ref))
+    assert [x.name for x in c.tag_api_link.list_by_product(rg, svc, "t1")] == ["t1-on-echo"]
+    c.product_api_link.delete(rg, svc, "starter", "starter-echo")
+    assert "echo" not in [a.name for a in c.product_api.list_by_product(rg, svc, "starter")]
+    with pytest.raises(HttpResponseError) as err:
+        c.product_api_link.get(rg, svc, "starter", "starter-echo")
+    assert err.value.status_code == 404
     assert [i.name for i in c.issue.list_by_service(rg, svc)] == ["is0"]
     assert len(list(c.all_policies.list_by_service(rg, svc))) >= 0
     c.subscription.delete(rg, svc, "s1", if_match="*")
