@@ -324,6 +324,9 @@ def test_export_links_and_documents_round_trip(client: Any, rest: Rest, server: 
         "GET",
         rest.svc(RG, "imports", "apis/exp") + "?api-version=2024-05-01&format=openapi%2Bjson&export=true",
     ).json()
+    # API Management answers `format`/`value` under `properties` (what the Azure CLI reads), the
+    # SDKs' model has them at the top level: both are there
+    assert inline["properties"] == {"format": inline["format"], "value": inline["value"]}
     assert inline["format"] == "openapi+json" and set(inline["value"]["paths"]) == {
         "/",
         "/{dataset}/{version}/fields",
@@ -433,8 +436,21 @@ def test_revisions_and_releases(client: Any, rest: Rest) -> None:
         expect=(400,),
     )
     assert "revision of API 'rv'" in bad.text
+    # `rv;rev=2` is now the API itself: a PUT of it updates the API, no new revision
+    again = client.api.begin_create_or_update(
+        RG, "imports", "rv;rev=2", M.ApiCreateOrUpdateParameter(path="rv", description="updated in place")
+    ).result()
+    assert again.api_revision == "2" and again.is_current
+    assert client.api.get(RG, "imports", "rv").description == "updated in place"
+    assert {r.api_revision for r in client.api_revision.list_by_service(RG, "imports", "rv")} == {"1", "2"}
     client.api.begin_delete(RG, "imports", "rv", if_match="*").result()
     rest.call("GET", rest.svc(RG, "imports", "apis/rv;rev=1"), expect=(404,))
+    # an import into `new;rev=3` with no API `new` creates the API at that revision, as
+    # `az apim api import --api-revision` does it
+    _import(client, "fresh;rev=3", "openapi", (FIXTURES / "petstore.yaml").read_text(), path="fresh")
+    fresh = client.api.get(RG, "imports", "fresh")
+    assert fresh.api_revision == "3" and fresh.is_current and _ops(client, "fresh")
+    assert [r.api_revision for r in client.api_revision.list_by_service(RG, "imports", "fresh")] == ["3"]
 
 
 def test_graphql_schema_put_is_validated(client: Any, rest: Rest) -> None:

@@ -9,6 +9,7 @@ The clients are installed by `scripts/install-azure-cli.sh` (`make test-deps`) u
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import ssl
@@ -177,6 +178,14 @@ def test_azure_cli(server: PorticoServer, storage: AzuriteServer, tmp_path: Path
     ops = az("apim", "api", "operation", "list", "-g", "rg-az", "--service-name", "az-primary",
              "--api-id", "petstore", "--query", "[].method", "-o", "tsv").split()  # fmt: skip
     assert sorted(ops) == ["GET", "GET", "POST"], ops
+    # a pipeline's import with a revision number into a new API, then the API exported to a file
+    az("apim", "api", "import", "-g", "rg-az", "--service-name", "az-primary", "--api-id", "pets2",
+       "--api-revision", "1", "--path", "pets2", "--specification-format", "OpenApi",
+       "--specification-path", str(spec), "-o", "none")  # fmt: skip
+    az("apim", "api", "export", "-g", "rg-az", "--service-name", "az-primary", "--api-id", "pets2",
+       "--ef", "OpenApiJsonFile", "--file-path", str(tmp_path), "-o", "none")  # fmt: skip
+    exported = json.loads((tmp_path / "pets2_openapi+json.json").read_text())
+    assert set(exported["paths"]) == {"/pets", "/pets/{petId}"}
 
     listed = az("resource", "list", "-g", "rg-az", "--query", "[].name", "-o", "tsv").split()
     assert sorted(listed) == ["az-primary", "az-standby"]

@@ -28,6 +28,10 @@ async def api(call: Call) -> Response:
     base, rev = revisions.split(api_id)
     if call.method == "PUT":
         body = await call.body()
+        if rev is not None and await _names_the_api_itself(call, base, rev, body):
+            call.params["apiId"] = base
+            call.params["path"] = f"apis/{base}"
+            rev = None
         if api_import.wants_import(body):
             return await _import(call, body)
         if rev is not None:
@@ -43,6 +47,23 @@ async def api(call: Call) -> Response:
         if row is not None and str(row.data.get("apiRevision", "1")) == rev:
             call.params["path"] = f"apis/{base}"
     return await entity(call)
+
+
+async def _names_the_api_itself(call: Call, base: str, rev: str, body: Any) -> bool:
+    """Whether a PUT of `base;rev=N` writes the API `base` itself: N is its current revision, or
+    there is no API `base` yet (a first import with a revision number, as `az apim api import
+    --api-revision` sends), which then starts at revision N."""
+    await call.authorize_service(WRITE)
+    async with call.rt.db.read() as conn:
+        svc = await call.service(conn)
+        name = await E.find_name(conn, svc.active_store_id, "api", "", base)
+        row = await E.get(conn, svc.active_store_id, "api", "", name) if name is not None else None
+    if row is not None and str(row.data.get("apiRevision", "1")) != rev:
+        return False
+    props = body.get("properties") if isinstance(body, dict) else None
+    if isinstance(props, dict):
+        props.setdefault("apiRevision", rev)
+    return True
 
 
 async def _put_revision(call: Call, base: str, rev: str, body: Any) -> Response:
@@ -116,7 +137,7 @@ async def _export(call: Call) -> Response:
         _, document = await export(conn, svc.active_store_id, name, fmt)
     api_id = f"{call.service_scope}/apis/{name}"
     if not link:
-        return json_response({"id": api_id, "format": fmt, "value": document})
+        return _export_result(api_id, fmt, document)
     url = export_links.make_link(
         call.rt.scheduler.box.mac_key(export_links.PURPOSE),
         call.base_url(),
@@ -126,7 +147,15 @@ async def _export(call: Call) -> Response:
         call.api_version,
         call.rt.settings.export_link_seconds,
     )
-    return json_response({"id": api_id, "format": RESULT_FORMAT[fmt], "value": {"link": url}})
+    return _export_result(api_id, RESULT_FORMAT[fmt], {"link": url})
+
+
+def _export_result(api_id: str, fmt: str, value: Any) -> Response:
+    """An export result in both shapes clients read: API Management answers `format` and `value`
+    under `properties` (the Azure CLI reads the link there), while the published ApiExportResult
+    model (the SDKs) has them at the top level."""
+    result = {"format": fmt, "value": value}
+    return json_response({"id": api_id, **result, "properties": result})
 
 
 async def export_document(call: Call) -> Response:
