@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from portico.deployments.client import ResourceClient
 from portico.deployments.errors import Pending, TemplateError
 from portico.deployments.template import Deployment, PlannedResource
+from portico.resources import policy_raw
 
 T = TypeVar("T")
 DEPLOYED_KEYS = ("location", "sku", "tags", "identity", "properties", "kind", "zones", "plan")
@@ -412,7 +413,8 @@ def _same(before: Any, after: Any, path: str) -> bool:
         if before.startswith("/subscriptions/") or last == "contenttype":
             return before.lower() == after.lower()
         if last == "value" and before.lstrip().startswith("<"):
-            return " ".join(before.split()) == " ".join(after.split())
+            # a policy document: rawxml in the template, its xml encoding stored
+            return " ".join(policy_raw.decode(before).split()) == " ".join(policy_raw.decode(after).split())
         return before == after
     if isinstance(before, bool) or isinstance(after, bool):
         return before is after

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.arm.errors import ArmError, invalid_field
 from portico.arm.paging import Page
-from portico.resources import catalog, revisions
+from portico.resources import catalog, policy_raw, revisions
 from portico.resources import kind_rules as R
 from portico.resources import kinds as K
 from portico.resources.importers.graphql import GRAPHQL_CONTENT_TYPE, sdl_from_text
@@ -502,6 +502,8 @@ class EntityEngine:
             raise invalid_field(
                 "properties.format", "linked policy documents are not supported; send the XML inline"
             )
+        if data["format"] == "rawxml":  # stored as xml: the gateway and exports read XML
+            data["value"] = policy_raw.encode(data["value"])
         await R.check_fragment_refs(self.conn, self.store, data["value"], "properties.value")
         check_policy_document(data["value"])
         data["format"] = "xml"

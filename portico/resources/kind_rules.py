@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.arm.errors import ArmError, invalid_field
+from portico.resources import policy_raw
 from portico.resources.kind_builtins import (
     builtin_access,
     builtin_notification,
@@ -214,6 +215,8 @@ async def check_fragment_refs(conn: AsyncConnection, store: int, xml: str, field
 async def _fragment(
     conn: AsyncConnection, store: int, t: Target, data: dict[str, Any], old: dict[str, Any] | None
 ) -> dict[str, Any]:
+    if data.get("format") == "rawxml":
+        data["value"] = policy_raw.encode(data["value"])
     value = data["value"].strip()
     if not value.startswith("<fragment") or (not value.endswith("</fragment>") and not value.endswith("/>")):
         raise invalid_field("properties.value", "must be a <fragment> element")

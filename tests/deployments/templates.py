@@ -106,7 +106,7 @@ def service_template(*, apis: int = 2, operations: int = 2, secret: bool = True)
                 "dependsOn": ["apiLoop"],
                 "properties": {
                     "format": "rawxml",
-                    "value": '<policies><inbound><base /><set-header name="x-region" exists-action="override"><value>{{region}}</value></set-header></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>',
+                    "value": '<policies><inbound><base /><set-header name="x-region" exists-action="override"><value>{{region}}</value></set-header><set-variable name="r" value="@(context.Request.Headers.GetValueOrDefault("x-r", "none"))" /></inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>',
                 },
             },
             {

@@ -598,3 +598,23 @@ def test_control_plane_rejects_invalid_policies(gw: GatewayEnv, xml: str, fragme
     assert err.value.status_code == 400
     assert err.value.error is not None and err.value.error.code == "ValidationError"
     assert fragment in err.value.error.message
+
+
+def test_rawxml_policy_round_trips_and_runs(gw: GatewayEnv, api: str, key: str) -> None:
+    """A policy in the rawxml format (C# expressions not XML-encoded, as APIOps publishes them) is
+    accepted, runs in the gateway, and reads back unchanged with `?format=rawxml`."""
+    raw = doc(
+        inbound='<base /><set-variable name="n" value="@(context.Request.Headers.GetValueOrDefault("X-N", "0"))" />'
+        '<choose><when condition="@(context.Variables.GetValueOrDefault<string>("n") == "7")">'
+        '<return-response><set-status code="299" reason="Raw" /></return-response></when></choose>'
+    )
+    client = gw.client
+    client.api_policy.create_or_update(
+        RG, gw.service, api, "policy", {"properties": {"value": raw, "format": "rawxml"}}
+    )
+    until(gw, f"/{api}/items/1", key, lambda r: r.status_code == 299, headers={"X-N": "7"})
+    assert gw.call("GET", f"/{api}/items/1", key=key, headers={"X-N": "6"}).status_code == 200
+    back = client.api_policy.get(RG, gw.service, api, "policy", format="rawxml")
+    assert back.format == "rawxml" and back.value == raw
+    stored = client.api_policy.get(RG, gw.service, api, "policy").value
+    assert "&quot;X-N&quot;" in stored and "GetValueOrDefault&lt;string&gt;" in stored

@@ -10,10 +10,13 @@ from portico.arm.call import Call, method_not_allowed, service_missing
 from portico.arm.errors import ArmError
 from portico.arm.http import empty, json_response
 from portico.arm.paging import next_link, parse_page
-from portico.resources import catalog
+from portico.resources import catalog, policy_raw
 from portico.resources import kinds as K
 from portico.resources.engine import EntityEngine, quote_etag
 from portico.store import services as S
+
+# kinds whose GET answers `?format=rawxml` (API Management's policy document formats)
+POLICY_KINDS = frozenset({"policy", "policyFragment"})
 
 
 def no_route(call: Call) -> ArmError:
@@ -96,6 +99,11 @@ async def entity(call: Call) -> Response:
         headers = {"ETag": quote_etag(res.etag or "")}
         if method == "HEAD":
             return empty(target.kind.head_status, headers)
+        rawxml = call.query().get("format", "").lower() == "rawxml"
+        if target.kind.kind in POLICY_KINDS and rawxml and res.body is not None:
+            props = res.body["properties"]
+            props["value"] = policy_raw.decode(str(props.get("value", "")))
+            props["format"] = "rawxml"
         return json_response(res.body, headers=headers)
     if target.kind.read_only:
         raise method_not_allowed(call.method)
