@@ -117,6 +117,13 @@ class Settings(BaseSettings):
     gateway_config_poll_seconds: float = Field(
         default=0.25, gt=0, le=5, description="How often a gateway node checks for configuration changes."
     )
+    gateway_quota_flush_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How often each gateway process adds what it counted to the shared quota counters "
+        "(and sees others' counts and resets); bounds how far several processes can overshoot a quota.",
+    )
     gateway_workers: int = Field(
         default=-1,
         ge=-1,

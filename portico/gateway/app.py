@@ -29,6 +29,7 @@ from portico.gateway.proxy import (
     send_response,
     stream_response,
 )
+from portico.gateway.quotas import QuotaFlusher, QuotaLedger
 from portico.gateway.upstream import Upstream
 from portico.names import fold_name
 from portico.settings import Settings
@@ -63,8 +64,16 @@ class Gateway:
         self._migrate_schema = migrate_schema
         self.counters: CounterStore = counters if counters is not None else Counters()
         self.jwks = JwksCache()
+        # quota counters: counted here, flushed to the database in the background (gateway/quotas.py)
+        self.quotas = QuotaLedger()
+        self.quota_flusher = QuotaFlusher(self.db, self.quotas, settings.gateway_quota_flush_seconds)
         self.config = ConfigStore(
-            self.db, settings.gateway_domain, settings.gateway_config_poll_seconds, self.counters, self.jwks
+            self.db,
+            settings.gateway_domain,
+            settings.gateway_config_poll_seconds,
+            self.counters,
+            self.jwks,
+            self.quotas,
         )
         self.log_sink: LogSink | None = LogSink(
             settings.gateway_log_dir or settings.data_dir / "gateway-logs"
@@ -91,10 +100,12 @@ class Gateway:
         token = self.settings.gateway_token
         name = self.settings.gateway_name
         await self.config.start((name, token.get_secret_value()) if name and token else None)
+        self.quota_flusher.start()
         self.started = True
 
     async def stop(self) -> None:
         await self.config.stop()
+        await self.quota_flusher.stop()  # what this process counted since its last flush
         if self.analytics is not None:
             await self.analytics.stop()
         await self.upstream.aclose()

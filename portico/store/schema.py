@@ -233,6 +233,24 @@ usage = Table(
 )
 Index("ix_usage_service_ts", usage.c.service_id, usage.c.ts)
 
+# --- quota counters (migration 0010) -----------------------------------------------------------
+# What the gateway's `quota` and `quota-by-key` policies counted, per store (so a soft-deleted and
+# restored service keeps them; a backup restore moves them to the new store), counter key and period.
+# Runtime data like `usage`: backups never read it. Written only by `portico/store/quotas.py`.
+quota_counters = Table(
+    "quota_counters",
+    metadata,
+    Column("store_id", Integer, primary_key=True),
+    Column("counter_key", String(600), primary_key=True),  # quotas.storage_key(): at most 560 characters
+    Column("period_key", String(120), primary_key=True),  # "{index}_{ISO 8601 duration}[_{api}[_{op}]]"
+    Column("period_start", DateTime(timezone=True), nullable=False),
+    Column("period_end", DateTime(timezone=True), nullable=True),  # NULL: the period never ends
+    Column("calls", BigInteger, nullable=False),
+    Column("kb", Float, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
+Index("ix_quota_counters_period_end", quota_counters.c.period_end)
+
 # --- backup schedules (issue 5; migration 0003) ---------------------------------------------------
 # One row per schedule of a service (`.../service/{name}/backupSchedules/{id}`). `sealed_secret`
 # holds the storage access key (and encryption key) sealed with the server's secret key
@@ -330,6 +348,7 @@ __all__ = [
     "entities",
     "metadata",
     "operations",
+    "quota_counters",
     "resource_groups",
     "role_assignments",
     "services",

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from portico.store import quotas
 from portico.store.db import Database
 from portico.store.schema import entities, stores
 
@@ -74,6 +75,7 @@ async def switch_active(conn: AsyncConnection, retiring: int, staging: int) -> b
     if not res.rowcount:
         return False
     await conn.execute(update(stores).where(stores.c.id == retiring).values(state=RETIRED))
+    await quotas.move(conn, retiring, staging)  # runtime data: the service keeps its quota counters
     return True
 
 
@@ -92,6 +94,7 @@ async def drop(conn: AsyncConnection, ids: list[int]) -> None:
         # change-log bump per deleted row is quadratic within a transaction on PostgreSQL.
         await conn.execute(update(stores).where(stores.c.id.in_(ids)).values(state=RETIRED))
         await conn.execute(delete(entities).where(entities.c.store_id.in_(ids)))
+        await quotas.delete_of_stores(conn, ids)
         await conn.execute(delete(stores).where(stores.c.id.in_(ids)))
 
 
@@ -138,6 +141,7 @@ async def collect(db: Database, store_id: int) -> None:
                     await conn.execute(delete(entities).where(entities.c.store_id == store_id))
                     done = True
                 if done:
+                    await quotas.delete_of_stores(conn, [store_id])
                     await conn.execute(delete(stores).where(stores.c.id == store_id))
                     return
             await asyncio.sleep(0.01)

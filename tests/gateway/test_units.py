@@ -259,11 +259,13 @@ def test_quota_by_key_periods_follow_first_period_start() -> None:
 
     day = quota('renewal-period="86400" first-period-start="2026-01-01T06:00:00Z"')
     at = datetime(2026, 3, 10, 5, 0, tzinfo=UTC).timestamp()  # one hour before that day's period ends
-    index, period, left = day._window(at)
-    assert period == 86400 and left == 3600
-    assert day._window(at + 3600)[0] == index + 1  # the next period starts on the hour
+    p = day.period(at)
+    assert p.end is not None and p.end - p.start == 86400 and p.end - at == 3600
+    assert p.key == f"{p.index}_P1D" and p.index == 67  # 1 January 06:00 → 10 March 05:00: 67 full days
+    assert day.period(at + 3600).index == p.index + 1  # the next period starts on the hour
     never = quota('renewal-period="0"')
-    assert never._window(at)[0] == never._window(at + 10 * 366 * 86400)[0]  # one period, forever
+    assert never.period(at) == never.period(at + 10 * 366 * 86400)  # one period, forever
+    assert never.period(at).key == "0_PT0S" and never.period(at).end is None
 
 
 def test_response_cache_is_bounded_in_bytes() -> None:

@@ -18,6 +18,7 @@ from portico.gateway.diagnostics import Diagnostic, LogSink, diagnostics_by_api
 from portico.gateway.policies.base import CompileContext
 from portico.gateway.policies.pipeline import Pipeline, PolicyDoc, compile_document, compose
 from portico.gateway.policies.xmltree import PolicyDocumentError, inline_fragments, substitute_named_values
+from portico.gateway.quotas import QuotaLedger
 from portico.gateway.routing import Api, Operation, Router, build_api, compile_operation
 from portico.gateway.selfhosted import SelfHosted, TokenError, verify
 from portico.names import fold_name
@@ -139,8 +140,15 @@ class PolicyCompiling:
     """What compiling policy documents needs from the node, shared by all its services: the
     counters and key sets policies use, and the compiled documents by (service, scope, text)."""
 
-    def __init__(self, counters: CounterStore, jwks: JwksCache, log_sink: LogSink | None = None) -> None:
+    def __init__(
+        self,
+        counters: CounterStore,
+        jwks: JwksCache,
+        log_sink: LogSink | None = None,
+        quotas: QuotaLedger | None = None,
+    ) -> None:
         self.counters = counters
+        self.quotas = quotas if quotas is not None else QuotaLedger()
         self.jwks = jwks
         self.log_sink = log_sink  # where loggers write (portico/gateway/diagnostics.py); None: nowhere
         self.selfhosted: SelfHosted | None = None  # a node of one self-hosted gateway (selfhosted.py)
@@ -376,6 +384,7 @@ class ServiceConfig:
         cc = CompileContext(
             scope=f"{self.id}:{scope.lower() or 'global'}",
             limits=self.compiling.counters,
+            quotas=self.compiling.quotas,
             jwks=self.compiling.jwks,
             backends=self.backends,
         )

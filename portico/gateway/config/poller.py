@@ -55,6 +55,7 @@ from portico.store.schema import services, stores
 if TYPE_CHECKING:
     from portico.gateway.jwks import JwksCache
     from portico.gateway.policies.limits import CounterStore
+    from portico.gateway.quotas import QuotaLedger
     from portico.store.db import Database
 
 log = logging.getLogger("portico.gateway")
@@ -64,12 +65,18 @@ class ConfigStore:
     """All services of the database, kept current by polling (see the module docstring)."""
 
     def __init__(
-        self, db: Database, gateway_domain: str, poll_seconds: float, counters: CounterStore, jwks: JwksCache
+        self,
+        db: Database,
+        gateway_domain: str,
+        poll_seconds: float,
+        counters: CounterStore,
+        jwks: JwksCache,
+        quotas: QuotaLedger | None = None,
     ) -> None:
         self.db = db
         self.domain = gateway_domain.lower().strip(".")
         self.poll_seconds = poll_seconds
-        self.compiling = PolicyCompiling(counters, jwks)
+        self.compiling = PolicyCompiling(counters, jwks, quotas=quotas)
         self.services: dict[int, ServiceConfig] = {}
         self.by_host: dict[str, ServiceConfig] = {}
         self.wildcards: list[tuple[str, ServiceConfig]] = []

@@ -25,6 +25,7 @@ class CompileContext:
         validate_only: bool = False,
         scope: str = "",
         limits: Any = None,
+        quotas: Any = None,
         jwks: Any = None,
         backends: dict[str, Any] | None = None,
         operation: Any = None,
@@ -32,6 +33,7 @@ class CompileContext:
         self.validate_only = validate_only
         self.scope = scope  # "global" | "product:p" | "api:a" | "operation:a/o" (counter identity)
         self.limits = limits
+        self.quotas = quotas  # the process's QuotaLedger (portico/gateway/quotas.py); None: a private one
         self.jwks = jwks
         self.backends = backends or {}
         self.operation = operation

@@ -1,10 +1,14 @@
 """rate-limit, quota (per subscription), rate-limit-by-key and quota-by-key.
 
-Counters are per gateway node (like API Management's self-hosted gateway without
-synchronisation): with N nodes behind a balancer the effective limit is up to N times the
-configured one. The worker processes of one node share one table (portico/gateway/shared_counters.py);
-`Counters` is the in-process table of a gateway running inside the management process. Windows are fixed, starting at the first call of a key; expired windows are
-swept every few seconds so memory follows the number of active keys.
+Rate-limit counters are per gateway node (like API Management's, per gateway): with N nodes behind
+a balancer the effective limit is up to N times the configured one. The worker processes of one
+node share one table (portico/gateway/shared_counters.py); `Counters` is the in-process table of a
+gateway running inside the management process. Windows are fixed, starting at the first call of a
+key; expired windows are swept every few seconds so memory follows the number of active keys.
+
+Quota counters (`quota`, `quota-by-key`) are periods of hours to years: they live in the database,
+shared by every process and node, and the management API reads and resets them
+(portico/gateway/quotas.py: `QuotaLedger`, and the bound on overshoot).
 """
 
 from __future__ import annotations
@@ -18,6 +22,16 @@ from portico.gateway.expressions import Value, to_text, truthy
 from portico.gateway.outcome import Reject
 from portico.gateway.policies.base import CompileContext, Policy, policy
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
+from portico.gateway.quotas import (
+    ANONYMOUS,
+    EPOCH_ZERO,
+    NEVER_LEFT,
+    Entry,
+    Period,
+    QuotaLedger,
+    instant,
+    period_at,
+)
 
 if TYPE_CHECKING:
     from portico.gateway.context import Context
@@ -135,7 +149,7 @@ def _limit_of(node: Node, cc: CompileContext, quota: bool) -> _Limit:
     bandwidth = node.integer("bandwidth", minimum=0) if quota else None
     if quota and calls is None and bandwidth is None:
         raise PolicyDocumentError("at least one of 'calls' and 'bandwidth' is required.", node)
-    period = node.integer("renewal-period", required=True, minimum=1)
+    period = node.integer("renewal-period", required=True, minimum=0 if quota else 1)  # quota: 0 never renews
     assert period is not None
     if period > 366 * 86400 * 5:
         raise PolicyDocumentError("attribute 'renewal-period' is too long.", node)
@@ -294,7 +308,11 @@ class RateLimit(_PerSubscriptionLimit):
 
 
 @policy
-class Quota(_PerSubscriptionLimit):
+class Quota(Policy):
+    """Calls and/or kilobytes per renewal period and subscription, with nested <api>/<operation>
+    limits. The counter key is the subscription's id; its periods start at the subscription's start
+    (as in API Management). Counters live in the database (portico/gateway/quotas.py)."""
+
     tag = "quota"
     sections = INBOUND
 
@@ -303,25 +321,33 @@ class Quota(_PerSubscriptionLimit):
         node.check_attrs({"calls", "bandwidth", "renewal-period"})
         self.limit = _limit_of(node, cc, quota=True)
         self.nested = _nested(node, cc, quota=True)
-        self.counters: CounterStore = cc.limits if cc.limits is not None else Counters()
+        self.ledger: QuotaLedger = cc.quotas if cc.quotas is not None else QuotaLedger()
 
-    def _check(self, ctx: Context, limit: _Limit, who: Any, now: float) -> None:
-        if limit.calls is not None:
-            key = (ctx.service.id, limit.key, "calls", who, limit.period)
-            taken, _count, renew = self.counters.take(key, limit.period, now, limit.calls)
-            if not taken:
-                raise _quota_exceeded("call volume", renew, self.tag)
-        if limit.bandwidth_kb is not None:
-            bkey = (ctx.service.id, limit.key, "kb", who, limit.period)
-            used, renew = self.counters.peek(bkey, limit.period, now)
-            if used >= limit.bandwidth_kb:
-                raise _quota_exceeded("bandwidth", renew, self.tag)
-            counters, period = self.counters, limit.period
+    def run(self, ctx: Context) -> Any:
+        sub = ctx.subscription
+        who = sub.name if sub is not None else ANONYMOUS
+        first = (
+            instant(sub.data.get("startDate") or sub.data.get("createdDate"))
+            if sub is not None
+            else EPOCH_ZERO
+        )
+        wall = time.time()
+        for _k, name, ident, limit, ops in self.nested:
+            if _matches(ctx, "api", name, ident):
+                assert ctx.api is not None
+                api = ctx.api.name
+                for _ko, oname, oident, olimit in ops:
+                    if _matches(ctx, "operation", oname, oident):
+                        assert ctx.operation is not None
+                        self._check(ctx, olimit, who, f"_{api}_{ctx.operation.name}", first, wall)
+                self._check(ctx, limit, who, f"_{api}", first, wall)
+        self._check(ctx, self.limit, who, "", first, wall)
+        return None
 
-            def charge(c: Context, key: Any = bkey) -> None:
-                counters.add(key, period, time.monotonic(), (c.bytes_in + c.bytes_out) / 1024.0)
-
-            ctx.deferred.append(charge)
+    def _check(self, ctx: Context, limit: _Limit, who: str, scope: str, first: float, wall: float) -> None:
+        period = period_at(int(limit.period), first, wall)
+        e = self.ledger.entry(ctx.service.store_id, who, period.key + scope, period)
+        _enforce(ctx, self.tag, e, limit.calls, limit.bandwidth_kb, None, 1, period)
 
 
 @policy
@@ -371,15 +397,13 @@ class RateLimitByKey(Policy):
         return None
 
 
-_EPOCH_ZERO = datetime(1, 1, 1, tzinfo=UTC)  # API Management's default first-period-start
-
-
 @policy
 class QuotaByKey(Policy):
     """Calls and/or kilobytes per renewal period for any key (`counter-key`). Periods are aligned
     to `first-period-start` on the wall clock (a monthly quota renews on its date, whichever node
     counts); `renewal-period="0"` never renews. The increment condition, like rate-limit-by-key's,
-    is evaluated once the response is known; so is the bandwidth used."""
+    is evaluated once the response is known; so is the bandwidth used. Counters live in the
+    database (portico/gateway/quotas.py)."""
 
     tag = "quota-by-key"
     sections = INBOUND
@@ -406,10 +430,10 @@ class QuotaByKey(Policy):
         assert period is not None
         if period > 366 * 86400 * 5:
             raise PolicyDocumentError("attribute 'renewal-period' is too long.", node)
-        self.period = float(period)
+        self.renewal = period
         self.counter_key, self.condition, self.increment = _by_key(node)
         start = node.get("first-period-start")
-        self.first = _EPOCH_ZERO.timestamp()
+        self.first = EPOCH_ZERO
         if start:
             try:
                 when = datetime.fromisoformat(start.strip().replace("Z", "+00:00"))
@@ -419,60 +443,77 @@ class QuotaByKey(Policy):
                     node,
                 ) from None
             self.first = (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
-        self.counters: CounterStore = cc.limits if cc.limits is not None else Counters()
+        self.ledger: QuotaLedger = cc.quotas if cc.quotas is not None else QuotaLedger()
+        self._period = period_at(self.renewal, self.first, time.time())
 
-    def _window(self, wall: float) -> tuple[int, float, float]:
-        """(index of the current period, its length as the counter table keeps it, seconds left)."""
-        if self.period == 0:
-            return 0, 366 * 86400 * 100.0, 366 * 86400 * 100.0
-        index = math.floor((wall - self.first) / self.period)
-        ends = self.first + (index + 1) * self.period
-        return index, self.period, max(0.0, ends - wall)
+    def period(self, wall: float) -> Period:
+        """The current period (the last one computed while it lasts)."""
+        p = self._period
+        if wall < p.start or (p.end is not None and wall >= p.end):
+            p = self._period = period_at(self.renewal, self.first, wall)
+        return p
 
     def run(self, ctx: Context) -> Any:
-        now = time.monotonic()
-        index, period, left = self._window(time.time())
+        period = self.period(time.time())
         # One counter per key value for every scope that uses it (as in API Management), and
         # one increment per request however many of those policies the request meets.
-        base = (ctx.service.id, self.tag, to_text(self.counter_key.get(ctx)), self.first, index)
-        calls_key = (*base, "calls", period)
-        kb_key = (*base, "kb", period)
-        counted: set[Any] = getattr(ctx, "counted", None) or set()
-        ctx.counted = counted
-        calls = None if calls_key in counted else self.calls  # admitted by a policy before
-        kb = None if kb_key in counted else self.bandwidth_kb
-        counters = self.counters
-        if calls is not None:
-            count, _renew = counters.peek(calls_key, period, now)
-            if count + 1 > calls:
-                raise _quota_exceeded("call volume", left, self.tag)
-        if kb is not None:
-            used, _renew = counters.peek(kb_key, period, now)
-            if used >= kb:
-                raise _quota_exceeded("bandwidth", left, self.tag)
+        e = self.ledger.entry(ctx.service.store_id, to_text(self.counter_key.get(ctx)), period.key, period)
         cond = self.condition
         if cond is not None and cond.constant:
             if cond.literal.strip().lower() != "true":
+                _enforce(ctx, self.tag, e, self.calls, self.bandwidth_kb, None, 0, period, count=False)
                 return None  # increment-condition="false": nothing counts
             cond = None
-        amount = _increment(ctx, self.increment, self.tag)
-        if calls is not None:
-            counted.add(calls_key)
-            if cond is None:
-                counters.add(calls_key, period, now, amount)
-        if kb is not None:
-            counted.add(kb_key)
-        if (cond is None or calls is None) and kb is None:
-            return None
-
-        def after(c: Context) -> None:
-            if cond is not None and not truthy(cond.get(c)):
-                return
-            later = time.monotonic()
-            if calls is not None and cond is not None:
-                counters.add(calls_key, period, later, amount)
-            if kb is not None:
-                counters.add(kb_key, period, later, (c.bytes_in + c.bytes_out) / 1024.0)
-
-        ctx.deferred.append(after)
+        _enforce(ctx, self.tag, e, self.calls, self.bandwidth_kb, cond, self.increment, period)
         return None
+
+
+def _enforce(
+    ctx: Context,
+    tag: str,
+    e: Entry,
+    calls: int | None,
+    kb: int | None,
+    cond: Value | None,
+    increment: Value | int | None,
+    period: Period,
+    *,
+    count: bool = True,
+) -> None:
+    """Reject when the counter is over a limit; else count the call (now, or once the response is
+    known when an increment condition decides) and the kilobytes (once the response is known).
+    A counter is counted once per request, whichever policies meet it."""
+    counted: set[Any] = getattr(ctx, "counted", None) or set()
+    ctx.counted = counted
+    calls = None if (e, "calls") in counted else calls  # admitted by a policy before
+    kb = None if (e, "kb") in counted else kb
+    if calls is not None and e.total_calls() + 1 > calls:
+        raise _quota_exceeded("call volume", _left(period), tag)
+    if kb is not None and e.total_kb() >= kb:
+        raise _quota_exceeded("bandwidth", _left(period), tag)
+    if not count or (calls is None and kb is None):
+        return
+    amount = increment if isinstance(increment, int) else _increment(ctx, increment, tag)
+    if calls is not None:
+        counted.add((e, "calls"))
+        if cond is None:
+            QuotaLedger.add(e, calls=amount)
+    if kb is not None:
+        counted.add((e, "kb"))
+    if (cond is None or calls is None) and kb is None:
+        return
+
+    def after(c: Context) -> None:
+        if cond is not None and not truthy(cond.get(c)):
+            return
+        QuotaLedger.add(
+            e,
+            calls=amount if calls is not None and cond is not None else 0,
+            kb=(c.bytes_in + c.bytes_out) / 1024.0 if kb is not None else 0.0,
+        )
+
+    ctx.deferred.append(after)
+
+
+def _left(period: Period) -> float:
+    return NEVER_LEFT if period.end is None else max(0.0, period.end - time.time())

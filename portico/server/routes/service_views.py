@@ -1,6 +1,6 @@
 """Read-only collections and service-level actions beside the stored entities (see
 `portico/resources/views.py`): all policies, policy descriptions, issues, tag resources, entities by
-tag, a user's groups/subscriptions/identities/tokens, a product's subscriptions, an API's products, quotas, regions,
+tag, a user's groups/subscriptions/identities/tokens, a product's subscriptions, an API's products, regions,
 SKUs, network status, private endpoints, and the service's SSO/ownership/network actions."""
 
 from __future__ import annotations
@@ -172,21 +172,6 @@ async def user_action(call: Call) -> Response:
     props = body.get("properties", body) if isinstance(body, dict) else {}
     key = access.data["primaryKey" if props.get("keyType") == "primary" else "secondaryKey"]
     return json_response(V.user_token(user, key, body))
-
-
-async def quotas(call: Call) -> Response:
-    """Quota counters are kept by the gateway's quota policy; none exist for a key that no quota
-    policy has counted, which is every key until the gateway enforces quotas."""
-    await call.authorize_service("Microsoft.ApiManagement/service/quotas/read")
-    key = call.params["quotaCounterKey"]
-    period = call.params.get("quotaPeriodKey")
-    if call.method == "GET" and period is None:
-        return json_response({"value": [], "count": 0})
-    if call.method not in ("GET", "PATCH"):
-        raise method_not_allowed(call.method)
-    raise ArmError(
-        404, "ResourceNotFound", f"No quota counter '{key[:80]}' period '{(period or '')[:80]}' exists."
-    )
 
 
 async def _svc_read(call: Call, noun: str) -> Any:

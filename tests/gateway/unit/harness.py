@@ -136,6 +136,7 @@ def pipeline(
     cc = CompileContext(
         scope=f"{svc.id}:apis/echo",
         limits=svc.compiling.counters,
+        quotas=svc.compiling.quotas,
         jwks=svc.compiling.jwks,
         backends=svc.backends,
     )

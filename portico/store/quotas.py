@@ -1,0 +1,217 @@
+"""Quota counters (the `quota_counters` table): every read and write of it goes through this module.
+
+A row is what the gateway's `quota` / `quota-by-key` policies counted for one counter key in one
+period of one store: calls and kilobytes. Gateway processes add their deltas (`add`, one upsert per
+counter, creating the row on first use) and read the totals back (`read`); the management API lists
+(`list_current`) and sets (`set_values`) them. A row is only ever created for an active store, so a
+gateway flushing late for a store a restore replaced leaves nothing behind; the rows of a store go
+with it (`delete_of_stores`) and follow a restore's switch to the new store (`move`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import and_, delete, exists, literal, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.types import BigInteger, DateTime, Float, Integer, String
+
+from portico.store.schema import quota_counters, stores
+
+_C = quota_counters.c
+MAX_KEY = 560  # counter keys longer than this are stored as a prefix and a digest (storage_key)
+_ACTIVE = "active"  # stores.ACTIVE (stores.py imports this module)
+
+
+def storage_key(counter_key: str) -> str:
+    """The stored form of a counter key: itself, or when longer than `MAX_KEY` characters (a whole
+    token used as a key, say) its first 500 characters, '~' and a digest of the whole key, so the
+    management API finds it by the same key the policy computed."""
+    if len(counter_key) <= MAX_KEY:
+        return counter_key
+    digest = hashlib.blake2b(counter_key.encode("utf-8", "surrogatepass"), digest_size=24).hexdigest()
+    return f"{counter_key[:500]}~{digest}"
+
+
+@dataclass(frozen=True, slots=True)
+class CounterId:
+    """Which counter: store, (stored) counter key, period key."""
+
+    store_id: int
+    counter_key: str
+    period_key: str
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """What a gateway process counted for one counter since its last flush."""
+
+    counter: CounterId
+    period_start: datetime
+    period_end: datetime | None
+    calls: int
+    kb: float
+
+
+@dataclass(frozen=True, slots=True)
+class Counter:
+    counter: CounterId
+    period_start: datetime
+    period_end: datetime | None
+    calls: int
+    kb: float
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)  # SQLite gives naive datetimes back
+
+
+def _counter(r: object) -> Counter:
+    start = _aware(r.period_start)  # type: ignore[attr-defined]
+    assert start is not None
+    return Counter(
+        CounterId(int(r.store_id), str(r.counter_key), str(r.period_key)),  # type: ignore[attr-defined]
+        start,
+        _aware(r.period_end),  # type: ignore[attr-defined]
+        int(r.calls),  # type: ignore[attr-defined]
+        float(r.kb),  # type: ignore[attr-defined]
+    )
+
+
+async def add(conn: AsyncConnection, deltas: Sequence[Delta]) -> dict[CounterId, tuple[int, float]]:
+    """Add each delta to its counter (creating the row, if its store is active) and return the new
+    totals. A counter of a store that is no longer active is absent from the answer."""
+    now = datetime.now(UTC)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    out: dict[CounterId, tuple[int, float]] = {}
+    for d in deltas:
+        c = d.counter
+        source = select(
+            literal(c.store_id, Integer),
+            literal(c.counter_key, String),
+            literal(c.period_key, String),
+            literal(d.period_start, DateTime(timezone=True)),
+            literal(d.period_end, DateTime(timezone=True)),
+            literal(d.calls, BigInteger),
+            literal(d.kb, Float),
+            literal(now, DateTime(timezone=True)),
+        ).where(exists().where(stores.c.id == c.store_id, stores.c.state == _ACTIVE))
+        stmt = dialect.insert(quota_counters).from_select(
+            [
+                "store_id",
+                "counter_key",
+                "period_key",
+                "period_start",
+                "period_end",
+                "calls",
+                "kb",
+                "updated_at",
+            ],
+            source,
+        )
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[_C.store_id, _C.counter_key, _C.period_key],
+            set_={
+                "calls": _C.calls + stmt.excluded.calls,
+                "kb": _C.kb + stmt.excluded.kb,
+                "updated_at": stmt.excluded.updated_at,
+            },
+        ).returning(_C.calls, _C.kb)
+        row = (await conn.execute(stmt)).first()
+        if row is not None:
+            out[c] = (int(row.calls), float(row.kb))
+    return out
+
+
+def _matching(ids: Iterable[CounterId]) -> object:
+    by_store: dict[tuple[int, str], list[str]] = {}
+    for i in ids:
+        by_store.setdefault((i.store_id, i.counter_key), []).append(i.period_key)
+    return or_(
+        *(
+            and_(_C.store_id == store, _C.counter_key == key, _C.period_key.in_(periods))
+            for (store, key), periods in by_store.items()
+        )
+    )
+
+
+async def read(
+    conn: AsyncConnection, ids: Sequence[CounterId], chunk: int = 200
+) -> dict[CounterId, tuple[int, float]]:
+    """The totals of these counters; one that has no row is absent."""
+    out: dict[CounterId, tuple[int, float]] = {}
+    for i in range(0, len(ids), chunk):
+        part = ids[i : i + chunk]
+        q = select(_C.store_id, _C.counter_key, _C.period_key, _C.calls, _C.kb).where(_matching(part))  # type: ignore[arg-type]
+        for r in (await conn.execute(q)).all():
+            out[CounterId(int(r.store_id), r.counter_key, r.period_key)] = (int(r.calls), float(r.kb))
+    return out
+
+
+def _current(now: datetime) -> object:
+    return or_(_C.period_end.is_(None), _C.period_end > now)
+
+
+async def list_current(
+    conn: AsyncConnection, store_id: int, counter_key: str, period_key: str | None = None
+) -> list[Counter]:
+    """The counters of a key whose period has not ended (one period's, with `period_key`), ordered
+    by period key."""
+    q = (
+        select(quota_counters)
+        .where(_C.store_id == store_id, _C.counter_key == storage_key(counter_key))
+        .where(_current(datetime.now(UTC)))  # type: ignore[arg-type]
+        .order_by(_C.period_key)
+    )
+    if period_key is not None:
+        q = q.where(_C.period_key == period_key)
+    return [_counter(r) for r in (await conn.execute(q)).all()]
+
+
+async def set_values(
+    conn: AsyncConnection,
+    store_id: int,
+    counter_key: str,
+    period_key: str | None,
+    calls: int | None,
+    kb: float | None,
+) -> list[Counter]:
+    """Set the current counters of a key (one period's, with `period_key`) to these values (None:
+    unchanged); the counters as they are now. Gateways see the change at their next flush."""
+    values: dict[str, object] = {"updated_at": datetime.now(UTC)}
+    if calls is not None:
+        values["calls"] = calls
+    if kb is not None:
+        values["kb"] = kb
+    q = (
+        update(quota_counters)
+        .where(_C.store_id == store_id, _C.counter_key == storage_key(counter_key))
+        .where(_current(datetime.now(UTC)))  # type: ignore[arg-type]
+    )
+    if period_key is not None:
+        q = q.where(_C.period_key == period_key)
+    await conn.execute(q.values(**values))
+    return await list_current(conn, store_id, counter_key, period_key)
+
+
+async def delete_of_stores(conn: AsyncConnection, store_ids: Sequence[int]) -> None:
+    if store_ids:
+        await conn.execute(delete(quota_counters).where(_C.store_id.in_(store_ids)))
+
+
+async def move(conn: AsyncConnection, from_store: int, to_store: int) -> None:
+    """A restore's switch: the counters stay with the service, in its new active store."""
+    await conn.execute(delete(quota_counters).where(_C.store_id == to_store))
+    await conn.execute(update(quota_counters).where(_C.store_id == from_store).values(store_id=to_store))
+
+
+async def prune(conn: AsyncConnection, ended_before: datetime) -> int:
+    """Delete counters whose period ended before `ended_before`; how many."""
+    res = await conn.execute(delete(quota_counters).where(_C.period_end < ended_before))
+    return int(res.rowcount or 0)
