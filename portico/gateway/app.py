@@ -100,6 +100,7 @@ class Gateway:
         token = self.settings.gateway_token
         name = self.settings.gateway_name
         await self.config.start((name, token.get_secret_value()) if name and token else None)
+        await self.quota_flusher.preload()  # before serving: a restart forgets no quota
         self.quota_flusher.start()
         self.started = True
 

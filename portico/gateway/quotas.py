@@ -15,7 +15,9 @@ interval each process may admit up to the limit on its own view. With P gateway 
 nodes' workers) sharing a counter, the calls admitted in a period exceed the limit by at most what
 the other P-1 processes admit between two flushes: at most (P-1) x (calls per process per interval
 + flush time), and never more than (P-1) x limit. A process that meets a counter for the first time
-admits on its own view until its first read, which it asks for at once (a database round trip).
+admits on its own view until its first read, which it asks for at once (a database round trip); a
+starting process reads the current counters before it serves (`QuotaFlusher.preload`), so a restart
+forgets nothing.
 
 Periods: counter + period key identify a counter row. The period key is
 `{index}_{ISO 8601 duration}`, the index counted from the policy's first period start
@@ -150,6 +152,7 @@ class QuotaLedger:
         self.max_batch = max_batch
         self.wake: Callable[[], None] | None = None  # the flusher's: a counter needs reading
         self._idle: dict[Key, float] = {}  # key → monotonic time it was last seen unused at a flush
+        self._cold: set[Key] = set()  # preloaded, not used since: not re-read until used
 
     def entry(self, store_id: int, counter_key: str, period_key: str, period: Period) -> Entry:
         """The counter of this key and period, created (to be read at once) on first use."""
@@ -199,17 +202,37 @@ class QuotaLedger:
             elif e.used:
                 reads.append(Q.CounterId(*key))
                 self._idle.pop(key, None)
+                self._cold.discard(key)
             else:
                 since = self._idle.setdefault(key, now)
                 if now - since >= self.idle_seconds:
                     dead.append(key)
-                else:
+                elif key not in self._cold:
                     reads.append(Q.CounterId(*key))
             e.used = False
         for key in dead:
             del self.entries[key]
             self._idle.pop(key, None)
+            self._cold.discard(key)
         return deltas, reads
+
+    def preload(self, counters: list[Q.Counter]) -> None:
+        """Counters read from the table at start: a process restarting (or joining) knows what was
+        counted before it at once, rather than after its first flush of each counter."""
+        now = time.monotonic()
+        for c in counters:
+            i = c.counter
+            key = (i.store_id, i.counter_key, i.period_key)
+            if key in self.entries:
+                continue
+            index = c.counter.period_key.split("_", 1)[0]
+            start = c.period_start.timestamp()
+            end = None if c.period_end is None else c.period_end.timestamp()
+            e = Entry(Period(int(index) if index.lstrip("-").isdigit() else 0, i.period_key, start, end))
+            e.calls, e.kb, e.known, e.used = c.calls, c.kb, True, False
+            self.entries[key] = e
+            self._idle[key] = now
+            self._cold.add(key)
 
     def settle(self, deltas: list[Q.Delta], totals: dict[Q.CounterId, tuple[int, float]]) -> None:
         """After the deltas were added: the totals the table answered (a counter missing from them
@@ -258,6 +281,11 @@ class QuotaFlusher:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._last_prune = time.monotonic()
+
+    async def preload(self, limit: int = 100_000) -> None:
+        """Read the current counters (the most recently counted `limit`) into the ledger."""
+        async with self.db.read() as conn:
+            self.ledger.preload(await Q.current_of_active_stores(conn, limit))
 
     def start(self) -> None:
         self.ledger.wake = self._wake.set

@@ -200,6 +200,20 @@ async def set_values(
     return await list_current(conn, store_id, counter_key, period_key)
 
 
+async def current_of_active_stores(conn: AsyncConnection, limit: int) -> list[Counter]:
+    """The counters of active stores whose period has not ended, the most recently counted first
+    (at most `limit`): what a starting gateway process needs to know."""
+    q = (
+        select(quota_counters)
+        .join(stores, stores.c.id == _C.store_id)
+        .where(stores.c.state == _ACTIVE)
+        .where(_current(datetime.now(UTC)))  # type: ignore[arg-type]
+        .order_by(_C.updated_at.desc())
+        .limit(limit)
+    )
+    return [_counter(r) for r in (await conn.execute(q)).all()]
+
+
 async def delete_of_stores(conn: AsyncConnection, store_ids: Sequence[int]) -> None:
     if store_ids:
         await conn.execute(delete(quota_counters).where(_C.store_id.in_(store_ids)))

@@ -9,11 +9,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update
 
 from portico.gateway.quotas import QuotaFlusher, QuotaLedger, instant, iso_duration, period_at
 from portico.store import quotas as Q
 from portico.store import stores as ST
 from portico.store.db import Database
+from portico.store.schema import stores
 
 
 def test_iso_durations_of_renewal_periods() -> None:
@@ -150,7 +152,7 @@ async def test_only_active_stores_get_counters_and_they_follow_the_store(db: Dat
     QuotaLedger.add(ledger.entry(store, "k", p.key, p), calls=5)
     await flusher.flush()
     async with db.write() as conn:
-        await conn.execute(ST.update(ST.stores).where(ST.stores.c.id == staging).values(state=ST.STAGING))
+        await conn.execute(update(stores).where(stores.c.id == staging).values(state=ST.STAGING))
         assert await ST.switch_active(conn, store, staging)  # a restore's switch moves the counters
     async with db.read() as conn:
         assert [c.calls for c in await Q.list_current(conn, staging, "k")] == [5]
@@ -163,3 +165,23 @@ async def test_only_active_stores_get_counters_and_they_follow_the_store(db: Dat
     async with db.write() as conn:
         await ST.drop(conn, [staging])
         assert await Q.list_current(conn, staging, "k") == []
+
+
+async def test_a_starting_process_knows_the_counters_before_it_serves(db: Database) -> None:
+    store = await _store(db)
+    p = period_at(3600, 0.0, datetime.now(UTC).timestamp())
+    before = QuotaLedger()
+    QuotaLedger.add(before.entry(store, "k", p.key, p), calls=4, kb=1.0)
+    await QuotaFlusher(db, before).flush()
+    ended = period_at(60, 0.0, 120.0)
+    QuotaLedger.add(before.entry(store, "old", ended.key, ended), calls=1)
+    await QuotaFlusher(db, before).flush()
+
+    after = QuotaLedger()
+    await QuotaFlusher(db, after).preload()
+    assert list(after.entries) == [(store, "k", p.key)]  # current periods only
+    e = after.entries[(store, "k", p.key)]
+    assert (e.total_calls(), e.total_kb(), e.known, e.period) == (4, 1.0, True, p)
+    assert after.drain() == ([], [])  # not re-read until a request uses it
+    assert after.entry(store, "k", p.key, p) is e
+    assert after.drain()[1] == [Q.CounterId(store, "k", p.key)]
