@@ -156,7 +156,7 @@ class QuotaLedger:
 
     def entry(self, store_id: int, counter_key: str, period_key: str, period: Period) -> Entry:
         """The counter of this key and period, created (to be read at once) on first use."""
-        key = (store_id, Q.storage_key(counter_key), period_key)
+        key = (store_id, Q.storage_key(counter_key), Q.storage_key(period_key, Q.MAX_PERIOD_KEY))
         e = self.entries.get(key)
         if e is None:
             e = self.entries[key] = Entry(period)

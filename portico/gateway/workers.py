@@ -4,11 +4,12 @@ One Python process serves one core. `PORTICO_GATEWAY_WORKERS` processes (one per
 each bind the gateway ports with SO_REUSEPORT, so the kernel spreads connections over them, and
 each keeps its own compiled configuration (its own poller). What must be one per node is owned by
 the parent (the `portico serve` or `portico gateway` process):
-- rate-limit and quota counters: one shared-memory table (`SharedCounters`) all workers update, so
-  a limit means the same with one worker or eight;
+- rate-limit counters: one shared-memory table (`SharedCounters`) all workers update, so a limit
+  means the same with one worker or eight (quota counters live in the database: each worker adds
+  its counts from a background task once a second, portico/gateway/quotas.py);
 - usage records: workers send them in batches over a pipe (`UsageForwarder`); the parent's
-  `UsageWriter` writes them to the database. Workers never write to the database, so a slow insert
-  (or SQLite's single writer) never stalls a request.
+  `UsageWriter` writes them to the database. Workers write nothing else but their quota counts,
+  never on a request, so a slow insert (or SQLite's single writer) never stalls one.
 The parent restarts a worker that dies (with a back-off) and stops them all on shutdown. Workers
 ask the kernel to kill them if the parent dies (PR_SET_PDEATHSIG), so a crashed node never leaves
 processes holding its ports.

@@ -23,18 +23,21 @@ from sqlalchemy.types import BigInteger, DateTime, Float, Integer, String
 from portico.store.schema import quota_counters, stores
 
 _C = quota_counters.c
-MAX_KEY = 560  # counter keys longer than this are stored as a prefix and a digest (storage_key)
+# Longer keys are stored as a prefix and a digest (storage_key): both fit PostgreSQL's index entry
+# limit even in 4-byte characters.
+MAX_KEY = 400
+MAX_PERIOD_KEY = 200
 _ACTIVE = "active"  # stores.ACTIVE (stores.py imports this module)
 
 
-def storage_key(counter_key: str) -> str:
-    """The stored form of a counter key: itself, or when longer than `MAX_KEY` characters (a whole
-    token used as a key, say) its first 500 characters, '~' and a digest of the whole key, so the
+def storage_key(key: str, limit: int = MAX_KEY) -> str:
+    """The stored form of a counter (or period) key: itself, or when longer than `limit` characters
+    (a whole token used as a key, say) its beginning, '~' and a digest of the whole key, so the
     management API finds it by the same key the policy computed."""
-    if len(counter_key) <= MAX_KEY:
-        return counter_key
-    digest = hashlib.blake2b(counter_key.encode("utf-8", "surrogatepass"), digest_size=24).hexdigest()
-    return f"{counter_key[:500]}~{digest}"
+    if len(key) <= limit:
+        return key
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=24).hexdigest()
+    return f"{key[: limit - 49]}~{digest}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -241,8 +241,8 @@ quota_counters = Table(
     "quota_counters",
     metadata,
     Column("store_id", Integer, primary_key=True),
-    Column("counter_key", String(600), primary_key=True),  # quotas.storage_key(): at most 560 characters
-    Column("period_key", String(120), primary_key=True),  # "{index}_{ISO 8601 duration}[_{api}[_{op}]]"
+    Column("counter_key", String(400), primary_key=True),  # quotas.storage_key(): at most 400 characters
+    Column("period_key", String(200), primary_key=True),  # "{index}_{ISO 8601 duration}[_{api}[_{op}]]"
     Column("period_start", DateTime(timezone=True), nullable=False),
     Column("period_end", DateTime(timezone=True), nullable=True),  # NULL: the period never ends
     Column("calls", BigInteger, nullable=False),

@@ -95,6 +95,7 @@ def test_long_counter_keys_are_stored_as_prefix_and_digest() -> None:
     long_a, long_b = "a" * 5000, "a" * 4999 + "b"
     assert len(Q.storage_key(long_a)) <= Q.MAX_KEY and Q.storage_key(long_a) != Q.storage_key(long_b)
     assert Q.storage_key(long_a) == Q.storage_key("a" * 5000)
+    assert len(Q.storage_key(long_a, Q.MAX_PERIOD_KEY)) == Q.MAX_PERIOD_KEY
 
 
 @pytest.fixture

@@ -32,6 +32,27 @@ async def test_quota_per_subscription() -> None:
     )
 
 
+async def test_quota_counters_are_keyed_by_subscription_and_nested_scope() -> None:
+    svc, be = service(), FakeBackend()
+    pipe = pipeline(
+        svc,
+        inbound='<quota calls="10" bandwidth="100" renewal-period="86400">'
+        '<api id="echo" calls="5" renewal-period="3600"><operation id="op" calls="1" renewal-period="3600" />'
+        "</api></quota>",
+    )
+    ann = subscription("ann")
+    ann.data["startDate"] = "2026-01-01T00:00:00Z"  # periods count from the subscription's start
+    assert (await run(pipe, request(svc, be, sub=ann))).status == 200
+    rej = await rejected(pipe, request(svc, be, sub=ann))  # the operation's limit
+    assert rej.status == 403
+    ledger = svc.compiling.quotas
+    counted = {(k[1], k[2].split("_", 1)[1]): e.total_calls() for k, e in ledger.entries.items()}
+    assert counted == {("ann", "P1D"): 1, ("ann", "PT1H_echo"): 1, ("ann", "PT1H_echo_op"): 1}
+    day = next(e for k, e in ledger.entries.items() if k[2].endswith("_P1D"))
+    assert (day.period.start - 1767225600) % 86400 == 0  # days from 2026-01-01T00:00:00Z
+    assert (await run(pipe, request(svc, be, sub=subscription("bob")))).status == 200  # per subscription
+
+
 CLIENT = "context.Request.Headers.GetValueOrDefault(&quot;x-client&quot;, &quot;none&quot;)"
 
 

@@ -18,8 +18,8 @@ def upgrade() -> None:
     op.create_table(
         "quota_counters",
         sa.Column("store_id", sa.Integer(), nullable=False),
-        sa.Column("counter_key", sa.String(600), nullable=False),
-        sa.Column("period_key", sa.String(120), nullable=False),
+        sa.Column("counter_key", sa.String(400), nullable=False),
+        sa.Column("period_key", sa.String(200), nullable=False),
         sa.Column("period_start", sa.DateTime(timezone=True), nullable=False),
         sa.Column("period_end", sa.DateTime(timezone=True), nullable=True),
         sa.Column("calls", sa.BigInteger(), nullable=False),
