@@ -5,6 +5,7 @@ reset the counter, the reset reaches the gateway, and the counter outlives a res
 from __future__ import annotations
 
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
@@ -133,6 +134,26 @@ def test_unknown_counters_and_bad_bodies(qgw: GatewayEnv) -> None:
     with pytest.raises(HttpResponseError) as err:
         sdk.quota_by_counter_keys.update(RG, gw.service, "nobody", QuotaCounterValueUpdateContract())
     assert err.value.status_code == 400
+
+
+def test_worker_processes_share_one_quota(qgw: GatewayEnv) -> None:
+    """Each call on a new connection (the kernel spreads them over the worker processes), after
+    the previous one was flushed: the quota holds across processes."""
+    gw = qgw
+    key = gw.subscription(unique("qsub"), "/apis/metered")
+    eventually(lambda: _serves(gw, key), timeout=10)
+    client, statuses = unique("shared-"), []
+    for _ in range(2 * CALLS):
+        with httpx.Client(timeout=10) as fresh:
+            r = fresh.get(
+                f"http://127.0.0.1:{gw.port}/metered/items",
+                headers={"Host": gw.host, "Ocp-Apim-Subscription-Key": key, "x-client": client},
+            )
+        statuses.append(r.status_code)
+        time.sleep(0.5)  # more than a flush interval (0.2 s)
+    assert statuses == [200] * CALLS + [403] * CALLS
+    got = gw.client.quota_by_counter_keys.list_by_service(RG, gw.service, client)
+    assert got.value[0].value.calls_count == CALLS
 
 
 def _check(ok: bool) -> None:
