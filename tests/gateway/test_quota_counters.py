@@ -186,3 +186,15 @@ async def test_a_starting_process_knows_the_counters_before_it_serves(db: Databa
     assert after.drain() == ([], [])  # not re-read until a request uses it
     assert after.entry(store, "k", p.key, p) is e
     assert after.drain()[1] == [Q.CounterId(store, "k", p.key)]
+
+
+async def test_counters_of_long_ended_periods_are_pruned(db: Database) -> None:
+    store = await _store(db)
+    ledger = QuotaLedger()
+    ended, current = period_at(60, 0.0, 120.0), period_at(0, 0.0, 0.0)
+    QuotaLedger.add(ledger.entry(store, "k", ended.key, ended), calls=1)
+    QuotaLedger.add(ledger.entry(store, "k", current.key, current), calls=1)
+    await QuotaFlusher(db, ledger).flush()
+    async with db.write() as conn:
+        assert await Q.prune(conn, datetime.now(UTC)) == 1  # the period that never ends stays
+        assert [c.counter.period_key for c in await Q.list_current(conn, store, "k")] == ["0_PT0S"]

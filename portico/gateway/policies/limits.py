@@ -257,8 +257,8 @@ def _subscription_key(ctx: Context) -> str:
 
 
 class _PerSubscriptionLimit(Policy):
-    """rate-limit and quota: the policy's own limit plus nested <api>/<operation> limits, checked
-    per subscription; subclasses say how one limit is checked (`_check`)."""
+    """rate-limit: the policy's own limit plus nested <api>/<operation> limits, checked per
+    subscription; subclasses say how one limit is checked (`_check`)."""
 
     limit: Any
     nested: Any
