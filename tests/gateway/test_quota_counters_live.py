@@ -43,6 +43,12 @@ def qgw(
             "<backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>",
             api="metered",
         )
+        gw.api("plan", "plan", backend, subscriptionRequired=True)
+        gw.policy(
+            '<policies><inbound><base /><quota calls="2" renewal-period="3600" /></inbound>'
+            "<backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>",
+            api="plan",
+        )
         yield gw
 
 
@@ -111,6 +117,25 @@ def test_quota_by_key_counts_in_the_database_and_the_sdk_reads_and_resets_it(qgw
     assert (
         sdk.quota_by_counter_keys.list_by_service(RG, gw.service, client).value[0].value.calls_count == CALLS
     )
+
+
+def test_the_quota_policy_counts_per_subscription_from_its_start(qgw: GatewayEnv) -> None:
+    gw = qgw
+    sid = unique("plansub")
+    key = gw.subscription(sid, "/apis/plan")
+    eventually(lambda: _check(gw.get("/plan/x", key=key).status_code == 200), timeout=10)
+    assert gw.get("/plan/x", key=key).status_code == 200
+    assert gw.get("/plan/x", key=key).status_code == 403
+
+    def listed() -> Any:
+        [c] = gw.client.quota_by_counter_keys.list_by_service(RG, gw.service, sid).value
+        assert c.value.calls_count == 2
+        return c
+
+    counter = eventually(listed, timeout=5)
+    created = gw.client.subscription.get(RG, gw.service, sid).created_date
+    assert counter.period_key == "0_PT1H"  # the subscription's first hour
+    assert abs((counter.period_start_time - created).total_seconds()) < 1
 
 
 def test_unknown_counters_and_bad_bodies(qgw: GatewayEnv) -> None:
