@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, literal, or_, select, update
+from sqlalchemy import and_, delete, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.elements import ColumnElement
-from sqlalchemy.types import BigInteger, DateTime, Float, Integer, String
 
 from portico.store.schema import quota_counters, stores
 
@@ -89,39 +88,41 @@ def _counter(r: Any) -> Counter:
     )
 
 
-async def add(conn: AsyncConnection, deltas: Sequence[Delta]) -> dict[CounterId, tuple[int, float]]:
+async def add(
+    conn: AsyncConnection, deltas: Sequence[Delta], chunk: int = 500
+) -> dict[CounterId, tuple[int, float]]:
     """Add each delta to its counter (creating the row, if its store is active) and return the new
     totals. A counter of a store that is no longer active is absent from the answer."""
+    store_ids = sorted({d.counter.store_id for d in deltas})
+    if not store_ids:
+        return {}
+    # The stores stay active until this transaction ends: a restore's switch (which retires the
+    # store and moves its counters) waits for it, so no row lands in a store already moved.
+    q = select(stores.c.id).where(stores.c.id.in_(store_ids), stores.c.state == _ACTIVE).order_by(stores.c.id)
+    active = {int(r.id) for r in (await conn.execute(q.with_for_update(read=True))).all()}
     now = datetime.now(UTC)
+    rows = [
+        {
+            "store_id": d.counter.store_id,
+            "counter_key": d.counter.counter_key,
+            "period_key": d.counter.period_key,
+            "period_start": d.period_start,
+            "period_end": d.period_end,
+            "calls": d.calls,
+            "kb": d.kb,
+            "updated_at": now,
+        }
+        # in key order (code point order, as `_lock`): two processes flushing the same counters,
+        # or a flush and a reset, lock rows in the same order (no deadlock on PostgreSQL)
+        for d in sorted(
+            deltas, key=lambda d: (d.counter.store_id, d.counter.counter_key, d.counter.period_key)
+        )
+        if d.counter.store_id in active
+    ]
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     out: dict[CounterId, tuple[int, float]] = {}
-    # in key order (code point order, as `_lock`): two processes flushing the same counters, or a
-    # flush and a reset, lock rows in the same order (no deadlock on PostgreSQL)
-    for d in sorted(deltas, key=lambda d: (d.counter.store_id, d.counter.counter_key, d.counter.period_key)):
-        c = d.counter
-        source = select(
-            literal(c.store_id, Integer),
-            literal(c.counter_key, String),
-            literal(c.period_key, String),
-            literal(d.period_start, DateTime(timezone=True)),
-            literal(d.period_end, DateTime(timezone=True)),
-            literal(d.calls, BigInteger),
-            literal(d.kb, Float),
-            literal(now, DateTime(timezone=True)),
-        ).where(exists().where(stores.c.id == c.store_id, stores.c.state == _ACTIVE))
-        stmt = dialect.insert(quota_counters).from_select(
-            [
-                "store_id",
-                "counter_key",
-                "period_key",
-                "period_start",
-                "period_end",
-                "calls",
-                "kb",
-                "updated_at",
-            ],
-            source,
-        )
+    for i in range(0, len(rows), chunk):
+        stmt = dialect.insert(quota_counters).values(rows[i : i + chunk])
         stmt = stmt.on_conflict_do_update(
             index_elements=[_C.store_id, _C.counter_key, _C.period_key],
             set_={
@@ -129,10 +130,9 @@ async def add(conn: AsyncConnection, deltas: Sequence[Delta]) -> dict[CounterId,
                 "kb": _C.kb + stmt.excluded.kb,
                 "updated_at": stmt.excluded.updated_at,
             },
-        ).returning(_C.calls, _C.kb)
-        row = (await conn.execute(stmt)).first()
-        if row is not None:
-            out[c] = (int(row.calls), float(row.kb))
+        ).returning(_C.store_id, _C.counter_key, _C.period_key, _C.calls, _C.kb)
+        for r in (await conn.execute(stmt)).all():
+            out[CounterId(int(r.store_id), r.counter_key, r.period_key)] = (int(r.calls), float(r.kb))
     return out
 
 

@@ -198,3 +198,18 @@ async def test_counters_of_long_ended_periods_are_pruned(db: Database) -> None:
     async with db.write() as conn:
         assert await Q.prune(conn, datetime.now(UTC)) == 1  # the period that never ends stays
         assert [c.counter.period_key for c in await Q.list_current(conn, store, "k")] == ["0_PT0S"]
+
+
+async def test_a_flush_writes_many_counters_in_a_few_statements(db: Database) -> None:
+    store = await _store(db)
+    p = period_at(3600, 0.0, datetime.now(UTC).timestamp())
+    ledger = QuotaLedger()
+    for i in range(1200):  # more than one statement's worth (500)
+        QuotaLedger.add(ledger.entry(store, f"client-{i}", p.key, p), calls=i % 3 + 1)
+    await QuotaFlusher(db, ledger).flush()
+    assert all(
+        e.known and e.total_calls() == int(k[1].split("-")[1]) % 3 + 1 for k, e in ledger.entries.items()
+    )
+    async with db.read() as conn:
+        got = await Q.read(conn, [Q.CounterId(store, f"client-{i}", p.key) for i in range(1200)])
+    assert sum(calls for calls, _kb in got.values()) == sum(i % 3 + 1 for i in range(1200))

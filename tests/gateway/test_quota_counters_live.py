@@ -202,6 +202,7 @@ async def pg_db(pg_url: str) -> AsyncIterator[Database]:
         units.test_processes_share_one_counter_through_their_flushes,
         units.test_only_active_stores_get_counters_and_they_follow_the_store,
         units.test_a_starting_process_knows_the_counters_before_it_serves,
+        units.test_a_flush_writes_many_counters_in_a_few_statements,
     ],
     ids=lambda f: f.__name__.removeprefix("test_"),
 )
