@@ -66,10 +66,6 @@ class Period:
     start: float  # epoch seconds
     end: float | None  # None: never ends
 
-    @property
-    def seconds_left(self) -> float:
-        return math.inf if self.end is None else max(0.0, self.end - time.time())
-
 
 NEVER_LEFT = 366 * 86400 * 100.0  # "seconds until the quota renews" of a period that never ends
 
