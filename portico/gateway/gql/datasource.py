@@ -12,6 +12,7 @@ import orjson
 from graphql import GraphQLError
 
 from portico.gateway.expressions import ExpressionError
+from portico.gateway.gql.liquid import LiquidBody
 from portico.gateway.gql.values import ResolverContext
 from portico.gateway.outcome import Reject
 from portico.gateway.policies import pipeline  # noqa: F401 - registers the policies
@@ -107,11 +108,9 @@ def _steps(node: Node, allowed: dict[str, int | None], section: str, cc: Compile
         most = allowed[tag]
         if most is not None and seen[tag] > most:
             raise PolicyDocumentError(f"<{tag}> may appear only once inside <{node.tag}>.", child)
-        if tag == "set-body" and child.get("template"):
-            raise PolicyDocumentError(
-                "body templates (template='liquid') are not supported by this gateway.", child
-            )
-        if tag == "set-url":
+        if tag == "set-body" and child.get("template") is not None:
+            out.append(LiquidBody(child, section, cc))
+        elif tag == "set-url":
             out.append(SetUrl(child, section, cc, has_base=has_base))
         else:
             out.append(REGISTRY[tag](child, section, cc))

@@ -229,7 +229,7 @@ async def test_response_steps_and_relative_urls() -> None:
         (ds("<set-method>GET</set-method><set-url>/rel</set-url>"), "set-url"),
         (
             ds(
-                '<set-method>GET</set-method><set-url>http://x.test</set-url><set-body template="liquid">{}</set-body>'
+                '<set-method>GET</set-method><set-url>http://x.test</set-url><set-body template="jinja">{}</set-body>'
             ),
             "liquid",
         ),
@@ -344,3 +344,32 @@ def test_endpoints_from_configuration_rows() -> None:
     assert set(eps) == {"gql", "pt"} and compiled == ["apis/gql/resolvers/users"]
     assert eps["gql"].synthetic and set(eps["gql"].resolvers) == {("Query", "users")}
     assert not eps["pt"].synthetic and eps["pt"].resolvers == {}
+
+
+async def test_liquid_bodies_on_both_sides() -> None:
+    mutation = ds(
+        "<set-method>POST</set-method><set-url>http://data.test/create</set-url>"
+        '<set-body template="liquid">{"name": "{{ body.arguments.name | Upcase }}", '
+        '"by": "{{ context.Request.Headers.x-who }}"}</set-body>'
+    )
+    users = ds(
+        "<set-method>GET</set-method><set-url>http://data.test/users</set-url>",
+        '<set-body template="liquid">[{% JSONArrayFor u in body %}{"id": {{ u.id }}, "name": "{{ u.name | Downcase }}"}'
+        "{% endJSONArrayFor %}]</set-body>",
+    )
+    svc, be = service(), DataBackend()
+    ep = endpoint({("Mutation", "makeUser"): mutation, ("Query", "users"): users})
+    ctx = request(svc, be, method="POST", path="/echo", headers={"X-Who": "ann"})
+    status, doc = await execute_request(
+        ep, ctx, be, GraphqlRequest('mutation { makeUser(name: "cy") { name } }')
+    )
+    assert (status, doc) == (200, {"data": {"makeUser": {"name": "CY"}}})
+    assert orjson.loads(be.calls[0].body or b"") == {"name": "CY", "by": "ann"}
+    status, doc = await execute_request(ep, ctx, be, GraphqlRequest("{ users { id name } }"))
+    assert doc == {"data": {"users": [{"id": 1, "name": "ann"}, {"id": 2, "name": "bob"}]}}
+    with pytest.raises(PolicyDocumentError, match="Liquid"):
+        validate_data_source(
+            ds(
+                '<set-method>GET</set-method><set-url>http://x.test</set-url><set-body template="liquid">{% for %}</set-body>'
+            )
+        )
