@@ -214,3 +214,18 @@ def test_pass_through_graphql_api_is_forwarded(gw: GatewayEnv, backend: str) -> 
     echoed = r.json()
     assert echoed["method"] == "POST" and echoed["path"] == "/upstream/graphql"
     assert json.loads(echoed["body"]) == {"query": "{ a }"}
+    # validate-graphql-request checks requests against the API's schema before they are forwarded
+    gw.client.api_schema.begin_create_or_update(
+        RG,
+        gw.service,
+        api,
+        "graphql",
+        M.SchemaContract(
+            content_type="application/vnd.ms-azure-apim.graphql.schema", value="type Query { a: String }"
+        ),
+    ).result()
+    gw.policy(doc(inbound='<base /><validate-graphql-request max-size="1000" max-depth="2" />'), api=api)
+    r = until(gw, f"/{api}", key, lambda r: r.status_code == 400, method="POST", json={"query": "{ b }"})
+    assert "data" not in r.json() and "'b'" in r.json()["errors"][0]["message"]
+    r = gw.call("POST", f"/{api}", key=key, json={"query": "{ a }"})
+    assert r.status_code == 200 and json.loads(r.json()["body"]) == {"query": "{ a }"}
