@@ -6,12 +6,13 @@ and a pass-through GraphQL API still forwarded to its serviceUrl."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.apimanagement import models as M
 
-from tests.gateway.conftest import RG, GatewayEnv, unique
+from tests.gateway.conftest import DOMAIN, RG, GatewayEnv, eventually, make_service, unique
 from tests.gateway.test_policies import doc, until
 
 pytestmark = pytest.mark.slow
@@ -229,3 +230,55 @@ def test_pass_through_graphql_api_is_forwarded(gw: GatewayEnv, backend: str) -> 
     assert "data" not in r.json() and "'b'" in r.json()["errors"][0]["message"]
     r = gw.call("POST", f"/{api}", key=key, json={"query": "{ a }"})
     assert r.status_code == 200 and json.loads(r.json()["body"]) == {"query": "{ a }"}
+
+
+def test_resolvers_survive_backup_and_restore_into_the_gateway(gw: GatewayEnv, backend: str) -> None:
+    """Resolvers and their policies are configuration: a restore into another service serves them."""
+    c, api = gw.client, unique("gqlbr")
+    c.api.begin_create_or_update(
+        RG,
+        gw.service,
+        api,
+        M.ApiCreateOrUpdateParameter(path=api, display_name="B", api_type="graphql", protocols=["http"]),
+    ).result()
+    c.api_schema.begin_create_or_update(
+        RG,
+        gw.service,
+        api,
+        "graphql",
+        M.SchemaContract(content_type="application/vnd.ms-azure-apim.graphql.schema", value=SDL),
+    ).result()
+    _resolver(
+        gw,
+        api,
+        "call",
+        "Query/call",
+        data_source(
+            '<set-method>GET</set-method><set-url>@($"'
+            + backend
+            + '/svc/restored/{context.GraphQL.Arguments["id"]}")</set-url>'
+        ),
+    )
+    key = gw.subscription(unique("bk"), f"/apis/{api}")
+    account = unique("gqlbackups")
+    storage_key = (
+        gw.server.cli("storage", "account", "create", account).stdout.strip().splitlines()[-1].strip()
+    )
+    gw.server.cli("storage", "container", "create", account, "backups")
+    params = M.ApiManagementServiceBackupRestoreParameters(
+        storage_account=account, container_name="backups", backup_name="gql", access_key=storage_key
+    )
+    c.api_management_service.begin_backup(RG, gw.service, params).result()
+    target = unique("gqlrestored")
+    make_service(gw.server, target)
+    c.api_management_service.begin_restore(RG, target, params).result()
+    host = f"{target}.{DOMAIN}"
+    query = {"query": "{ call(id: 5) { path } }"}
+
+    def served() -> Any:
+        r = gw.call("POST", f"/{api}", key=key, host=host, json=query)
+        assert r.status_code == 200, r.text
+        return r
+
+    r = eventually(served, timeout=5)
+    assert r.json() == {"data": {"call": {"path": "/svc/restored/5"}}}
