@@ -67,7 +67,10 @@ def graphql_endpoints(
         own = resolvers.get(key, {})
         sdl = sdls.get(key)
         out[key] = GraphqlEndpoint(
-            schema_of(sdl) if sdl is not None else None, own, synthetic=bool(own) or not api.service_url
+            schema_of(sdl) if sdl is not None else None,
+            own,
+            synthetic=bool(own) or not api.service_url,
+            fallback=bool(own) and bool(api.service_url),
         )
     return out
 

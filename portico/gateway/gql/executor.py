@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from graphql import (
+    FieldNode,
     GraphQLError,
     GraphQLResolveInfo,
     GraphQLSchema,
@@ -103,6 +104,7 @@ async def read_request(ctx: Context, limit: int) -> GraphqlRequest:
             body = b"".join([chunk async for chunk in request_body(ctx, limit)])
         except BodyTooLarge:
             raise RequestError(413, f"Request body exceeds the limit of {limit} bytes.") from None
+        ctx.request_body = body  # kept: a fallback endpoint is sent the request as it came
     ctype = (ctx.headers.get("content-type") or "application/json").split(";", 1)[0].strip().lower()
     if ctype == "application/graphql":
         return GraphqlRequest(body.decode("utf-8", "replace"))
@@ -142,6 +144,7 @@ class GraphqlEndpoint:
     schema: GraphQLSchema | str | None
     resolvers: dict[tuple[str, str], DataSource | str] = field(default_factory=dict)
     synthetic: bool = True
+    fallback: bool = False  # the API's serviceUrl takes the operations none of whose fields has a resolver
 
     def backend(self, forwarder: Backend) -> GraphqlBackend:
         return GraphqlBackend(self, forwarder)
@@ -180,10 +183,37 @@ def _resolve(source: Any, info: GraphQLResolveInfo[Any], **arguments: Any) -> An
     key = (info.parent_type.name, info.field_name)
     ds = run.endpoint.resolvers.get(key)
     if ds is None:  # no resolver: the parent's property of the same name
+        if run.endpoint.fallback and not info.path.prev and not key[1].startswith("__"):
+            raise GraphQLError(
+                f"{key[0]}/{key[1]} has no resolver: the fallback endpoint takes only operations "
+                "none of whose fields has a resolver."
+            )
         return source.get(info.field_name) if isinstance(source, dict) else None
     if isinstance(ds, str):
         raise GraphQLError(f"The resolver of {key[0]}/{key[1]} cannot run: {ds}")
     return run.call(ds, arguments, source, f"{key[0]}/{key[1]}")
+
+
+def for_fallback(endpoint: GraphqlEndpoint, req: GraphqlRequest) -> bool:
+    """Whether the request goes to the API's fallback endpoint as it came: an operation none of
+    whose top-level fields has a resolver (anything unclear is executed here)."""
+    schema = endpoint.schema
+    if not endpoint.fallback or not isinstance(schema, GraphQLSchema):
+        return False
+    try:
+        operation = get_operation_ast(parse(req.query, max_tokens=MAX_TOKENS), req.operation_name)
+    except GraphQLError:
+        return False
+    if operation is None:
+        return False
+    root = schema.get_root_type(operation.operation)
+    if root is None:
+        return False
+    selections = operation.selection_set.selections
+    return all(
+        isinstance(sel, FieldNode) and (root.name, sel.name.value) not in endpoint.resolvers
+        for sel in selections
+    )
 
 
 async def execute_request(
@@ -246,6 +276,9 @@ class GraphqlBackend:
         limit = getattr(self.forwarder, "max_body_bytes", 64 * 1024 * 1024)
         try:
             req = await read_request(ctx, limit)
+            if for_fallback(self.endpoint, req):
+                await self.forwarder.forward(ctx, timeout)
+                return
             if timeout is not None:
                 status, doc = await asyncio.wait_for(
                     execute_request(self.endpoint, ctx, self.forwarder, req), timeout

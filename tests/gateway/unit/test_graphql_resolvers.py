@@ -373,3 +373,24 @@ async def test_liquid_bodies_on_both_sides() -> None:
                 '<set-method>GET</set-method><set-url>http://x.test</set-url><set-body template="liquid">{% for %}</set-body>'
             )
         )
+
+
+async def test_fallback_endpoint_takes_operations_without_resolvers() -> None:
+    svc, be = service(), DataBackend()
+    ep = GraphqlEndpoint(
+        schema_of(SDL),
+        {("Query", "users"): DataSource(get("http://data.test/users"), CompileContext())},
+        fallback=True,
+    )
+    ctx = request(svc, be, method="POST", path="/echo", headers={"Content-Type": "application/json"})
+    ctx.request_body = b'{"query": "{ version }"}'
+    await ep.backend(be).forward(ctx, None)
+    [sent] = be.calls
+    assert sent.url == "http://backend.test/svc" and sent.body == b'{"query": "{ version }"}'
+    mixed = request(svc, be, method="POST", path="/echo", headers={"Content-Type": "application/json"})
+    mixed.request_body = b'{"query": "{ users { name } version }"}'
+    await ep.backend(be).forward(mixed, None)
+    assert mixed.response is not None
+    doc = orjson.loads(mixed.response.body)
+    assert doc["data"] == {"users": [{"name": "Ann"}, {"name": "Bob"}], "version": None}
+    assert doc["errors"][0]["path"] == ["version"] and "fallback" in doc["errors"][0]["message"]
