@@ -201,7 +201,9 @@ class DataSource:
 
 
 def _value(body: bytes) -> Any:
-    """The field's value: the body's JSON, or the body as a string when it is not JSON."""
+    """The field's value: the body's JSON, or the body as a string when it is not JSON (none: null)."""
+    if not body.strip():
+        return None
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:

@@ -68,6 +68,8 @@ class DataBackend:
             status, body = (200, orjson.dumps(user)) if user else (404, b"")
         elif path == "create":
             body = orjson.dumps({"id": 3, "name": orjson.loads(ctx.request_body or b"{}")["name"]})
+        elif path == "empty":
+            body = b"  "  # no content: the field is null
         elif path == "version":
             body = b"v1.2"  # not JSON: the field gets the text
         else:
@@ -394,3 +396,9 @@ async def test_fallback_endpoint_takes_operations_without_resolvers() -> None:
     doc = orjson.loads(mixed.response.body)
     assert doc["data"] == {"users": [{"name": "Ann"}, {"name": "Bob"}], "version": None}
     assert doc["errors"][0]["path"] == ["version"] and "fallback" in doc["errors"][0]["message"]
+
+
+async def test_an_empty_answer_is_null() -> None:
+    ep = endpoint({("Query", "user"): get("http://data.test/empty")})
+    status, doc, _ = await run("{ user(id: 1) { name } }", ep=ep)
+    assert (status, doc) == (200, {"data": {"user": None}})
