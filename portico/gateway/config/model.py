@@ -115,11 +115,20 @@ def parse_routing(
     raw = into if into is not None else {k: {} for k in ROUTING_KINDS}
     loads = orjson.loads
     for kind, parent, name, text in rows:
+        if kind == "schema" and not _graphql_schema(text):
+            continue
         raw[kind][(parent, name)] = text if kind in _KEPT_AS_TEXT else loads(text)
     return raw
 
 
 _KEPT_AS_TEXT = frozenset({"operation", "schema"})
+
+
+def _graphql_schema(text: Json) -> bool:
+    """Whether a schema row may be a GraphQL API's (the gateway keeps no other: OpenAPI
+    definitions can be large and it never reads them)."""
+    marker = "graphql.schema"
+    return marker.encode() in text if isinstance(text, bytes) else marker in text
 
 
 def fragment_docs(raw: dict[str, dict[tuple[str, str], Any]]) -> dict[str, str]:
@@ -247,7 +256,7 @@ class ServiceConfig:
                     self.user_json[name] = text
             return
         table = self.raw[kind]
-        if text is None:
+        if text is None or (kind == "schema" and not _graphql_schema(text)):
             table.pop((parent, name), None)
         else:
             table[(parent, name)] = text if kind in _KEPT_AS_TEXT else orjson.loads(text)
