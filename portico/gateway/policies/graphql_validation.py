@@ -28,6 +28,7 @@ from graphql import (
 )
 
 from portico.gateway.context import HeaderMap, Response
+from portico.gateway.expressions import ExpressionError
 from portico.gateway.outcome import STOP
 from portico.gateway.policies.base import CompileContext, Policy, policy
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
@@ -35,6 +36,7 @@ from portico.names import fold_name
 
 if TYPE_CHECKING:
     from portico.gateway.context import Context
+    from portico.gateway.expressions import Value
 
 MAX_SIZE = 102_400
 ACTIONS = ("allow", "reject", "ignore", "deny")  # deny: as reject (API Management's examples use it)
@@ -54,13 +56,10 @@ class ValidateGraphqlRequest(Policy):
         super().__init__(node, section, cc)
         node.check_attrs({"error-variable-name", "max-size", "max-depth"})
         node.check_children({"authorize"})
-        self.error_variable = node.get("error-variable-name") or None
-        max_size = node.integer("max-size", required=True, minimum=1)
-        assert max_size is not None
-        if max_size > MAX_SIZE:
-            raise PolicyDocumentError(f"attribute 'max-size' must be at most {MAX_SIZE} bytes.", node)
-        self.max_size = max_size
-        self.max_depth = node.integer("max-depth", default=6, minimum=1) or 6
+        self.error_variable = node.value("error-variable-name")
+        node.require("max-size")
+        self.max_size = _bounded(node, "max-size", 1, MAX_SIZE)
+        self.max_depth = _bounded(node, "max-depth", 1, None, default="6")
         self.rules: list[tuple[str, Any]] = []
         for authorize in node.children:
             authorize.check_attrs(frozenset())
@@ -90,16 +89,18 @@ class ValidateGraphqlRequest(Policy):
 
     async def run(self, ctx: Context) -> Any:
         try:
-            query = await self._query(ctx)
+            max_size = _limit(self.max_size, ctx, "max-size", MAX_SIZE)
+            max_depth = _limit(self.max_depth, ctx, "max-depth", None)
+            query = await self._query(ctx, max_size)
             schema = _schema_of(ctx)
             document = parse(query, max_tokens=20_000)
             errors = validate(schema, document, max_errors=50)
             if errors:
                 return self._fail(ctx, errors)
             depth = _depth(document)
-            if depth > self.max_depth:
+            if depth > max_depth:
                 return self._fail(
-                    ctx, [GraphQLError(f"The query is nested {depth} levels deep; at most {self.max_depth}.")]
+                    ctx, [GraphQLError(f"The query is nested {depth} levels deep; at most {max_depth}.")]
                 )
             for path in _paths(schema, document):
                 if self._action(ctx, path) in ("reject", "deny"):
@@ -121,18 +122,18 @@ class ValidateGraphqlRequest(Policy):
                     return chosen
         return "allow"
 
-    async def _query(self, ctx: Context) -> str:
+    async def _query(self, ctx: Context, max_size: int) -> str:
         if ctx.method == "GET":
             query = ctx.query_map().get("query") or ""
-            if len(query.encode()) > self.max_size:
-                raise _RequestError(f"The request exceeds the maximum size of {self.max_size} bytes.")
+            if len(query.encode()) > max_size:
+                raise _RequestError(f"The request exceeds the maximum size of {max_size} bytes.")
             return query
         body = ctx.request_body
         if body is None:
-            body = await _read(ctx, self.max_size)
+            body = await _read(ctx, max_size)
             ctx.request_body = body  # forwarded as it came
-        if len(body) > self.max_size:
-            raise _RequestError(f"The request exceeds the maximum size of {self.max_size} bytes.")
+        if len(body) > max_size:
+            raise _RequestError(f"The request exceeds the maximum size of {max_size} bytes.")
         ctype = (ctx.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
         if ctype == "application/graphql":
             return body.decode("utf-8", "replace")
@@ -148,8 +149,9 @@ class ValidateGraphqlRequest(Policy):
     def _fail(self, ctx: Context, errors: list[GraphQLError]) -> Any:
         formatted = [dict(e.formatted) for e in errors]
         ctx.variables["GraphQLErrors"] = formatted
-        if self.error_variable:
-            ctx.variables[self.error_variable] = formatted
+        name = self.error_variable.text(ctx) if self.error_variable is not None else ""
+        if name:
+            ctx.variables[name] = formatted
         if ctx.response is not None:
             ctx.response.drop_upstream()
         h = HeaderMap()
@@ -157,6 +159,33 @@ class ValidateGraphqlRequest(Policy):
         ctx.response = Response(400, h, orjson.dumps({"errors": formatted}))
         ctx.stopped_by = self.tag
         return STOP
+
+
+def _bounded(node: Node, name: str, low: int, high: int | None, default: str | None = None) -> Value:
+    """An integer attribute, or an expression (checked when it runs)."""
+    value = node.value(name, default=default)
+    assert value is not None
+    if value.constant and "{{" not in value.literal:
+        _check(value.literal, name, low, high, node)
+    return value
+
+
+def _check(text: str, name: str, low: int, high: int | None, node: Node | None) -> int:
+    try:
+        n = int(text.strip())
+    except ValueError:
+        n = low - 1
+    if n < low or (high is not None and n > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        message = f"attribute '{name}' must be an integer {bound}, got '{text[:30]}'."
+        if node is not None:
+            raise PolicyDocumentError(message, node)
+        raise ExpressionError(message)
+    return n
+
+
+def _limit(value: Value, ctx: Context, name: str, high: int | None) -> int:
+    return _check(value.text(ctx), name, 1, high, None)
 
 
 async def _read(ctx: Context, limit: int) -> bytes:
