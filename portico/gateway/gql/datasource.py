@@ -169,8 +169,17 @@ class DataSource:
         response = found.get("http-response")
         self.response = _steps(response, _RESPONSE, "outbound", cc) if response is not None else []
 
-    async def resolve(self, client: Context, backend: Backend, arguments: dict[str, Any], parent: Any) -> Any:
-        """Run the data source for one field; a failure is a GraphQLError (a field error)."""
+    async def resolve(
+        self,
+        client: Context,
+        backend: Backend,
+        arguments: dict[str, Any],
+        parent: Any,
+        limit: int = MAX_RESPONSE_BYTES,
+    ) -> tuple[Any, int]:
+        """Run the data source for one field: (the field's value, the size of the answer read, at
+        most `limit` bytes). A failure is a GraphQLError (a field error)."""
+        size = 0
         ctx = ResolverContext(client, backend, arguments, parent)
         try:
             await run_list(self.request, ctx)
@@ -182,7 +191,10 @@ class DataSource:
             assert r is not None
             if r.upstream is not None:
                 upstream, r.upstream = r.upstream, None
-                r.body = await upstream.read(MAX_RESPONSE_BYTES)
+                r.body = await upstream.read(limit)
+            size = len(r.body)
+            if size > limit:
+                raise GraphQLError("The resolver's data source answered with too large a body.")
             if r.status >= 400:
                 raise GraphQLError(f"The resolver's data source answered with status {r.status}.")
             await run_list(self.response, ctx)
@@ -197,7 +209,7 @@ class DataSource:
         finally:
             if ctx.response is not None:
                 ctx.response.drop_upstream()
-        return _value(ctx.response.body if ctx.response is not None else b"")
+        return _value(ctx.response.body if ctx.response is not None else b""), size
 
 
 def _value(body: bytes) -> Any:

@@ -29,7 +29,7 @@ from graphql import (
 )
 
 from portico.gateway.context import HeaderMap, Response
-from portico.gateway.gql.datasource import DataSource
+from portico.gateway.gql.datasource import MAX_RESPONSE_BYTES, DataSource
 from portico.gateway.gql.values import json_default
 from portico.gateway.outcome import Reject
 from portico.gateway.proxy import BodyTooLarge, request_body
@@ -43,6 +43,7 @@ log = logging.getLogger("portico.gateway")
 MAX_TOKENS = 20_000  # a query's size in tokens (graphql-core stops parsing beyond)
 MAX_ERRORS = 50  # validation errors reported
 MAX_CALLS = 1_000  # data source calls per request
+MAX_READ_BYTES = 64 * 1024 * 1024  # data source answers buffered per request
 CONCURRENT_CALLS = 16  # data source calls in flight per request
 
 
@@ -162,6 +163,7 @@ class _Run:
         self.ctx = ctx
         self.forwarder = forwarder
         self.calls = 0
+        self.remaining = MAX_READ_BYTES
         self.slots = asyncio.Semaphore(CONCURRENT_CALLS)
 
     async def call(self, ds: DataSource, arguments: dict[str, Any], parent: Any, where: str) -> Any:
@@ -169,8 +171,14 @@ class _Run:
         if self.calls > MAX_CALLS:
             raise GraphQLError(f"The request needs more than {MAX_CALLS} resolver calls.")
         async with self.slots:
+            if self.remaining <= 0:
+                raise GraphQLError(f"The request's data sources answered more than {MAX_READ_BYTES} bytes.")
             try:
-                return await ds.resolve(self.ctx, self.forwarder, arguments, parent)
+                value, size = await ds.resolve(
+                    self.ctx, self.forwarder, arguments, parent, min(MAX_RESPONSE_BYTES, self.remaining)
+                )
+                self.remaining -= size
+                return value
             except GraphQLError:
                 raise
             except Exception:

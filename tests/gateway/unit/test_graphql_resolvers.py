@@ -402,3 +402,12 @@ async def test_an_empty_answer_is_null() -> None:
     ep = endpoint({("Query", "user"): get("http://data.test/empty")})
     status, doc, _ = await run("{ user(id: 1) { name } }", ep=ep)
     assert (status, doc) == (200, {"data": {"user": None}})
+
+
+async def test_data_source_answers_are_bounded_per_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    users = len(orjson.dumps(list(USERS.values())))
+    monkeypatch.setattr("portico.gateway.gql.executor.MAX_READ_BYTES", users + 10)
+    status, doc, _be = await run("{ users { name posts { title } } }")
+    assert status == 200 and [u["name"] for u in doc["data"]["users"]] == ["Ann", "Bob"]
+    assert all(u["posts"] is None for u in doc["data"]["users"])
+    assert {"too large" in e["message"] or "more than" in e["message"] for e in doc["errors"]} == {True}
