@@ -15,6 +15,7 @@ from portico.gateway.config import ConfigStore
 from portico.gateway.context import Context, HeaderMap, Response
 from portico.gateway.diagnostics import Capture, LogSink, log_request
 from portico.gateway.expressions import ExpressionError
+from portico.gateway.gql import GraphqlEndpoint
 from portico.gateway.jwks import JwksCache
 from portico.gateway.keys import authenticate
 from portico.gateway.outcome import STOP, Reject
@@ -243,6 +244,10 @@ class Gateway:
             if applied:
                 ctx.diag = Capture(applied)
         found = api.find_operation(ctx.method, rest, ctx.query_text)
+        if found is None and svc.graphql:
+            endpoint = svc.graphql.get(fold_name(api.name))
+            if endpoint is not None and rest in ("", "/"):
+                return self._route_graphql(ctx, endpoint)
         preflight = False
         if found is None and ctx.method == "OPTIONS":
             wanted = ctx.headers.get("access-control-request-method")
@@ -260,6 +265,25 @@ class Gateway:
             return svc.pipeline(None, api, op.name), True
         authenticate(ctx, svc, api)
         pipeline = svc.pipeline(ctx.product, api, op.name)
+        if pipeline.error is not None:
+            raise Reject(
+                500, "Internal server error", source="configuration", reason="PolicyConfigurationError"
+            )
+        return pipeline, False
+
+    def _route_graphql(self, ctx: Context, endpoint: GraphqlEndpoint) -> tuple[Pipeline, bool]:
+        """A GraphQL API's endpoint (its path itself): the API's policies around the GraphQL
+        backend (executed here when synthetic, else the serviceUrl, as any backend)."""
+        svc, api = ctx.service, ctx.api
+        assert api is not None
+        ctx.backend_base = api.service_url or ""
+        if ctx.method == "OPTIONS" and ctx.headers.get("access-control-request-method"):
+            if ctx.headers.get("origin"):
+                return svc.pipeline(None, api, None), True
+        authenticate(ctx, svc, api)
+        if endpoint.synthetic:
+            ctx.backend = endpoint.backend(ctx.backend)
+        pipeline = svc.pipeline(ctx.product, api, None)
         if pipeline.error is not None:
             raise Reject(
                 500, "Internal server error", source="configuration", reason="PolicyConfigurationError"

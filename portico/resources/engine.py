@@ -24,7 +24,7 @@ from portico.resources import kinds as K
 from portico.resources.importers.graphql import GRAPHQL_CONTENT_TYPE, sdl_from_text
 from portico.resources.kind_actions import run_action
 from portico.resources.kinds import Kind, Target
-from portico.resources.policy_xml import check_policy_document
+from portico.resources.policy_xml import check_policy_document, is_resolver_policy
 from portico.resources.references import to_absolute, to_relative
 from portico.store import entities as E
 from portico.store.services import Service
@@ -505,7 +505,7 @@ class EntityEngine:
         if data["format"] == "rawxml":  # stored as xml: the gateway and exports read XML
             data["value"] = policy_raw.encode(data["value"])
         await R.check_fragment_refs(self.conn, self.store, data["value"], "properties.value")
-        check_policy_document(data["value"])
+        check_policy_document(data["value"], resolver=is_resolver_policy(t.parent))
         data["format"] = "xml"
         return data
 

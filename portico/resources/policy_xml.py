@@ -5,12 +5,15 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 
 from portico.arm.errors import ArmError
+from portico.gateway.gql import is_resolver_policy, validate_data_source
 from portico.gateway.policies import validate_policy_document
+from portico.gateway.policies.xmltree import PolicyDocumentError
 
 SECTIONS = ("inbound", "backend", "outbound", "on-error")
 
 
-def check_policy_document(value: str) -> None:
+def check_policy_document(value: str, *, resolver: bool = False) -> None:
+    """`resolver`: the policy of a GraphQL resolver, whose root is its data source."""
     if "<!DOCTYPE" in value or "<!ENTITY" in value:
         raise ArmError(
             400,
@@ -18,6 +21,16 @@ def check_policy_document(value: str) -> None:
             "Policy document must not contain a DOCTYPE or entity declarations.",
             target="value",
         )
+    if resolver:
+        try:
+            validate_data_source(value)
+        except PolicyDocumentError as exc:
+            raise ArmError(400, "ValidationError", str(exc), target="value") from None
+        except RecursionError:
+            raise ArmError(
+                400, "ValidationError", "Policy document is too deeply nested.", target="value"
+            ) from None
+        return
     try:
         root = ET.fromstring(value)
     except ET.ParseError as exc:
@@ -41,3 +54,6 @@ def check_policy_document(value: str) -> None:
             )
     # Elements, attributes and expressions are checked by the gateway's policy compiler.
     validate_policy_document(value)
+
+
+__all__ = ["SECTIONS", "check_policy_document", "is_resolver_policy"]

@@ -13,7 +13,8 @@ from tests.e2e.kinds_support import etag_of
 pytestmark = pytest.mark.slow
 
 POLICY = (
-    "<policies><inbound><base /></inbound><backend><base /></backend><outbound><base /></outbound></policies>"
+    "<http-data-source><http-request><set-method>GET</set-method>"
+    "<set-url>https://data.example/users</set-url></http-request></http-data-source>"
 )
 
 
@@ -80,7 +81,7 @@ def test_resolver_crud_paging_and_policy(env: Env, svc: str) -> None:
     )
     assert pol.name == "policy" and pol.type == "Microsoft.ApiManagement/service/apis/resolvers/policies"
     got_pol = c.graph_ql_api_resolver_policy.get(rg, svc, "gql", "users", "policy", format="rawxml")
-    assert "<base />" in got_pol.value or "<base/>" in got_pol.value
+    assert "<set-url>https://data.example/users</set-url>" in got_pol.value
     assert [p.name for p in c.graph_ql_api_resolver_policy.list_by_resolver(rg, svc, "gql", "users")] == [
         "policy"
     ]
@@ -90,15 +91,16 @@ def test_resolver_crud_paging_and_policy(env: Env, svc: str) -> None:
             rg, svc, "gql", "r0", "policy", M.PolicyContract(value="<policies><inbound>", format="rawxml")
         )
     assert exc.value.status_code == 400
-    # Data sources are not run by the gateway: refused rather than stored unused.
-    data_source = (
-        "<http-data-source><http-request><set-method>GET</set-method></http-request></http-data-source>"
-    )
-    with pytest.raises(HttpResponseError) as exc:
-        c.graph_ql_api_resolver_policy.create_or_update(
-            rg, svc, "gql", "r0", "policy", M.PolicyContract(value=data_source, format="rawxml")
-        )
-    assert exc.value.status_code == 400 and "http-data-source" in str(exc.value.message)
+    # A resolver's policy is its data source: anything else, or a data source the gateway cannot
+    # run, is refused rather than stored unused.
+    no_url = "<http-data-source><http-request><set-method>GET</set-method></http-request></http-data-source>"
+    sections = "<policies><inbound><base /></inbound></policies>"
+    for bad, named in ((no_url, "set-url"), (sections, "http-data-source")):
+        with pytest.raises(HttpResponseError) as exc:
+            c.graph_ql_api_resolver_policy.create_or_update(
+                rg, svc, "gql", "r0", "policy", M.PolicyContract(value=bad, format="rawxml")
+            )
+        assert exc.value.status_code == 400 and named in str(exc.value.message)
     with pytest.raises(ResourceNotFoundError):
         c.graph_ql_api_resolver_policy.create_or_update(
             rg, svc, "gql", "nosuch", "policy", M.PolicyContract(value=POLICY, format="rawxml")

@@ -88,7 +88,11 @@ ENTITIES: list[tuple[str, dict[str, Any]]] = [
     ("apis/gql/resolvers/users", {"displayName": "Users", "path": "Query/users", "description": "d"}),
     (
         "apis/gql/resolvers/users/policies/policy",
-        {"format": "rawxml", "value": "<policies><inbound><base /></inbound></policies>"},
+        {
+            "format": "rawxml",
+            "value": "<http-data-source><http-request><set-method>GET</set-method>"
+            "<set-url>https://g.example/users</set-url></http-request></http-data-source>",
+        },
     ),
 ]
 COLLECTIONS = sorted(

@@ -65,7 +65,9 @@ def test_reports_match_traffic(gw: GatewayEnv, traffic: dict[str, Any]) -> None:
         assert rows.get("/apis/shop") is not None and rows["/apis/shop"].call_count_total == 8, {
             k: v.call_count_total for k, v in rows.items()
         }
-        assert rows.get("/apis/news") is not None and rows["/apis/news"].call_count_total >= 4
+        # news also counts the 404s its warm-up met before its operation existed: wait for the
+        # last request's record rather than for a total
+        assert rows.get("/apis/news") is not None and rows["/apis/news"].call_count_failed >= 1
         return rows
 
     rows = eventually(by_api, timeout=5)

@@ -25,6 +25,7 @@ from portico.gateway.config.model import (
     named_values,
     parse_routing,
 )
+from portico.gateway.gql import is_resolver_policy
 from portico.gateway.routing import Operation, compile_operation
 from portico.names import fold_name
 from portico.store.schema import config_changes, entities
@@ -255,7 +256,8 @@ async def warm(
     scratch.fragments = fragment_docs(raw)
     scratch.backends = {fold_name(name): data for (_p, name), data in raw["backend"].items()}
     for i, ((parent, _name), data) in enumerate(raw["policy"].items(), 1):
-        scratch._compile_policy(parent, str(data.get("value") or ""), warn=False)  # → doc cache
+        if not is_resolver_policy(parent):
+            scratch._compile_policy(parent, str(data.get("value") or ""), warn=False)  # → doc cache
         if i % 100 == 0:
             await asyncio.sleep(0)
             if staged.stopping:

@@ -15,6 +15,7 @@ import orjson
 
 from portico.gateway.config.certificates import Certificates, backend_tls, certificate_table, service_cas
 from portico.gateway.diagnostics import Diagnostic, LogSink, diagnostics_by_api
+from portico.gateway.gql import DataSource, GraphqlEndpoint, graphql_endpoints, is_resolver_policy
 from portico.gateway.policies.base import CompileContext
 from portico.gateway.policies.pipeline import Pipeline, PolicyDoc, compile_document, compose
 from portico.gateway.policies.xmltree import PolicyDocumentError, inline_fragments, substitute_named_values
@@ -45,6 +46,8 @@ ROUTING_KINDS = (
     "product",
     "productApi",
     "policyFragment",
+    "resolver",
+    "schema",
 )
 KINDS = (*ROUTING_KINDS, "subscription", "user")
 
@@ -108,12 +111,25 @@ def parse_routing(
     rows: Iterable[Sequence[Any]], into: dict[str, dict[tuple[str, str], Any]] | None = None
 ) -> dict[str, dict[tuple[str, str], Any]]:
     """Routing rows (kind, parent, name, JSON) → kind → {(parent, name): parsed JSON}, except
-    operations, which keep their JSON text (see `ServiceConfig.rebuild_routing`)."""
+    operations and schemas, which keep their JSON text (see `ServiceConfig.rebuild_routing`; a
+    schema is read only when it is a GraphQL API's)."""
     raw = into if into is not None else {k: {} for k in ROUTING_KINDS}
     loads = orjson.loads
     for kind, parent, name, text in rows:
-        raw[kind][(parent, name)] = text if kind == "operation" else loads(text)
+        if kind == "schema" and not _graphql_schema(text):
+            continue
+        raw[kind][(parent, name)] = text if kind in _KEPT_AS_TEXT else loads(text)
     return raw
+
+
+_KEPT_AS_TEXT = frozenset({"operation", "schema"})
+
+
+def _graphql_schema(text: Json) -> bool:
+    """Whether a schema row may be a GraphQL API's (the gateway keeps no other: OpenAPI
+    definitions can be large and it never reads them)."""
+    marker = "graphql.schema"
+    return marker.encode() in text if isinstance(text, bytes) else marker in text
 
 
 def fragment_docs(raw: dict[str, dict[tuple[str, str], Any]]) -> dict[str, str]:
@@ -153,6 +169,7 @@ class PolicyCompiling:
         self.log_sink = log_sink  # where loggers write (portico/gateway/diagnostics.py); None: nowhere
         self.selfhosted: SelfHosted | None = None  # a node of one self-hosted gateway (selfhosted.py)
         self.doc_cache: dict[tuple[int, str, str], PolicyDoc] = {}
+        self.resolver_cache: dict[tuple[int, str, str], DataSource] = {}
 
 
 class ServiceConfig:
@@ -183,6 +200,7 @@ class ServiceConfig:
         self.named_values: dict[str, str] = {}
         self.fragments: dict[str, str] = {}  # policy fragment id (lower case) → its document
         self.docs: dict[str, PolicyDoc | str | None] = {}
+        self.graphql: dict[str, GraphqlEndpoint] = {}  # GraphQL API id (lower case) → endpoint
         self._pipelines: dict[tuple[str | None, str, str | None], Pipeline] = {}
         self._op_cache: dict[tuple[str, str], tuple[Json, Operation]] = (
             previous._op_cache if previous is not None else {}
@@ -231,6 +249,7 @@ class ServiceConfig:
             other.api_products,
         )
         self.docs, self._op_cache, self._pipelines = other.docs, other._op_cache, {}
+        self.graphql = other.graphql
 
     def _put_raw(self, kind: str, parent: str, name: str, text: Json | None) -> None:
         if kind == "subscription":
@@ -245,10 +264,10 @@ class ServiceConfig:
                     self.user_json[name] = text
             return
         table = self.raw[kind]
-        if text is None:
+        if text is None or (kind == "schema" and not _graphql_schema(text)):
             table.pop((parent, name), None)
         else:
-            table[(parent, name)] = text if kind == "operation" else orjson.loads(text)
+            table[(parent, name)] = text if kind in _KEPT_AS_TEXT else orjson.loads(text)
 
     def _put_subscription(self, name: str, text: Json | None) -> None:
         old = self.sub_json.pop(name, None)
@@ -345,7 +364,9 @@ class ServiceConfig:
         self.diagnostics = diagnostics_by_api(raw["diagnostic"], self.loggers)
         docs: dict[str, PolicyDoc | str | None] = {}
         for (parent, _name), data in raw["policy"].items():
-            docs[fold_name(parent)] = self._compile_policy(parent, str(data.get("value") or ""))
+            if not is_resolver_policy(parent):  # resolvers' are data sources (graphql_endpoints)
+                docs[fold_name(parent)] = self._compile_policy(parent, str(data.get("value") or ""))
+        self.graphql = graphql_endpoints(apis, raw, self._compile_resolver)
         self.apis, self.products, self.api_products, self.docs = apis, products, api_products, docs
         self.router = Router(list(apis.values()), version_sets)
         self._pipelines = {}
@@ -402,6 +423,36 @@ class ServiceConfig:
             cache.clear()
         cache[key] = doc
         return doc
+
+    def _compile_resolver(self, scope: str, xml: str) -> DataSource | str:
+        """A resolver's compiled `<http-data-source>`, or why it cannot be (logged)."""
+        text, missing = substitute_named_values(inline_fragments(xml, self.fragments), self.named_values)
+        if missing:
+            msg = f"named value(s) {', '.join(sorted(set(missing)))} not found"
+            log.warning("service %s: resolver policy at '%s' cannot be compiled: %s", self.name, scope, msg)
+            return msg
+        cache = self.compiling.resolver_cache
+        key = (self.id, scope.lower(), text)
+        found = cache.get(key)
+        if found is not None:
+            return found
+        cc = CompileContext(
+            scope=f"{self.id}:{scope.lower()}",
+            limits=self.compiling.counters,
+            jwks=self.compiling.jwks,
+            backends=self.backends,
+        )
+        try:
+            ds = DataSource(text, cc)
+        except PolicyDocumentError as exc:
+            log.warning("service %s: resolver policy at '%s' cannot be compiled: %s", self.name, scope, exc)
+            return str(exc)
+        except RecursionError:
+            return "policy document too deeply nested"
+        if len(cache) > 5000:
+            cache.clear()
+        cache[key] = ds
+        return ds
 
     # --- request-time look-ups -----------------------------------------------------------------
     def pipeline(self, product: Product | None, api: Api, op_name: str | None) -> Pipeline:

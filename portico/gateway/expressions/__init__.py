@@ -8,10 +8,12 @@ the policy's on-error section instead of escaping.
 
 Supported (documented in docs/gateway.md):
 - literals: "strings" (C# escapes), @"verbatim", 'c' chars, integers, decimals, true, false, null
+- interpolated strings $"text {expression} text" (no format specifiers)
 - operators: `?:`, `??`, `||`, `&&`, `==`, `!=`, `<`, `<=`, `>`, `>=`, `+`, `-`, `*`, `/`, `%`,
   unary `!` and `-`, casts `(string)x`, `(int)x`, `(bool)x`, `(long)x`, `(double)x`
 - member access and indexers on `context` (Request, Response, Subscription, User, Product, Api,
-  Operation, Variables, LastError, Deployment, RequestId, Timestamp, Elapsed), string methods,
+  Operation, Variables, LastError, Deployment, RequestId, Timestamp, Elapsed; GraphQL in resolver
+  policies), string methods,
   `GetValueOrDefault<T>(name[, default])`, `ContainsKey`, and a few statics (`string.IsNullOrEmpty`,
   `string.Join`, `string.Format`, `Math.Min/Max/Abs`, `DateTime.UtcNow`, `Guid.NewGuid()`,
   `int.Parse`, `Convert.ToInt32`, `Convert.ToString`)

@@ -21,7 +21,9 @@ MEMBERS: dict[str, dict[str, str]] = {
         "Timestamp": "DateTime",
         "Elapsed": "TimeSpan",
         "Tracing": "bool",
+        "GraphQL": "GraphQL",  # in resolver policies only (portico/gateway/gql/values.py)
     },
+    "GraphQL": {"Arguments": "any", "Parent": "any"},
     "Request": {
         "Method": "string",
         "Url": "Url",

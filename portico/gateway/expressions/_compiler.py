@@ -26,6 +26,7 @@ from portico.gateway.expressions._runtime import (
     get_member,
     modulo,
     to_number,
+    to_text,
     truthy,
 )
 
@@ -191,7 +192,7 @@ class Parser:
             and self.peek(2).kind == "op"
             and self.peek(2).value == ")"
             and (
-                self.peek(3).kind in ("id", "str", "num")
+                self.peek(3).kind in ("id", "str", "num", "interp")
                 or (self.peek(3).kind == "op" and self.peek(3).value in ("(", "!"))
             )
         ):
@@ -310,6 +311,21 @@ class Parser:
             rt = "any"
         return (lambda e: call_method(target(e), name, [f(e) for f in fns], generic)), rt
 
+    def _interpolation(self, parts: list[tuple[bool, str]]) -> Fn:
+        """`$"a{x}b"`: each hole compiled in this scope (its locals), rendered with ToString()."""
+        fns: list[Fn] = []
+        for is_expr, text in parts:
+            if not is_expr:
+                fns.append((lambda t: lambda e: t)(text))
+                continue
+            sub = Parser(text)
+            sub.locals = self.locals
+            fn, _t = sub.expression()
+            if sub.tok.kind != "eof":
+                raise sub.error(f"unexpected {sub.tok.value!r} in an interpolated string hole")
+            fns.append(fn)
+        return lambda e: "".join(to_text(f(e)) for f in fns)
+
     def primary(self) -> tuple[Fn, str]:
         tok = self.tok
         if tok.kind == "num":
@@ -320,6 +336,9 @@ class Parser:
             self.i += 1
             s = tok.value
             return (lambda e: s), "string"
+        if tok.kind == "interp":
+            self.i += 1
+            return self._interpolation(tok.value), "string"
         if tok.kind == "op" and tok.value == "(":
             self.i += 1
             inner = self.expression()

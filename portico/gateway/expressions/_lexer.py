@@ -44,10 +44,77 @@ class Tok:
         return f"{self.kind}:{self.value!r}"
 
 
+def _interpolated(src: str, start: int) -> tuple[list[tuple[bool, str]], int]:
+    """C#'s `$"text {expression} text"` from `start` (at the `$`): its parts, (is an expression,
+    text), and the position after the closing quote. `{{` and `}}` are literal braces."""
+    parts: list[tuple[bool, str]] = []
+    text: list[str] = []
+    i = start + 2
+    while i < len(src):
+        c = src[i]
+        if c == '"':
+            if text:
+                parts.append((False, "".join(text)))
+            return parts, i + 1
+        if c == "\\" and i + 1 < len(src):
+            text.append(_unescape(src[i : i + 2]))
+            i += 2
+        elif src.startswith("{{", i) or src.startswith("}}", i):
+            text.append(c)
+            i += 2
+        elif c == "{":
+            if text:
+                parts.append((False, "".join(text)))
+                text = []
+            i, hole = _hole(src, i + 1)
+            parts.append((True, hole))
+        elif c == "}":
+            raise ExpressionError(f"unexpected '}}' in an interpolated string at position {i + 1}")
+        else:
+            text.append(c)
+            i += 1
+    raise ExpressionError(f"unterminated interpolated string at position {start + 1}")
+
+
+def _hole(src: str, i: int) -> tuple[int, str]:
+    """The expression of a `{...}` hole starting at `i`: (position after its `}`, its text)."""
+    begin, depth = i, 0
+    while i < len(src):
+        c = src[i]
+        if c == '"':
+            m = _TOKEN.match(src, i)
+            if m is None or not m.group("str"):
+                break
+            i = m.end()
+            continue
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            if depth == 0:
+                if c != "}":
+                    break
+                expr = src[begin:i]
+                if not expr.strip():
+                    raise ExpressionError(f"empty hole in an interpolated string at position {begin}")
+                return i + 1, expr
+            depth -= 1
+        elif c == ":" and depth == 0:
+            raise ExpressionError(
+                f"format specifiers in interpolated strings are not supported (position {i + 1})"
+            )
+        i += 1
+    raise ExpressionError(f"unterminated interpolated string hole at position {begin}")
+
+
 def tokenize(src: str) -> list[Tok]:
     out: list[Tok] = []
     i = 0
     while i < len(src):
+        if src.startswith('$"', i):
+            parts, end = _interpolated(src, i)
+            out.append(Tok("interp", parts, i))
+            i = end
+            continue
         m = _TOKEN.match(src, i)
         if not m:
             raise ExpressionError(f"unexpected character {src[i]!r} at position {i + 1}")

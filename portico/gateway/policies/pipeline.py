@@ -5,7 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from portico.gateway.policies import access, cache, certificates, limits, logs, transform  # noqa: F401 - registers the policies
+from portico.gateway.policies import (  # noqa: F401 - registers the policies
+    access,
+    cache,
+    certificates,
+    graphql_validation,
+    limits,
+    logs,
+    transform,
+)
 from portico.gateway.policies.base import BASE, SECTIONS, CompileContext, Policy, compile_policies, policy
 from portico.gateway.policies.transform import ForwardRequest
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError, parse

@@ -62,3 +62,18 @@ async def test_failing_expression_stops_the_pipeline() -> None:
     with pytest.raises(ExpressionError):
         await rejected(pipe, request(svc, be))
     assert not be.sent
+
+
+def test_interpolated_strings() -> None:
+    ctx = request(service(), FakeBackend(), headers={"X-Tenant": "contoso"})
+    cases = {
+        '@($"{context.Request.Method} {context.Request.Headers.GetValueOrDefault("X-Tenant")}")': "GET contoso",
+        '@($"a{1 + 2}b{{c}}\\t")': "a3b{c}\t",
+        '@{ var n = 4; return $"n={n}, m={(n > 3 ? "big" : "small")}"; }': "n=4, m=big",
+        '@($"{context.Request.Url.Query.GetValueOrDefault("a", "")}")': "",
+    }
+    for src, want in cases.items():
+        assert compile_expression(src).evaluate(ctx) == want, src
+    for bad in ('@($"{x:D2}")', '@($"open)', '@($"{}")', '@($"a}b")', '@($"{context.Nope}")'):
+        with pytest.raises(ExpressionError):
+            compile_expression(bad)
