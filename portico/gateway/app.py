@@ -4,6 +4,7 @@ backend, analytics. A plain ASGI callable (no framework): this is the hot path."
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -32,7 +33,11 @@ from portico.gateway.proxy import (
 )
 from portico.gateway.quotas import QuotaFlusher, QuotaLedger
 from portico.gateway.upstream import Upstream
+from portico.identity.credentials.runtime import CredentialSource
+from portico.identity.keys import SigningKeys
+from portico.identity.validation import TokenValidator
 from portico.names import fold_name
+from portico.secrets_box import load_or_create
 from portico.settings import Settings
 from portico.store.db import Database
 
@@ -80,6 +85,11 @@ class Gateway:
             settings.gateway_log_dir or settings.data_dir / "gateway-logs"
         )
         self.config.compiling.log_sink = self.log_sink
+        self.config.compiling.credentials = CredentialSource(
+            self.db,
+            functools.cache(lambda: load_or_create(settings)),
+            TokenValidator(settings, SigningKeys(self.db)),
+        )
         self.upstream = Upstream(connect_timeout=settings.gateway_connect_timeout)
         self.backend = Forwarder(
             self.upstream, settings.gateway_max_body_bytes, settings.gateway_backend_timeout

@@ -51,15 +51,12 @@ def run_action(t: Target, data: dict[str, Any], body: Any, references: list[str]
         return None, None  # no connections are pooled per backend: nothing to reset
     if kind == "policyFragment":
         return {"value": [{"id": r} for r in references], "count": len(references)}, None
-    if kind == "authorization" and action == "getloginlinks":
-        return {
-            "loginLink": f"https://authorization-manager.consent.azure-apim.net/login/portico/{t.name}"
-        }, None
-    if kind == "authorization":
+    if kind == "authorization":  # getLoginLinks is served by server/routes/authorizations.py
         raise ArmError(
             400,
             "ValidationError",
-            "confirmConsentCode is not supported: Portico does not exchange codes with identity providers.",
+            "confirmConsentCode is not supported: Portico shows no anti-phishing page to suppress; its "
+            "consent redirect exchanges the provider's code itself.",
         )
     raise ArmError(404, "ResourceNotFound", f"No action '{action}' on {t.kind.segment}.")
 

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.arm.errors import ArmError, invalid_field
+from portico.identity.credentials import providers as credential_providers
 from portico.resources import policy_raw
 from portico.resources.kind_builtins import (
     builtin_access,
@@ -351,31 +352,19 @@ async def _tenant_access(
 async def _authorization_provider(
     conn: AsyncConnection, store: int, t: Target, data: dict[str, Any], old: dict[str, Any] | None
 ) -> dict[str, Any]:
-    if not data.get("identityProvider"):
-        raise invalid_field("properties.identityProvider", "is required")
-    if old and old.get("identityProvider") != data["identityProvider"]:
-        raise invalid_field("properties.identityProvider", "cannot be changed once set")
-    oauth2 = data.setdefault("oauth2", {})
-    oauth2["redirectUrl"] = "https://authorization-manager.consent.azure-apim.net/redirect/apim/portico"
+    data = credential_providers.check_provider(data, old)
+    # Shown as Portico's own consent redirect by routes/authorizations.py, which knows its URL.
+    data["oauth2"]["redirectUrl"] = ""
     return data
 
 
 async def _authorization(
     conn: AsyncConnection, store: int, t: Target, data: dict[str, Any], old: dict[str, Any] | None
 ) -> dict[str, Any]:
+    provider = await E.get(conn, store, "authorizationProvider", "", t.parent.split("/")[1])
+    assert provider is not None  # the engine resolved the owner
     _keep(data, old, "parameters")
-    if data.get("authorizationType") != "OAuth2":
-        raise invalid_field("properties.authorizationType", "must be OAuth2")
-    if not data.get("oauth2grantType"):
-        raise invalid_field("properties.oauth2grantType", "is required")
-    # Portico makes no calls to identity providers: an authorization stays in the state Azure gives
-    # a new one until consent is completed there.
-    data["status"] = (old or {}).get("status", "Error")
-    data["error"] = {
-        "code": "Unauthenticated",
-        "message": "Consent has not been given; Portico does not reach identity providers.",
-    }
-    return data
+    return credential_providers.check_authorization(provider.data, data, old)
 
 
 async def _access_policy(

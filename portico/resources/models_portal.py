@@ -105,8 +105,8 @@ class WikiProps(Props):
 
 
 class GrantTypeSet(Props):
-    authorizationCode: dict[str, str] | None = None
-    clientCredentials: dict[str, str] | None = None
+    authorizationCode: dict[str, str | None] | None = None
+    clientCredentials: dict[str, str | None] | None = None
 
 
 class OAuth2Settings(Props):

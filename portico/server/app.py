@@ -17,6 +17,7 @@ from portico.arm.http import json_response
 from portico.deployments.service import Deployments, environment_document
 from portico.dr.recovery import recover_operation
 from portico.dr.scheduler import Scheduler
+from portico.identity.credentials.consent import build_consent_routes
 from portico.identity.issuer import build_identity_router
 from portico.identity.keys import SigningKeys
 from portico.identity.people import build_people
@@ -94,6 +95,8 @@ def create_app(settings: Settings) -> FastAPI:
         return json_response(openapi_document[0])
 
     app.add_route("/openapi.json", openapi, methods=["GET"])
+    # Consent of credential manager connections: login links and providers' redirects (browsers).
+    app.router.routes.extend(build_consent_routes(settings.resolved_public_url, db, lambda: rt.scheduler.box))
     # Last: the management API's catch-all route, behind every fixed path above.
     app.router.routes.append(build_management_route(rt))
 

@@ -338,11 +338,29 @@ auth_grants = Table(
     Column("last_poll_at", DateTime(timezone=True), nullable=True),
 )
 
+# Tokens that authorizations of credential providers obtained (access token, refresh token, the
+# token response's claims), sealed with the server secret key (`secrets_box`). Runtime state of a
+# store's `authorization` entities, never part of their configuration: backups do not read this
+# table, and tokens go with their store when it is collected.
+credential_tokens = Table(
+    "credential_tokens",
+    metadata,
+    Column("store_id", Integer, primary_key=True),
+    Column("provider_key", String(768), primary_key=True),  # fold_name(provider id)
+    Column("authorization_key", String(768), primary_key=True),  # fold_name(authorization id)
+    Column("sealed", LargeBinary, nullable=False),
+    Column("expires_at", Float, nullable=True),  # epoch seconds; NULL: the provider gave no lifetime
+    Column("refresh_at", Float, nullable=True),  # epoch seconds after which a new token is fetched
+    Column("claimed_until", Float, nullable=True),  # a node refreshing the token holds it until then
+    Column("updated_at", Float, nullable=False),
+)
+
 __all__ = [
     "apps",
     "auth_grants",
     "backup_schedules",
     "config_changes",
+    "credential_tokens",
     "deleted_services",
     "deployments",
     "entities",

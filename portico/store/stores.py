@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.store import quotas
 from portico.store.db import Database
-from portico.store.schema import entities, stores
+from portico.store.schema import credential_tokens, entities, stores
 
 log = logging.getLogger("portico.store")
 
@@ -95,6 +95,7 @@ async def drop(conn: AsyncConnection, ids: list[int]) -> None:
         await conn.execute(update(stores).where(stores.c.id.in_(ids)).values(state=RETIRED))
         await conn.execute(delete(entities).where(entities.c.store_id.in_(ids)))
         await quotas.delete_of_stores(conn, ids)
+        await conn.execute(delete(credential_tokens).where(credential_tokens.c.store_id.in_(ids)))
         await conn.execute(delete(stores).where(stores.c.id.in_(ids)))
 
 
@@ -142,6 +143,9 @@ async def collect(db: Database, store_id: int) -> None:
                     done = True
                 if done:
                     await quotas.delete_of_stores(conn, [store_id])
+                    await conn.execute(
+                        delete(credential_tokens).where(credential_tokens.c.store_id == store_id)
+                    )
                     await conn.execute(delete(stores).where(stores.c.id == store_id))
                     return
             await asyncio.sleep(0.01)

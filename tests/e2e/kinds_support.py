@@ -62,14 +62,15 @@ def svc(env: Env) -> str:
         name,
         "ap0",
         M.AuthorizationProviderContract(
-            display_name="AAD",
-            identity_provider="aad",
+            display_name="Backend",
+            identity_provider="oauth2",
             oauth2=M.AuthorizationProviderOAuth2Settings(
                 grant_types=M.AuthorizationProviderOAuth2GrantTypes(
-                    client_credentials={
+                    authorization_code={
                         "clientId": "c",
                         "clientSecret": "s3cr3t-ap",
-                        "resourceUri": "https://r",
+                        "authorizationUrl": "https://idp.example/authorize",
+                        "tokenUrl": "https://idp.example/token",
                     }
                 )
             ),
@@ -81,7 +82,7 @@ def svc(env: Env) -> str:
         name,
         "ap0",
         "az0",
-        M.AuthorizationContract(authorization_type="OAuth2", o_auth2_grant_type="ClientCredentials"),
+        M.AuthorizationContract(authorization_type="OAuth2", o_auth2_grant_type="AuthorizationCode"),
     )
     pfx, _cert = self_signed_pfx("ca.example", "pw")
     c.certificate.create_or_update(

@@ -65,7 +65,23 @@ ENTITIES: list[tuple[str, dict[str, Any]]] = [
     ("notifications/BCC/recipientUsers/alice", {}),
     ("notifications/BCC/recipientEmails/ops@example.com", {}),
     ("portalsettings/signin", {"enabled": True}),
-    ("authorizationProviders/ap", {"displayName": "GH", "identityProvider": "github"}),
+    (
+        "authorizationProviders/ap",
+        {
+            "displayName": "Generic",
+            "identityProvider": "oauth2",
+            "oauth2": {
+                "grantTypes": {
+                    "authorizationCode": {
+                        "clientId": "c",
+                        "clientSecret": "ap-secret",
+                        "authorizationUrl": "https://idp.example/authorize",
+                        "tokenUrl": "https://idp.example/token",
+                    }
+                }
+            },
+        },
+    ),
     (
         "authorizationProviders/ap/authorizations/az",
         {"authorizationType": "OAuth2", "oauth2grantType": "AuthorizationCode"},
@@ -150,5 +166,5 @@ def test_every_kind_survives_backup_and_restore(server_factory: Callable[..., Po
     for coll in before:
         assert after[coll] == before[coll], coll
     log = (server.data_dir / "server.log").read_text()
-    for secret in ("idp-secret", "as-secret", "o-secret", "cache-secret", "ik-secret"):
+    for secret in ("idp-secret", "as-secret", "o-secret", "cache-secret", "ik-secret", "ap-secret"):
         assert secret not in log

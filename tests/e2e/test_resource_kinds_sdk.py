@@ -171,9 +171,22 @@ TABLE: list[Row] = [
         "authorization_provider",
         (),
         "ap1",
-        lambda: M.AuthorizationProviderContract(display_name="GitHub", identity_provider="github"),
+        lambda: M.AuthorizationProviderContract(
+            display_name="Generic",
+            identity_provider="oauth2pkce",
+            oauth2=M.AuthorizationProviderOAuth2Settings(
+                grant_types=M.AuthorizationProviderOAuth2GrantTypes(
+                    authorization_code={
+                        "clientId": "c",
+                        "clientSecret": "s",
+                        "authorizationUrl": "https://idp.example/authorize",
+                        "tokenUrl": "https://idp.example/token",
+                    }
+                )
+            ),
+        ),
         None,
-        ("identity_provider", "github"),
+        ("identity_provider", "oauth2pkce"),
     ),
     (
         "authorization_access_policy",

@@ -170,6 +170,7 @@ class PolicyCompiling:
         self.selfhosted: SelfHosted | None = None  # a node of one self-hosted gateway (selfhosted.py)
         self.doc_cache: dict[tuple[int, str, str], PolicyDoc] = {}
         self.resolver_cache: dict[tuple[int, str, str], DataSource] = {}
+        self.credentials: Any = None  # CredentialSource: tokens of credential connections
 
 
 class ServiceConfig:
@@ -408,6 +409,7 @@ class ServiceConfig:
             quotas=self.compiling.quotas,
             jwks=self.compiling.jwks,
             backends=self.backends,
+            credentials=self.compiling.credentials,
         )
         try:
             doc = compile_document(text, cc)

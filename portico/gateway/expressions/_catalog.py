@@ -97,6 +97,8 @@ MEMBERS: dict[str, dict[str, str]] = {
         "Ticks": "long",
     },
     "TimeSpan": {"TotalSeconds": "double", "TotalMilliseconds": "double"},
+    # get-authorization-context's variable (portico/gateway/policies/credentials.py)
+    "Authorization": {"AccessToken": "string", "Claims": "Dict"},
 }
 
 # method name -> (min args, max args, result type)
@@ -179,4 +181,5 @@ CAST_TYPES = {
     "Boolean",
     "object",
     "var",
+    "Authorization",
 }

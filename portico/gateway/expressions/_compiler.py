@@ -208,13 +208,15 @@ class Parser:
     def postfix(self) -> tuple[Fn, str]:
         fn, t = self.primary()
         while True:
-            if self.accept("."):
+            null_conditional = self.accept("?.")
+            if null_conditional or self.accept("."):
                 if self.tok.kind != "id":
                     raise self.error("expected a member name after '.'")
                 name_tok = self.tok
                 name = name_tok.value
                 self.i += 1
                 generic = self._generic_args()
+                target = fn
                 if self.tok.kind == "op" and self.tok.value == "(":
                     args = self.arguments()
                     fn, t = self._method(fn, t, name, generic, args, name_tok)
@@ -222,6 +224,8 @@ class Parser:
                     if generic:
                         raise self.error(f"'{name}' is not a method", name_tok)
                     fn, t = self._member(fn, t, name, name_tok)
+                if null_conditional:  # `a?.B`: null when `a` is null (`a` is evaluated again otherwise)
+                    fn = (lambda a, m: lambda e: None if a(e) is None else m(e))(target, fn)
             elif self.accept("["):
                 key, _ = self.expression()
                 self.expect("]")

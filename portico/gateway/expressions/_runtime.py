@@ -117,6 +117,10 @@ def cast(type_name: str, v: Any) -> Any:
     t = type_name.lower()
     if t in ("object", "var"):
         return v
+    if t == "authorization":
+        if v is None or getattr(v, "expr_type", None) == "Authorization":
+            return v
+        raise ExpressionError(f"Unable to cast object of type '{_type_name(v)}' to type 'Authorization'.")
     if t in ("string",):
         if v is None or isinstance(v, str):
             return v

@@ -29,6 +29,7 @@ class CompileContext:
         jwks: Any = None,
         backends: dict[str, Any] | None = None,
         operation: Any = None,
+        credentials: Any = None,
     ) -> None:
         self.validate_only = validate_only
         self.scope = scope  # "global" | "product:p" | "api:a" | "operation:a/o" (counter identity)
@@ -37,6 +38,7 @@ class CompileContext:
         self.jwks = jwks
         self.backends = backends or {}
         self.operation = operation
+        self.credentials = credentials  # CredentialSource of the worker (get-authorization-context)
         self.counter = 0
 
     def next_id(self, tag: str) -> str:

@@ -9,6 +9,7 @@ from portico.arm.versions import DELETED_SERVICES, METADATA, RESOURCES, SUBSCRIP
 from portico.server.routes import (
     apis,
     arm_meta,
+    authorizations,
     backups,
     deleted_services,
     deployments,
@@ -170,6 +171,17 @@ ROUTES = RouteTable(
             )
             for tail in ("", "/{linkId}")
         ],
+        Route(_SVC + "/authorizationProviders", authorizations.providers),
+        Route(_SVC + "/authorizationProviders/{authorizationProviderId}", authorizations.provider),
+        Route(
+            _SVC + "/authorizationProviders/{authorizationProviderId}/authorizations/{authorizationId}",
+            authorizations.authorization,
+        ),
+        Route(
+            _SVC
+            + "/authorizationProviders/{authorizationProviderId}/authorizations/{authorizationId}/getLoginLinks",
+            authorizations.login_links,
+        ),
         Route(_SVC + "/{path*}", entities.entity),
         Route(_SUB + "/providers/{namespace}/register", providers.register, versions=RESOURCES),
     ]
