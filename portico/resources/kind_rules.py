@@ -44,7 +44,6 @@ HIDDEN_FIELDS: dict[str, tuple[str, ...]] = {
     "logger": ("credentials",),
     "cache": ("connectionString",),
     "gateway": ("primaryKey", "secondaryKey"),
-    "authorization": ("parameters",),
 }
 SECRETS_OF = {
     "identityProvider": ("clientSecret",),
@@ -74,6 +73,9 @@ def render_props(kind: str, props: dict[str, Any], arm_id: str) -> None:
                 g: {k: v for k, v in p.items() if k != "clientSecret"} for g, p in grants.items() if p
             },
         }
+    if kind == "authorization" and isinstance(props.get("parameters"), dict):
+        # As Azure shows them: the client id, never a secret.
+        props["parameters"] = {k: v for k, v in props["parameters"].items() if "secret" not in k.lower()}
     for f in REFERENCE_FIELDS.get(kind, ()):
         if isinstance(props.get(f), str) and props[f].startswith("/"):
             props[f] = to_absolute(arm_id, props[f])

@@ -184,6 +184,37 @@ def test_wrong_client_secret_is_an_error_without_the_secret(env: Env) -> None:
     assert "invalid_client" in r.text and wrong not in r.text
     assert (env.server.log_path.read_text()).count(wrong) == 0
 
+    # The authorization's own client credentials override the provider's; GET shows the client id only.
+    fixed = env.client.authorization.create_or_update(
+        RG,
+        SVC,
+        "bad-idp",
+        "fixed",
+        M.AuthorizationContract(
+            authorization_type="OAuth2",
+            o_auth2_grant_type="ClientCredentials",
+            parameters={"clientId": idp.client_id, "clientSecret": idp.client_secret},
+        ),
+    )
+    assert fixed.status == "Connected" and fixed.parameters == {"clientId": idp.client_id}
+    # A PUT without the secret keeps it (GET never shows it): still connected.
+    again = env.client.authorization.create_or_update(
+        RG,
+        SVC,
+        "bad-idp",
+        "fixed",
+        M.AuthorizationContract(
+            authorization_type="OAuth2",
+            o_auth2_grant_type="ClientCredentials",
+            parameters={"clientId": idp.client_id},
+        ),
+    )
+    assert again.status == "Connected"
+    listed = {
+        a.name: a.status for a in env.client.authorization.list_by_authorization_provider(RG, SVC, "bad-idp")
+    }
+    assert listed == {"app": "Error", "fixed": "Connected"}
+
     # ignore-error: the variable is null, the request goes on.
     env.api_with_policy(
         "lenient",

@@ -25,7 +25,7 @@ from portico.identity.credentials import tokens as TK
 from portico.identity.credentials.oauth import CredentialFailure, TokenSet
 from portico.identity.credentials.providers import allowed
 from portico.identity.validation import TokenValidator
-from portico.secrets_box import SecretBox
+from portico.secrets_box import SecretBox, SecretBoxError
 from portico.store.db import Database
 
 log = logging.getLogger("portico.credentials")
@@ -172,8 +172,11 @@ class CredentialSource:
 
     async def _load_or_obtain(self, c: connect.Connection, now: float) -> TokenSet:
         box = self._box()
-        async with self._db.read() as conn:
-            current = await TK.load(conn, box, c.key)
+        try:
+            async with self._db.read() as conn:
+                current = await TK.load(conn, box, c.key)
+        except SecretBoxError as exc:  # another node's server key: say so (the message holds no secret)
+            raise CredentialFailure("TokenUnreadable", f"The stored token cannot be opened: {exc}") from None
         if current is not None and (current.refresh_at is None or now < current.refresh_at):
             return self._keep(c, current, current.refresh_at or now + 3600.0)
         if current is not None:

@@ -49,6 +49,12 @@ async def load(conn: AsyncConnection, box: SecretBox, key: TokenKey) -> TokenSet
     return TokenSet.from_json(json.loads(box.open(bytes(row.sealed), key.aad())))
 
 
+async def held(conn: AsyncConnection, store_id: int, provider: str) -> set[str]:
+    """The (folded) names of a provider's authorizations that hold tokens."""
+    q = select(T.c.authorization_key).where(T.c.store_id == store_id, T.c.provider_key == fold_name(provider))
+    return {r.authorization_key for r in (await conn.execute(q)).all()}
+
+
 async def save(conn: AsyncConnection, box: SecretBox, key: TokenKey, tokens: TokenSet) -> None:
     sealed = box.seal(json.dumps(tokens.as_json()).encode(), key.aad())
     values = {

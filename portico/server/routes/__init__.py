@@ -174,6 +174,10 @@ ROUTES = RouteTable(
         Route(_SVC + "/authorizationProviders", authorizations.providers),
         Route(_SVC + "/authorizationProviders/{authorizationProviderId}", authorizations.provider),
         Route(
+            _SVC + "/authorizationProviders/{authorizationProviderId}/authorizations",
+            authorizations.authorizations,
+        ),
+        Route(
             _SVC + "/authorizationProviders/{authorizationProviderId}/authorizations/{authorizationId}",
             authorizations.authorization,
         ),

@@ -18,6 +18,7 @@ from portico.arm.errors import ArmError
 from portico.arm.http import json_response
 from portico.identity.credentials import connect, consent
 from portico.identity.credentials import tokens as TK
+from portico.names import fold_name
 from portico.resources import kinds as K
 from portico.resources.engine import EntityEngine, quote_etag
 from portico.server.routes.entities import entity
@@ -55,10 +56,48 @@ async def provider(call: Call) -> Response:
     return _with_redirect(call, resp)
 
 
+async def _tokens_held(call: Call, resp: Response, provider: str) -> Response:
+    """The answer with `Connected` authorization-code connections that hold no token (a restore
+    brings their configuration, never their tokens) shown as not authenticated, as they are."""
+    if call.method != "GET" or resp.status_code != 200 or not resp.body:
+        return resp
+    doc: dict[str, Any] = orjson.loads(resp.body)
+    items = doc["value"] if isinstance(doc.get("value"), list) else [doc]
+    connected = [
+        i
+        for i in items
+        if (i.get("properties") or {}).get("oauth2grantType") == "AuthorizationCode"
+        and i["properties"].get("status") == "Connected"
+    ]
+    if not connected:
+        return resp
+    async with call.rt.db.read() as conn:
+        svc = await call.service(conn)
+        held = await TK.held(conn, svc.active_store_id, provider)
+    for item in connected:
+        if fold_name(str(item.get("name") or "")) not in held:
+            item["properties"]["status"] = "Error"
+            item["properties"]["error"] = {
+                "code": "Unauthenticated",
+                "message": "This connection holds no token in this service (its tokens are never "
+                "backed up): consent again through a login link.",
+            }
+    headers = {k: v for k, v in resp.headers.items() if k.lower() == "etag"}
+    return json_response(doc, resp.status_code, headers=headers)
+
+
+async def authorizations(call: Call) -> Response:
+    pname = call.params["authorizationProviderId"]
+    call.params["path"] = f"{_PROVIDERS}/{pname}/authorizations"
+    return await _tokens_held(call, await entity(call), pname)
+
+
 async def authorization(call: Call) -> Response:
     pname, aname = call.params["authorizationProviderId"], call.params["authorizationId"]
     call.params["path"] = f"{_PROVIDERS}/{pname}/authorizations/{aname}"
     resp = await entity(call)
+    if call.method == "GET":
+        return await _tokens_held(call, resp, pname)
     if call.method == "DELETE" and resp.status_code == 200:
         async with call.rt.db.write() as conn:
             svc = await call.service(conn)
