@@ -116,8 +116,18 @@ async def test_failures_are_remembered_briefly(db: Database, idp: FakeIdp) -> No
                 await _token(source, store)
             assert err.value.code == "TokenRequestFailed" and right not in err.value.message
         assert len(idp.requests) == start + 1
+        assert (await _status(db, store))["status"] == "Error"  # the connection shows it
     finally:
         idp.client_secret = right
+    assert await _token(_source(db), store)
+    assert (await _status(db, store)) == {"status": "Connected"}
+
+
+async def _status(db: Database, store: int) -> dict[str, Any]:
+    async with db.read() as conn:
+        row = await E.get(conn, store, "authorization", "authorizationProviders/Prov", "Conn")
+    assert row is not None
+    return {k: v for k, v in row.data.items() if k in ("status", "error")}
 
 
 async def test_unconsented_and_missing_connections(db: Database, idp: FakeIdp) -> None:

@@ -102,7 +102,7 @@ async def record(
         data.pop("error", None)
     else:
         data["status"] = "Error"
-        data["error"] = {"code": outcome.code, "message": outcome.message}
+        data["error"] = outcome.as_error()
     etag, _ = await E.put(
         conn, c.store_id, "authorization", c.parent, c.name, row.display_name, data, exists=True
     )

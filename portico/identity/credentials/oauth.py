@@ -31,6 +31,10 @@ class CredentialFailure(Exception):
         self.code = code
         self.message = message
 
+    def as_error(self) -> dict[str, str]:
+        """As an authorization's `error` property."""
+        return {"code": self.code, "message": self.message}
+
 
 @dataclass
 class TokenSet:
@@ -84,12 +88,19 @@ async def _post(url: str, form: dict[str, str], secrets: list[str]) -> TokenSet:
     where = safe_url(url)
     try:
         async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False, trust_env=False) as client:
-            resp = await client.post(url, data=form, headers={"Accept": "application/json"})
+            async with client.stream("POST", url, data=form, headers={"Accept": "application/json"}) as resp:
+                body = b""
+                async for chunk in resp.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_BYTES:
+                        raise CredentialFailure(
+                            "TokenRequestFailed",
+                            f"The token endpoint {where} answered more than {MAX_BYTES} bytes.",
+                        )
     except httpx.HTTPError as exc:
         raise CredentialFailure(
             "TokenRequestFailed", f"The token endpoint {where} could not be reached ({type(exc).__name__})."
         ) from None
-    body = resp.content[:MAX_BYTES]
     try:
         doc = json.loads(body) if body else None
     except ValueError:

@@ -191,10 +191,17 @@ class CredentialSource:
             log.warning("authorization %s/%s: no new token: %s", c.provider_name, c.name, failure.message)
             if current is not None and (current.expires_at is None or now < current.expires_at):
                 return self._keep(c, current, now + RECHECK_SECONDS)
+            if c.data.get("status") == "Connected" or c.data.get("error") != failure.as_error():
+                # The connection shows what it is (written only when that changes).
+                async with self._db.write() as conn:
+                    await connect.record(conn, box, c, failure)
             raise
         try:
             async with self._db.write() as conn:
-                await TK.save(conn, box, c.key, tokens)
+                if c.data.get("status") == "Connected":
+                    await TK.save(conn, box, c.key, tokens)
+                else:  # connected again: its status says so
+                    await connect.record(conn, box, c, tokens)
         except IntegrityError:  # another node stored its first token at the same moment
             pass
         return self._keep(c, tokens, tokens.refresh_at or now + 3600.0)
