@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
