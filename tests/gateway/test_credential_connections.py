@@ -302,6 +302,14 @@ def test_authorization_code_consent_through_login_link(env: Env) -> None:
         assert idp.grants()[-1] == "refresh_token"
     finally:
         idp.expires_in = 3600
+    # Tokens are never backed up: a connection restored without its token (here: the token row
+    # removed) shows that it needs consent again.
+    with sqlite3.connect(env.server.data_dir / "portico.db") as db:
+        db.execute("DELETE FROM credential_tokens WHERE provider_key = 'consent-idp'")
+    shown = env.client.authorization.get(RG, SVC, "consent-idp", "alice")
+    assert shown.status == "Error" and shown.error.code == "Unauthenticated"
+    listed = list(env.client.authorization.list_by_authorization_provider(RG, SVC, "consent-idp"))
+    assert [a.status for a in listed] == ["Error"]
     # A state Portico did not seal is refused.
     with httpx.Client(verify=ssl.create_default_context(cafile=env.server.ca)) as browser:
         assert browser.get(link.replace("state=", "state=x")).status_code == 400
@@ -351,6 +359,32 @@ def test_jwt_identity_is_checked_against_access_policies(env: Env) -> None:
     assert r.json()["headers"]["authorization"].startswith("Bearer at-client_credentials-")
 
 
+def test_aad_provider_at_a_configured_login_uri(env: Env) -> None:
+    idp = env.idp
+    env.provider(
+        "entra",
+        "aad",
+        "client_credentials",
+        resourceUri="https://graph.example",
+        loginUri=idp.url,
+        tenantId="contoso",
+    )
+    created = env.client.authorization.create_or_update(
+        RG,
+        SVC,
+        "entra",
+        "daemon",
+        M.AuthorizationContract(
+            authorization_type="OAuth2",
+            o_auth2_grant_type="ClientCredentials",
+            parameters={"clientId": idp.client_id, "clientSecret": idp.client_secret},
+        ),
+    )
+    assert created.status == "Connected"
+    asked = idp.requests[-1]
+    assert asked["path"] == "/contoso/oauth2/token" and asked["resource"] == "https://graph.example"
+
+
 def test_unsupported_identity_providers_and_grants_are_refused(env: Env) -> None:
     with pytest.raises(HttpResponseError) as err:
         env.client.authorization_provider.create_or_update(
@@ -369,3 +403,19 @@ def test_unsupported_identity_providers_and_grants_are_refused(env: Env) -> None
             M.AuthorizationLoginRequestContract(post_login_redirect_url="https://x.example"),
         )
     assert err.value.status_code == 400 and "AuthorizationCode" in str(err.value.message)
+
+
+def test_deleting_forgets_tokens(env: Env) -> None:
+    def tokens_of(provider: str) -> int:
+        with sqlite3.connect(env.server.data_dir / "portico.db") as db:
+            q = "SELECT count(*) FROM credential_tokens WHERE provider_key = ?"
+            return int(db.execute(q, (provider,)).fetchone()[0])
+
+    assert tokens_of("short-idp") == 1
+    env.client.authorization_provider.delete(RG, SVC, "short-idp", if_match="*")
+    assert tokens_of("short-idp") == 0
+    r = eventually(lambda: _status(env.call("/short/x"), 500), timeout=5)
+    assert "was not found" in r.text
+    assert tokens_of("backend-idp") == 1
+    env.client.authorization.delete(RG, SVC, "backend-idp", "app", if_match="*")
+    assert tokens_of("backend-idp") == 0

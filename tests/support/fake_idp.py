@@ -55,7 +55,7 @@ class FakeIdp:
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 q = dict(parse_qsl(url.query))
-                if url.path != "/authorize":
+                if not url.path.endswith("/authorize"):
                     self._send(404, {"error": "not_found"})
                     return
                 idp.authorize_requests.append(q)
@@ -70,8 +70,8 @@ class FakeIdp:
             def do_POST(self) -> None:
                 n = int(self.headers.get("content-length") or 0)
                 form = dict(parse_qsl(self.rfile.read(n).decode()))
-                idp.requests.append(form)
-                if urlsplit(self.path).path != "/token":
+                idp.requests.append({**form, "path": urlsplit(self.path).path})
+                if not urlsplit(self.path).path.endswith("/token"):
                     self._send(404, {"error": "not_found"})
                     return
                 if form.get("client_id") != idp.client_id or form.get("client_secret") != idp.client_secret:
