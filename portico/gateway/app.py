@@ -85,7 +85,7 @@ class Gateway:
             settings.gateway_log_dir or settings.data_dir / "gateway-logs"
         )
         self.config.compiling.log_sink = self.log_sink
-        self.config.compiling.credentials = CredentialSource(
+        self.credentials = self.config.compiling.credentials = CredentialSource(
             self.db,
             functools.cache(lambda: load_or_create(settings)),
             TokenValidator(settings, SigningKeys(self.db)),
@@ -121,6 +121,7 @@ class Gateway:
         if self.analytics is not None:
             await self.analytics.stop()
         await self.upstream.aclose()
+        await self.credentials.aclose()
         if self.log_sink is not None:
             self.log_sink.close()
         if self._own_db:

@@ -63,6 +63,10 @@ class CredentialSource:
         self._locks: dict[TK.TokenKey, asyncio.Lock] = {}
         self._failures: dict[TK.TokenKey, tuple[float, str, CredentialFailure]] = {}
 
+    async def aclose(self) -> None:
+        if self._validator is not None:
+            await self._validator.aclose()
+
     async def context(
         self,
         service: tuple[int, int, int],
