@@ -75,6 +75,10 @@ def test_authorization_checks_and_status() -> None:
     assert check_authorization(_generic(), dict(cc), connected)["status"] == "Connected"
     changed = check_authorization(_generic(), {**cc, "parameters": {"clientId": "other"}}, connected)
     assert changed["status"] == "Error"
+    # A provider stored before these checks (e.g. restored from an older backup) is named.
+    legacy = {"identityProvider": "github"}
+    _refused("update the provider first", check_authorization, legacy, dict(cc), None)
+    _refused("'github' is not supported", endpoints, legacy, {})
     # Parameters sent back without their secret keep it.
     old = {**connected, "parameters": {"clientId": "a", "clientSecret": "x"}}
     again = check_authorization(_generic(), {**cc, "parameters": {"clientId": "a"}}, old)

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from portico.arm.errors import ArmError
 from portico.identity.credentials import oauth
 from portico.identity.credentials import tokens as TK
 from portico.identity.credentials.oauth import CredentialFailure, TokenSet
@@ -45,7 +46,12 @@ class Connection:
         return TK.TokenKey.of(self.store_id, self.provider_name, self.name)
 
     def endpoints(self) -> Endpoints:
-        return endpoints(self.provider, self.data)
+        try:
+            return endpoints(self.provider, self.data)
+        except ArmError as exc:  # a provider stored before its checks existed
+            raise CredentialFailure(
+                "InvalidConfiguration", f"Authorization provider '{self.provider_name}': {exc.message}"
+            ) from None
 
 
 async def read(conn: AsyncConnection, store_id: int, provider: str, authorization: str) -> Connection | None:

@@ -124,9 +124,9 @@ def build_consent_routes(base_url: str, db: Database, box: Callable[[], SecretBo
         try:
             state = _open_state(box(), raw)
             _svc, c = await _connection(db, state)
+            ep = c.endpoints()
         except CredentialFailure as failure:
             return _page(400, failure.message)
-        ep = c.endpoints()
         query = {
             "response_type": "code",
             "client_id": ep.client_id,
@@ -163,8 +163,8 @@ def build_consent_routes(base_url: str, db: Database, box: Callable[[], SecretBo
         elif not q.get("code"):
             outcome = CredentialFailure("ConsentDenied", "The identity provider sent no authorization code.")
         else:
-            ep = c.endpoints()
             try:
+                ep = c.endpoints()
                 outcome = await oauth.exchange_code(
                     ep, q["code"], redirect_url(base_url), str(state["v"]) if ep.pkce else None
                 )

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from portico.arm.errors import invalid_field
+from portico.arm.errors import ArmError, invalid_field
 
 GENERIC = ("oauth2", "oauth2pkce")
 SUPPORTED = (*GENERIC, "aad")
@@ -81,6 +81,12 @@ def check_provider(data: dict[str, Any], old: dict[str, Any] | None) -> dict[str
             f"OAuth 2.0 providers ({', '.join(GENERIC)}) and from 'aad' only",
         )
     grant, params = provider_grant(data)
+    before = [g for g, p in ((((old or {}).get("oauth2") or {}).get("grantTypes")) or {}).items() if p]
+    if len(before) == 1 and before[0] != grant:
+        raise invalid_field(
+            "properties.oauth2.grantTypes",
+            f"the grant type cannot be changed once set (it is {before[0]}); create another provider",
+        )
     old_params = (((old or {}).get("oauth2") or {}).get("grantTypes") or {}).get(grant) or {}
     if "clientSecret" not in params and "clientSecret" in old_params:
         params["clientSecret"] = old_params["clientSecret"]
@@ -116,7 +122,13 @@ def check_authorization(
     wanted = data.get("oauth2grantType")
     if not wanted:
         raise invalid_field("properties.oauth2grantType", "is required")
-    grant, params = provider_grant(provider)
+    try:
+        grant, params = provider_grant(provider)
+    except ArmError:
+        raise invalid_field(
+            "properties.oauth2grantType",
+            "the authorization provider configures no single grant type: update the provider first",
+        ) from None
     if GRANTS.get(grant) != wanted:
         raise invalid_field(
             "properties.oauth2grantType",
@@ -152,6 +164,8 @@ def endpoints(provider: dict[str, Any], authorization: dict[str, Any]) -> Endpoi
     """The endpoints and client credentials of `authorization` (parameters override the
     provider's client id and secret)."""
     idp = str(provider.get("identityProvider") or "")
+    if idp not in SUPPORTED:  # stored before Portico obtained tokens, or restored from such a backup
+        raise invalid_field("properties.identityProvider", f"identity provider '{idp[:80]}' is not supported")
     grant, params = provider_grant(provider)
     given = authorization.get("parameters") or {}
     client_id = str(given.get("clientId") or params.get("clientId") or "")
