@@ -157,6 +157,8 @@ class CredentialSource:
         fresh = self._fresh(c, now)
         if fresh is not None:
             return fresh
+        if len(self._locks) > MAX_ENTRIES:
+            self._locks.clear()  # a holder keeps its own; at worst two refreshes overlap once
         lock = self._locks.setdefault(c.key, asyncio.Lock())
         async with lock:
             now = self._clock()

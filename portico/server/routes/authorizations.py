@@ -105,11 +105,12 @@ async def authorization(call: Call) -> Response:
     if call.method not in ("PUT", "PATCH") or resp.status_code not in (200, 201):
         return resp
     db, box = call.rt.db, call.rt.scheduler.box
-    async with db.write() as conn:
+    async with db.read() as conn:
         svc = await call.service(conn)
         c = await connect.read(conn, svc.active_store_id, pname, aname)
-        if c is not None and c.data.get("status") != "Connected":
-            await TK.remove(conn, svc.active_store_id, pname, aname)  # tokens of a consent now void
+    if c is not None and c.data.get("status") != "Connected":
+        async with db.write() as conn:  # tokens of a consent or credentials now replaced
+            await TK.remove(conn, svc.active_store_id, c.provider_name, c.name)
     if c is not None and c.data.get("oauth2grantType") == "ClientCredentials":
         await connect.connect_client_credentials(db, box, svc.active_store_id, c.provider_name, c.name)
     target = K.resolve(call.params["path"].split("/"))
