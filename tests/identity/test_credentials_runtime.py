@@ -19,6 +19,7 @@ from portico.store import entities as E
 from portico.store import stores
 from portico.store.db import Database
 from tests.support.fake_idp import FakeIdp
+from tests.support.postgres import create_database
 
 BOX = SecretBox(os.urandom(32))
 
@@ -30,9 +31,15 @@ def idp() -> Iterator[FakeIdp]:
     server.stop()
 
 
-@pytest.fixture(scope="module")
-async def db(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Database]:
-    database = Database(f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('creds') / 'portico.db'}")
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
+async def db(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> AsyncIterator[Database]:
+    if request.param == "postgres":
+        url = create_database(request.getfixturevalue("pg_url"), "portico_credentials")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('creds') / 'portico.db'}"
+    database = Database(url)
     await database.start()
     yield database
     await database.close()
