@@ -47,7 +47,7 @@ STEPS = [
     "API and operation policies",
     "apiPolicy.get returns the policy document",
     "product with the API and a group",
-    "product apiLinks/groupLinks (2023-03-01-preview on): named after their target",
+    "product apiLinks/groupLinks (2023-03-01-preview on): any link id, one link per target",
     "user",
     "subscription: listSecrets, regeneratePrimaryKey",
     "tags on the API",
