@@ -94,6 +94,9 @@ def test_a_dead_worker_is_replaced(node: tuple[GatewayEnv, httpx.Client]) -> Non
     before = gateway_workers(env.server)
     assert len(before) == 2
     os.kill(before[0], signal.SIGKILL)
+    # (a connection the kernel gives the dying worker before its listening socket closes is reset:
+    # wait until it is gone)
+    wait_for(lambda: not _alive(before[0]))
     # the survivor keeps answering while the parent starts a replacement
     assert all(_fresh_get(env, "/free/x") == 200 for _ in range(10))
     wait_for(lambda: len(gateway_workers(env.server)) == 2 and before[0] not in gateway_workers(env.server))
