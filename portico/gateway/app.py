@@ -251,7 +251,7 @@ class Gateway:
         ctx.api = api
         if svc.diagnostics:
             # a revision (`id;rev=n`) has its API's diagnostics
-            applied = svc.diagnostics.get(fold_name(api.name.split(";rev=", 1)[0]), svc.diagnostics[""])
+            applied = svc.diagnostics.get(api.base_id, svc.diagnostics[""])
             if applied:
                 ctx.diag = Capture(applied)
         found = api.find_operation(ctx.method, rest, ctx.query_text)

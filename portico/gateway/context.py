@@ -467,7 +467,7 @@ class Context:
                     "Path": "/" + a.path,
                     "Version": a.version or "",
                     "Revision": a.revision,
-                    "IsCurrentRevision": True,
+                    "IsCurrentRevision": a.current,
                     "Protocols": list(a.protocols),
                     "ServiceUrl": lambda: _url_of(a.service_url),
                     "SubscriptionKeyParameterNames": _View(

@@ -14,7 +14,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from portico.gateway.outcome import Reject
-from portico.names import fold_name
 
 if TYPE_CHECKING:
     from portico.gateway.config import Product, ServiceConfig
@@ -59,11 +58,11 @@ def authenticate(ctx: Context, svc: ServiceConfig, api: Api) -> None:
     if kind == "all":
         pass
     elif kind == "api":
-        if sub.scope_id != fold_name(api.name):
+        if sub.scope_id != api.base_id:
             raise Reject(401, INVALID, source="configuration", reason="SubscriptionKeyInvalid")
     elif kind == "product":
         product = svc.products.get(sub.scope_id)
-        if product is None or fold_name(api.name) not in product.apis:
+        if product is None or api.base_id not in product.apis:
             raise Reject(401, INVALID, source="configuration", reason="SubscriptionKeyInvalid")
         ctx.product = product
     else:
@@ -73,7 +72,7 @@ def authenticate(ctx: Context, svc: ServiceConfig, api: Api) -> None:
 
 
 def _open_product(svc: ServiceConfig, api: Api) -> Product | None:
-    for p in svc.api_products.get(fold_name(api.name), ()):
+    for p in svc.api_products.get(api.base_id, ()):
         if p.published and not p.subscription_required:
             return p
     return None

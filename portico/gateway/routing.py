@@ -1,5 +1,12 @@
-"""Request routing inside a service: API by path (longest match, version sets), then operation by
-method and URL template (template parameters, `{*rest}` and `/*` wildcards, query parameters)."""
+"""Request routing inside a service: API by path (longest match, version sets, revisions), then
+operation by method and URL template (template parameters, `{*rest}` and `/*` wildcards, query
+parameters).
+
+Revisions are addressed as Azure addresses them: `;rev={n}` is appended to the API's URL, before
+the rest of the path. An unversioned API's revision answers on `/{path};rev={n}/...`; for a
+version set with the Segment scheme the version segment is the API's URL, so the revision is
+`/{path}/{version};rev={n}/...`; with the Header or Query scheme the version is not in the path,
+so it is `/{path};rev={n}/...` plus the version header or query parameter."""
 
 from __future__ import annotations
 
@@ -7,12 +14,13 @@ import re
 import weakref
 from dataclasses import dataclass, field
 from typing import Any, cast
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from portico.names import fold_name
 
 DEFAULT_KEY_HEADER = "Ocp-Apim-Subscription-Key"
 DEFAULT_KEY_QUERY = "subscription-key"
+REV = ";rev="
 
 
 @dataclass(eq=False)
@@ -138,6 +146,8 @@ class Api:
     version: str | None
     version_set: str | None
     revision: str
+    current: bool  # the current revision (answers on the API's URL; the others only on `;rev=`)
+    base_id: str  # folded API id without `;rev=n`: products and subscriptions name the API by it
     data: dict[str, Any]
     operations: list[Operation] = field(default_factory=list)
     by_method: dict[str, list[Operation]] = field(default_factory=dict)
@@ -161,8 +171,6 @@ class Api:
         qmap: dict[str, str] | None = None
         for op in ops:
             if op.query_params and qmap is None:
-                from urllib.parse import parse_qsl
-
                 qmap = dict(parse_qsl(query, keep_blank_values=True))
             params = op.match(rest, qmap)
             if params is not None:
@@ -187,8 +195,22 @@ def build_api(name: str, data: dict[str, Any]) -> Api:
         version=data.get("apiVersion") or None,
         version_set=fold_name(vs.rsplit("/", 1)[-1]) if vs else None,
         revision=str(data.get("apiRevision") or "1"),
+        current=REV not in name,
+        base_id=fold_name(name.split(REV, 1)[0]),
         data=data,
     )
+
+
+def addresses(api: Api, scheme: str | None) -> list[tuple[str, str | None]]:
+    """(table path, version key or None) where the API answers; `scheme` is its version set's
+    versioning scheme, None when it is in no version set. The current revision answers on the
+    API's URL and on its own revision URL, any other revision on its revision URL only."""
+    rev = f"{REV}{api.revision.lower()}"
+    version = api.version.lower() if api.version else None
+    own: tuple[str, str | None] = (
+        (api.path, version + rev) if scheme == "Segment" and version else (api.path + rev, version)
+    )
+    return [(api.path, version), own] if api.current else [own]
 
 
 @dataclass
@@ -214,27 +236,29 @@ class Router:
         self.max_depth = 0
         groups: dict[tuple[str, str], VersionGroup] = {}
         for api in apis:
-            entry = self.table.setdefault(api.path, PathEntry())
-            self.max_depth = max(self.max_depth, api.path.count("/") + 1 if api.path else 0)
             vs = version_sets.get(api.version_set) if api.version_set else None
-            if vs is None:
-                if entry.plain is None or api.name < entry.plain.name:
-                    entry.plain = api
-                continue
-            key = (api.path, api.version_set or "")
-            group = groups.get(key)
-            if group is None:
-                group = VersionGroup(
-                    scheme=str(vs.get("versioningScheme") or "Segment"),
-                    query_name=str(vs.get("versionQueryName") or "api-version"),
-                    header_name=str(vs.get("versionHeaderName") or "Api-Version"),
-                )
-                groups[key] = group
-                entry.groups.append(group)
-            if api.version:
-                group.versions[api.version.lower()] = api
-            else:
-                group.unversioned = api
+            scheme = str(vs.get("versioningScheme") or "Segment") if vs is not None else None
+            for path, version in addresses(api, scheme):
+                entry = self.table.setdefault(path, PathEntry())
+                self.max_depth = max(self.max_depth, path.count("/") + 1 if path else 0)
+                if vs is None:
+                    if entry.plain is None or api.name < entry.plain.name:
+                        entry.plain = api
+                    continue
+                key = (path, api.version_set or "")
+                group = groups.get(key)
+                if group is None:
+                    group = VersionGroup(
+                        scheme=str(scheme),
+                        query_name=str(vs.get("versionQueryName") or "api-version"),
+                        header_name=str(vs.get("versionHeaderName") or "Api-Version"),
+                    )
+                    groups[key] = group
+                    entry.groups.append(group)
+                if version:
+                    group.versions[version] = api
+                else:
+                    group.unversioned = api
 
     def resolve(self, path: str, query: str, headers: list[tuple[bytes, bytes]]) -> tuple[Api, str] | None:
         """(API, the rest of the path after the API path and version) or None."""
@@ -269,8 +293,6 @@ class Router:
         version: str | None = None
         if group.scheme == "Query":
             if query:
-                from urllib.parse import parse_qsl
-
                 for name, value in parse_qsl(query, keep_blank_values=True):
                     if name == group.query_name:
                         version = value

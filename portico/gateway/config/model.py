@@ -20,7 +20,7 @@ from portico.gateway.policies.base import CompileContext
 from portico.gateway.policies.pipeline import Pipeline, PolicyDoc, compile_document, compose
 from portico.gateway.policies.xmltree import PolicyDocumentError, inline_fragments, substitute_named_values
 from portico.gateway.quotas import QuotaLedger
-from portico.gateway.routing import Api, Operation, Router, build_api, compile_operation
+from portico.gateway.routing import REV, Api, Operation, Router, build_api, compile_operation
 from portico.gateway.selfhosted import SelfHosted, TokenError, verify
 from portico.names import fold_name
 
@@ -305,14 +305,14 @@ class ServiceConfig:
         apis: dict[str, Api] = {}
         linked = self._linked_apis()
         for (_p, name), data in raw["api"].items():
-            if ";rev=" in name or data.get("isCurrent") is False:
-                # Another revision answers on `{path};rev={n}` only, as in Azure (not for
-                # versioned APIs, whose version segment comes first).
-                if ";rev=" not in name or data.get("apiVersionSetId"):
+            if REV in name:
+                # Another revision answers on its revision URL (routing.addresses), unless it is
+                # offline: Azure then refuses it even there. The current one is always online.
+                if data.get("isOnline") is False:
                     continue
-                path = f"{str(data.get('path') or '').strip('/')};rev={data.get('apiRevision')}"
-                data = {**data, "path": path}
-            if linked is not None and fold_name(name.split(";rev=", 1)[0]) not in linked:
+            elif data.get("isCurrent") is False:
+                continue  # not current yet stored under the API's id: nowhere to answer
+            if linked is not None and fold_name(name.split(REV, 1)[0]) not in linked:
                 continue
             apis[fold_name(name)] = build_api(name, data)
         # Operations: unchanged JSON → the operation compiled before (also by the previous
