@@ -149,6 +149,13 @@ def _parameters(op: dict[str, Any], *, v2: bool) -> list[dict[str, Any]]:
     return params
 
 
+def _responses(op: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(key in the definition's responses, response): by status code, then `default` and ranges
+    (2XX) kept from an import (`otherResponses`)."""
+    out = [(str(r["statusCode"]), r) for r in op.get("responses") or []]
+    return out + [(str(r["status"]), r) for r in op.get("otherResponses") or []]
+
+
 def _media(rep: dict[str, Any], prefix: str) -> dict[str, Any]:
     media: dict[str, Any] = {}
     if rep.get("typeName"):
@@ -183,7 +190,7 @@ def openapi_document(
         if reps:
             entry["requestBody"] = {"content": {r["contentType"]: _media(r, prefix) for r in reps}}
         responses: dict[str, Any] = {}
-        for resp in op.get("responses") or []:
+        for key, resp in _responses(op):
             item: dict[str, Any] = {"description": resp.get("description") or ""}
             if resp.get("representations"):
                 item["content"] = {r["contentType"]: _media(r, prefix) for r in resp["representations"]}
@@ -191,7 +198,7 @@ def openapi_document(
                 item["headers"] = {
                     h["name"]: {"schema": {"type": h.get("type") or "string"}} for h in resp["headers"]
                 }
-            responses[str(resp["statusCode"])] = item
+            responses[key] = item
         entry["responses"] = responses or {"default": {"description": ""}}
         paths.setdefault(path, {})[op["method"].lower()] = entry
     doc["paths"] = paths
@@ -224,13 +231,13 @@ def swagger_document(
         entry["parameters"] = params
         responses: dict[str, Any] = {}
         produces: list[str] = []
-        for resp in op.get("responses") or []:
+        for key, resp in _responses(op):
             item: dict[str, Any] = {"description": resp.get("description") or ""}
             for r in resp.get("representations") or []:
                 produces.append(r["contentType"])
                 if r.get("typeName"):
                     item["schema"] = {"$ref": prefix + r["typeName"]}
-            responses[str(resp["statusCode"])] = item
+            responses[key] = item
         if produces:
             entry["produces"] = sorted(set(produces))
         entry["responses"] = responses or {"default": {"description": ""}}

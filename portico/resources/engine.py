@@ -432,6 +432,10 @@ class EntityEngine:
         data.setdefault("displayName", t.name)
         data.setdefault("apiRevision", "1")
         data.setdefault("isCurrent", True)
+        if revisions.REV in (t.name or ""):
+            data.setdefault("isOnline", True)
+        else:
+            data["isOnline"] = True  # the current revision is always online (read-only there)
         data.setdefault("subscriptionRequired", True)
         data.setdefault("protocols", ["https"])
         data["type"] = data.get("type") or data.pop("apiType", None) or "http"

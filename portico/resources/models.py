@@ -95,6 +95,16 @@ class ResponseProps(Props):
     headers: list[ParameterProps] | None = None
 
 
+class OtherResponseProps(Props):
+    """A response an imported definition keys by `default` or a range (2XX), which Azure's
+    integer `statusCode` cannot carry (a Portico extension, kept so that nothing is lost)."""
+
+    status: Annotated[str, StringConstraints(pattern=r"^(default|[1-5]XX)$")]
+    description: str | None = None
+    representations: list[RepresentationProps] | None = None
+    headers: list[ParameterProps] | None = None
+
+
 HTTP_METHOD = Annotated[str, StringConstraints(pattern=r"^[A-Za-z]{1,20}$")]
 
 
@@ -106,6 +116,7 @@ class OperationProps(Props):
     templateParameters: list[ParameterProps] | None = None
     request: RequestProps | None = None
     responses: list[ResponseProps] | None = None
+    otherResponses: list[OtherResponseProps] | None = None
     policies: str | None = None
 
     @field_validator("method")

@@ -99,7 +99,7 @@ async def make_current(conn: AsyncConnection, store: int, base: str, revision_na
     await _move_or_copy(conn, store, base, retired, move=True)
     await _move_or_copy(conn, store, revision_name, base, move=True)
     old = {**base_row.data, "isCurrent": False}
-    new = {**rev_row.data, "isCurrent": True}
+    new = {**rev_row.data, "isCurrent": True, "isOnline": True}
     await E.put(conn, store, "api", "", retired, old.get("displayName"), old)
     await E.put(conn, store, "api", "", base, new.get("displayName"), new, exists=True)
     await E.remove(conn, store, "api", "", revision_name)

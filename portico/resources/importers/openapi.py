@@ -24,6 +24,7 @@ OAS3_SCHEMAS = "application/vnd.oai.openapi.components+json"
 SWAGGER_SCHEMAS = "application/vnd.ms-azure-apim.swagger.definitions+json"
 _TEMPLATE_PARAM = re.compile(r"\{([^{}]+)\}")
 _TYPE_NAME = re.compile(r"[^A-Za-z0-9_.-]+")
+_STATUS_RANGE = re.compile(r"^[1-5]XX$", re.IGNORECASE)
 _MAX_REF_DEPTH = 32
 
 
@@ -229,6 +230,10 @@ class _Importer:
                 body_params.append(p)
             elif loc == "formData" and self.v2:
                 form_params.append(contract)
+            # `in: cookie` is left out, as Azure's import leaves it out: "Parameters defined in
+            # cookies are not supported" (Microsoft Learn, API import restrictions and known
+            # issues, OpenAPI definition restrictions); the operation contract has no place for
+            # them, and a policy can still read and validate the Cookie header.
         for name in template_names:
             if name not in declared_path:
                 template.append({"name": name, "type": "string", "required": True, "values": []})
@@ -259,7 +264,9 @@ class _Importer:
         if method not in NO_BODY_METHODS:
             request["representations"] = self._request_body(op, body_params, form_params, wanted, where)
         props["request"] = request
-        props["responses"] = self._responses(op, wanted, where)
+        props["responses"], other = self._responses(op, wanted, where)
+        if other:
+            props["otherResponses"] = other
         self.out.add_operation(wanted, props)
 
     def _parameters(self, shared: Any, own: Any, where: str) -> list[tuple[dict[str, Any], str]]:
@@ -373,50 +380,69 @@ class _Importer:
                 reps.append(self._representation(str(ctype), media, f"{op_name}-request", where))
         return reps
 
-    def _responses(self, op: dict[str, Any], op_name: str, where: str) -> list[dict[str, Any]]:
+    def _responses(
+        self, op: dict[str, Any], op_name: str, where: str
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(responses by numeric status, `default` and range responses such as 2XX). Azure's
+        operation contract keys a response by an integer status, which the others do not have:
+        they are kept beside it (`otherResponses`, a Portico extension) with their descriptions,
+        representations and headers, and exported back under their own keys."""
         raw = op.get("responses") or {}
         if not isinstance(raw, dict):
             raise ImportFailed("'responses' must be an object", where=where + "/responses")
-        out: list[dict[str, Any]] = []
+        numeric: list[dict[str, Any]] = []
+        other: list[dict[str, Any]] = []
         produces = _str_list(op.get("produces")) or self.global_produces
-        for code, resp in raw.items():
-            rwhere = f"{where}/responses/{code}"
-            # Azure's operation contract keys responses by a numeric status; `default` and ranges
-            # (2XX) have no place in it, as in Azure.
-            if not str(code).isdigit() or not 100 <= int(code) <= 599:
-                continue
+        for key, resp in raw.items():
+            code = str(key)
+            rwhere = f"{where}/responses/{code.replace('~', '~0').replace('/', '~1')}"
+            if code.startswith("x-"):
+                continue  # a specification extension, ignored as Azure ignores custom extensions
+            if code.isdigit() and 100 <= int(code) <= 599:
+                item: dict[str, Any] = {"statusCode": int(code)}
+                out = numeric
+            elif code.lower() == "default" or _STATUS_RANGE.match(code):
+                item = {"status": code.lower() if code.lower() == "default" else code.upper()}
+                out = other
+            else:
+                raise ImportFailed(
+                    f"response '{code[:20]}' is neither an HTTP status code (100-599), a range such as "
+                    "2XX, nor 'default'",
+                    where=rwhere,
+                )
             resp = self.doc.resolve(resp, rwhere)
             if not isinstance(resp, dict):
                 raise ImportFailed("a response must be an object", where=rwhere)
-            item: dict[str, Any] = {"statusCode": int(code)}
-            if desc := clip(resp.get("description"), 1000):
-                item["description"] = desc
-            reps: list[dict[str, Any]] = []
-            hint = f"{op_name}-{code}-response"
-            if self.v2:
-                if isinstance(resp.get("schema"), dict):
-                    examples: dict[str, Any] = (
-                        resp["examples"] if isinstance(resp.get("examples"), dict) else {}
-                    )
-                    for ctype in produces:
-                        rep = self._representation(ctype, resp, hint, rwhere)
-                        if ctype in examples:
-                            rep["examples"] = {"default": {"value": examples[ctype]}}
-                        reps.append(rep)
-            else:
-                content = resp.get("content")
-                if isinstance(content, dict):
-                    for ctype, media in content.items():
-                        if isinstance(media, dict):
-                            reps.append(self._representation(str(ctype), media, hint, rwhere))
-            item["representations"] = reps
-            hdrs = resp.get("headers")
-            if isinstance(hdrs, dict):
-                item["headers"] = [
-                    self._header(str(name), self.doc.resolve(h, rwhere), rwhere) for name, h in hdrs.items()
-                ]
+            self._response(item, resp, produces, f"{op_name}-{code}-response", rwhere)
             out.append(item)
-        return out
+        return numeric, other
+
+    def _response(
+        self, item: dict[str, Any], resp: dict[str, Any], produces: list[str], hint: str, where: str
+    ) -> None:
+        if desc := clip(resp.get("description"), 1000):
+            item["description"] = desc
+        reps: list[dict[str, Any]] = []
+        if self.v2:
+            if isinstance(resp.get("schema"), dict):
+                examples: dict[str, Any] = resp["examples"] if isinstance(resp.get("examples"), dict) else {}
+                for ctype in produces:
+                    rep = self._representation(ctype, resp, hint, where)
+                    if ctype in examples:
+                        rep["examples"] = {"default": {"value": examples[ctype]}}
+                    reps.append(rep)
+        else:
+            content = resp.get("content")
+            if isinstance(content, dict):
+                for ctype, media in content.items():
+                    if isinstance(media, dict):
+                        reps.append(self._representation(str(ctype), media, hint, where))
+        item["representations"] = reps
+        hdrs = resp.get("headers")
+        if isinstance(hdrs, dict):
+            item["headers"] = [
+                self._header(str(name), self.doc.resolve(h, where), where) for name, h in hdrs.items()
+            ]
 
     def _header(self, name: str, h: Any, where: str) -> dict[str, Any]:
         h = h if isinstance(h, dict) else {}
