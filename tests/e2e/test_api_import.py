@@ -408,6 +408,14 @@ def test_revisions_and_releases(client: Any, rest: Rest) -> None:
     revs = {r.api_revision: r for r in client.api_revision.list_by_service(RG, "imports", "rv")}
     assert set(revs) == {"1", "2"} and revs["1"].is_current and not revs["2"].is_current
     assert revs["2"].description == "second"
+    # Azure lists non-current revisions among the APIs (`rv;rev=2`); clients keep the current ones
+    # with `$filter=isCurrent eq true` (see portico/resources/revisions.py).
+    listed = {
+        a.name: a.is_current for a in client.api.list_by_service(RG, "imports") if a.name.startswith("rv")
+    }
+    assert listed == {"rv": True, "rv;rev=2": False}
+    current_only = [a.name for a in client.api.list_by_service(RG, "imports", filter="isCurrent eq true")]
+    assert "rv" in current_only and "rv;rev=2" not in current_only
 
     release = client.api_release.create_or_update(
         RG,
@@ -451,6 +459,47 @@ def test_revisions_and_releases(client: Any, rest: Rest) -> None:
     fresh = client.api.get(RG, "imports", "fresh")
     assert fresh.api_revision == "3" and fresh.is_current and _ops(client, "fresh")
     assert [r.api_revision for r in client.api_revision.list_by_service(RG, "imports", "fresh")] == ["3"]
+
+
+def test_default_and_range_responses_and_cookie_parameters(client: Any, rest: Rest) -> None:
+    doc = {
+        "openapi": "3.0.1",
+        "info": {"title": "Responses", "version": "1"},
+        "paths": {
+            "/things/{id}": {
+                "get": {
+                    "operationId": "getThing",
+                    "parameters": [
+                        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+                        {"name": "session", "in": "cookie", "required": True, "schema": {"type": "string"}},
+                    ],
+                    "responses": {
+                        "200": {"description": "ok"},
+                        "2XX": {"description": "other success"},
+                        "default": {
+                            "description": "error",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Err"}}},
+                        },
+                    },
+                }
+            }
+        },
+        "components": {"schemas": {"Err": {"type": "object"}}},
+    }
+    _import(client, "responses", "openapi+json", json.dumps(doc))
+    op = client.api_operation.get(RG, "imports", "responses", "getthing")
+    assert [r.status_code for r in op.responses] == [200]  # what Azure's contract carries
+    assert [p.name for p in op.template_parameters] == ["id"] and not op.request.headers  # no cookie
+    raw = rest.call("GET", rest.svc(RG, "imports", "apis/responses/operations/getthing")).json()
+    other = {r["status"]: r for r in raw["properties"]["otherResponses"]}
+    assert other["2XX"]["description"] == "other success"
+    assert other["default"]["representations"][0]["typeName"] == "Err"
+    document = rest.call(
+        "GET",
+        rest.svc(RG, "imports", "apis/responses")
+        + "?api-version=2024-05-01&format=openapi%2Bjson&export=true",
+    ).json()["value"]
+    assert set(document["paths"]["/things/{id}"]["get"]["responses"]) == {"200", "2XX", "default"}
 
 
 def test_graphql_schema_put_is_validated(client: Any, rest: Rest) -> None:
