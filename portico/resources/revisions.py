@@ -149,7 +149,7 @@ async def list_revisions(conn: AsyncConnection, store: int, base: str) -> list[d
         item: dict[str, Any] = {
             "apiId": f"/apis/{base}{REV}{rev}",
             "apiRevision": rev,
-            "privateUrl": f"/{data.get('path', '')}{REV}{rev}",
+            "privateUrl": await _private_url(conn, store, data, rev),
             "isOnline": data.get("isOnline", True),
             "isCurrent": name == base,
         }
@@ -157,3 +157,15 @@ async def list_revisions(conn: AsyncConnection, store: int, base: str) -> list[d
             item["description"] = data["apiRevisionDescription"]
         out.append(item)
     return sorted(out, key=lambda i: (len(i["apiRevision"]), i["apiRevision"]))
+
+
+async def _private_url(conn: AsyncConnection, store: int, data: dict[str, Any], rev: str) -> str:
+    """Where the gateway serves the revision: `;rev=N` after the API's URL, which for a version
+    set of the Segment scheme ends with the version (portico/gateway/routing.py, `addresses`)."""
+    path = f"/{data.get('path', '')}"
+    vs_ref, version = data.get("apiVersionSetId"), data.get("apiVersion")
+    if isinstance(vs_ref, str) and version:
+        vs = await E.get(conn, store, "apiVersionSet", "", vs_ref.rsplit("/", 1)[-1])
+        if vs is not None and (vs.data.get("versioningScheme") or "Segment") == "Segment":
+            path = f"{path.rstrip('/')}/{version}"
+    return f"{path}{REV}{rev}"

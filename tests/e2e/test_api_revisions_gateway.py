@@ -107,7 +107,8 @@ def test_revisions_of_versioned_apis_and_offline_revisions(
     assert status("/orders/v1/health") == 404  # not current: only on its revision URL
     assert status("/orders;rev=2/v1/health") == 404  # an unversioned API's revision address
     # Header scheme: the revision is on the path, the version in its header.
-    assert answered("/stock;rev=2/health", **{"Api-Version": "v1"}) == "/stock-backend/health"
+    stock = eventually(lambda: answered("/stock;rev=2/health", **{"Api-Version": "v1"}), timeout=5)
+    assert stock == "/stock-backend/health"
     assert status("/stock;rev=2/health") == 404
     assert status("/stock/health", **{"Api-Version": "v1"}) == 404
 
@@ -121,12 +122,19 @@ def test_revisions_of_versioned_apis_and_offline_revisions(
     assert client.api.get(RG, SVC, "orders;rev=2").is_online is False
     revs = {r.api_revision: r.is_online for r in client.api_revision.list_by_service(RG, SVC, "orders")}
     assert revs == {"1": True, "2": False}
+    urls = {r.api_revision: r.private_url for r in client.api_revision.list_by_service(RG, SVC, "orders")}
+    assert urls == {"1": "/orders/v1;rev=1", "2": "/orders/v1;rev=2"}
+    assert [r.private_url for r in client.api_revision.list_by_service(RG, SVC, "stock")] == [
+        "/stock;rev=1",
+        "/stock;rev=2",
+    ]
     assert answered("/stock;rev=2/health", **{"Api-Version": "v1"}) == "/stock-backend/health"  # others stay
     assert set_online("orders;rev=2", True).is_online is True
     assert eventually(lambda: answered("/orders/v1;rev=2/health"), timeout=5) == "/orders-backend/health"
 
     # The current revision is always online.
     assert set_online("orders", False).is_online is True
+    assert set_online("orders;rev=1", False).is_online is True  # the current one by its revision id
     assert client.api.get(RG, SVC, "orders").is_online is True
     assert answered("/orders/v1/items/8") == "/orders-backend/items/8"
 

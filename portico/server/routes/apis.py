@@ -38,9 +38,9 @@ async def api(call: Call) -> Response:
             return await _put_revision(call, base, rev, body)
     elif call.method == "GET" and call.query().get("export", "").lower() == "true":
         return await _export(call)
-    elif call.method in ("GET", "HEAD") and rev is not None:
+    elif call.method in ("GET", "HEAD", "PATCH") and rev is not None:
         # `echo;rev=N` of the current revision N is the API `echo` itself.
-        await call.authorize_service(READ)
+        await call.authorize_service(READ if call.method != "PATCH" else WRITE)
         async with call.rt.db.read() as conn:
             svc = await call.service(conn)
             row = await E.get(conn, svc.active_store_id, "api", "", base)
