@@ -11,10 +11,12 @@ import orjson
 import pytest
 
 from portico.gateway.config import PolicyCompiling, ServiceConfig
+from portico.gateway.expressions import compile_expression
 from portico.gateway.jwks import JwksCache
 from portico.gateway.keys import _open_product
 from portico.gateway.policies.limits import Counters
 from portico.gateway.routing import Router, addresses, build_api
+from tests.gateway.unit.harness import FakeBackend, request
 
 Rows = list[tuple[str, str, str, Any]]
 
@@ -153,3 +155,16 @@ def test_revision_shares_its_api_products_and_subscriptions() -> None:
     svc = compiled(rows)
     product = _open_product(svc, svc.apis["echo;rev=2"])  # what a request without a key gets
     assert product is not None and product.name == "open"
+
+
+def test_policy_expressions_see_the_revision() -> None:
+    svc = compiled(api_rows("echo", "echo", "1") + api_rows("echo;rev=2", "echo", "2"))
+    seen = []
+    for path in ("/echo/items/7", "/echo;rev=2/items/7"):
+        ctx = request(svc, FakeBackend(), path=path)
+        hit = svc.router.resolve(path, "", [])
+        assert hit is not None
+        ctx.api = hit[0]
+        expr = 'context.Api.Path + " " + context.Api.Revision + " " + context.Api.IsCurrentRevision'
+        seen.append(compile_expression(f"@({expr})").evaluate(ctx))
+    assert seen == ["/echo 1 True", "/echo 2 False"]
