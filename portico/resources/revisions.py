@@ -3,13 +3,13 @@ current revision, and every other revision is the API `echo;rev=N` with its own 
 policies, schemas and tags. Creating a revision copies the source's subtree; releasing one makes
 it current by exchanging the two subtrees (releases themselves stay with the API).
 
-`GET /apis` lists every revision, `echo;rev=N` included, as Azure's `Api_ListByService` does:
-Microsoft's own clients filter the non-current ones out themselves — the developer portal asks
-`/apis?$filter=isCurrent eq true` (Azure/api-management-developer-portal, src/services/
-apiService.ts, added when revisions showed up as duplicate APIs, issues 645 and 737), and the VS
-Code extension keeps only `isCurrent` APIs of `listByService` (microsoft/vscode-apimanagement,
-ApisTreeItem.ts); APIOps' extractor writes the `name;rev=N` APIs it lists. (A 2017 blog post for
-api-version 2017-01-01 said otherwise; the later evidence is what clients rely on.)
+`GET /apis` lists every revision, `echo;rev=N` included, as Azure's `Api_ListByService` does;
+Microsoft's own clients filter out the non-current ones themselves: the developer portal's
+`ApiService.getApis` asks `/apis?$filter=isCurrent eq true` (added once revisions showed up there
+as duplicate APIs), the VS Code extension's API tree keeps only `isCurrent` APIs of
+`listByService`, and APIOps groups the API names it lists by their root before `;rev=`. (A 2017
+post for api-version 2017-01-01 said non-current revisions were not listed; current clients rely
+on the behaviour above.)
 
 `isOnline`: an offline revision is not served by the gateway, even on its revision URL; the
 current revision is always online (stored `isOnline: true`, whatever a request says)."""
