@@ -433,7 +433,8 @@ class EntityEngine:
         data.setdefault("apiRevision", "1")
         data.setdefault("isCurrent", True)
         if revisions.REV in (t.name or ""):
-            data.setdefault("isOnline", True)
+            # read-only in Azure's contract: a PUT that leaves it out (a re-import) keeps it
+            data.setdefault("isOnline", (old or {}).get("isOnline", True))
         else:
             data["isOnline"] = True  # the current revision is always online (read-only there)
         data.setdefault("subscriptionRequired", True)

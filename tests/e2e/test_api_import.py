@@ -416,6 +416,23 @@ def test_revisions_and_releases(client: Any, rest: Rest) -> None:
     assert listed == {"rv": True, "rv;rev=2": False}
     current_only = [a.name for a in client.api.list_by_service(RG, "imports", filter="isCurrent eq true")]
     assert "rv" in current_only and "rv;rev=2" not in current_only
+    # offline (read-only in the SDK's model, so a raw PATCH); a re-import into it keeps it offline
+    offline = rest.call(
+        "PATCH",
+        rest.svc(RG, "imports", "apis/rv;rev=2"),
+        {"properties": {"isOnline": False}},
+        expect=(200,),
+        headers={"If-Match": "*"},
+    )
+    assert offline.json()["properties"]["isOnline"] is False
+    _import(client, "rv;rev=2", "openapi", (FIXTURES / "petstore.yaml").read_text(), path="rv")
+    assert client.api.get(RG, "imports", "rv;rev=2").is_online is False
+    rest.put(
+        RG,
+        "imports",
+        "apis/rv;rev=2/operations/health",
+        {"displayName": "Health", "method": "GET", "urlTemplate": "/health"},
+    )
 
     release = client.api_release.create_or_update(
         RG,
