@@ -112,15 +112,17 @@ def _check_token(settings: Any, name: str, token: str) -> None:
     import asyncio
 
     from portico.gateway.selfhosted import TokenError, resolve
+    from portico.secrets_box import load_or_create
     from portico.store.db import Database
+    from portico.store.sealing import SealedSecretError
 
     async def check() -> str:
-        db = Database(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url, load_or_create(settings))
         await db.start(migrate_schema=False)
         try:
             async with db.read() as conn:
                 return (await resolve(conn, name, token)).name
-        except TokenError as exc:
+        except (TokenError, SealedSecretError) as exc:
             return f"error: {exc}"
         finally:
             await db.close()

@@ -33,6 +33,7 @@ from portico.gateway.proxy import (
 from portico.gateway.quotas import QuotaFlusher, QuotaLedger
 from portico.gateway.upstream import Upstream
 from portico.names import fold_name
+from portico.secrets_box import load_or_create
 from portico.settings import Settings
 from portico.store.db import Database
 
@@ -60,7 +61,9 @@ class Gateway:
     ) -> None:
         """`counters` and `usage`: a worker process's shares of its node (portico/gateway/workers.py)."""
         self.settings = settings
-        self.db = db or Database(settings.resolved_database_url)
+        # Every node of a deployment loads the server secret key the same way (it opens the
+        # certificates and secrets the store seals): the same PORTICO_SECRET_KEY or secret.key.
+        self.db = db or Database(settings.resolved_database_url, load_or_create(settings))
         self._own_db = db is None
         self._migrate_schema = migrate_schema
         self.counters: CounterStore = counters if counters is not None else Counters()

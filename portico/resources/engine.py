@@ -26,13 +26,14 @@ from portico.resources.kind_actions import run_action
 from portico.resources.kinds import Kind, Target
 from portico.resources.policy_xml import check_policy_document, is_resolver_policy
 from portico.resources.references import to_absolute, to_relative
+from portico.secret_fields import HIDDEN_FIELDS as SECRET_HIDDEN_FIELDS
 from portico.store import entities as E
 from portico.store.services import Service
 
 # Stored fields that never leave the server, and fields hidden on GET that have a listSecrets-style action.
 INTERNAL_FIELDS = {"user": ("passwordHash",)}
 HIDDEN_FIELDS: dict[str, tuple[str, ...]] = {"subscription": ("primaryKey", "secondaryKey")}
-HIDDEN_FIELDS.update(R.HIDDEN_FIELDS)
+HIDDEN_FIELDS.update(SECRET_HIDDEN_FIELDS)
 
 
 def _now() -> str:

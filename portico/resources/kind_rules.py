@@ -30,21 +30,11 @@ from portico.resources.kind_builtins import (
 )
 from portico.resources.kinds import Target
 from portico.resources.references import to_absolute, to_relative
+from portico.secret_fields import HIDDEN_FIELDS
 from portico.store import entities as E
 
-# Stored, never rendered: secrets readable only through the kind's listSecrets-style action (or never).
-HIDDEN_FIELDS: dict[str, tuple[str, ...]] = {
-    "identityProvider": ("clientSecret",),
-    "authorizationServer": ("clientSecret", "resourceOwnerUsername", "resourceOwnerPassword"),
-    "openidConnectProvider": ("clientSecret",),
-    "portalSetting": ("validationKey",),
-    "tenantAccess": ("primaryKey", "secondaryKey"),
-    "certificate": ("data", "password"),
-    "logger": ("credentials",),
-    "cache": ("connectionString",),
-    "gateway": ("primaryKey", "secondaryKey"),
-    "authorization": ("parameters",),
-}
+# What the kinds' listSecrets actions return: some of their hidden fields (portico/secret_fields.py,
+# the table of secrets, which the store also seals at rest).
 SECRETS_OF = {
     "identityProvider": ("clientSecret",),
     "authorizationServer": ("clientSecret", "resourceOwnerUsername", "resourceOwnerPassword"),
@@ -590,6 +580,28 @@ async def before_delete(conn: AsyncConnection, store: int, t: Target) -> None:
         for parent, _name in await E.names_by_kind(conn, store, "gatewayCertificateAuthority", t.name):
             raise ArmError(
                 409, "CertificateInUse", f"Certificate '{t.name}' is a certificate authority of '{parent}'."
+            )
+        await _refuse_backend_use(conn, store, t.name)
+
+
+async def _refuse_backend_use(conn: AsyncConnection, store: int, cert: str) -> None:
+    """A backend that presents the certificate (by id or by thumbprint) would lose its client
+    certificate: the delete is refused, naming the backend."""
+    row = await E.get(conn, store, "certificate", "", cert)
+    thumbprint = str((row.data if row else {}).get("thumbprint") or "").upper()
+    ref = f"certificates/{cert}".lower()
+    for backend in await E.list_all(conn, store, "backend"):
+        creds = backend.data.get("credentials") or {}
+        by_id = any(to_relative(str(r)).strip("/").lower() == ref for r in creds.get("certificateIds") or [])
+        by_thumbprint = bool(thumbprint) and any(
+            str(x).strip().upper() == thumbprint for x in creds.get("certificate") or []
+        )
+        if by_id or by_thumbprint:
+            field = "credentials.certificateIds" if by_id else "credentials.certificate"
+            raise ArmError(
+                409,
+                "CertificateInUse",
+                f"Certificate '{cert}' is used by backend '{backend.name}' ({field}); remove it there first.",
             )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.names import fold_name
+from portico.store import sealing
 from portico.store import stores as ST
 from portico.store.entities import Row, new_etag
 from portico.store.schema import deleted_services, entities, resource_groups, services
@@ -217,7 +218,8 @@ async def get_service_and_entity(
     svc = _service(r, r.group_name)
     if r.entity_etag is None:
         return svc, None
-    return svc, Row(kind, parent, entity, r.entity_display_name, r.entity_etag, orjson.loads(r.entity_data))
+    data = sealing.open_fields(sealing.box_of(conn), kind, parent, entity, orjson.loads(r.entity_data))
+    return svc, Row(kind, parent, entity, r.entity_display_name, r.entity_etag, data)
 
 
 async def get_service_by_id(conn: AsyncConnection, service_id: int, *, lock: bool = False) -> Service | None:
