@@ -31,7 +31,7 @@ from portico.server.routes import ROUTES
 from portico.settings import Settings
 from portico.store import stores
 from portico.store.db import Database
-from portico.store.sealing import SealedSecretError, seal_clear_rows
+from portico.store.sealing import SealedSecretError, check_key, seal_clear_rows
 
 log = logging.getLogger("portico")
 
@@ -57,6 +57,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.start()
+        await check_key(db)  # a node with another key than the database's refuses to start
         await seal_clear_rows(db, box)  # rows written before secrets were sealed at rest
         await keys.start()
         rt.jobs = build_jobs(settings, db)

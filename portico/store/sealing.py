@@ -166,6 +166,23 @@ def needs_sealing(kind: str, data: dict[str, Any]) -> bool:
     return any(not is_sealed(_get(data, p)) for p in secret_paths(kind, data))
 
 
+async def check_key(db: Any) -> None:
+    """`SealedSecretError` when this node's key (`db.box`) cannot open the secrets the database
+    holds: another key, or none. Nodes check at start, before serving or sealing anything with a key
+    the others do not share."""
+    c = entities.c
+    async with db.read() as conn:
+        r = (
+            await conn.execute(
+                select(c.kind, c.parent, c.name, c.data)
+                .where(c.kind.in_(sorted(SECRET_KINDS)), c.data.contains(PREFIX_JSON_TEXT, autoescape=True))
+                .limit(1)
+            )
+        ).first()
+    if r is not None:
+        open_fields(db.box, r.kind, r.parent, r.name, orjson.loads(r.data))
+
+
 async def seal_clear_rows(db: Any, box: SecretBox) -> int:
     """Seal, in place, the secrets of rows written in clear (before sealing existed, or restored
     raw); returns how many rows were sealed. Run at the server's start: idempotent, and a row
