@@ -3,22 +3,24 @@ the database holds, refusals (another key, tampering, no key) and rows written i
 
 from __future__ import annotations
 
+import itertools
 import os
-import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 
+from portico.gateway.config.loader import Driver
 from portico.secrets_box import SecretBox
 from portico.store import entities as E
 from portico.store import sealing
 from portico.store.db import Database
 from portico.store.schema import entities
 from portico.store.sealing import SealedSecretError
+from tests.support.postgres import create_database
 
 BOX = SecretBox(os.urandom(32))
 OTHER = SecretBox(os.urandom(32))
@@ -61,25 +63,26 @@ CASES: list[tuple[str, str, str, dict[str, Any], list[str]]] = [
 ]
 
 
-def _db(path: Path, box: SecretBox | None) -> Database:
-    return Database(f"sqlite+aiosqlite:///{path}", box)
+_n = itertools.count()
 
 
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = _db(tmp_path / "p.db", BOX)
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.slow)])
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    if request.param == "postgres":
+        url = create_database(request.getfixturevalue("pg_url"), f"sealing_{next(_n)}_{os.getpid()}")
+    else:
+        url = f"sqlite+aiosqlite:///{tmp_path / 'p.db'}"
+    database = Database(url, BOX)
     await database.start()
     yield database
     await database.close()
 
 
-def _raw(db: Database, kind: str, name: str) -> str:
-    con = sqlite3.connect(db.url.split(":///", 1)[1])
-    try:
-        row = con.execute("SELECT data FROM entities WHERE kind = ? AND name = ?", (kind, name)).fetchone()
-    finally:
-        con.close()
-    return str(row[0])
+async def _raw(db: Database, kind: str, name: str) -> str:
+    """The row's JSON as the database holds it (read beside the store, which would open it)."""
+    c = entities.c
+    async with db.read() as conn:
+        return str((await conn.execute(select(c.data).where(c.kind == kind, c.name == name))).scalar_one())
 
 
 @pytest.mark.parametrize("kind,parent,name,data,secrets", CASES, ids=[c[0] for c in CASES])
@@ -88,7 +91,7 @@ async def test_round_trip_through_the_store(
 ) -> None:
     async with db.write() as conn:
         await E.put(conn, STORE, kind, parent, name, None, data)
-    raw = _raw(db, kind, name)
+    raw = await _raw(db, kind, name)
     for s in secrets:
         assert s not in raw
     assert sealing.PREFIX in raw
@@ -113,22 +116,26 @@ async def test_non_secret_values_stay_clear_and_a_lookalike_still_round_trips(db
         await E.put(conn, STORE, "namedValue", "", "plain", None, plain)
         await E.put(conn, STORE, "namedValue", "", "lookalike", None, lookalike)
         await E.put(conn, STORE, "api", "", "a1", None, {"path": "a", "value": "x"})
-    assert "visible-1" in _raw(db, "namedValue", "plain")
-    assert '"path":"a"' in _raw(db, "api", "a1")
+    assert "visible-1" in await _raw(db, "namedValue", "plain")
+    assert '"path":"a"' in await _raw(db, "api", "a1")
     async with db.read() as conn:
         assert (await E.get(conn, STORE, "namedValue", "", "lookalike")).data == lookalike  # type: ignore[union-attr]
         assert (await E.get(conn, STORE, "namedValue", "", "plain")).data == plain  # type: ignore[union-attr]
 
 
-async def test_another_key_is_refused_clearly(db: Database, tmp_path: Path) -> None:
+async def test_another_key_is_refused_clearly(db: Database) -> None:
+    await sealing.check_key(db)  # nothing sealed yet: any key will do
     async with db.write() as conn:
         await E.put(conn, STORE, "certificate", "", "c1", None, {"data": PFX, "password": "pfx-pw-1"})
+    await sealing.check_key(db)
     for box, said in ((OTHER, "another server secret key"), (None, "no server secret key")):
-        other = _db(tmp_path / "p.db", box)
+        other = Database(db.url, box)
         try:
             async with other.read() as conn:
                 with pytest.raises(SealedSecretError) as err:
                     await E.get(conn, STORE, "certificate", "", "c1")
+            with pytest.raises(SealedSecretError, match=said):  # what a node checks at start
+                await sealing.check_key(other)
         finally:
             await other.close()
         message = str(err.value)
@@ -155,7 +162,7 @@ def test_tampered_or_moved_values_are_refused() -> None:
 
 
 async def test_a_secret_is_not_written_without_the_key(tmp_path: Path) -> None:
-    keyless = _db(tmp_path / "k.db", None)
+    keyless = Database(f"sqlite+aiosqlite:///{tmp_path / 'k.db'}", None)
     await keyless.start()
     try:
         async with keyless.write() as conn:
@@ -186,12 +193,12 @@ async def test_rows_written_in_clear_read_and_are_sealed_at_start(db: Database) 
                     data=orjson.dumps(data).decode(),
                 )
             )
-    assert "pfx-pw-1" in _raw(db, "certificate", "c1")
+    assert "pfx-pw-1" in await _raw(db, "certificate", "c1")
     async with db.read() as conn:  # a clear row reads as it is
         assert (await E.get(conn, STORE, "certificate", "", "c1")).data == clear[0][3]  # type: ignore[union-attr]
     assert await sealing.seal_clear_rows(db, BOX) == len(clear)
     assert await sealing.seal_clear_rows(db, BOX) == 0  # idempotent
-    assert "pfx-pw-1" not in _raw(db, "certificate", "c1")
+    assert "pfx-pw-1" not in await _raw(db, "certificate", "c1")
     async with db.read() as conn:
         for kind, parent, name, data in clear:
             row = await E.get(conn, STORE, kind, parent, name)
@@ -202,6 +209,17 @@ async def test_a_restore_load_seals_what_the_archive_carries_in_clear(db: Databa
     data = {"displayName": "nv", "value": "nv-secret-1", "secret": True}
     rows = [(STORE, "namedValue", "", "nv", "nv", "e1", orjson.dumps(data).decode())]
     await E.bulk_insert(db, rows)
-    assert "nv-secret-1" not in _raw(db, "namedValue", "nv")
+    assert "nv-secret-1" not in await _raw(db, "namedValue", "nv")
     async with db.read() as conn:
         assert (await E.get(conn, STORE, "namedValue", "", "nv")).data == data  # type: ignore[union-attr]
+
+
+async def test_the_gateway_reads_the_secrets_opened(db: Database) -> None:
+    cert = {"data": PFX, "password": "pfx-pw-1"}
+    async with db.write() as conn:
+        await E.put(conn, STORE, "certificate", "", "c1", None, cert)
+        await E.put(conn, STORE, "api", "", "a1", None, {"path": "a"})
+    async with db.read() as conn:
+        rows = await (await Driver.of(conn)).fetch_routing(STORE)
+    by_kind = {kind: orjson.loads(text) for kind, _parent, _name, text in rows}
+    assert by_kind == {"api": {"path": "a"}, "certificate": cert}
