@@ -36,6 +36,13 @@ NESTED_SECRETS: dict[str, tuple[tuple[str, ...], ...]] = {
 # A named value's `value` is a secret when the named value says so (`secret: true`).
 NAMED_VALUE = "namedValue"
 
+# Secrets of a service's own properties (not of an entity): the PFX and password of the items of
+# these lists (custom-domain certificates, CA certificates).
+SERVICE_SECRETS: dict[str, tuple[str, ...]] = {
+    "hostnameConfigurations": ("encodedCertificate", "certificatePassword"),
+    "certificates": ("encodedCertificate", "certificatePassword"),
+}
+
 # Kinds that may hold a secret.
 SECRET_KINDS: frozenset[str] = frozenset({*HIDDEN_FIELDS, *NESTED_SECRETS, NAMED_VALUE})
 

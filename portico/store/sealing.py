@@ -27,9 +27,10 @@ import orjson
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from portico.secret_fields import SECRET_KINDS, candidate_paths, secret_paths
+from portico.names import fold_name
+from portico.secret_fields import SECRET_KINDS, SERVICE_SECRETS, candidate_paths, secret_paths
 from portico.secrets_box import SecretBox, SecretBoxError
-from portico.store.schema import entities
+from portico.store.schema import deleted_services, entities, services
 
 log = logging.getLogger("portico.store")
 
@@ -162,6 +163,57 @@ def seal_json(box: SecretBox | None, kind: str, parent: str, name: str, text: An
     return orjson.dumps(sealed).decode()
 
 
+# --- a service's own properties (custom-domain and CA certificates) -------------------------------
+def _service_paths(props: dict[str, Any]) -> list[tuple[str, str, str]]:
+    out = []
+    for list_field, fields in SERVICE_SECRETS.items():
+        items = props.get(list_field)
+        if isinstance(items, list):
+            for i, item in enumerate(items):
+                if isinstance(item, dict):
+                    out += [(list_field, str(i), f) for f in fields if item.get(f) is not None]
+    return out
+
+
+def _service_props(
+    props: dict[str, Any], name: str, paths: list[tuple[str, str, str]], change: Any
+) -> dict[str, Any]:
+    out = dict(props)
+    for list_field in {p[0] for p in paths}:
+        out[list_field] = [dict(x) if isinstance(x, dict) else x for x in out[list_field]]
+    for list_field, i, f in paths:
+        item = out[list_field][int(i)]
+        item[f] = change(fold_name(name), (list_field, i, f), item[f])
+    return out
+
+
+def seal_service(box: SecretBox | None, name: str, props: dict[str, Any]) -> dict[str, Any]:
+    """A service's properties (service `name`) with the certificates' PFX and passwords sealed:
+    a copy where anything changes. Values sealed already are kept (a PFX in base64 never has the
+    prefix), so properties read raw may be written back as they are."""
+    paths = [p for p in _service_paths(props) if not is_sealed(props[p[0]][int(p[1])][p[2]])]
+    if not paths:
+        return props
+    if box is None:
+        raise SealedSecretError(
+            f"service '{name}' property '{'.'.join(paths[0])}' is a secret, but the database was opened "
+            "without the server secret key: it is not stored in clear"
+        )
+    return _service_props(
+        props, name, paths, lambda key, path, v: seal_value(box, "service", "", key, path, v)
+    )
+
+
+def open_service(box: SecretBox | None, name: str, props: dict[str, Any]) -> dict[str, Any]:
+    """A service's properties with their sealed values opened (a copy where anything changes)."""
+    paths = [p for p in _service_paths(props) if is_sealed(props[p[0]][int(p[1])][p[2]])]
+    if not paths:
+        return props
+    return _service_props(
+        props, name, paths, lambda key, path, v: open_value(box, "service", "", key, path, v)
+    )
+
+
 def needs_sealing(kind: str, data: dict[str, Any]) -> bool:
     return any(not is_sealed(_get(data, p)) for p in secret_paths(kind, data))
 
@@ -216,6 +268,28 @@ async def seal_clear_rows(db: Any, box: SecretBox) -> int:
                     .values(data=blob)
                 )
                 sealed += int(res.rowcount or 0)
+    sealed += await _seal_clear_services(db, box)
     if sealed:
-        log.info("sealed the secrets of %d entities stored in clear", sealed)
+        log.info("sealed the secrets of %d entities and services stored in clear", sealed)
+    return sealed
+
+
+async def _seal_clear_services(db: Any, box: SecretBox) -> int:
+    """The services' (and soft-deleted services') certificates stored in clear, sealed in place;
+    a service changed meanwhile (another ETag) is left to its writer."""
+    s, d = services.c, deleted_services.c
+    sealed = 0
+    async with db.write() as conn:
+        for r in (await conn.execute(select(s.id, s.name, s.etag, s.properties))).all():
+            props = r.properties or {}
+            new = seal_service(box, r.name, props)
+            if new is not props:
+                q = update(services).where(s.id == r.id, s.etag == r.etag).values(properties=new)
+                sealed += int((await conn.execute(q)).rowcount or 0)
+        for r in (await conn.execute(select(d.name_key, d.name, d.properties))).all():
+            props = r.properties or {}
+            new = seal_service(box, r.name, props)
+            if new is not props:
+                q = update(deleted_services).where(d.name_key == r.name_key).values(properties=new)
+                sealed += int((await conn.execute(q)).rowcount or 0)
     return sealed

@@ -11,14 +11,15 @@ from typing import Any
 
 import orjson
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from portico.gateway.config.loader import Driver
 from portico.secrets_box import SecretBox
 from portico.store import entities as E
 from portico.store import sealing
+from portico.store import services as S
 from portico.store.db import Database
-from portico.store.schema import entities
+from portico.store.schema import entities, services
 from portico.store.sealing import SealedSecretError
 from tests.support.postgres import create_database
 
@@ -223,3 +224,59 @@ async def test_the_gateway_reads_the_secrets_opened(db: Database) -> None:
         rows = await (await Driver.of(conn)).fetch_routing(STORE)
     by_kind = {kind: orjson.loads(text) for kind, _parent, _name, text in rows}
     assert by_kind == {"api": {"path": "a"}, "certificate": cert}
+
+
+async def test_a_services_certificates_are_sealed(db: Database) -> None:
+    """Custom-domain and CA certificates of the service resource itself (its properties)."""
+    name = f"svc-{next(_n)}"
+    hosts = [
+        {
+            "type": "Proxy",
+            "hostName": "a.example",
+            "encodedCertificate": PFX,
+            "certificatePassword": "host-pw-1",
+        },
+        {"type": "Proxy", "hostName": "b.example"},
+    ]
+    props = {"publisherEmail": "p@example.com", "hostnameConfigurations": hosts}
+    values = {
+        "location": "westeurope",
+        "sku_name": "Developer",
+        "sku_capacity": 1,
+        "properties": props,
+        "identity": None,
+        "tags": {},
+    }
+
+    async def raw() -> str:
+        async with db.read() as conn:
+            q = select(services.c.properties).where(services.c.name == name)
+            return orjson.dumps((await conn.execute(q)).scalar_one()).decode()
+
+    async with db.write() as conn:
+        await S.put_group(conn, "sub", "rg", "westeurope", {})
+        sid = await S.create_service(conn, subscription_id="sub", group="rg", name=name, values=values)
+    assert PFX not in await raw() and "host-pw-1" not in await raw() and "b.example" in await raw()
+    async with db.write() as conn:
+        svc = await S.get_service_by_id(conn, sid)
+        assert svc is not None and svc.properties == props
+        await S.update_service(conn, sid, {"properties": {**svc.properties, "publisherName": "P"}})
+    assert PFX not in await raw()
+    async with db.write() as conn:
+        svc = await S.get_service_by_id(conn, sid)
+        assert svc is not None and svc.properties == {**props, "publisherName": "P"}
+        deleted = await S.soft_delete_service(conn, svc)
+    async with db.write() as conn:
+        again = await S.get_deleted(conn, name)
+        assert again is not None and again.properties == deleted.properties
+        await S.undelete_service(conn, again)
+    assert PFX not in await raw()
+    # a service written in clear (before sealing existed) reads as it is and is sealed at start
+    async with db.write() as conn:
+        await conn.execute(update(services).where(services.c.name == name).values(properties=props))
+    assert PFX in await raw()
+    assert await sealing.seal_clear_rows(db, BOX) >= 1
+    assert PFX not in await raw()
+    async with db.read() as conn:
+        svc = await S.get_service(conn, "sub", "rg", name)
+        assert svc is not None and svc.properties["hostnameConfigurations"] == hosts
