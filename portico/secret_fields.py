@@ -75,6 +75,25 @@ def _expand(node: Any, path: tuple[str, ...], done: tuple[str, ...], out: list[t
             out.append((*done, k))
 
 
+def without_nested_secrets(kind: str, props: dict[str, Any]) -> dict[str, Any]:
+    """`props` without the nested secrets of `kind` (keys removed whatever their value; the
+    objects along the way copied, so stored data is never changed): what a GET shows."""
+    out = dict(props)
+    for path in NESTED_SECRETS.get(kind, ()):
+        _drop(out, path)
+    return out
+
+
+def _drop(node: dict[str, Any], path: tuple[str, ...]) -> None:
+    head, rest = path[0], path[1:]
+    for k in list(node) if head == "*" else [head]:
+        if not rest:
+            node.pop(k, None)
+        elif isinstance(node.get(k), dict):
+            node[k] = dict(node[k])
+            _drop(node[k], rest)
+
+
 def candidate_paths(kind: str, data: dict[str, Any]) -> list[tuple[str, ...]]:
     """Every path of `data` where `kind` may hold a secret, whatever the entity's other fields say
     now (a named value that stopped being secret may still hold a sealed value until rewritten)."""

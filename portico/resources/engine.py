@@ -115,8 +115,6 @@ class EntityEngine:
         if kind.kind == "release" and props.get("apiId"):
             props["apiId"] = to_absolute(self.svc.arm_id, props["apiId"])
         R.render_props(kind.kind, props, self.svc.arm_id)
-        if kind.kind == "backend" and isinstance(props.get("proxy"), dict):
-            props["proxy"] = {k: v for k, v in props["proxy"].items() if k != "password"}
         own = f"{kind.segment}/{name}"
         return {
             "id": self._arm_id(path or (f"{parent}/{own}" if parent else own)),

@@ -30,7 +30,7 @@ from portico.resources.kind_builtins import (
 )
 from portico.resources.kinds import Target
 from portico.resources.references import to_absolute, to_relative
-from portico.secret_fields import HIDDEN_FIELDS
+from portico.secret_fields import HIDDEN_FIELDS, without_nested_secrets
 from portico.store import entities as E
 
 # What the kinds' listSecrets actions return: some of their hidden fields (portico/secret_fields.py,
@@ -57,17 +57,11 @@ def render_props(kind: str, props: dict[str, Any], arm_id: str) -> None:
     """Secrets nested in a kind's properties are dropped; references become full ARM ids."""
     if kind == "authorizationProvider":
         grants = (props.get("oauth2") or {}).get("grantTypes") or {}
-        props["oauth2"] = {
-            **props.get("oauth2", {}),
-            "grantTypes": {
-                g: {k: v for k, v in p.items() if k != "clientSecret"} for g, p in grants.items() if p
-            },
-        }
+        props["oauth2"] = {**props.get("oauth2", {}), "grantTypes": {g: p for g, p in grants.items() if p}}
+    props.update(without_nested_secrets(kind, props))
     for f in REFERENCE_FIELDS.get(kind, ()):
         if isinstance(props.get(f), str) and props[f].startswith("/"):
             props[f] = to_absolute(arm_id, props[f])
-    if kind == "portalConfig" and isinstance(props.get("delegation"), dict):
-        props["delegation"] = {k: v for k, v in props["delegation"].items() if k != "validationKey"}
     if kind == "notification" and isinstance(props.get("recipients"), dict):
         users = props["recipients"].get("users") or []
         props["recipients"] = {**props["recipients"], "users": [to_absolute(arm_id, u) for u in users]}

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import insert, select, update
 
 from portico.gateway.config.loader import Driver
+from portico.secret_fields import HIDDEN_FIELDS, without_nested_secrets
 from portico.secrets_box import SecretBox
 from portico.store import entities as E
 from portico.store import sealing
@@ -280,3 +281,22 @@ async def test_a_services_certificates_are_sealed(db: Database) -> None:
     async with db.read() as conn:
         svc = await S.get_service(conn, "sub", "rg", name)
         assert svc is not None and svc.properties["hostnameConfigurations"] == hosts
+
+
+def test_what_is_sealed_is_what_a_get_hides() -> None:
+    """One table (portico/secret_fields.py): the paths sealed at rest are the ones GET drops."""
+    for kind, _parent, _name, data, secrets in CASES:
+        shown = without_nested_secrets(kind, data)
+        for f in HIDDEN_FIELDS.get(kind, ()):
+            shown.pop(f, None)
+        if kind == "namedValue":
+            shown.pop("value", None)
+        text = orjson.dumps(shown).decode()
+        for s in secrets:
+            assert s not in text, (kind, s)
+        assert orjson.dumps(data).decode() != text or not secrets
+    ap = CASES[3][3]
+    assert without_nested_secrets("authorizationProvider", ap) == {
+        "oauth2": {"grantTypes": {"authorizationCode": {"clientId": "c"}}}
+    }
+    assert ap["oauth2"]["grantTypes"]["authorizationCode"]["clientSecret"] == "ap-secret-1"  # not changed
