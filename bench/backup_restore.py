@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import os
 import platform
 import sqlite3
 import sys
@@ -33,6 +35,7 @@ from azure.mgmt.apimanagement import models as M  # noqa: E402
 from azure.storage.blob import BlobServiceClient  # noqa: E402
 
 from bench.large_service import scaled, seed  # noqa: E402
+from portico.secrets_box import SecretBox  # noqa: E402
 from tests.conftest import sdk_client  # noqa: E402
 from tests.e2e.dr_support import SUB, Rest  # noqa: E402
 from tests.support.azurite import run_azurite  # noqa: E402
@@ -193,8 +196,9 @@ def measure(
         "PORTICO_LOG_LEVEL": "warning",
     }
     servers = []
+    keys = {name: base64.b64encode(os.urandom(32)).decode() for name in ("source", "standby")}
     for name in ("source", "standby"):
-        e = dict(env)
+        e = dict(env, PORTICO_SECRET_KEY=keys[name])  # each instance its own server secret key
         if pg:
             e["PORTICO_DATABASE_URL"] = create_database(
                 pg, f"bench_{name}_{int(scale * 1000)}_{time.time_ns() % 10**6}"
@@ -206,7 +210,9 @@ def measure(
         Rest(standby).service("rg", "standby")
         size = scaled(scale)
         t = time.perf_counter()
-        count = asyncio.run(seed(_db_url(source), "large", size))
+        # secrets sealed with the source's key, as the server stores them
+        box = SecretBox(base64.b64decode(keys["source"]))
+        count = asyncio.run(seed(_db_url(source), "large", size, box))
         print(f"  seeded {count:,} entities in {time.perf_counter() - t:.1f}s", flush=True)
         blob = f"large-{scale}-{time.time_ns()}"
         params = M.ApiManagementServiceBackupRestoreParameters(
@@ -287,7 +293,7 @@ def main() -> None:
     main_r = results[0]
     print()
     print(
-        f"machine: {platform.machine()}, {platform.python_version()}, {__import__('os').cpu_count()} cores; database {args.db}"
+        f"machine: {platform.machine()}, {platform.python_version()}, {os.cpu_count()} cores; database {args.db}"
     )
     print(f"service: {main_r['entities']:,} entities; backup blob {main_r['blob_bytes'] / 1e6:.1f} MB")
     print(f"{'':10} {'portico':>9} {'floor':>9} {'ratio':>7} {'target':>8}  peak RSS")

@@ -9,8 +9,10 @@ from typing import Any
 import orjson
 from sqlalchemy import insert, select, update
 
+from portico.secrets_box import SecretBox
 from portico.store.db import Database
 from portico.store.schema import entities, services, stores
+from portico.store.sealing import seal_json
 
 # BRIEF "Goals": 1,000 APIs, 20,000 operations, 1,000 API policies, 200 products, 50 groups,
 # 100,000 users, 200,000 subscriptions, 5,000 named values, 500 backends, 100 tags.
@@ -200,7 +202,8 @@ def rows(store: int, size: dict[str, int]) -> Iterator[dict[str, Any]]:
         yield _row(store, "tag", "", f"tag-{t:03d}", {"displayName": f"Tag {t}"}, f"Tag {t}")
 
 
-async def seed(db_url: str, service: str, size: dict[str, int]) -> int:
+async def seed(db_url: str, service: str, size: dict[str, int], box: SecretBox | None = None) -> int:
+    """`box`: the server's secrets box, to store the secrets sealed as the server would."""
     db = Database(db_url)
     count = 0
     try:
@@ -216,6 +219,8 @@ async def seed(db_url: str, service: str, size: dict[str, int]) -> int:
             await conn.execute(entities.delete().where(entities.c.store_id == store))
             batch: list[dict[str, Any]] = []
             for r in rows(store, size):
+                if box is not None:
+                    r["data"] = seal_json(box, r["kind"], r["parent"], r["name"], r["data"])
                 batch.append(r)
                 if len(batch) == 10_000:
                     await conn.execute(insert(entities), batch)

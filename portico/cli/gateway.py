@@ -99,11 +99,37 @@ def gateway(
     configure_logging(settings)
     if bool(gateway_name) != bool(token):
         fail("--gateway-name and --token go together", 2)
+    _check_secret_key(settings)
     if gateway_name and token:
         _check_token(settings, gateway_name, token)
     if not settings.gateway_port and not settings.gateway_https_port:
         fail("both gateway ports are 0: nothing to serve", 2)
     serve_with_gateway(settings, None, console)
+
+
+def _check_secret_key(settings: Any) -> None:
+    """Refuse to start a node whose server secret key cannot open the secrets the database holds
+    (certificates, secret named values): it would serve without them."""
+    import asyncio
+
+    from portico.secrets_box import load_or_create
+    from portico.store.db import Database
+    from portico.store.sealing import SealedSecretError, check_key
+
+    async def check() -> str | None:
+        db = Database(settings.resolved_database_url, load_or_create(settings))
+        await db.start()  # the node would bring the schema up to date anyway
+        try:
+            await check_key(db)
+            return None
+        except SealedSecretError as exc:
+            return str(exc)
+        finally:
+            await db.close()
+
+    problem = asyncio.run(check())
+    if problem is not None:
+        fail(f"the database's secrets cannot be opened: {problem}", 2)
 
 
 def _check_token(settings: Any, name: str, token: str) -> None:
@@ -112,15 +138,17 @@ def _check_token(settings: Any, name: str, token: str) -> None:
     import asyncio
 
     from portico.gateway.selfhosted import TokenError, resolve
+    from portico.secrets_box import load_or_create
     from portico.store.db import Database
+    from portico.store.sealing import SealedSecretError
 
     async def check() -> str:
-        db = Database(settings.resolved_database_url)
+        db = Database(settings.resolved_database_url, load_or_create(settings))
         await db.start(migrate_schema=False)
         try:
             async with db.read() as conn:
                 return (await resolve(conn, name, token)).name
-        except TokenError as exc:
+        except (TokenError, SealedSecretError) as exc:
             return f"error: {exc}"
         finally:
             await db.close()

@@ -65,7 +65,9 @@ class Gateway:
     ) -> None:
         """`counters` and `usage`: a worker process's shares of its node (portico/gateway/workers.py)."""
         self.settings = settings
-        self.db = db or Database(settings.resolved_database_url)
+        # Every node of a deployment loads the server secret key the same way (it opens the
+        # certificates and secrets the store seals): the same PORTICO_SECRET_KEY or secret.key.
+        self.db = db or Database(settings.resolved_database_url, load_or_create(settings))
         self._own_db = db is None
         self._migrate_schema = migrate_schema
         self.counters: CounterStore = counters if counters is not None else Counters()

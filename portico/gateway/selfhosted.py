@@ -23,6 +23,7 @@ import orjson
 from sqlalchemy import func, select
 
 from portico.names import fold_name
+from portico.store import sealing
 from portico.store.schema import entities, services
 
 
@@ -83,7 +84,8 @@ async def resolve(conn: Any, name: str, token: str) -> SelfHosted:
     why = ""
     for row in rows:
         try:
-            expiry = verify(row.name, token, orjson.loads(row.data))
+            data = sealing.open_fields(sealing.box_of(conn), "gateway", "", row.name, orjson.loads(row.data))
+            expiry = verify(row.name, token, data)
         except TokenError as exc:
             why = str(exc)
             continue

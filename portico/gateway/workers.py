@@ -31,6 +31,7 @@ from typing import Any
 from portico.gateway.analytics import UsageSink, UsageWriter
 from portico.gateway.serving import EXIT_NO_LISTENER, run, serve_gateway_worker, tls_files
 from portico.gateway.shared_counters import SharedCounters
+from portico.secrets_box import load_or_create
 from portico.settings import Settings, configure_logging
 from portico.store.db import Database
 
@@ -100,7 +101,7 @@ class WorkerPool:
         if self.settings.gateway_https_port:
             tls_files(self.settings)  # generated once here, not raced by the workers on a first start
         if self._db is None:
-            self._db = Database(self.settings.resolved_database_url)
+            self._db = Database(self.settings.resolved_database_url, load_or_create(self.settings))
             await self._db.start()  # the schema is current before any worker opens the database
         self.counters = SharedCounters.create()
         if self.settings.gateway_analytics:

@@ -26,13 +26,14 @@ from portico.resources.kind_actions import run_action
 from portico.resources.kinds import Kind, Target
 from portico.resources.policy_xml import check_policy_document, is_resolver_policy
 from portico.resources.references import to_absolute, to_relative
+from portico.secret_fields import HIDDEN_FIELDS as SECRET_HIDDEN_FIELDS
 from portico.store import entities as E
 from portico.store.services import Service
 
 # Stored fields that never leave the server, and fields hidden on GET that have a listSecrets-style action.
 INTERNAL_FIELDS = {"user": ("passwordHash",)}
 HIDDEN_FIELDS: dict[str, tuple[str, ...]] = {"subscription": ("primaryKey", "secondaryKey")}
-HIDDEN_FIELDS.update(R.HIDDEN_FIELDS)
+HIDDEN_FIELDS.update(SECRET_HIDDEN_FIELDS)
 
 
 def _now() -> str:
@@ -114,8 +115,6 @@ class EntityEngine:
         if kind.kind == "release" and props.get("apiId"):
             props["apiId"] = to_absolute(self.svc.arm_id, props["apiId"])
         R.render_props(kind.kind, props, self.svc.arm_id)
-        if kind.kind == "backend" and isinstance(props.get("proxy"), dict):
-            props["proxy"] = {k: v for k, v in props["proxy"].items() if k != "password"}
         own = f"{kind.segment}/{name}"
         return {
             "id": self._arm_id(path or (f"{parent}/{own}" if parent else own)),

@@ -31,20 +31,11 @@ from portico.resources.kind_builtins import (
 )
 from portico.resources.kinds import Target
 from portico.resources.references import to_absolute, to_relative
+from portico.secret_fields import HIDDEN_FIELDS, without_nested_secrets
 from portico.store import entities as E
 
-# Stored, never rendered: secrets readable only through the kind's listSecrets-style action (or never).
-HIDDEN_FIELDS: dict[str, tuple[str, ...]] = {
-    "identityProvider": ("clientSecret",),
-    "authorizationServer": ("clientSecret", "resourceOwnerUsername", "resourceOwnerPassword"),
-    "openidConnectProvider": ("clientSecret",),
-    "portalSetting": ("validationKey",),
-    "tenantAccess": ("primaryKey", "secondaryKey"),
-    "certificate": ("data", "password"),
-    "logger": ("credentials",),
-    "cache": ("connectionString",),
-    "gateway": ("primaryKey", "secondaryKey"),
-}
+# What the kinds' listSecrets actions return: some of their hidden fields (portico/secret_fields.py,
+# the table of secrets, which the store also seals at rest).
 SECRETS_OF = {
     "identityProvider": ("clientSecret",),
     "authorizationServer": ("clientSecret", "resourceOwnerUsername", "resourceOwnerPassword"),
@@ -67,20 +58,14 @@ def render_props(kind: str, props: dict[str, Any], arm_id: str) -> None:
     """Secrets nested in a kind's properties are dropped; references become full ARM ids."""
     if kind == "authorizationProvider":
         grants = (props.get("oauth2") or {}).get("grantTypes") or {}
-        props["oauth2"] = {
-            **props.get("oauth2", {}),
-            "grantTypes": {
-                g: {k: v for k, v in p.items() if k != "clientSecret"} for g, p in grants.items() if p
-            },
-        }
+        props["oauth2"] = {**props.get("oauth2", {}), "grantTypes": {g: p for g, p in grants.items() if p}}
+    props.update(without_nested_secrets(kind, props))
     if kind == "authorization" and isinstance(props.get("parameters"), dict):
         # As Azure shows them: the client id, never a secret.
         props["parameters"] = {k: v for k, v in props["parameters"].items() if "secret" not in k.lower()}
     for f in REFERENCE_FIELDS.get(kind, ()):
         if isinstance(props.get(f), str) and props[f].startswith("/"):
             props[f] = to_absolute(arm_id, props[f])
-    if kind == "portalConfig" and isinstance(props.get("delegation"), dict):
-        props["delegation"] = {k: v for k, v in props["delegation"].items() if k != "validationKey"}
     if kind == "notification" and isinstance(props.get("recipients"), dict):
         users = props["recipients"].get("users") or []
         props["recipients"] = {**props["recipients"], "users": [to_absolute(arm_id, u) for u in users]}
@@ -581,6 +566,28 @@ async def before_delete(conn: AsyncConnection, store: int, t: Target) -> None:
         for parent, _name in await E.names_by_kind(conn, store, "gatewayCertificateAuthority", t.name):
             raise ArmError(
                 409, "CertificateInUse", f"Certificate '{t.name}' is a certificate authority of '{parent}'."
+            )
+        await _refuse_backend_use(conn, store, t.name)
+
+
+async def _refuse_backend_use(conn: AsyncConnection, store: int, cert: str) -> None:
+    """A backend that presents the certificate (by id or by thumbprint) would lose its client
+    certificate: the delete is refused, naming the backend."""
+    row = await E.get(conn, store, "certificate", "", cert)
+    thumbprint = str((row.data if row else {}).get("thumbprint") or "").upper()
+    ref = f"certificates/{cert}".lower()
+    for backend in await E.list_all(conn, store, "backend"):
+        creds = backend.data.get("credentials") or {}
+        by_id = any(to_relative(str(r)).strip("/").lower() == ref for r in creds.get("certificateIds") or [])
+        by_thumbprint = bool(thumbprint) and any(
+            str(x).strip().upper() == thumbprint for x in creds.get("certificate") or []
+        )
+        if by_id or by_thumbprint:
+            field = "credentials.certificateIds" if by_id else "credentials.certificate"
+            raise ArmError(
+                409,
+                "CertificateInUse",
+                f"Certificate '{cert}' is used by backend '{backend.name}' ({field}); remove it there first.",
             )
 
 

@@ -25,12 +25,14 @@ from portico.identity.validation import TokenValidator
 from portico.jobs.runner import JobRunner
 from portico.metrics import build_metrics_route
 from portico.runtime import Runtime
+from portico.secrets_box import load_or_create
 from portico.server.management import build_management_route
 from portico.server.openapi import build_document
 from portico.server.routes import ROUTES
 from portico.settings import Settings
 from portico.store import stores
 from portico.store.db import Database
+from portico.store.sealing import SealedSecretError, check_key, seal_clear_rows
 
 log = logging.getLogger("portico")
 
@@ -46,7 +48,9 @@ def build_jobs(settings: Settings, db: Database) -> JobRunner:
 
 
 def create_app(settings: Settings) -> FastAPI:
-    db = Database(settings.resolved_database_url)
+    # The server's secrets box (created on a first start) seals entity secrets in the database.
+    box = load_or_create(settings)
+    db = Database(settings.resolved_database_url, box)
     keys = SigningKeys(db)
     rt = Runtime(settings=settings, db=db, keys=keys, validator=TokenValidator(settings, keys))
     rt.routes = ROUTES
@@ -54,11 +58,13 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await db.start()
+        await check_key(db)  # a node with another key than the database's refuses to start
+        await seal_clear_rows(db, box)  # rows written before secrets were sealed at rest
         await keys.start()
         rt.jobs = build_jobs(settings, db)
         await rt.jobs.start()
         # The backup scheduler starts after job recovery, so that ended runs are closed first.
-        scheduler = rt.scheduler = Scheduler(rt)
+        scheduler = rt.scheduler = Scheduler(rt, box=box)
         await scheduler.start()
         rt.deployments = Deployments(
             db,
@@ -122,6 +128,15 @@ def create_app(settings: Settings) -> FastAPI:
                 }
             },
             400,
+        )
+
+    @app.exception_handler(SealedSecretError)
+    async def sealed_secret(request: Request, exc: SealedSecretError) -> Response:
+        # The node's server secret key cannot open what the store holds: say which entity and why
+        # (the message carries no secret), not a bare internal error.
+        log.error("%s on %s %s: %s", type(exc).__name__, request.method, request.url.path, exc)
+        return json_response(
+            {"error": {"code": "SealedSecretUnreadable", "message": str(exc), "details": []}}, 500
         )
 
     @app.exception_handler(Exception)

@@ -10,18 +10,26 @@ from rich.console import Console
 
 from portico.gateway.server import serve_with_gateway
 from portico.identity.apps import ensure_bootstrap_admin
+from portico.secrets_box import load_or_create
 from portico.server.app import create_app
 from portico.server.tls import ensure_tls
 from portico.settings import Settings, configure_logging
 from portico.store.db import Database
+from portico.store.sealing import SealedSecretError, check_key
 
 console = Console(stderr=True)
 
 
 async def _bootstrap(settings: Settings) -> str | None:
-    db = Database(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url, load_or_create(settings))
     await db.start()
     try:
+        try:
+            await check_key(db)
+        except SealedSecretError as exc:
+            # Another key than the one the database's secrets were sealed with: serving would fail
+            # on every secret, and sealing new ones with this key would mix keys.
+            raise SystemExit(f"portico: the database's secrets cannot be opened: {exc}") from None
         path = await ensure_bootstrap_admin(
             db, settings.data_dir, tenant_id=settings.tenant_id, authority=settings.resolved_public_url
         )

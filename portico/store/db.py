@@ -15,6 +15,9 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from portico.secrets_box import SecretBox
+from portico.store.sealing import BOX_OPTION
+
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 
@@ -31,15 +34,22 @@ def quiet_driver_logs() -> None:
         driver.setLevel(logging.INFO)
 
 
-def create_engine(url: str) -> AsyncEngine:
+def create_engine(url: str, box: SecretBox | None = None) -> AsyncEngine:
+    """`box`: the server's secrets box, which the store seals and opens entity secrets with
+    (portico/store/sealing.py); every connection of the engine carries it."""
     quiet_driver_logs()
+    options = {BOX_OPTION: box}
     # hide_parameters: should SQLAlchemy's own logging be turned on, or a statement fail, the
     # statement is shown without its parameters.
     if url.startswith("sqlite"):
         # Every use is an explicit begin() that commits or rolls back, so the pool's rollback on
         # return is pure overhead (about half the CPU of a one-statement read, measured).
         engine = create_async_engine(
-            url, connect_args={"timeout": 30}, pool_reset_on_return=None, hide_parameters=True
+            url,
+            connect_args={"timeout": 30},
+            pool_reset_on_return=None,
+            hide_parameters=True,
+            execution_options=options,
         )
 
         @event.listens_for(engine.sync_engine, "connect")
@@ -62,15 +72,25 @@ def create_engine(url: str) -> AsyncEngine:
             conn.exec_driver_sql(f"BEGIN {mode}")
 
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, hide_parameters=True)
+    return create_async_engine(
+        url,
+        pool_size=10,
+        max_overflow=20,
+        pool_pre_ping=True,
+        hide_parameters=True,
+        execution_options=options,
+    )
 
 
 class Database:
     """The engine plus the two ways code uses it: snapshot reads and serialised writes."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, box: SecretBox | None = None) -> None:
+        """`box`: the server's secrets box (portico/secrets_box.py `load_or_create`); without it
+        the store refuses to write an entity secret and cannot read a sealed one."""
         self.url = url
-        self.engine = create_engine(url)
+        self.box = box
+        self.engine = create_engine(url, box)
         self.sqlite = is_sqlite(self.engine)
         self._writer = self.engine.execution_options(sqlite_begin="IMMEDIATE") if self.sqlite else self.engine
         # SQLite has one writer at a time; queueing this process's writers here instead of in

@@ -6,7 +6,7 @@ import asyncio
 import secrets
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import LargeBinary, and_, bindparam, cast, delete, func, insert, or_, select, update
@@ -14,7 +14,21 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.names import fold_name
+from portico.secret_fields import SECRET_KINDS
+from portico.secrets_box import SecretBox
+from portico.store import sealing
 from portico.store.schema import entities
+
+
+class RawRow(NamedTuple):
+    """A raw row whose JSON the store changed (its secrets opened), in place of the driver's."""
+
+    kind: str
+    parent: str
+    name: str
+    display_name: str | None
+    etag: str
+    data: Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,8 +45,28 @@ def new_etag() -> str:
     return secrets.token_hex(8)
 
 
-def _row(r: Any) -> Row:
-    return Row(r.kind, r.parent, r.name, r.display_name, r.etag, orjson.loads(r.data))
+def _row(r: Any, box: SecretBox | None) -> Row:
+    data = orjson.loads(r.data)
+    if r.kind in SECRET_KINDS:
+        data = sealing.open_fields(box, r.kind, r.parent, r.name, data)
+    return Row(r.kind, r.parent, r.name, r.display_name, r.etag, data)
+
+
+def _blob(box: SecretBox | None, kind: str, parent: str, name: str, data: dict[str, Any]) -> str:
+    """A row's stored JSON: its secrets sealed (portico/store/sealing.py)."""
+    return orjson.dumps(sealing.seal(box, kind, parent, name, data)).decode()
+
+
+def _opened(box: SecretBox | None, rows: list[Any]) -> list[Any]:
+    """Driver rows (kind, parent, name, display_name, etag, JSON) with their secrets opened,
+    in place; the rows of kinds without secrets are left untouched (the backup hot path)."""
+    kinds = SECRET_KINDS
+    for i, r in enumerate(rows):
+        if r[0] in kinds:
+            text = sealing.open_json(box, r[0], r[1], r[2], r[5])
+            if text is not r[5]:
+                rows[i] = (*r[:5], text)
+    return rows
 
 
 def _key(store_id: int, kind: str, parent: str, name: str) -> Any:
@@ -73,7 +107,7 @@ async def get(
     transactions that write are serialised anyway)."""
     res = await conn.execute(_GET_LOCKED if lock else _GET, _params(store_id, kind, parent, name))
     r = res.first()
-    return _row(r) if r else None
+    return _row(r, sealing.box_of(conn)) if r else None
 
 
 async def exists(conn: AsyncConnection, store_id: int, kind: str, parent: str, name: str) -> bool:
@@ -109,14 +143,16 @@ async def list_children(
         q = q.offset(offset)
     if limit is not None:
         q = q.limit(limit)
-    return [_row(r) for r in (await conn.execute(q)).all()]
+    box = sealing.box_of(conn)
+    return [_row(r, box) for r in (await conn.execute(q)).all()]
 
 
 async def list_all(conn: AsyncConnection, store_id: int, kind: str) -> list[Row]:
     """Every entity of `kind`, whatever its parent (policies of every scope, diagnostics of every API)."""
     c = entities.c
     q = select(entities).where(c.store_id == store_id, c.kind == kind).order_by(c.parent, c.name)
-    return [_row(r) for r in (await conn.execute(q)).all()]
+    box = sealing.box_of(conn)
+    return [_row(r, box) for r in (await conn.execute(q)).all()]
 
 
 async def count_children(conn: AsyncConnection, store_id: int, kind: str, parent: str) -> int:
@@ -158,7 +194,7 @@ async def put(
     """Insert or replace; returns (new etag, created). `exists` is what the caller already read in
     this transaction (None: unknown), which saves a statement."""
     etag = new_etag()
-    blob = orjson.dumps(data).decode()
+    blob = _blob(sealing.box_of(conn), kind, parent, name, data)
     key = _params(store_id, kind, parent, name)
     if exists is not False:
         res = await conn.execute(_UPDATE, {**key, "v_display": display_name, "v_etag": etag, "v_data": blob})
@@ -198,8 +234,9 @@ async def put_many(
     executed once for all rows (an API import writes a thousand operations); `existing` holds the
     names already stored, read by the caller in this transaction."""
     updates, inserts = [], []
+    box = sealing.box_of(conn)
     for name, display, data in rows:
-        blob = orjson.dumps(data).decode()
+        blob = _blob(box, kind, parent, name, data)
         if name in existing:
             updates.append(
                 {
@@ -252,7 +289,8 @@ async def list_subtree(conn: AsyncConnection, store_id: int, path: str) -> list[
     q = select(entities).where(
         c.store_id == store_id, or_(c.parent == path, c.parent.like(like, escape="\\"))
     )
-    return [_row(r) for r in (await conn.execute(q.order_by(c.parent, c.kind, c.name))).all()]
+    box = sealing.box_of(conn)
+    return [_row(r, box) for r in (await conn.execute(q.order_by(c.parent, c.kind, c.name))).all()]
 
 
 async def remove_named(conn: AsyncConnection, store_id: int, kinds: Sequence[str], name: str) -> int:
@@ -272,7 +310,7 @@ async def counts(conn: AsyncConnection, store_id: int) -> dict[str, int]:
 async def stream_raw(
     conn: AsyncConnection, store_id: int, batch: int = 5000, *, data_as_bytes: bool = False
 ) -> AsyncIterator[list[Any]]:
-    """All rows of a store in key order, raw (data left as stored JSON), in batches. For backups.
+    """All rows of a store in key order, raw (data as stored JSON, its secrets opened), in batches.
 
     Rows have attributes kind, parent, name, display_name, etag, data; with `data_as_bytes` the
     database hands `data` over as UTF-8 bytes, so rows can go to the archive encoder as they are."""
@@ -286,17 +324,27 @@ async def stream_raw(
         .order_by(c.kind, c.parent, c.name)
     )
     result = await conn.stream(q.execution_options(yield_per=batch))
+    box = sealing.box_of(conn)
     async for part in result.partitions(batch):
-        yield list(part)
+        rows: list[Any] = list(part)
+        for i, r in enumerate(rows):
+            if r.kind in SECRET_KINDS:
+                text = sealing.open_json(box, r.kind, r.parent, r.name, r.data)
+                if text is not r.data:
+                    rows[i] = RawRow(r.kind, r.parent, r.name, r.display_name, r.etag, text)
+        yield rows
 
 
 async def stream_tuples(conn: AsyncConnection, store_id: int, batch: int = 5000) -> AsyncIterator[list[Any]]:
     """Like `stream_raw(data_as_bytes=True)` but rows are the driver's own tuples/records
     `(kind, parent, name, display_name, etag, data)`: no per-row objects, for the backup hot path.
-    Runs on `conn`'s driver connection, so inside its transaction (the backup's snapshot)."""
+    Runs on `conn`'s driver connection, so inside its transaction (the backup's snapshot). Secrets
+    are opened: an archive carries them in clear (it has its own encryption), so that it restores
+    into a server with another key."""
     # SQLAlchemy begins the transaction (and so the snapshot) lazily, at its first statement: make
     # sure that has happened before reading through the driver.
     await conn.execute(select(1))
+    box = sealing.box_of(conn)
     raw = await conn.get_raw_connection()
     driver: Any = raw.driver_connection
     if conn.dialect.name == "sqlite":
@@ -312,7 +360,7 @@ async def stream_tuples(conn: AsyncConnection, store_id: int, batch: int = 5000)
             try:
                 while rows := await pending:
                     pending = asyncio.ensure_future(cursor.fetchmany(batch))
-                    yield rows
+                    yield _opened(box, rows)
             finally:
                 if not pending.done():
                     pending.cancel()
@@ -326,7 +374,7 @@ async def stream_tuples(conn: AsyncConnection, store_id: int, batch: int = 5000)
         store_id,
     )
     while rows := await cur.fetch(batch):
-        yield rows
+        yield _opened(box, rows)
 
 
 ENTITY_COLUMNS = ("store_id", "kind", "parent", "name", "display_name", "etag", "data")
@@ -336,8 +384,14 @@ _INSERTED_COLUMNS = (*ENTITY_COLUMNS, "name_key")
 async def bulk_insert(db: Any, rows: list[tuple[Any, ...]]) -> None:
     """Insert rows (tuples in ENTITY_COLUMNS order) in one transaction by the driver's fastest path:
     executemany on SQLite, COPY on PostgreSQL. Used to load a restore's staging store. Each row's
-    name key (`fold_name` of its name) is added here."""
-    keyed = [(*r, fold_name(r[3])) for r in rows]
+    name key (`fold_name` of its name) is added here, and its secrets are sealed with `db`'s box."""
+    box = db.box
+    keyed = [
+        (*r[:6], sealing.seal_json(box, r[1], r[2], r[3], r[6]), fold_name(r[3]))
+        if r[1] in SECRET_KINDS
+        else (*r, fold_name(r[3]))
+        for r in rows
+    ]
     async with db.write() as conn:
         if db.sqlite:
             await conn.exec_driver_sql(

@@ -13,6 +13,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.names import fold_name
+from portico.secrets_box import SecretBox
+from portico.store import sealing
 from portico.store import stores as ST
 from portico.store.entities import Row, new_etag
 from portico.store.schema import deleted_services, entities, resource_groups, services
@@ -118,7 +120,7 @@ async def delete_group(conn: AsyncConnection, subscription_id: str, name: str) -
     return bool(res.rowcount)
 
 
-def _service(r: Any, group_name: str | None = None) -> Service:
+def _service(r: Any, group_name: str | None, box: SecretBox | None) -> Service:
     return Service(
         id=r.id,
         subscription_id=r.subscription_id,
@@ -127,7 +129,7 @@ def _service(r: Any, group_name: str | None = None) -> Service:
         location=r.location,
         sku_name=r.sku_name,
         sku_capacity=r.sku_capacity,
-        properties=r.properties or {},
+        properties=sealing.open_service(box, r.name, r.properties or {}),
         identity=r.identity,
         tags=r.tags or {},
         etag=r.etag,
@@ -198,7 +200,7 @@ async def get_service(
     lock instead, so that two such writers queue rather than lose an update or deadlock."""
     q = _GET_SERVICE_UPDATE if exclusive else _GET_SERVICE_SHARE if lock else _GET_SERVICE
     r = (await conn.execute(q, _svc_params(subscription_id, group, name))).first()
-    return _service(r, r.group_name) if r else None
+    return _service(r, r.group_name, sealing.box_of(conn)) if r else None
 
 
 async def get_service_and_entity(
@@ -214,10 +216,11 @@ async def get_service_and_entity(
     r = (await conn.execute(_GET_SERVICE_AND_ENTITY, params)).first()
     if r is None:
         return None, None
-    svc = _service(r, r.group_name)
+    svc = _service(r, r.group_name, sealing.box_of(conn))
     if r.entity_etag is None:
         return svc, None
-    return svc, Row(kind, parent, entity, r.entity_display_name, r.entity_etag, orjson.loads(r.entity_data))
+    data = sealing.open_fields(sealing.box_of(conn), kind, parent, entity, orjson.loads(r.entity_data))
+    return svc, Row(kind, parent, entity, r.entity_display_name, r.entity_etag, data)
 
 
 async def get_service_by_id(conn: AsyncConnection, service_id: int, *, lock: bool = False) -> Service | None:
@@ -227,7 +230,7 @@ async def get_service_by_id(conn: AsyncConnection, service_id: int, *, lock: boo
     if lock:
         q = q.with_for_update(of=services)
     r = (await conn.execute(q)).first()
-    return _service(r, r.group_name) if r else None
+    return _service(r, r.group_name, sealing.box_of(conn)) if r else None
 
 
 async def name_taken(conn: AsyncConnection, name: str) -> bool:
@@ -248,12 +251,14 @@ async def list_services(
     if group is not None:
         q = q.where(s.resource_group_key == fold_name(group))
     rows = (await conn.execute(q.order_by(s.name_key))).all()
-    return [_service(r, r.group_name) for r in rows]
+    box = sealing.box_of(conn)
+    return [_service(r, r.group_name, box) for r in rows]
 
 
 async def list_all_services(conn: AsyncConnection) -> list[Service]:
     rows = (await conn.execute(_with_group_name().order_by(services.c.id))).all()
-    return [_service(r, r.group_name) for r in rows]
+    box = sealing.box_of(conn)
+    return [_service(r, r.group_name, box) for r in rows]
 
 
 async def create_service(
@@ -273,7 +278,7 @@ async def create_service(
                 created_at=now,
                 active_store_id=store_id,
                 busy=None,
-                **values,
+                **_sealed(conn, name, values),
             )
             .returning(services.c.id)
         )
@@ -282,8 +287,19 @@ async def create_service(
     return int(service_id)
 
 
+def _sealed(conn: AsyncConnection, name: str, values: dict[str, Any]) -> dict[str, Any]:
+    """`values` of a service row with the certificates of its properties sealed."""
+    if "properties" not in values:
+        return values
+    return {**values, "properties": sealing.seal_service(sealing.box_of(conn), name, values["properties"])}
+
+
 async def update_service(conn: AsyncConnection, service_id: int, values: dict[str, Any]) -> str:
     etag = new_etag()
+    if "properties" in values:
+        q = select(services.c.name).where(services.c.id == service_id)
+        name = (await conn.execute(q)).scalar_one_or_none()
+        values = _sealed(conn, name or "", values)
     await conn.execute(update(services).where(services.c.id == service_id).values(etag=etag, **values))
     return etag
 
@@ -341,7 +357,7 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _deleted(r: Any) -> DeletedService:
+def _deleted(r: Any, box: SecretBox | None) -> DeletedService:
     return DeletedService(
         name=r.name,
         subscription_id=r.subscription_id,
@@ -349,7 +365,7 @@ def _deleted(r: Any) -> DeletedService:
         location=r.location,
         sku_name=r.sku_name,
         sku_capacity=r.sku_capacity,
-        properties=r.properties or {},
+        properties=sealing.open_service(box, r.name, r.properties or {}),
         identity=r.identity,
         tags=r.tags or {},
         created_at=_aware(r.created_at),
@@ -383,9 +399,8 @@ async def soft_delete_service(conn: AsyncConnection, svc: Service) -> DeletedSer
         purge_at=now + SOFT_DELETE_RETENTION,
         store_id=svc.active_store_id,
     )
-    await conn.execute(
-        insert(deleted_services).values(name_key=fold_name(svc.name), **dataclasses.asdict(deleted))
-    )
+    row = _sealed(conn, svc.name, dataclasses.asdict(deleted))
+    await conn.execute(insert(deleted_services).values(name_key=fold_name(svc.name), **row))
     return deleted
 
 
@@ -396,7 +411,8 @@ async def list_deleted(conn: AsyncConnection, subscription_id: str) -> list[Dele
         .where(d.subscription_id == subscription_id, d.purge_at > utcnow())
         .order_by(d.name_key)
     )
-    return [_deleted(r) for r in (await conn.execute(q)).all()]
+    box = sealing.box_of(conn)
+    return [_deleted(r, box) for r in (await conn.execute(q)).all()]
 
 
 async def get_deleted(conn: AsyncConnection, name: str) -> DeletedService | None:
@@ -404,7 +420,7 @@ async def get_deleted(conn: AsyncConnection, name: str) -> DeletedService | None
     d = deleted_services.c
     q = select(deleted_services).where(d.name_key == fold_name(name), d.purge_at > utcnow())
     r = (await conn.execute(q)).first()
-    return _deleted(r) if r else None
+    return _deleted(r, sealing.box_of(conn)) if r else None
 
 
 async def purge_deleted(conn: AsyncConnection, name: str) -> bool:
@@ -439,7 +455,7 @@ async def undelete_service(conn: AsyncConnection, deleted: DeletedService) -> in
                 location=deleted.location,
                 sku_name=deleted.sku_name,
                 sku_capacity=deleted.sku_capacity,
-                properties=deleted.properties,
+                properties=sealing.seal_service(sealing.box_of(conn), deleted.name, deleted.properties),
                 identity=deleted.identity,
                 tags=deleted.tags,
                 etag=new_etag(),

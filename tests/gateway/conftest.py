@@ -300,6 +300,7 @@ def gateway_node(
             "PORTICO_DATA_DIR": str(data_dir),
             "PORTICO_DATABASE_URL": db_url,
             "PORTICO_GATEWAY_DOMAIN": DOMAIN,
+            "PORTICO_SECRET_KEY": server.secret_key,  # every node of a database has the same key
             **env,
         },
         stdout=subprocess.PIPE,

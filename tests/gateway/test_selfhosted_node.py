@@ -5,6 +5,7 @@ generateToken action; a bad token is refused at start, and a regenerated key sto
 from __future__ import annotations
 
 import datetime as dt
+import os
 import signal
 import subprocess
 import sys
@@ -46,7 +47,11 @@ def test_a_node_serves_only_its_gateways_apis(gw: GatewayEnv, backend: str, tmp_
     # refused at start: a token of another gateway, a tampered one
     for bad in (token.replace("edge&", "other&", 1), token[:-6] + "AAAAA="):
         refused = subprocess.run(
-            gateway_node_args(gw, tmp_path, "edge", bad), capture_output=True, text=True, timeout=60
+            gateway_node_args(gw, tmp_path, "edge", bad),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, "PORTICO_SECRET_KEY": gw.server.secret_key},
         )
         said = refused.stdout + refused.stderr
         assert refused.returncode == 2 and "gateway 'edge'" in said, said

@@ -51,6 +51,11 @@ class PorticoServer:
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.ca)
 
+    @property
+    def secret_key(self) -> str:
+        """The server secret key (base64) other nodes of its database need to open its secrets."""
+        return self.env.get("PORTICO_SECRET_KEY") or (self.data_dir / "secret.key").read_text().strip()
+
     def admin(self) -> dict[str, Any]:
         return json.loads((self.data_dir / "admin-credentials.json").read_text())
 

@@ -28,6 +28,9 @@ from portico.gateway.config.model import (
 from portico.gateway.gql import is_resolver_policy
 from portico.gateway.routing import Operation, compile_operation
 from portico.names import fold_name
+from portico.secret_fields import SECRET_KINDS
+from portico.secrets_box import SecretBox
+from portico.store import sealing
 from portico.store.schema import config_changes, entities
 
 log = logging.getLogger("portico.gateway")
@@ -90,14 +93,15 @@ class Driver:
     SQLite's driver thread gets little done then (it needs the GIL for every row it builds), so
     there they mostly run when the caller awaits them."""
 
-    def __init__(self, driver: Any, sqlite: bool) -> None:
+    def __init__(self, driver: Any, sqlite: bool, box: SecretBox | None = None) -> None:
         self.driver = driver
         self.sqlite = sqlite
+        self.box = box  # opens the secrets of routing rows (portico/store/sealing.py)
 
     @classmethod
     async def of(cls, conn: Any) -> Driver:
         raw = await conn.get_raw_connection()
-        return cls(raw.driver_connection, conn.dialect.name == "sqlite")
+        return cls(raw.driver_connection, conn.dialect.name == "sqlite", sealing.box_of(conn))
 
     async def fetch(self, statement: tuple[str, str], *params: Any) -> list[Any]:
         """All rows, as the driver's tuples (SQLite) or records (PostgreSQL)."""
@@ -110,10 +114,10 @@ class Driver:
         collation: code points), as tuples."""
         rows = await self.fetch(_ROUTING, store_id)
         if self.sqlite:
-            return rows
+            return _opened(self.box, rows)
         out = [tuple(r) for r in rows]
         out.sort()  # keys are unique: JSON is never compared
-        return out
+        return _opened(self.box, out)
 
     async def fetch_routing_versions(self, store_id: int) -> list[tuple[Any, ...]]:
         """PostgreSQL only: (xmin, routing rows it wrote) of the store (`_ROUTING_VERSIONS`)."""
@@ -142,6 +146,16 @@ class Driver:
             future = asyncio.ensure_future(chain())
         await asyncio.sleep(0)  # let the queries be sent before the caller blocks the loop
         return future
+
+
+def _opened(box: SecretBox | None, rows: list[Any]) -> list[Any]:
+    """Routing rows (kind, parent, name, JSON) with their sealed secrets opened, in place."""
+    for i, (kind, parent, name, text) in enumerate(rows):
+        if kind in SECRET_KINDS:
+            opened = sealing.open_json(box, kind, parent, name, text)
+            if opened is not text:
+                rows[i] = (kind, parent, name, opened)
+    return rows
 
 
 async def _all(parts: Sequence[asyncio.Future[list[Any]]]) -> list[list[Any]]:
@@ -389,6 +403,7 @@ async def apply_changes(conn: Any, svc: ServiceConfig, version: int) -> bool:
     keys = {(r.kind, r.parent, r.name) for r in rows if r.kind in KINDS}
     found: dict[tuple[str, str, str], str] = {}
     e = entities.c
+    box = sealing.box_of(conn)
     key_list = list(keys)
     for i in range(0, len(key_list), 200):
         part = key_list[i : i + 200]
@@ -399,7 +414,7 @@ async def apply_changes(conn: Any, svc: ServiceConfig, version: int) -> bool:
             else tuple_(e.kind, e.parent, e.name).in_(part),
         )
         for r in (await conn.execute(q)).all():
-            found[(r.kind, r.parent, r.name)] = r.data
+            found[(r.kind, r.parent, r.name)] = sealing.open_json(box, r.kind, r.parent, r.name, r.data)
     routing = False
     for kind, parent, name in keys:
         svc._put_raw(kind, parent, name, found.get((kind, parent, name)))

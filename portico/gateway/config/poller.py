@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -50,6 +51,8 @@ from portico.gateway.config.loader import (
 )
 from portico.gateway.config.model import PolicyCompiling, ServiceConfig
 from portico.gateway.selfhosted import resolve
+from portico.secrets_box import SecretBox
+from portico.store import sealing
 from portico.store.schema import services, stores
 
 if TYPE_CHECKING:
@@ -59,6 +62,15 @@ if TYPE_CHECKING:
     from portico.store.db import Database
 
 log = logging.getLogger("portico.gateway")
+
+
+def opened_row(box: SecretBox | None, row: Any) -> Any:
+    """A service row with the certificates of its properties opened (portico/store/sealing.py)."""
+    props = row.properties or {}
+    opened = sealing.open_service(box, row.name, props)
+    if opened is props:
+        return row
+    return SimpleNamespace(**{**row._asdict(), "properties": opened})
 
 
 class ConfigStore:
@@ -160,6 +172,7 @@ class ConfigStore:
         ).select_from(services.outerjoin(stores, st.id == s.active_store_id))
         async with self.db.read() as conn:
             rows = (await conn.execute(q)).all()
+            box = sealing.box_of(conn)
             seen: set[int] = set()
             changed_hosts = False
             sh = self.compiling.selfhosted
@@ -172,7 +185,7 @@ class ConfigStore:
                 current = self.services.get(row.id)
                 version = int(row.config_version or 0)
                 if current is None or current.store_id != row.active_store_id:
-                    fresh = ServiceConfig(self.compiling, row, previous=current)
+                    fresh = ServiceConfig(self.compiling, opened_row(box, row), previous=current)
                     staged = await self._take_staged(row.active_store_id)
                     if staged is not None and staged.op_cache:
                         fresh._op_cache = staged.op_cache  # compiled ahead (maybe not all of them)
@@ -182,7 +195,7 @@ class ConfigStore:
                     continue
                 if current.etag != row.etag:
                     old_hosts = (current.proxy_hosts, current.name, current.gateway_disabled)
-                    current._service_row(row)
+                    current._service_row(opened_row(box, row))
                     changed_hosts = changed_hosts or old_hosts != (
                         current.proxy_hosts,
                         current.name,
