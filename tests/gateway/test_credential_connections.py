@@ -157,7 +157,7 @@ def test_client_credentials_token_reaches_the_backend(env: Env) -> None:
     with sqlite3.connect(env.server.data_dir / "portico.db") as db:
         entity_text = " ".join(r[0] for r in db.execute("SELECT data FROM entities"))
         sealed = [bytes(r[0]) for r in db.execute("SELECT sealed FROM credential_tokens")]
-    assert token[7:] not in entity_text and idp.client_secret in entity_text  # secrets are configuration
+    assert token[7:] not in entity_text and idp.client_secret not in entity_text  # sealed at rest
     assert sealed and all(token[7:].encode() not in s for s in sealed)
 
 

@@ -39,7 +39,7 @@ async def db(
         url = create_database(request.getfixturevalue("pg_url"), "portico_credentials")
     else:
         url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('creds') / 'portico.db'}"
-    database = Database(url)
+    database = Database(url, BOX)  # secrets are sealed at rest
     await database.start()
     yield database
     await database.close()

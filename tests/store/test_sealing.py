@@ -51,7 +51,7 @@ CASES: list[tuple[str, str, str, dict[str, Any], list[str]]] = [
         "authorization",
         "/authorizationProviders/ap",
         "az",
-        {"parameters": {"k": "az-secret-1"}},
+        {"parameters": {"clientId": "az-client", "clientSecret": "az-secret-1"}},
         ["az-secret-1"],
     ),
     ("gateway", "", "gw", {"primaryKey": "gw-key-1", "secondaryKey": "gw-key-2"}, ["gw-key-1", "gw-key-2"]),
