@@ -403,14 +403,7 @@ class ServiceConfig:
         doc = cache.get(key)
         if doc is not None:
             return doc
-        cc = CompileContext(
-            scope=f"{self.id}:{scope.lower() or 'global'}",
-            limits=self.compiling.counters,
-            quotas=self.compiling.quotas,
-            jwks=self.compiling.jwks,
-            backends=self.backends,
-            credentials=self.compiling.credentials,
-        )
+        cc = self._compile_context(scope.lower() or "global")
         try:
             doc = compile_document(text, cc)
         except PolicyDocumentError as exc:
@@ -426,6 +419,17 @@ class ServiceConfig:
         cache[key] = doc
         return doc
 
+    def _compile_context(self, scope: str) -> CompileContext:
+        """What policies compiled at `scope` (a policy's scope, or a resolver's) share with the node."""
+        return CompileContext(
+            scope=f"{self.id}:{scope}",
+            limits=self.compiling.counters,
+            quotas=self.compiling.quotas,
+            jwks=self.compiling.jwks,
+            backends=self.backends,
+            credentials=self.compiling.credentials,
+        )
+
     def _compile_resolver(self, scope: str, xml: str) -> DataSource | str:
         """A resolver's compiled `<http-data-source>`, or why it cannot be (logged)."""
         text, missing = substitute_named_values(inline_fragments(xml, self.fragments), self.named_values)
@@ -438,12 +442,7 @@ class ServiceConfig:
         found = cache.get(key)
         if found is not None:
             return found
-        cc = CompileContext(
-            scope=f"{self.id}:{scope.lower()}",
-            limits=self.compiling.counters,
-            jwks=self.compiling.jwks,
-            backends=self.backends,
-        )
+        cc = self._compile_context(scope.lower())
         try:
             ds = DataSource(text, cc)
         except PolicyDocumentError as exc:
