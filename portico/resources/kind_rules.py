@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.arm.errors import ArmError, invalid_field
 from portico.identity.credentials import providers as credential_providers
+from portico.names import fold_name
 from portico.resources import policy_raw
 from portico.resources.kind_builtins import (
     builtin_access,
@@ -30,6 +31,7 @@ from portico.resources.kind_builtins import (
     new_access_key,
 )
 from portico.resources.kinds import Target
+from portico.resources.policy_xml import logger_ids
 from portico.resources.references import to_absolute, to_relative
 from portico.secret_fields import HIDDEN_FIELDS, without_nested_secrets
 from portico.store import entities as E
@@ -200,6 +202,26 @@ async def check_fragment_refs(conn: AsyncConnection, store: int, xml: str, field
             )
 
 
+async def check_logger_refs(conn: AsyncConnection, store: int, xml: str, field: str) -> None:
+    """Azure refuses, when it is saved, a `<log-to-eventhub>` naming a logger the service lacks."""
+    for logger in logger_ids(xml):
+        if await E.find_name(conn, store, "logger", "", logger) is None:
+            raise invalid_field(
+                field, f"logger '{logger[:200]}' referenced by <log-to-eventhub> was not found"
+            )
+
+
+async def logger_references(conn: AsyncConnection, store: int, logger: str) -> list[str]:
+    """Paths of the policies and fragments whose `<log-to-eventhub>` names `logger`."""
+    out = []
+    for kind in ("policy", "policyFragment"):
+        for r in await E.list_all(conn, store, kind):
+            if any(fold_name(x) == fold_name(logger) for x in logger_ids(str(r.data.get("value", "")))):
+                own = "policies/policy" if kind == "policy" else f"policyFragments/{r.name}"
+                out.append(f"{r.parent}/{own}" if r.parent else own)
+    return out
+
+
 async def _fragment(
     conn: AsyncConnection, store: int, t: Target, data: dict[str, Any], old: dict[str, Any] | None
 ) -> dict[str, Any]:
@@ -211,6 +233,7 @@ async def _fragment(
     if t.name is not None and re.search(rf"fragment-id\s*=\s*[\"']{re.escape(t.name)}[\"']", value, re.I):
         raise invalid_field("properties.value", "a fragment must not include itself")
     await check_fragment_refs(conn, store, value, "properties.value")
+    await check_logger_refs(conn, store, value, "properties.value")
     data["format"] = "xml"
     return data
 
@@ -545,6 +568,13 @@ async def before_delete(conn: AsyncConnection, store: int, t: Target) -> None:
                 raise ArmError(
                     409, "LoggerInUse", f"Logger '{t.name}' is used by diagnostic '{where}'; delete it first."
                 )
+        policies = await logger_references(conn, store, t.name)
+        if policies:
+            raise ArmError(
+                409,
+                "LoggerInUse",
+                f"Logger '{t.name}' is used by <log-to-eventhub> in '{policies[0]}'; remove it first.",
+            )
     if t.kind.kind == "user":
         for parent, name in await E.names_by_kind(conn, store, "notificationRecipientUser", t.name):
             await E.remove(conn, store, "notificationRecipientUser", parent, name)

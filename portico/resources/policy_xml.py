@@ -12,6 +12,24 @@ from portico.gateway.policies.xmltree import PolicyDocumentError
 SECTIONS = ("inbound", "backend", "outbound", "on-error")
 
 
+def logger_ids(xml: str) -> list[str]:
+    """The literal `logger-id`s of the `<log-to-eventhub>` policies of a policy document or fragment.
+    An expression or named value (`@(...)`, `{{name}}`) is known only per request, so not listed; a
+    document that does not parse lists nothing (its own check reports why)."""
+    if "<!DOCTYPE" in xml or "<!ENTITY" in xml:
+        return []
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return []
+    out = []
+    for node in root.iter("log-to-eventhub"):
+        logger = node.get("logger-id", "")
+        if logger and not logger.startswith("@") and "{{" not in logger:
+            out.append(logger)
+    return out
+
+
 def check_policy_document(value: str, *, resolver: bool = False) -> None:
     """`resolver`: the policy of a GraphQL resolver, whose root is its data source."""
     if "<!DOCTYPE" in value or "<!ENTITY" in value:

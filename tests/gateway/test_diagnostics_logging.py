@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from azure.core.exceptions import HttpResponseError
 from azure.mgmt.apimanagement import models as M
 
 from tests.gateway.conftest import RG, GatewayEnv, eventually
@@ -111,16 +112,62 @@ def test_diagnostics_write_to_their_logger(gw: GatewayEnv, backend: str) -> None
     assert "frontend" not in quiet[0]  # this diagnostic names no headers or bodies
 
 
-def test_log_to_eventhub_naming_a_missing_logger_fails_the_request(gw: GatewayEnv, backend: str) -> None:
+def test_log_to_eventhub_naming_a_missing_logger_is_refused_when_saved(gw: GatewayEnv, backend: str) -> None:
+    c = gw.client
     gw.api("nolog", "nolog", backend)
-    gw.policy(
-        '<policies><inbound><log-to-eventhub logger-id="ghost">x</log-to-eventhub></inbound></policies>',
-        api="nolog",
+    c.product.create_or_update(RG, gw.service, "nolog-p", M.ProductContract(display_name="P"))
+    ghost = '<log-to-eventhub logger-id="ghost">x</log-to-eventhub>'
+    policy = f"<policies><inbound>{ghost}</inbound></policies>"
+    scopes: list[dict[str, str]] = [{}, {"api": "nolog"}, {"api": "nolog", "operation": "get-all"}]
+    scopes.append({"product": "nolog-p"})
+    for scope in scopes:
+        with pytest.raises(HttpResponseError) as err:
+            gw.policy(policy, **scope)
+        assert err.value.status_code == 400, scope
+        assert err.value.error is not None and err.value.error.code == "ValidationError"
+        assert "logger 'ghost'" in err.value.message, err.value.message
+    fragment = {"properties": {"value": f"<fragment>{ghost}</fragment>", "format": "xml"}}
+    with pytest.raises(HttpResponseError) as err:
+        c.policy_fragment.begin_create_or_update(RG, gw.service, "nolog-f", fragment).result()
+    assert err.value.status_code == 400 and "logger 'ghost'" in err.value.message
+
+    # Once the logger exists (named in another case) both save, and the logger cannot go while used.
+    c.logger.create_or_update(
+        RG,
+        gw.service,
+        "Ghost",
+        M.LoggerContract(
+            logger_type="azureEventHub",
+            credentials={"name": "h", "connectionString": "Endpoint=sb://x/;SharedAccessKey=s"},
+        ),
     )
-    key = gw.subscription("nolog-sub", "/apis")
+    c.policy_fragment.begin_create_or_update(RG, gw.service, "nolog-f", fragment).result()
+    gw.policy(policy, api="nolog", operation="get-all")
+    for holder in ("apis/nolog/operations/get-all/policies/policy", "policyFragments/nolog-f"):
+        with pytest.raises(HttpResponseError) as err:
+            c.logger.delete(RG, gw.service, "ghost", if_match="*")
+        assert err.value.status_code == 409 and err.value.error is not None
+        assert err.value.error.code == "LoggerInUse" and holder in err.value.message, err.value.message
+        if holder.startswith("apis/"):
+            gw.delete_policy(api="nolog", operation="get-all")
+        else:
+            c.policy_fragment.delete(RG, gw.service, "nolog-f", if_match="*")
+    c.logger.delete(RG, gw.service, "ghost", if_match="*")
+
+
+def test_log_to_eventhub_whose_logger_expression_names_no_logger_fails_the_request(
+    gw: GatewayEnv, backend: str
+) -> None:
+    gw.api("exprlog", "exprlog", backend)
+    gw.policy(
+        '<policies><inbound><log-to-eventhub logger-id="@(&quot;gh&quot; + &quot;ost&quot;)">x'
+        "</log-to-eventhub></inbound></policies>",
+        api="exprlog",
+    )
+    key = gw.subscription("exprlog-sub", "/apis")
 
     def refused() -> None:
-        r = gw.get("/nolog/x", key=key)
+        r = gw.get("/exprlog/x", key=key)
         assert r.status_code == 500 and "ghost" in r.text, r.text
 
     eventually(refused, timeout=3)

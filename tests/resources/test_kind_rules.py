@@ -13,6 +13,7 @@ from portico.arm.errors import ArmError
 from portico.resources import kinds as K
 from portico.resources.kind_actions import run_action
 from portico.resources.kind_rules import FRAGMENT_REF, certificate_facts
+from portico.resources.policy_xml import logger_ids
 from tests.support.certs import self_signed_pfx
 
 
@@ -72,3 +73,17 @@ def test_resolution_of_singletons_and_actions() -> None:
 def test_fragment_reference_pattern() -> None:
     xml = "<a><include-fragment fragment-id='one' /><include-fragment  fragment-id=\"two\"/></a>"
     assert FRAGMENT_REF.findall(xml) == ["one", "two"]
+
+
+def test_logger_ids_of_policy_documents_and_fragments() -> None:
+    doc = (
+        '<policies><inbound><log-to-eventhub logger-id="hub">m</log-to-eventhub>'
+        '<!-- <log-to-eventhub logger-id="commented">m</log-to-eventhub> -->'
+        '<choose><when condition="@(true)"><log-to-eventhub logger-id="inner">m</log-to-eventhub></when>'
+        "</choose></inbound><outbound>"
+        '<log-to-eventhub logger-id="@(&quot;x&quot;)">m</log-to-eventhub>'
+        '<log-to-eventhub logger-id="{{named}}">m</log-to-eventhub></outbound></policies>'
+    )
+    assert logger_ids(doc) == ["hub", "inner"]
+    assert logger_ids('<fragment><log-to-eventhub logger-id="f">m</log-to-eventhub></fragment>') == ["f"]
+    assert logger_ids("<policies><inbound>") == []
