@@ -55,6 +55,22 @@ def accepted_scopes(audience: str) -> set[str]:
 # Multi-tenant aliases: their discovery documents are served (az reads `organizations` at logout,
 # MSAL uses `common` for people sign-in); tokens come from the tenant's own endpoint.
 TENANT_ALIASES = ("organizations", "common")
+# Claims of the app-only tokens this issuer signs; people sign-in (portico.identity.people) adds its own.
+CLAIMS_SUPPORTED = (
+    "iss",
+    "aud",
+    "sub",
+    "oid",
+    "appid",
+    "azp",
+    "tid",
+    "iat",
+    "nbf",
+    "exp",
+    "idtyp",
+    "jti",
+    "ver",
+)
 
 
 def _parse_form(body: bytes) -> dict[str, str]:
@@ -141,20 +157,7 @@ def build_identity_router(
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
             "grant_types_supported": ["client_credentials"],
             "scopes_supported": [settings.audience.rstrip("/") + "/.default"],
-            "claims_supported": [
-                "iss",
-                "aud",
-                "sub",
-                "oid",
-                "appid",
-                "azp",
-                "tid",
-                "iat",
-                "nbf",
-                "exp",
-                "idtyp",
-                "jti",
-            ],
+            "claims_supported": list(CLAIMS_SUPPORTED),
             "tenant_region_scope": None,
             **(extra_discovery or {}),
         }

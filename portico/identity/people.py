@@ -11,7 +11,7 @@ from fastapi import APIRouter
 
 from portico.identity import refresh
 from portico.identity.flows import authorization_code, device_code
-from portico.identity.issuer import GrantHandler
+from portico.identity.issuer import CLAIMS_SUPPORTED, GrantHandler
 from portico.identity.keys import SigningKeys
 from portico.identity.pages import build_pages_router
 from portico.identity.user_tokens import Issuer
@@ -59,18 +59,7 @@ def build_people(settings: Settings, db: Database, keys: SigningKeys) -> People:
             "offline_access",
         ],
         "claims_supported": [
-            "iss",
-            "aud",
-            "sub",
-            "oid",
-            "appid",
-            "azp",
-            "tid",
-            "iat",
-            "nbf",
-            "exp",
-            "idtyp",
-            "jti",
+            *CLAIMS_SUPPORTED,
             "name",
             "preferred_username",
             "upn",

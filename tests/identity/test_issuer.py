@@ -93,6 +93,8 @@ async def test_token_success(
     assert claims["tid"] == TENANT and claims["idtyp"] == "app" and claims["jti"]
     assert claims["exp"] - claims["iat"] == settings.token_lifetime_seconds
     assert claims["nbf"] <= claims["iat"]
+    doc = (await client.get(f"/{TENANT}/v2.0/.well-known/openid-configuration")).json()
+    assert set(claims) <= set(doc["claims_supported"]), set(claims) - set(doc["claims_supported"])
 
 
 async def test_token_with_basic_auth_and_scope_variants(

@@ -328,6 +328,10 @@ def test_sign_in_page_throttles_and_checks_csrf(people: dict[str, Any]) -> None:
         f"{server.url}/{server.tenant}/v2.0/.well-known/openid-configuration", verify=server.ssl_context()
     ).json()
     assert disc["device_authorization_endpoint"].endswith("/oauth2/v2.0/devicecode")
+    # app-only claims, as the issuer lists them, plus those of people's tokens
+    assert {"appid", "idtyp", "jti", "name", "upn", "scp", "preferred_username"} <= set(
+        disc["claims_supported"]
+    )
     assert {"authorization_code", "refresh_token", "urn:ietf:params:oauth:grant-type:device_code"} <= set(
         disc["grant_types_supported"]
     )
