@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 import typer
 from rich.console import Console
@@ -33,6 +33,13 @@ role_cli = typer.Typer(
 out = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
+
+
+class Listed(Protocol):
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+L = TypeVar("L", bound=Listed)
 
 DataDir = Annotated[
     Path | None,
@@ -94,6 +101,37 @@ def _cells(*values: str) -> list[Text]:
 def _print_json(data: Any) -> None:
     # Plain print: rich would wrap long lines and colour the output.
     print(json.dumps(data, indent=2))
+
+
+def print_record(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    """One created thing as a two-column table: label, value."""
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold")
+    table.add_column()
+    for label, value in rows:
+        table.add_row(*_cells(label, value))
+    out.print(table)
+
+
+def print_items(
+    items: Sequence[L],
+    as_json: bool,
+    title: str,
+    columns: Sequence[str],
+    cells: Callable[[L], Sequence[str]],
+    *,
+    fold: bool = False,
+) -> None:
+    """A listing: each item's `as_dict()` as a JSON array, or one table row per item."""
+    if as_json:
+        _print_json([i.as_dict() for i in items])
+        return
+    table = Table(title=title)
+    for col in columns:
+        table.add_column(col, overflow="fold" if fold else "ellipsis")
+    for i in items:
+        table.add_row(*_cells(*cells(i)))
+    out.print(table)
 
 
 # --- apps ---------------------------------------------------------------------------------------
@@ -158,17 +196,16 @@ def app_create(
     if as_json:
         _print_json(result)
         return
-    table = Table(title="App registration", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row(*_cells("Tenant id", result["tenant_id"]))
-    table.add_row(*_cells("Client id", result["client_id"]))
-    table.add_row(*_cells("Client secret", result["client_secret"]))
-    table.add_row(*_cells("Display name", result["display_name"]))
+    rows = [
+        ("Tenant id", result["tenant_id"]),
+        ("Client id", result["client_id"]),
+        ("Client secret", result["client_secret"]),
+        ("Display name", result["display_name"]),
+    ]
     if "role_assignment" in result:
         ra = result["role_assignment"]
-        table.add_row(*_cells("Role", f"{ra['role']} at {ra['scope']}"))
-    out.print(table)
+        rows.append(("Role", f"{ra['role']} at {ra['scope']}"))
+    print_record("App registration", rows)
     err.print("[yellow]Store the client secret now: it cannot be shown again.[/yellow]")
 
 
@@ -205,14 +242,15 @@ def _create_public(
     if as_json:
         _print_json(result)
         return
-    table = Table(title="Public client registration", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row(*_cells("Tenant id", result["tenant_id"]))
-    table.add_row(*_cells("Client id", result["client_id"]))
-    table.add_row(*_cells("Display name", result["display_name"]))
-    table.add_row(*_cells("Redirect URIs", " ".join(redirect_uris)))
-    out.print(table)
+    print_record(
+        "Public client registration",
+        [
+            ("Tenant id", result["tenant_id"]),
+            ("Client id", result["client_id"]),
+            ("Display name", result["display_name"]),
+            ("Redirect URIs", " ".join(redirect_uris)),
+        ],
+    )
 
 
 @app_cli.command("list")
@@ -223,16 +261,13 @@ def app_list(as_json: JsonOut = False, data_dir: DataDir = None, database_url: D
     async def work(db: Database, _: Settings) -> list[apps_mod.AppInfo]:
         return await apps_mod.list_apps(db)
 
-    items = _run(data_dir, database_url, work)
-    if as_json:
-        _print_json([a.as_dict() for a in items])
-        return
-    table = Table(title="App registrations")
-    for col in ("Client id", "Display name", "Created"):
-        table.add_column(col)
-    for a in items:
-        table.add_row(*_cells(a.client_id, a.display_name, a.created_at.isoformat(timespec="seconds")))
-    out.print(table)
+    print_items(
+        _run(data_dir, database_url, work),
+        as_json,
+        "App registrations",
+        ("Client id", "Display name", "Created"),
+        lambda a: (a.client_id, a.display_name, a.created_at.isoformat(timespec="seconds")),
+    )
 
 
 @app_cli.command("delete")
@@ -363,16 +398,14 @@ def role_list(
     async def work(db: Database, _: Settings) -> list[rbac.Assignment]:
         return await rbac.list_assignments(db, principal, issuer=iss)
 
-    items = _run(data_dir, database_url, work)
-    if as_json:
-        _print_json([a.as_dict() for a in items])
-        return
-    table = Table(title="Role assignments")
-    for col in ("Assignment id", "Principal", "Issuer", "Role", "Scope"):
-        table.add_column(col, overflow="fold")
-    for a in items:
-        table.add_row(*_cells(a.id, a.principal_id, a.issuer, a.role, a.scope))
-    out.print(table)
+    print_items(
+        _run(data_dir, database_url, work),
+        as_json,
+        "Role assignments",
+        ("Assignment id", "Principal", "Issuer", "Role", "Scope"),
+        lambda a: (a.id, a.principal_id, a.issuer, a.role, a.scope),
+        fold=True,
+    )
 
 
 @role_cli.command("delete")

@@ -6,9 +6,18 @@ import sys
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from portico.cli.identity import DatabaseUrl, DataDir, JsonOut, _cells, _fail, _print_json, _run, out
+from portico.cli.identity import (
+    DatabaseUrl,
+    DataDir,
+    JsonOut,
+    _fail,
+    _print_json,
+    _run,
+    out,
+    print_items,
+    print_record,
+)
 
 if TYPE_CHECKING:
     from portico.identity import users as users_mod
@@ -60,14 +69,15 @@ def user_create(
     if as_json:
         _print_json(result)
         return
-    table = Table(title="User", show_header=False)
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row(*_cells("Object id", result["oid"]))
-    table.add_row(*_cells("User name", result["upn"]))
-    table.add_row(*_cells("Display name", result["display_name"]))
-    table.add_row(*_cells("Tenant id", result["tenant_id"]))
-    out.print(table)
+    print_record(
+        "User",
+        [
+            ("Object id", result["oid"]),
+            ("User name", result["upn"]),
+            ("Display name", result["display_name"]),
+            ("Tenant id", result["tenant_id"]),
+        ],
+    )
 
 
 @user_cli.command("list")
@@ -78,16 +88,13 @@ def user_list(as_json: JsonOut = False, data_dir: DataDir = None, database_url: 
     async def work(db: Database, _: Settings) -> list[users_mod.User]:
         return await users_mod.list_users(db)
 
-    items = _run(data_dir, database_url, work)
-    if as_json:
-        _print_json([u.as_dict() for u in items])
-        return
-    table = Table(title="Users")
-    for col in ("Object id", "User name", "Display name", "Created"):
-        table.add_column(col)
-    for u in items:
-        table.add_row(*_cells(u.oid, u.upn, u.display_name, u.created_at.isoformat(timespec="seconds")))
-    out.print(table)
+    print_items(
+        _run(data_dir, database_url, work),
+        as_json,
+        "Users",
+        ("Object id", "User name", "Display name", "Created"),
+        lambda u: (u.oid, u.upn, u.display_name, u.created_at.isoformat(timespec="seconds")),
+    )
 
 
 async def _lookup(db: Database, who: str) -> users_mod.User:

@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from portico.cli.identity import app_cli, role_cli
+from portico.cli.users import user_cli
 from portico.identity.apps import verify_secret
 
 from .util import open_db, prepare_db_sync
@@ -183,3 +184,21 @@ def test_help_and_markup_in_user_data(data_dir: Path) -> None:
     assert r.exit_code == 0 and "[/evil]" in r.stdout
     r = run(runner, role_cli, "assign", "--principal", "[p]", "--role", "Reader", "--scope", "[/x]", *dd)
     assert r.exit_code == 2 and "[/x]" in r.stderr
+
+
+def test_user_commands_print_tables_and_json(data_dir: Path) -> None:
+    runner = CliRunner()
+    dd = ["--data-dir", str(data_dir)]
+    r = runner.invoke(
+        user_cli,
+        ["create", "--upn", "bob@contoso.test", "--name", "[b]Bob[/b]", "--password-stdin", *dd],
+        input="bob's long password\n",
+    )
+    assert r.exit_code == 0, r.output
+    assert "[b]Bob[/b]" in r.stdout and "Object id" in r.stdout  # names are text, never markup
+    r = run(runner, user_cli, "list", "--json", *dd)
+    listed = json.loads(r.stdout)
+    assert [(u["upn"], u["display_name"]) for u in listed] == [("bob@contoso.test", "[b]Bob[/b]")]
+    r = run(runner, user_cli, "list", *dd)
+    assert r.exit_code == 0 and "Users" in r.stdout and "[b]Bob[/b]" in r.stdout
+    assert listed[0]["oid"][:8] in r.stdout and "password" not in r.stdout
