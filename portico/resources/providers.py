@@ -227,7 +227,7 @@ def render_deleted(d: DeletedService) -> dict[str, Any]:
         "type": DELETED_SERVICE_TYPE,
         "location": d.location,
         "properties": {
-            "serviceId": d.service_arm_id,
+            "serviceId": d.arm_id,
             "scheduledPurgeDate": _iso(d.purge_at),
             "deletionDate": _iso(d.deleted_at),
         },

@@ -32,9 +32,10 @@ class ResourceGroup:
     tags: dict[str, str]
 
 
-@dataclass(frozen=True)
-class Service:
-    id: int
+@dataclass(frozen=True, kw_only=True)
+class ServiceFacts:
+    """What a live service and a soft-deleted one both record."""
+
     subscription_id: str
     resource_group: str  # as the group spells its name
     name: str
@@ -44,10 +45,7 @@ class Service:
     properties: dict[str, Any]
     identity: dict[str, Any] | None
     tags: dict[str, str]
-    etag: str
     created_at: datetime
-    active_store_id: int
-    busy: str | None
 
     @property
     def arm_id(self) -> str:
@@ -56,13 +54,35 @@ class Service:
             f"/providers/Microsoft.ApiManagement/service/{self.name}"
         )
 
+    def facts(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(ServiceFacts)}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Service(ServiceFacts):
+    id: int
+    etag: str
+    active_store_id: int
+    busy: str | None
+
+
+def _group_is(subscription_id: str, name: str) -> Any:
+    """The resource group `name` of a subscription, in any case (its key column)."""
+    rg = resource_groups.c
+    return (rg.subscription_id == subscription_id) & (rg.name_key == fold_name(name))
+
+
+# A service's resource group (which spells the group's name as the caller created it).
+_GROUP_OF_SERVICE = (resource_groups.c.subscription_id == services.c.subscription_id) & (
+    resource_groups.c.name_key == services.c.resource_group_key
+)
+
 
 async def get_group(
     conn: AsyncConnection, subscription_id: str, name: str, *, lock: bool = False
 ) -> ResourceGroup | None:
     """`lock`: hold the group's row until the transaction ends (PostgreSQL; SQLite writers are serial)."""
-    rg = resource_groups.c
-    q = select(resource_groups).where(rg.subscription_id == subscription_id, rg.name_key == fold_name(name))
+    q = select(resource_groups).where(_group_is(subscription_id, name))
     r = (await conn.execute(q.with_for_update() if lock else q)).first()
     return ResourceGroup(r.subscription_id, r.name, r.location, r.tags or {}) if r else None
 
@@ -81,11 +101,8 @@ async def put_group(
     conn: AsyncConnection, subscription_id: str, name: str, location: str, tags: dict[str, str]
 ) -> bool:
     """Create or update; returns True when created."""
-    rg = resource_groups.c
     res = await conn.execute(
-        update(resource_groups)
-        .where(rg.subscription_id == subscription_id, rg.name_key == fold_name(name))
-        .values(tags=tags)
+        update(resource_groups).where(_group_is(subscription_id, name)).values(tags=tags)
     )
     if res.rowcount:
         return False
@@ -102,9 +119,7 @@ async def put_group(
         res = await conn.execute(pg_insert(resource_groups).values(**values).on_conflict_do_nothing())
         if not res.rowcount:
             await conn.execute(
-                update(resource_groups)
-                .where(rg.subscription_id == subscription_id, rg.name_key == fold_name(name))
-                .values(tags=tags)
+                update(resource_groups).where(_group_is(subscription_id, name)).values(tags=tags)
             )
             return False
         return True
@@ -113,11 +128,12 @@ async def put_group(
 
 
 async def delete_group(conn: AsyncConnection, subscription_id: str, name: str) -> bool:
-    rg = resource_groups.c
-    res = await conn.execute(
-        delete(resource_groups).where(rg.subscription_id == subscription_id, rg.name_key == fold_name(name))
-    )
+    res = await conn.execute(delete(resource_groups).where(_group_is(subscription_id, name)))
     return bool(res.rowcount)
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _service(r: Any, group_name: str | None, box: SecretBox | None) -> Service:
@@ -133,16 +149,15 @@ def _service(r: Any, group_name: str | None, box: SecretBox | None) -> Service:
         identity=r.identity,
         tags=r.tags or {},
         etag=r.etag,
-        created_at=r.created_at if r.created_at.tzinfo else r.created_at.replace(tzinfo=UTC),
+        created_at=_aware(r.created_at),
         active_store_id=r.active_store_id,
         busy=r.busy,
     )
 
 
 def _with_group_name() -> Any:
-    s, rg = services.c, resource_groups.c
-    return select(services, rg.name.label("group_name")).join(
-        resource_groups, (rg.subscription_id == s.subscription_id) & (rg.name_key == s.resource_group_key)
+    return select(services, resource_groups.c.name.label("group_name")).join(
+        resource_groups, _GROUP_OF_SERVICE
     )
 
 
@@ -165,11 +180,7 @@ _GET_SERVICE_AND_ENTITY = (
         _ec.data.label("entity_data"),
     )
     .select_from(
-        services.join(
-            resource_groups,
-            (resource_groups.c.subscription_id == services.c.subscription_id)
-            & (resource_groups.c.name_key == services.c.resource_group_key),
-        ).outerjoin(
+        services.join(resource_groups, _GROUP_OF_SERVICE).outerjoin(
             entities,
             (_ec.store_id == services.c.active_store_id)
             & (_ec.kind == bindparam("q_kind"))
@@ -329,32 +340,11 @@ async def set_busy(
 SOFT_DELETE_RETENTION = timedelta(hours=48)
 
 
-@dataclass(frozen=True)
-class DeletedService:
-    name: str
-    subscription_id: str
-    resource_group: str
-    location: str
-    sku_name: str
-    sku_capacity: int
-    properties: dict[str, Any]
-    identity: dict[str, Any] | None
-    tags: dict[str, str]
-    created_at: datetime
+@dataclass(frozen=True, kw_only=True)
+class DeletedService(ServiceFacts):
     deleted_at: datetime
     purge_at: datetime
     store_id: int
-
-    @property
-    def service_arm_id(self) -> str:
-        return (
-            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
-            f"/providers/Microsoft.ApiManagement/service/{self.name}"
-        )
-
-
-def _aware(moment: datetime) -> datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _deleted(r: Any, box: SecretBox | None) -> DeletedService:
@@ -385,16 +375,7 @@ async def soft_delete_service(conn: AsyncConnection, svc: Service) -> DeletedSer
     await conn.execute(delete(services).where(services.c.id == svc.id))
     await purge_deleted(conn, svc.name)  # one past its purge date may still hold the name
     deleted = DeletedService(
-        name=svc.name,
-        subscription_id=svc.subscription_id,
-        resource_group=svc.resource_group,
-        location=svc.location,
-        sku_name=svc.sku_name,
-        sku_capacity=svc.sku_capacity,
-        properties=svc.properties,
-        identity=svc.identity,
-        tags=svc.tags,
-        created_at=svc.created_at,
+        **svc.facts(),
         deleted_at=now,
         purge_at=now + SOFT_DELETE_RETENTION,
         store_id=svc.active_store_id,
