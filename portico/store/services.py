@@ -136,11 +136,11 @@ def _aware(moment: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _service(r: Any, group_name: str | None, box: SecretBox | None) -> Service:
-    return Service(
-        id=r.id,
+def _facts_of(r: Any, resource_group: str, box: SecretBox | None) -> dict[str, Any]:
+    """The `ServiceFacts` fields of a `services` or `deleted_services` row (properties opened)."""
+    return dict(
         subscription_id=r.subscription_id,
-        resource_group=group_name or r.resource_group_key,
+        resource_group=resource_group,
         name=r.name,
         location=r.location,
         sku_name=r.sku_name,
@@ -148,8 +148,15 @@ def _service(r: Any, group_name: str | None, box: SecretBox | None) -> Service:
         properties=sealing.open_service(box, r.name, r.properties or {}),
         identity=r.identity,
         tags=r.tags or {},
-        etag=r.etag,
         created_at=_aware(r.created_at),
+    )
+
+
+def _service(r: Any, group_name: str | None, box: SecretBox | None) -> Service:
+    return Service(
+        **_facts_of(r, group_name or r.resource_group_key, box),
+        id=r.id,
+        etag=r.etag,
         active_store_id=r.active_store_id,
         busy=r.busy,
     )
@@ -349,16 +356,7 @@ class DeletedService(ServiceFacts):
 
 def _deleted(r: Any, box: SecretBox | None) -> DeletedService:
     return DeletedService(
-        name=r.name,
-        subscription_id=r.subscription_id,
-        resource_group=r.resource_group,
-        location=r.location,
-        sku_name=r.sku_name,
-        sku_capacity=r.sku_capacity,
-        properties=sealing.open_service(box, r.name, r.properties or {}),
-        identity=r.identity,
-        tags=r.tags or {},
-        created_at=_aware(r.created_at),
+        **_facts_of(r, r.resource_group, box),
         deleted_at=_aware(r.deleted_at),
         purge_at=_aware(r.purge_at),
         store_id=r.store_id,
