@@ -42,7 +42,7 @@ TARGET_SECONDS = 2.0
 
 @contextlib.contextmanager
 def server(db: str) -> Iterator[PorticoServer]:
-    env = {"PORTICO_GATEWAY_PORT": "0", "PORTICO_GATEWAY_HTTPS_PORT": "0"}
+    env = {"PORTICO_GATEWAY_PORT": "0", "PORTICO_GATEWAY_HTTPS_PORT": "0", "PORTICO_SUBSCRIPTIONS": SUB}
     with contextlib.ExitStack() as stack:
         if db == "postgres":
             env["PORTICO_DATABASE_URL"] = create_database(

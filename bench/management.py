@@ -195,7 +195,7 @@ def run_phase(
 @contextlib.contextmanager
 def start_server(db: str, root: Path) -> Iterator[PorticoServer]:
     with contextlib.ExitStack() as stack:
-        env: dict[str, str] = {"PORTICO_LOG_LEVEL": "warning"}
+        env: dict[str, str] = {"PORTICO_LOG_LEVEL": "warning", "PORTICO_SUBSCRIPTIONS": SUB}
         if db == "postgres":
             pg = stack.enter_context(postgres_cluster())
             env["PORTICO_DATABASE_URL"] = create_database(pg, "portico_bench")

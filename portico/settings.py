@@ -55,7 +55,8 @@ class Settings(BaseSettings):
     subscriptions: str = Field(
         default="00000000-0000-0000-0000-000000000001",
         description="Subscriptions this instance offers (GET /subscriptions, az login): comma-separated "
-        "`id` or `id=Display name` entries; a caller sees those its role assignments reach.",
+        "`id` or `id=Display name` entries; a caller sees those its role assignments reach. Management "
+        "requests under any other subscription id answer 404 SubscriptionNotFound.",
     )
     gateway_domain: str = Field(
         default="gateway.localhost", description="Services get gatewayUrl https://{service}.{gateway_domain}."
@@ -195,9 +196,7 @@ class Settings(BaseSettings):
     def _check_subscriptions(cls, value: str) -> str:
         for entry in value.split(","):
             sub_id = entry.partition("=")[0].strip()
-            if sub_id and not (
-                len(sub_id) <= 64 and all((c.isascii() and c.isalnum()) or c == "-" for c in sub_id)
-            ):
+            if sub_id and not is_subscription_id(sub_id):
                 raise ValueError(f"subscription id {sub_id[:70]!r} must be 1-64 letters, digits or '-'")
         return value
 
@@ -225,9 +224,19 @@ class Settings(BaseSettings):
                 out.append((sub_id.strip(), name.strip() or f"Portico subscription {sub_id.strip()}"))
         return out
 
+    def offers_subscription(self, subscription_id: str) -> bool:
+        """Whether the subscription is configured (ids compare ignoring case, as ARM's GUIDs do)."""
+        key = subscription_id.casefold()
+        return any(sub_id.casefold() == key for sub_id, _ in self.subscription_list)
+
     @property
     def issuer(self) -> str:
         return f"{self.resolved_public_url}/{self.tenant_id}/v2.0"
+
+
+def is_subscription_id(value: str) -> bool:
+    """ARM's form of a subscription id: 1-64 ASCII letters, digits or '-'."""
+    return 1 <= len(value) <= 64 and all((c.isascii() and c.isalnum()) or c == "-" for c in value)
 
 
 def settings_from_options(**options: object) -> Settings:

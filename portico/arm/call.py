@@ -20,6 +20,7 @@ from portico.arm.http import read_json
 from portico.identity.rbac import authorize
 from portico.identity.validation import Principal
 from portico.runtime import Runtime
+from portico.settings import Settings, is_subscription_id
 from portico.store import services as S
 
 PROVIDER_NAMESPACE = "Microsoft.ApiManagement"
@@ -40,6 +41,17 @@ def service_missing(name: str, rg: str) -> ArmError:
         "ResourceNotFound",
         f"The Resource '{PROVIDER_NAMESPACE}/service/{name}' under resource group '{rg}' was not found.",
     )
+
+
+def check_subscription(settings: Settings, subscription_id: str) -> None:
+    """Every request under `/subscriptions/{id}` names a subscription this instance offers
+    (`PORTICO_SUBSCRIPTIONS`): ARM answers any other with 404, whatever lies below it."""
+    if not is_subscription_id(subscription_id):
+        raise ArmError(400, "InvalidSubscriptionId", "The subscription identifier is malformed.")
+    if not settings.offers_subscription(subscription_id):
+        raise ArmError(
+            404, "SubscriptionNotFound", f"The subscription '{subscription_id}' could not be found."
+        )
 
 
 def method_not_allowed(method: str) -> ArmError:

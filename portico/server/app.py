@@ -33,6 +33,7 @@ from portico.settings import Settings
 from portico.store import stores
 from portico.store.db import Database
 from portico.store.sealing import SealedSecretError, check_key, seal_clear_rows
+from portico.store.services import group_subscriptions
 
 log = logging.getLogger("portico")
 
@@ -45,6 +46,20 @@ def build_jobs(settings: Settings, db: Database) -> JobRunner:
     # Stores a stopped process retired but did not finish deleting.
     jobs.add_background([lambda: stores.collect_retired(db)])
     return jobs
+
+
+async def _warn_of_unoffered_subscriptions(db: Database, settings: Settings) -> None:
+    """Management requests answer only under PORTICO_SUBSCRIPTIONS: a database whose resource groups
+    sit in another subscription (configured differently before) would seem to have lost them."""
+    async with db.read() as conn:
+        held = await group_subscriptions(conn)
+    missing = sorted(sub for sub in held if not settings.offers_subscription(sub))
+    if missing:
+        log.warning(
+            "resource groups exist in subscription(s) not in PORTICO_SUBSCRIPTIONS, so unreachable "
+            "(404 SubscriptionNotFound) until listed there: %s",
+            ", ".join(missing[:20]),
+        )
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -61,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
         await check_key(db)  # a node with another key than the database's refuses to start
         await seal_clear_rows(db, box)  # rows written before secrets were sealed at rest
         await keys.start()
+        await _warn_of_unoffered_subscriptions(db, settings)
         rt.jobs = build_jobs(settings, db)
         await rt.jobs.start()
         # The backup scheduler starts after job recovery, so that ended runs are closed first.

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Message, Scope
 
-from portico.arm.call import Call
+from portico.arm.call import Call, check_subscription
 from portico.arm.errors import ArmError
 from portico.deployments.client import Reply
 from portico.identity.validation import Principal
@@ -49,6 +49,11 @@ class RouteClient:
         if found is None:
             return f"The resource type '{rtype}' is not supported by Portico."
         route, params = found
+        try:
+            if "subscriptionId" in params:
+                check_subscription(self.rt.settings, params["subscriptionId"])
+        except ArmError as exc:
+            return exc.message
         if route.handler is entities.entity:
             try:
                 target = K.resolve([s for s in params["path"].split("/") if s])
@@ -78,6 +83,11 @@ class RouteClient:
                 {},
             )
         route, params = found
+        try:
+            if "subscriptionId" in params:
+                check_subscription(self.rt.settings, params["subscriptionId"])
+        except ArmError as exc:
+            return Reply(exc.status, exc.body(), dict(exc.headers))
         raw = b"" if body is None else orjson.dumps(body)
         request = Request(
             _scope(self.app, method, "/" + "/".join(segments), api_version, raw), _receiver(raw)

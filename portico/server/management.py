@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route as StarletteRoute
 
-from portico.arm.call import Call, method_not_allowed
+from portico.arm.call import Call, check_subscription, method_not_allowed
 from portico.arm.errors import ArmError
 from portico.arm.versions import APIM, check_api_version
 from portico.runtime import Runtime
@@ -33,8 +33,7 @@ def build_management_route(rt: Runtime) -> StarletteRoute:
             api_version = check_api_version(version, versions=APIM)
             principal = await rt.validator.validate(request.headers.get("authorization"))
             call = Call(rt, request, api_version, principal, segments)
-            if len(segments) < 2 or not _valid_subscription_id(segments[1]):
-                raise ArmError(400, "InvalidSubscriptionId", "The subscription identifier is malformed.")
+            check_subscription(rt.settings, segments[1] if len(segments) > 1 else "")
             raise no_route(call)
         route, params = found
         api_version = check_api_version(version, versions=route.versions)
@@ -42,8 +41,8 @@ def build_management_route(rt: Runtime) -> StarletteRoute:
             await rt.validator.validate(request.headers.get("authorization")) if route.authenticated else None
         )
         call = Call(rt, request, api_version, caller, segments, params)
-        if "subscriptionId" in params and not _valid_subscription_id(params["subscriptionId"]):
-            raise ArmError(400, "InvalidSubscriptionId", "The subscription identifier is malformed.")
+        if "subscriptionId" in params:
+            check_subscription(rt.settings, params["subscriptionId"])
         if request.method not in route.methods:
             raise method_not_allowed(request.method)
         return await route.handler(call)
@@ -51,7 +50,3 @@ def build_management_route(rt: Runtime) -> StarletteRoute:
     # A plain Starlette route: FastAPI's per-request parameter machinery is not needed here and
     # costs measurable CPU on every management call.
     return StarletteRoute("/{rest:path}", management, methods=METHODS)
-
-
-def _valid_subscription_id(value: str) -> bool:
-    return 1 <= len(value) <= 64 and all((c.isalnum() and c.isascii()) or c == "-" for c in value)

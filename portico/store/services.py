@@ -97,6 +97,12 @@ async def list_groups(conn: AsyncConnection, subscription_id: str) -> list[Resou
     return [ResourceGroup(r.subscription_id, r.name, r.location, r.tags or {}) for r in rows]
 
 
+async def group_subscriptions(conn: AsyncConnection) -> list[str]:
+    """The subscription ids that hold resource groups."""
+    rg = resource_groups.c
+    return list((await conn.execute(select(rg.subscription_id).distinct())).scalars())
+
+
 async def put_group(
     conn: AsyncConnection, subscription_id: str, name: str, location: str, tags: dict[str, str]
 ) -> bool:

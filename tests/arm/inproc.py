@@ -84,6 +84,7 @@ class InProc:
 
 @asynccontextmanager
 async def inproc(data_dir: Path, **settings: Any) -> AsyncIterator[InProc]:
+    settings.setdefault("subscriptions", SUB)  # management routes answer only under offered subscriptions
     s = Settings(data_dir=data_dir, public_url=BASE, **settings)
     app = create_app(s)
     async with app.router.lifespan_context(app):

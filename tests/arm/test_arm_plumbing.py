@@ -3,7 +3,9 @@ providers, generic resource lists, soft-deleted services, and the identity alias
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -11,8 +13,10 @@ import pytest
 from portico.arm.versions import METADATA, SUBSCRIPTIONS
 from portico.identity.apps import create_app
 from portico.identity.rbac import assign_role
+from portico.server.app import create_app as create_portico_app
+from portico.settings import Settings
 
-from .inproc import BASE, SUB, InProc, assert_arm_error, inproc
+from .inproc import API, BASE, RG_API, SUB, InProc, assert_arm_error, inproc
 
 OTHER_SUB = "00000000-0000-0000-0000-0000000000bb"
 RES_API = "2024-11-01"  # what az resource / az provider send
@@ -87,6 +91,33 @@ async def test_subscriptions_and_tenants(node: InProc) -> None:
     r = await node.get("/tenants", api_version=SUB_API)
     assert r.status_code == 200 and [t["tenantId"] for t in r.json()["value"]] == [node.settings.tenant_id]
     assert_arm_error(await node.client.get("/subscriptions", params={"api-version": SUB_API}), 401)
+
+
+async def test_management_routes_answer_only_under_offered_subscriptions(node: InProc) -> None:
+    unknown = "11111111-2222-3333-4444-555555555555"
+    rg = await node.group()
+    svc = f"/resourceGroups/{rg}/providers/Microsoft.ApiManagement/service/nothere"
+    for method, path, version in (
+        ("PUT", f"/subscriptions/{unknown}/resourceGroups/{rg}", RG_API),
+        ("GET", f"/subscriptions/{unknown}{svc}", API),
+        ("GET", f"/subscriptions/{unknown}{svc}/apis", API),
+        ("GET", f"/subscriptions/{unknown}/providers/Microsoft.ApiManagement/service", API),
+        ("GET", f"/subscriptions/{unknown}/locations", SUB_API),
+        ("GET", f"/subscriptions/{unknown}/no/such/route", API),  # no route: still the subscription first
+    ):
+        body = {"location": "westeurope"} if method == "PUT" else None
+        r = await node.request(method, path, api_version=version, json=body)
+        err = assert_arm_error(r, 404, "SubscriptionNotFound")
+        assert err["message"] == f"The subscription '{unknown}' could not be found.", (path, err)
+    # Offered ids match ignoring case (ARM's GUIDs do); malformed ones stay a 400.
+    r = await node.get(f"/subscriptions/{OTHER_SUB.upper()}/resourceGroups/{rg}x", api_version=RG_API)
+    assert_arm_error(r, 404, "ResourceGroupNotFound")
+    r = await node.get(f"/subscriptions/{SUB}/resourceGroups/{rg}", api_version=RG_API)
+    assert r.status_code == 200, r.text
+    assert_arm_error(await node.get("/subscriptions/has%20space/resourceGroups", api_version=RG_API), 400)
+    # Without a token the answer is 401, as ARM's: whether a subscription exists is not told to anyone.
+    r = await node.client.get(f"/subscriptions/{unknown}/resourceGroups", params={"api-version": RG_API})
+    assert_arm_error(r, 401)
 
 
 async def test_subscriptions_follow_role_assignments(node: InProc) -> None:
@@ -245,3 +276,22 @@ async def test_identity_aliases_and_scope_forms(node: InProc) -> None:
         r.status_code == 400
         and f"/{node.settings.tenant_id}/oauth2/v2.0/token" in r.json()["error_description"]
     )
+
+
+async def test_start_up_names_subscriptions_holding_groups_but_not_offered(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with inproc(tmp_path, subscriptions=f"{SUB},{OTHER_SUB}") as before:
+        await before.group("kept")
+        r = await before.put(
+            f"/subscriptions/{OTHER_SUB}/resourceGroups/dropped",
+            {"location": "westeurope"},
+            api_version=RG_API,
+        )
+        assert r.status_code == 201, r.text
+    app = create_portico_app(Settings(data_dir=tmp_path, public_url=BASE, subscriptions=SUB))
+    with caplog.at_level(logging.WARNING, logger="portico"):
+        async with app.router.lifespan_context(app):
+            pass
+    warned = [rec.getMessage() for rec in caplog.records if "PORTICO_SUBSCRIPTIONS" in rec.getMessage()]
+    assert len(warned) == 1 and OTHER_SUB in warned[0] and SUB not in warned[0], warned
