@@ -6,7 +6,9 @@ over `window` seconds. An attempt takes one token up front (so a burst of concur
 all pass the check before the first failure is counted); a success gives it back, so valid clients
 never drain a bucket. An empty bucket answers 429 with Retry-After.
 
-- Per registered client id: guessing at one app's secret throttles that app's id.
+- Per registered client id and source address: guessing at one app's secret throttles that app
+  from the guessing address only, so a noisy source (a misconfigured job, an attacker) cannot lock
+  the app out where it runs with its right secret.
 - Per source address (IPv6 by /64, what one host usually holds), over all client ids, made-up ones
   included: spraying ids from one host is throttled without one bucket per made-up id. A
   registered client with no failure of its own in the window is exempt, so others' failures on
@@ -138,8 +140,9 @@ class Throttled(Exception):
 
 
 class ClientAuthThrottle:
-    """Failed client authentications per registered client id and per source address. Defaults:
-    10 failures a minute per client id (a valid client never fails); 100 a minute per address."""
+    """Failed client authentications per registered client id from one source address, and per
+    source address. Defaults: 10 failures a minute per client id and address (a valid client never
+    fails); 100 a minute per address."""
 
     def __init__(
         self,
@@ -159,13 +162,14 @@ class ClientAuthThrottle:
         ids would fill the table); the address's bucket limits them."""
         claims: list[tuple[TokenBuckets, str]] = []
         exempt = False
+        addr = address_key(address)
         if registered:
-            exempt = self._clients.unfailed(client_id)
-            wait = self._clients.take(client_id)
+            pair = f"{client_id} {addr}"  # registered client ids are GUIDs: no space in them
+            exempt = self._clients.unfailed(pair)
+            wait = self._clients.take(pair)
             if wait > 0:
                 raise Throttled(wait)
-            claims.append((self._clients, client_id))
-        addr = address_key(address)
+            claims.append((self._clients, pair))
         wait = self._addresses.take(addr)
         if wait == 0:
             claims.append((self._addresses, addr))

@@ -82,12 +82,16 @@ def test_address_key() -> None:
 def test_client_auth_throttle() -> None:
     clock = Clock()
     t = ClientAuthThrottle(per_client=2, per_address=3, window=60.0, clock=clock)
-    # A registered id has its own bucket, whatever the address.
-    for address in ("192.0.2.1", "198.51.100.9"):
-        t.begin("app-a", address, registered=True).failed()
+    # A registered id's failures count per source address: the guessing address is throttled...
+    t.begin("app-a", "192.0.2.1", registered=True).failed()
+    for _ in range(2):
+        t.begin("app-a", "198.51.100.9", registered=True).failed()
     with pytest.raises(Throttled) as info:
-        t.begin("app-a", "203.0.113.5", registered=True)
+        t.begin("app-a", "198.51.100.9", registered=True)
     assert info.value.retry_after == 30
+    # ...not the app where it runs with its right secret, nor where it failed less.
+    t.begin("app-a", "203.0.113.5", registered=True).succeeded()
+    t.begin("app-a", "192.0.2.1", registered=True).succeeded()
     for _ in range(5):
         t.begin("app-b", "192.0.2.1", registered=True).succeeded()  # successes never drain it
     # The address's bucket counts failures on every id, made-up ones included.
@@ -102,7 +106,8 @@ def test_client_auth_throttle() -> None:
     # ...until it fails: then the exhausted address throttles it too.
     with pytest.raises(Throttled):
         t.begin("app-c", "192.0.2.1", registered=True)
-    t.begin("app-c", "192.0.2.2", registered=True).failed()  # from elsewhere, its own limit
+    for _ in range(2):  # from elsewhere, its own limit there
+        t.begin("app-c", "192.0.2.2", registered=True).failed()
     with pytest.raises(Throttled):
         t.begin("app-c", "192.0.2.2", registered=True)
     clock.now += 60
@@ -110,11 +115,16 @@ def test_client_auth_throttle() -> None:
 
 
 def test_refused_attempt_keeps_nothing() -> None:
-    t = ClientAuthThrottle(per_client=2, per_address=1, window=60.0)
+    clock = Clock()
+    t = ClientAuthThrottle(per_client=2, per_address=1, window=60.0, clock=clock)
     t.begin("app-a", "192.0.2.1", registered=True).failed()  # address exhausted, app-a failed once
-    with pytest.raises(Throttled):
-        t.begin("app-a", "192.0.2.1", registered=True)  # refused by the address...
-    t.begin("app-a", "192.0.2.9", registered=True).failed()  # ...without spending app-a's token
+    for _ in range(3):
+        with pytest.raises(Throttled) as info:
+            t.begin("app-a", "192.0.2.1", registered=True)
+        # refused by the address (a token a minute), never by app-a's own bucket (two a minute),
+        # which a kept token would have emptied
+        assert info.value.retry_after == 60
+    t.begin("app-a", "192.0.2.9", registered=True).failed()  # elsewhere: not refused
 
 
 # --- the token endpoint -------------------------------------------------------------------------
@@ -169,6 +179,30 @@ async def test_wrong_secrets_for_an_app_are_throttled_before_scrypt(
     # Another client, same address: never throttled by those failures, and its successes are free.
     for _ in range(10):
         assert (await get_token(throttled_client, other, other_secret)).status_code == 200
+
+
+async def test_a_noisy_source_does_not_lock_the_app_out_elsewhere(
+    settings: Settings, db: Database, keys: SigningKeys, scrypt_checks: list[str]
+) -> None:
+    app = FastAPI()
+    app.include_router(build_identity_router(settings, db, keys, ClientAuthThrottle(per_client=4)))
+    client_id, secret = await create_app(db, "shared")
+
+    def source(host: str) -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app, client=(host, 50000))
+        return httpx.AsyncClient(transport=transport, base_url=PUBLIC_URL)
+
+    async with source("198.51.100.7") as noisy, source("203.0.113.20") as elsewhere:
+        for _ in range(4):
+            assert (await get_token(noisy, client_id, "stale-secret")).status_code == 401
+        # The noisy source is throttled, even with the right secret (no scrypt is spent)...
+        assert_throttled(await get_token(noisy, client_id, "stale-secret"))
+        assert_throttled(await get_token(noisy, client_id, secret))
+        assert len(scrypt_checks) == 4
+        # ...while the app, where it runs, keeps getting its tokens.
+        for _ in range(3):
+            r = await get_token(elsewhere, client_id, secret)
+            assert r.status_code == 200 and "access_token" in r.json(), r.text
 
 
 async def test_failures_on_many_apps_are_throttled_per_address(

@@ -1,5 +1,5 @@
 """End to end over HTTPS: a real server answers 429 + Retry-After after 10 wrong secrets for one
-client id, and other clients keep getting tokens."""
+client id from one address, and other clients keep getting tokens."""
 
 from __future__ import annotations
 
