@@ -255,7 +255,7 @@ class Gateway:
             # a revision (`id;rev=n`) has its API's diagnostics
             applied = svc.diagnostics.get(api.base_id, svc.diagnostics[""])
             if applied:
-                ctx.diag = Capture(applied)
+                ctx.diag = Capture(applied, ctx.raw_headers)
         found = api.find_operation(ctx.method, rest, ctx.query_text)
         if found is None and svc.graphql:
             endpoint = svc.graphql.get(fold_name(api.name))

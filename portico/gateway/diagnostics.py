@@ -7,7 +7,9 @@ line to that logger when the request is sampled (`sampling.percentage`) or, with
 the request's facts and, as the diagnostic asks, the `frontend`/`backend` request/response headers
 named and the first `body.bytes` of bodies the gateway held in memory; `trace` policy messages
 whose severity the diagnostic's `verbosity` admits ride along. `log-to-eventhub` writes its message
-to its logger. Portico cannot reach Application Insights, Event Hubs or Azure Monitor: every
+to its logger. `httpCorrelationProtocol` (W3C `traceparent`, Legacy `Request-Id`) puts the gateway's
+span into the backend request and the line; `operationNameFormat` names the line's operation (Name,
+Url). Portico cannot reach Application Insights, Event Hubs or Azure Monitor: every
 logger, whatever its `loggerType`, writes to `{PORTICO_GATEWAY_LOG_DIR}/{service}/{logger}.jsonl`
 (one `write` per line on an O_APPEND file, so worker processes share it). Secrets are masked:
 Authorization, subscription keys (header and query), cookies, and the diagnostic's dataMasking.
@@ -40,6 +42,9 @@ DENY = frozenset(
 MASK = "***"
 _SEVERITY = {"verbose": 0, "information": 1, "error": 2}
 _NAME = re.compile(r"[^A-Za-z0-9._-]")
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+_TRACE_ID = re.compile(r"[0-9a-f]{32}")
+_ROOT = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +106,8 @@ class Diagnostic:
     frontend_response: Message
     backend_request: Message
     backend_response: Message
+    correlation: str = "None"  # httpCorrelationProtocol: None, Legacy or W3C
+    name_by_url: bool = False  # operationNameFormat Url (else Name)
 
     @staticmethod
     def of(name: str, data: dict[str, Any]) -> Diagnostic:
@@ -122,6 +129,8 @@ class Diagnostic:
             Message.of(fe.get("response")),
             Message.of(be.get("request")),
             Message.of(be.get("response")),
+            str(data.get("httpCorrelationProtocol") or "None"),
+            data.get("operationNameFormat") == "Url",
         )
 
 
@@ -148,15 +157,50 @@ def diagnostics_by_api(
 
 class Capture:
     """What a request's diagnostics need that is gone by its end: the backend request's headers and
-    the backend response's (before outbound policies change them), and `trace` messages."""
+    the backend response's (before outbound policies change them), and `trace` messages; and the
+    correlation headers their `httpCorrelationProtocol` sends to the backend."""
 
-    __slots__ = ("backend_request", "backend_response", "diagnostics", "traces")
+    __slots__ = ("backend_request", "backend_response", "correlation", "diagnostics", "inject", "traces")
 
-    def __init__(self, diagnostics: tuple[Diagnostic, ...]) -> None:
+    def __init__(self, diagnostics: tuple[Diagnostic, ...], inbound: list[tuple[bytes, bytes]]) -> None:
         self.diagnostics = diagnostics
         self.backend_request: list[tuple[bytes, bytes]] | None = None
         self.backend_response: list[tuple[bytes, bytes]] | None = None
         self.traces: list[tuple[int, dict[str, Any]]] = []
+        self.correlation: dict[str, dict[str, str]] = {}  # protocol → what the log record shows
+        self.inject: list[tuple[bytes, bytes]] = []  # set on the backend request, replacing any sent
+        protocols = {d.correlation for d in diagnostics if d.correlation in ("W3C", "Legacy")}
+        if protocols:
+            self._correlate(protocols, inbound)
+
+    def _correlate(self, protocols: set[str], inbound: list[tuple[bytes, bytes]]) -> None:
+        """The gateway's own span in the caller's trace: the trace id (App Insights' operation id)
+        of the inbound `traceparent` (W3C) or `Request-Id` root (Legacy), else a new one."""
+        parent = legacy = b""
+        for name, value in inbound:
+            if name == b"traceparent":
+                parent = value
+            elif name == b"request-id":
+                legacy = value
+        span = os.urandom(8).hex()
+        m = _TRACEPARENT.fullmatch(parent.decode("latin-1").strip().lower())
+        valid = m is not None and m[2] != "0" * 32 and m[3] != "0" * 16
+        trace_id = m[2] if m is not None and valid else ""
+        flags = m[4] if m is not None and valid else "01"
+        root = ""
+        if legacy.startswith(b"|"):
+            root = legacy[1:].split(b".", 1)[0].decode("latin-1")[:64]
+        if not _ROOT.fullmatch(root):
+            root = ""
+        trace_id = trace_id or (root.lower() if _TRACE_ID.fullmatch(root.lower()) else os.urandom(16).hex())
+        if "W3C" in protocols:
+            traceparent = f"00-{trace_id}-{span}-{flags}"
+            self.inject.append((b"traceparent", traceparent.encode()))
+            self.correlation["W3C"] = {"operationId": trace_id, "traceparent": traceparent}
+        if "Legacy" in protocols:
+            request_id = f"|{root or trace_id}.{span}."
+            self.inject.append((b"request-id", request_id.encode()))
+            self.correlation["Legacy"] = {"operationId": root or trace_id, "requestId": request_id}
 
 
 class LogSink:
@@ -211,8 +255,16 @@ def request_record(ctx: Context, d: Diagnostic, secret_header: str, secret_query
         "backendStatus": ctx.backend_status,
         "backendMs": ctx.backend_ms,
     }
+    if api is not None:
+        if d.name_by_url:
+            rec["operationName"] = f"{ctx.method} {ctx.path}"[:2048]
+        else:  # API Management's Name format: `api;rev=n - operation`
+            named = f"{api.name.split(';rev=', 1)[0]};rev={api.revision}"
+            rec["operationName"] = f"{named} - {op.name}" if op is not None else named
     if d.client_ip:
         rec["clientIp"] = ctx.client_ip
+    if ctx.diag is not None and d.correlation in ctx.diag.correlation:
+        rec["correlation"] = {"protocol": d.correlation, **ctx.diag.correlation[d.correlation]}
     if ctx.last_error:
         rec["lastError"] = {k: ctx.last_error.get(k) for k in ("Source", "Reason", "Message")}
     cap = ctx.diag

@@ -109,6 +109,11 @@ def request_headers(ctx: Context) -> list[tuple[bytes, bytes]]:
     out.append((b"x-forwarded-for", forwarded_for + b", " + ip if forwarded_for else ip))
     out.append((b"x-forwarded-proto", ctx.scheme.encode()))
     out.append((b"x-forwarded-host", ctx.host.encode("latin-1")))
+    diag = ctx.diag
+    if diag is not None and diag.inject:  # the diagnostics' httpCorrelationProtocol
+        names = {name for name, _ in diag.inject}
+        out = [h for h in out if h[0] not in names]
+        out.extend(diag.inject)
     return out
 
 

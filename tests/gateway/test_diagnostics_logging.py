@@ -171,3 +171,36 @@ def test_log_to_eventhub_whose_logger_expression_names_no_logger_fails_the_reque
         assert r.status_code == 500 and "ghost" in r.text, r.text
 
     eventually(refused, timeout=3)
+
+
+def test_w3c_correlation_reaches_the_backend_and_the_log(gw: GatewayEnv, backend: str) -> None:
+    c = gw.client
+    c.logger.create_or_update(RG, gw.service, "corr", M.LoggerContract(logger_type="azureMonitor"))
+    gw.api("traced", "traced", backend)
+    c.api_diagnostic.create_or_update(
+        RG,
+        gw.service,
+        "traced",
+        "applicationinsights",
+        M.DiagnosticContract(
+            logger_id="/loggers/corr",
+            sampling=M.SamplingSettings(sampling_type="fixed", percentage=100),
+            http_correlation_protocol="W3C",
+            operation_name_format="Url",
+        ),
+    )
+    key = gw.subscription("traced-sub", "/apis")
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+    def traced() -> tuple[dict[str, Any], dict[str, Any]]:
+        r = gw.get("/traced/x?y=1", key=key, headers={"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01"})
+        assert r.status_code == 200, r.text
+        lines = [line for line in _lines(gw, "corr") if line.get("api") == "traced"]
+        assert lines
+        return r.json()["headers"], lines[-1]
+
+    got, rec = eventually(traced, timeout=3)
+    sent = got["traceparent"]
+    assert sent.startswith(f"00-{trace_id}-") and sent != f"00-{trace_id}-00f067aa0ba902b7-01"
+    assert rec["correlation"] == {"protocol": "W3C", "operationId": trace_id, "traceparent": sent}
+    assert rec["operationName"] == "GET /traced/x"

@@ -5,6 +5,7 @@ alwaysLog) to the sink."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -87,7 +88,7 @@ def test_sampling_and_errors(tmp_path: Path) -> None:
     for status in (200, 500):
         be.status = status
         ctx = request(svc, be)
-        ctx.diag = Capture((never, quiet))
+        ctx.diag = Capture((never, quiet), ctx.raw_headers)
         ctx.backend.forward_nowait(ctx, None, lambda _r: None)
         log_request(ctx, sink)
     sink.close()
@@ -106,3 +107,62 @@ def test_query_parameters_masked_in_the_url() -> None:
     q = "a=1&Subscription-Key=s3cret&token=t&pii=p&b"
     assert _masked_query(q, "subscription-key", m) == "a=1&Subscription-Key=***&token=***&b"
     assert _masked_query("a=1", "subscription-key", Message()) == "a=1"
+
+
+def _logged(tmp_path: Path, diagnostics: list[Diagnostic], **kw: Any) -> tuple[dict[str, str], list[Any]]:
+    """One request through the fake backend: the headers the backend got, the lines logged."""
+    svc, be = service(), FakeBackend()
+    sink = LogSink(tmp_path)
+    ctx = request(svc, be, **kw)
+    ctx.diag = Capture(tuple(diagnostics), ctx.raw_headers)
+    ctx.backend.forward_nowait(ctx, None, lambda _r: None)
+    log_request(ctx, sink)
+    sink.close()
+    lines = [json.loads(x) for x in (tmp_path / svc.name / "mon.jsonl").read_text().splitlines()]
+    return be.sent[0].headers, lines
+
+
+TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]")
+
+
+def test_w3c_correlation_continues_the_callers_trace(tmp_path: Path) -> None:
+    w3c = Diagnostic.of("applicationinsights", _diag(httpCorrelationProtocol="W3C"))
+    inbound = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    sent, [rec] = _logged(tmp_path / "a", [w3c], headers={"traceparent": inbound, "tracestate": "k=v"})
+    m = TRACEPARENT.fullmatch(sent["traceparent"])
+    assert m is not None and m[1] == "4bf92f3577b34da6a3ce929d0e0e4736"  # the caller's trace...
+    assert m[2] != "00f067aa0ba902b7" and sent["tracestate"] == "k=v"  # ...with the gateway's span
+    assert rec["correlation"] == {
+        "protocol": "W3C",
+        "operationId": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "traceparent": sent["traceparent"],
+    }
+    assert "request-id" not in sent
+    # No (or a malformed) traceparent: a new trace.
+    for headers in ({}, {"traceparent": "00-" + "0" * 32 + "-00f067aa0ba902b7-01"}, {"traceparent": "junk"}):
+        sent, [rec] = _logged(tmp_path / str(len(str(headers))), [w3c], headers=headers)
+        m = TRACEPARENT.fullmatch(sent["traceparent"])
+        assert m is not None and m[1] != "0" * 32 and rec["correlation"]["operationId"] == m[1]
+
+
+def test_legacy_correlation_and_none(tmp_path: Path) -> None:
+    legacy = Diagnostic.of("applicationinsights", _diag(httpCorrelationProtocol="Legacy"))
+    sent, [rec] = _logged(tmp_path / "a", [legacy], headers={"request-id": "|abc123.1."})
+    assert re.fullmatch(r"\|abc123\.[0-9a-f]{16}\.", sent["request-id"]), sent
+    assert rec["correlation"] == {
+        "protocol": "Legacy",
+        "operationId": "abc123",
+        "requestId": sent["request-id"],
+    }
+    assert "traceparent" not in sent
+    none = Diagnostic.of("applicationinsights", _diag(httpCorrelationProtocol="None"))
+    sent, [rec] = _logged(tmp_path / "b", [none], headers={"traceparent": "keep-as-sent"})
+    assert sent["traceparent"] == "keep-as-sent" and "request-id" not in sent and "correlation" not in rec
+
+
+def test_operation_name_format(tmp_path: Path) -> None:
+    by_name = Diagnostic.of("applicationinsights", _diag())
+    by_url = Diagnostic.of("azuremonitor", _diag(operationNameFormat="Url"))
+    _sent, lines = _logged(tmp_path, [by_name, by_url], method="POST", query="code=secret")
+    names = {x["diagnostic"]: x["operationName"] for x in lines}
+    assert names == {"applicationinsights": "echo;rev=1 - op", "azuremonitor": "POST /echo/items/7"}
