@@ -25,6 +25,13 @@ def _lines(gw: GatewayEnv, logger: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _event_hub_logger(gw: GatewayEnv, name: str) -> None:
+    hub = {"name": "h", "connectionString": "Endpoint=sb://x/;SharedAccessKey=s"}
+    gw.client.logger.create_or_update(
+        RG, gw.service, name, M.LoggerContract(logger_type="azureEventHub", credentials=hub)
+    )
+
+
 def _diagnostic(**kw: Any) -> M.DiagnosticContract:
     return M.DiagnosticContract(logger_id="/loggers/monitor", **kw)
 
@@ -32,15 +39,7 @@ def _diagnostic(**kw: Any) -> M.DiagnosticContract:
 def test_diagnostics_write_to_their_logger(gw: GatewayEnv, backend: str) -> None:
     c = gw.client
     c.logger.create_or_update(RG, gw.service, "monitor", M.LoggerContract(logger_type="azureMonitor"))
-    c.logger.create_or_update(
-        RG,
-        gw.service,
-        "hub",
-        M.LoggerContract(
-            logger_type="azureEventHub",
-            credentials={"name": "h", "connectionString": "Endpoint=sb://x/;SharedAccessKey=s"},
-        ),
-    )
+    _event_hub_logger(gw, "hub")
     message = M.HttpMessageDiagnostic(
         headers=["X-Trace", "Ocp-Apim-Subscription-Key", "Authorization", "Content-Type"],
         body=M.BodyDiagnosticSettings(bytes=5),
@@ -132,15 +131,7 @@ def test_log_to_eventhub_naming_a_missing_logger_is_refused_when_saved(gw: Gatew
     assert err.value.status_code == 400 and "logger 'ghost'" in err.value.message
 
     # Once the logger exists (named in another case) both save, and the logger cannot go while used.
-    c.logger.create_or_update(
-        RG,
-        gw.service,
-        "Ghost",
-        M.LoggerContract(
-            logger_type="azureEventHub",
-            credentials={"name": "h", "connectionString": "Endpoint=sb://x/;SharedAccessKey=s"},
-        ),
-    )
+    _event_hub_logger(gw, "Ghost")
     c.policy_fragment.begin_create_or_update(RG, gw.service, "nolog-f", fragment).result()
     gw.policy(policy, api="nolog", operation="get-all")
     for holder in ("apis/nolog/operations/get-all/policies/policy", "policyFragments/nolog-f"):
