@@ -42,6 +42,15 @@ class RouteClient:
         self.principal = principal
         self.app = app
 
+    def _unoffered(self, params: dict[str, str]) -> ArmError | None:
+        """The answer to a resource in a subscription this instance does not offer, as outside."""
+        try:
+            if "subscriptionId" in params:
+                check_subscription(self.rt.settings, params["subscriptionId"])
+        except ArmError as exc:
+            return exc
+        return None
+
     def check(self, resource_id: str, api_version: str) -> str | None:
         segments = [s for s in resource_id.split("/") if s]
         found = self.table.match(segments)
@@ -49,11 +58,8 @@ class RouteClient:
         if found is None:
             return f"The resource type '{rtype}' is not supported by Portico."
         route, params = found
-        try:
-            if "subscriptionId" in params:
-                check_subscription(self.rt.settings, params["subscriptionId"])
-        except ArmError as exc:
-            return exc.message
+        if (unoffered := self._unoffered(params)) is not None:
+            return unoffered.message
         if route.handler is entities.entity:
             try:
                 target = K.resolve([s for s in params["path"].split("/") if s])
@@ -83,11 +89,8 @@ class RouteClient:
                 {},
             )
         route, params = found
-        try:
-            if "subscriptionId" in params:
-                check_subscription(self.rt.settings, params["subscriptionId"])
-        except ArmError as exc:
-            return Reply(exc.status, exc.body(), dict(exc.headers))
+        if (unoffered := self._unoffered(params)) is not None:
+            return Reply(unoffered.status, unoffered.body(), dict(unoffered.headers))
         raw = b"" if body is None else orjson.dumps(body)
         request = Request(
             _scope(self.app, method, "/" + "/".join(segments), api_version, raw), _receiver(raw)

@@ -408,3 +408,24 @@ async def test_backup_schedules_deploy_as_resources_with_their_key_hidden(node: 
     r = await node.get(f"{node.svc_path(rg, svc)}/backupSchedules/nightly")
     assert r.status_code == 200 and r.json()["properties"]["cron"] == "0 3 * * *"
     assert key not in r.text and key not in str(result)
+
+
+async def test_a_resource_in_a_subscription_not_offered_fails_the_deployment(node: InProc) -> None:
+    rg = await node.group()
+    elsewhere = "/subscriptions/11111111-2222-3333-4444-555555555555/resourceGroups/x"
+    template = {
+        "$schema": "https://schema.management.azure.com/schemas/2019-04-01/deploymentTemplate.json#",
+        "contentVersion": "1.0.0.0",
+        "resources": [],
+        "outputs": {
+            "other": {
+                "type": "object",
+                "value": f"[reference('{elsewhere}/providers/Microsoft.ApiManagement/service/y', '2024-05-01')]",
+            }
+        },
+    }
+    props = (await deploy(node, rg, "elsewhere", body(template)))["properties"]
+    assert props["provisioningState"] == "Failed", props
+    assert "The subscription '11111111-2222-3333-4444-555555555555' could not be found." in str(
+        props["error"]
+    )
