@@ -129,7 +129,10 @@ class Diagnostic:
             Message.of(fe.get("response")),
             Message.of(be.get("request")),
             Message.of(be.get("response")),
-            str(data.get("httpCorrelationProtocol") or "None"),
+            # Azure's setting is for Application Insights, the diagnostic of this id only
+            str(data.get("httpCorrelationProtocol") or "None")
+            if fold_name(name) == "applicationinsights"
+            else "None",
             data.get("operationNameFormat") == "Url",
         )
 
@@ -184,7 +187,7 @@ class Capture:
                 legacy = value
         span = os.urandom(8).hex()
         m = _TRACEPARENT.fullmatch(parent.decode("latin-1").strip().lower())
-        valid = m is not None and m[2] != "0" * 32 and m[3] != "0" * 16
+        valid = m is not None and m[1] != "ff" and m[2] != "0" * 32 and m[3] != "0" * 16
         trace_id = m[2] if m is not None and valid else ""
         flags = m[4] if m is not None and valid else "01"
         root = ""

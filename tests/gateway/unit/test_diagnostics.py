@@ -158,6 +158,10 @@ def test_legacy_correlation_and_none(tmp_path: Path) -> None:
     none = Diagnostic.of("applicationinsights", _diag(httpCorrelationProtocol="None"))
     sent, [rec] = _logged(tmp_path / "b", [none], headers={"traceparent": "keep-as-sent"})
     assert sent["traceparent"] == "keep-as-sent" and "request-id" not in sent and "correlation" not in rec
+    # The setting is Application Insights': another diagnostic's (Portico stores Legacy) sends nothing.
+    monitor = Diagnostic.of("azuremonitor", _diag(httpCorrelationProtocol="Legacy"))
+    sent, [rec] = _logged(tmp_path / "c", [monitor])
+    assert "request-id" not in sent and "traceparent" not in sent and "correlation" not in rec
 
 
 def test_operation_name_format(tmp_path: Path) -> None:
