@@ -55,8 +55,8 @@ class Settings(BaseSettings):
     subscriptions: str = Field(
         default="00000000-0000-0000-0000-000000000001",
         description="Subscriptions this instance offers (GET /subscriptions, az login): comma-separated "
-        "`id` or `id=Display name` entries; a caller sees those its role assignments reach. Management "
-        "requests under any other subscription id answer 404 SubscriptionNotFound.",
+        "`id` or `id=Display name` entries; a caller sees those its role assignments reach. When set, "
+        "management requests under any other subscription id answer 404 SubscriptionNotFound.",
     )
     gateway_domain: str = Field(
         default="gateway.localhost", description="Services get gatewayUrl https://{service}.{gateway_domain}."
@@ -223,6 +223,14 @@ class Settings(BaseSettings):
             if sub_id.strip():
                 out.append((sub_id.strip(), name.strip() or f"Portico subscription {sub_id.strip()}"))
         return out
+
+    @property
+    def subscriptions_enforced(self) -> bool:
+        """Whether management requests are held to the configured subscriptions: only when
+        PORTICO_SUBSCRIPTIONS is set. Left unset, the default subscription is the one offered to
+        `az login` and listings, and requests under any well-formed id are served, as Portico always
+        served them (clients and databases set up before may use other ids)."""
+        return "subscriptions" in self.model_fields_set
 
     def offers_subscription(self, subscription_id: str) -> bool:
         """Whether the subscription is configured (ids compare ignoring case, as ARM's GUIDs do)."""

@@ -44,11 +44,12 @@ def service_missing(name: str, rg: str) -> ArmError:
 
 
 def check_subscription(settings: Settings, subscription_id: str) -> None:
-    """Every request under `/subscriptions/{id}` names a subscription this instance offers
-    (`PORTICO_SUBSCRIPTIONS`): ARM answers any other with 404, whatever lies below it."""
+    """Every request under `/subscriptions/{id}` names a well-formed subscription id and, when
+    `PORTICO_SUBSCRIPTIONS` is set, one it offers: ARM answers any other with 404, whatever lies
+    below it."""
     if not is_subscription_id(subscription_id):
         raise ArmError(400, "InvalidSubscriptionId", "The subscription identifier is malformed.")
-    if not settings.offers_subscription(subscription_id):
+    if settings.subscriptions_enforced and not settings.offers_subscription(subscription_id):
         raise ArmError(
             404, "SubscriptionNotFound", f"The subscription '{subscription_id}' could not be found."
         )

@@ -51,6 +51,8 @@ def build_jobs(settings: Settings, db: Database) -> JobRunner:
 async def _warn_of_unoffered_subscriptions(db: Database, settings: Settings) -> None:
     """Management requests answer only under PORTICO_SUBSCRIPTIONS: a database whose resource groups
     sit in another subscription (configured differently before) would seem to have lost them."""
+    if not settings.subscriptions_enforced:
+        return
     async with db.read() as conn:
         held = await group_subscriptions(conn)
     missing = sorted(sub for sub in held if not settings.offers_subscription(sub))

@@ -10,6 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from portico.arm.call import check_subscription
+from portico.arm.errors import ArmError
 from portico.arm.versions import METADATA, SUBSCRIPTIONS
 from portico.identity.apps import create_app
 from portico.identity.rbac import assign_role
@@ -295,3 +297,20 @@ async def test_start_up_names_subscriptions_holding_groups_but_not_offered(
             pass
     warned = [rec.getMessage() for rec in caplog.records if "PORTICO_SUBSCRIPTIONS" in rec.getMessage()]
     assert len(warned) == 1 and OTHER_SUB in warned[0] and SUB not in warned[0], warned
+
+
+def test_subscriptions_are_enforced_only_when_configured() -> None:
+    """Left unset, PORTICO_SUBSCRIPTIONS offers its default to listings and az login, and requests
+    under other well-formed ids are served (as before the setting existed); set, it is the list."""
+    free = Settings(data_dir=Path("/nonexistent"))
+    assert not free.subscriptions_enforced
+    check_subscription(free, "11111111-2222-3333-4444-555555555555")
+    with pytest.raises(ArmError) as err:
+        check_subscription(free, "has space")
+    assert err.value.status == 400
+    held = Settings(data_dir=Path("/nonexistent"), subscriptions=SUB)
+    assert held.subscriptions_enforced
+    check_subscription(held, SUB.upper())
+    with pytest.raises(ArmError) as err:
+        check_subscription(held, "11111111-2222-3333-4444-555555555555")
+    assert err.value.status == 404 and err.value.code == "SubscriptionNotFound"

@@ -81,7 +81,7 @@ def test_quota_by_key_counts_in_the_database_and_the_sdk_reads_and_resets_it(qgw
         assert len(got.value) == 1 and got.value[0].value.calls_count == CALLS, got.as_dict()
         return got.value[0]
 
-    counter = eventually(listed, timeout=5)
+    counter = eventually(listed, timeout=15)
     assert counter.counter_key == client and counter.period_key.endswith("_P1D")
     assert counter.period_end_time - counter.period_start_time == timedelta(days=1)
     assert counter.period_start_time.hour == 0 and counter.value.kb_transferred > 0  # both counted
@@ -101,7 +101,7 @@ def test_quota_by_key_counts_in_the_database_and_the_sdk_reads_and_resets_it(qgw
     for _ in range(CALLS - 1):
         assert _call(gw, key, client).status_code == 200
     assert _call(gw, key, client).status_code == 403
-    eventually(listed, timeout=5)  # flushed (counts flushed after a PATCH add to what it set)
+    eventually(listed, timeout=15)  # flushed (counts flushed after a PATCH add to what it set)
     one = sdk.quota_by_period_keys.update(
         RG, gw.service, client, counter.period_key, QuotaCounterValueUpdateContract(calls_count=CALLS - 1)
     )
@@ -132,7 +132,7 @@ def test_the_quota_policy_counts_per_subscription_from_its_start(qgw: GatewayEnv
         assert c.value.calls_count == 2
         return c
 
-    counter = eventually(listed, timeout=5)
+    counter = eventually(listed, timeout=15)
     created = gw.client.subscription.get(RG, gw.service, sid).created_date
     assert counter.period_key == "0_PT1H"  # the subscription's first hour
     assert abs((counter.period_start_time - created).total_seconds()) < 1
