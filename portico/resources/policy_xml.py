@@ -6,8 +6,7 @@ import xml.etree.ElementTree as ET
 
 from portico.arm.errors import ArmError
 from portico.gateway.gql import is_resolver_policy, validate_data_source
-from portico.gateway.policies import validate_policy_document
-from portico.gateway.policies.xmltree import PolicyDocumentError
+from portico.gateway.policies import refuse_invalid, validate_policy_document
 
 SECTIONS = ("inbound", "backend", "outbound", "on-error")
 
@@ -40,14 +39,7 @@ def check_policy_document(value: str, *, resolver: bool = False) -> None:
             target="value",
         )
     if resolver:
-        try:
-            validate_data_source(value)
-        except PolicyDocumentError as exc:
-            raise ArmError(400, "ValidationError", str(exc), target="value") from None
-        except RecursionError:
-            raise ArmError(
-                400, "ValidationError", "Policy document is too deeply nested.", target="value"
-            ) from None
+        refuse_invalid(validate_data_source, value)
         return
     try:
         root = ET.fromstring(value)

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -23,6 +23,8 @@ from portico.gateway.quotas import QuotaLedger
 from portico.gateway.routing import REV, Api, Operation, Router, build_api, compile_operation
 from portico.gateway.selfhosted import SelfHosted, TokenError, verify
 from portico.names import fold_name
+
+_Compiled = TypeVar("_Compiled", PolicyDoc, DataSource)  # what a document compiles to
 
 if TYPE_CHECKING:
     from portico.gateway.jwks import JwksCache
@@ -390,34 +392,56 @@ class ServiceConfig:
 
     def _compile_policy(self, scope: str, xml: str, *, warn: bool = True) -> PolicyDoc | str:
         """The compiled document, or why it cannot be (logged unless `warn` is False)."""
+        return self._compiled(
+            self.compiling.doc_cache,
+            20000,
+            compile_document,
+            xml,
+            scope,
+            f"policy at '{scope or '(global)'}'",
+            warn,
+        )
+
+    def _compile_resolver(self, scope: str, xml: str) -> DataSource | str:
+        """A resolver's compiled `<http-data-source>`, or why it cannot be (logged)."""
+        return self._compiled(
+            self.compiling.resolver_cache, 5000, DataSource, xml, scope, f"resolver policy at '{scope}'", True
+        )
+
+    def _compiled(
+        self,
+        cache: dict[tuple[int, str, str], _Compiled],
+        cache_max: int,
+        build: Callable[[str, CompileContext], _Compiled],
+        xml: str,
+        scope: str,
+        what: str,
+        warn: bool,
+    ) -> _Compiled | str:
+        """`xml` with fragments and named values substituted, built at `scope` (cached by its text),
+        or why it cannot be (logged unless `warn` is False)."""
         text, missing = substitute_named_values(inline_fragments(xml, self.fragments), self.named_values)
         if missing:
-            msg = f"named value(s) {', '.join(sorted(set(missing)))} not found"
-            if warn:
-                log.warning(
-                    "service %s: policy at '%s' cannot be compiled: %s", self.name, scope or "(global)", msg
-                )
-            return msg
-        cache = self.compiling.doc_cache
-        key = (self.id, scope.lower(), text)
-        doc = cache.get(key)
-        if doc is not None:
-            return doc
-        cc = self._compile_context(scope.lower() or "global")
-        try:
-            doc = compile_document(text, cc)
-        except PolicyDocumentError as exc:
-            if warn:
-                log.warning(
-                    "service %s: policy at '%s' cannot be compiled: %s", self.name, scope or "(global)", exc
-                )
-            return str(exc)
-        except RecursionError:
-            return "policy document too deeply nested"
-        if len(cache) > 20000:
-            cache.clear()
-        cache[key] = doc
-        return doc
+            why = f"named value(s) {', '.join(sorted(set(missing)))} not found"
+        else:
+            key = (self.id, scope.lower(), text)
+            found = cache.get(key)
+            if found is not None:
+                return found
+            try:
+                built = build(text, self._compile_context(scope.lower() or "global"))
+            except PolicyDocumentError as exc:
+                why = str(exc)
+            except RecursionError:
+                return "policy document too deeply nested"
+            else:
+                if len(cache) > cache_max:
+                    cache.clear()
+                cache[key] = built
+                return built
+        if warn:
+            log.warning("service %s: %s cannot be compiled: %s", self.name, what, why)
+        return why
 
     def _compile_context(self, scope: str) -> CompileContext:
         """What policies compiled at `scope` (a policy's scope, or a resolver's) share with the node."""
@@ -429,31 +453,6 @@ class ServiceConfig:
             backends=self.backends,
             credentials=self.compiling.credentials,
         )
-
-    def _compile_resolver(self, scope: str, xml: str) -> DataSource | str:
-        """A resolver's compiled `<http-data-source>`, or why it cannot be (logged)."""
-        text, missing = substitute_named_values(inline_fragments(xml, self.fragments), self.named_values)
-        if missing:
-            msg = f"named value(s) {', '.join(sorted(set(missing)))} not found"
-            log.warning("service %s: resolver policy at '%s' cannot be compiled: %s", self.name, scope, msg)
-            return msg
-        cache = self.compiling.resolver_cache
-        key = (self.id, scope.lower(), text)
-        found = cache.get(key)
-        if found is not None:
-            return found
-        cc = self._compile_context(scope.lower())
-        try:
-            ds = DataSource(text, cc)
-        except PolicyDocumentError as exc:
-            log.warning("service %s: resolver policy at '%s' cannot be compiled: %s", self.name, scope, exc)
-            return str(exc)
-        except RecursionError:
-            return "policy document too deeply nested"
-        if len(cache) > 5000:
-            cache.clear()
-        cache[key] = ds
-        return ds
 
     # --- request-time look-ups -----------------------------------------------------------------
     def pipeline(self, product: Product | None, api: Api, op_name: str | None) -> Pipeline:

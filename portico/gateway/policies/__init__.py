@@ -7,6 +7,8 @@ element, its line and column, and the problem.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from portico.arm.errors import ArmError
 from portico.gateway.policies.base import CompileContext
 from portico.gateway.policies.pipeline import compile_document
@@ -14,8 +16,15 @@ from portico.gateway.policies.xmltree import PolicyDocumentError
 
 
 def validate_policy_document(xml: str) -> None:
+    refuse_invalid(
+        lambda doc: compile_document(doc, CompileContext(validate_only=True, scope="validate")), xml
+    )
+
+
+def refuse_invalid(check: Callable[[str], object], xml: str) -> None:
+    """Runs a compile `check` of a document, turning what it finds wrong into the control plane's 400."""
     try:
-        compile_document(xml, CompileContext(validate_only=True, scope="validate"))
+        check(xml)
     except PolicyDocumentError as exc:
         raise ArmError(400, "ValidationError", str(exc), target="value") from None
     except RecursionError:
@@ -24,4 +33,4 @@ def validate_policy_document(xml: str) -> None:
         ) from None
 
 
-__all__ = ["validate_policy_document"]
+__all__ = ["refuse_invalid", "validate_policy_document"]
