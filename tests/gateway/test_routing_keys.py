@@ -198,6 +198,8 @@ def test_backend_failures_and_timeouts(gw: GatewayEnv, setup: dict[str, Any], ba
     r = eventually(lambda: _status(gw.get("/down/x", key=k), 502))
     assert r.json()["statusCode"] == 502
     eventually(lambda: _status(gw.get("/slow/x", key=k), 200))
+    # the API and its policy are two writes: the gateway may load the API a poll before the policy
+    eventually(lambda: _status(gw.get("/slow/slow?s=2", key=k), 504), timeout=10)
     t0 = time.monotonic()
     r = gw.get("/slow/slow?s=6", key=k)
     assert r.status_code == 504 and time.monotonic() - t0 < 4.5  # the 1 s timeout, not the 6 s backend
