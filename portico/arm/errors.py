@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 
 class ArmError(Exception):
@@ -55,3 +58,21 @@ def not_found(what: str, code: str = "ResourceNotFound") -> ArmError:
 
 def conflict(code: str, message: str) -> ArmError:
     return ArmError(409, code, message)
+
+
+def validation_error(exc: ValidationError) -> ArmError:
+    """A pydantic model's refusal of `properties` as ARM's 400, naming the first field."""
+    details = []
+    for err in exc.errors()[:20]:
+        loc = "properties." + ".".join(str(p) for p in err["loc"]) if err["loc"] else "properties"
+        msg = err["msg"].removeprefix("Value error, ")
+        details.append({"code": "ValidationError", "target": loc, "message": msg})
+    first = details[0]
+    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
+    return ArmError(
+        400,
+        "ValidationError",
+        f"{first['target']}: {first['message']}{more}.",
+        target=first["target"],
+        details=details,
+    )

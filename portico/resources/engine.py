@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from portico.arm.errors import ArmError, invalid_field
+from portico.arm.errors import ArmError, invalid_field, validation_error
 from portico.arm.paging import Page
 from portico.resources import catalog, policy_raw, revisions
 from portico.resources import kind_rules as R
@@ -55,23 +55,6 @@ class Result:
     body: dict[str, Any] | None
     etag: str | None = None
     created: bool = False
-
-
-def _validation_error(exc: ValidationError) -> ArmError:
-    details = []
-    for err in exc.errors()[:20]:
-        loc = "properties." + ".".join(str(p) for p in err["loc"]) if err["loc"] else "properties"
-        msg = err["msg"].removeprefix("Value error, ")
-        details.append({"code": "ValidationError", "target": loc, "message": msg})
-    first = details[0]
-    more = f" (and {len(details) - 1} more)" if len(details) > 1 else ""
-    return ArmError(
-        400,
-        "ValidationError",
-        f"{first['target']}: {first['message']}{more}.",
-        target=first["target"],
-        details=details,
-    )
 
 
 def etag_matches(header: str | None, etag: str) -> bool:
@@ -416,7 +399,7 @@ class EntityEngine:
         try:
             model = kind.model.model_validate(props)
         except ValidationError as exc:
-            raise _validation_error(exc) from None
+            raise validation_error(exc) from None
         data = model.model_dump(exclude_none=True)
         hook = getattr(self, f"_n_{kind.kind}", None)
         if hook is not None:
@@ -428,6 +411,12 @@ class EntityEngine:
     async def _n_api(
         self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None
     ) -> dict[str, Any]:
+        base, rev = revisions.split(t.name or "")
+        if rev is not None and old is not None and not old.get("isCurrent", True):
+            current = await E.get(self.conn, self.store, "api", "", base)
+            if current is not None:
+                revisions.refuse_shared_changes(current.data, data, old)
+                data = revisions.with_shared(current.data, data)
         data.setdefault("displayName", t.name)
         data.setdefault("apiRevision", "1")
         data.setdefault("isCurrent", True)

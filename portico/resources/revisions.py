@@ -19,9 +19,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from portico.arm.errors import ArmError, invalid_field
+from portico.arm.errors import ArmError, invalid_field, validation_error
+from portico.resources.models import ApiProps
 from portico.resources.references import to_relative
 from portico.store import entities as E
 
@@ -29,6 +31,29 @@ _REVISION = re.compile(r"^[A-Za-z0-9]{1,100}$")
 REV = ";rev="
 # Children of an API that belong to the API as a whole rather than to one revision.
 API_WIDE_KINDS = frozenset({"release"})
+# Properties every revision of an API shares, with the names Azure's refusal uses ("Can't change
+# property Path for non-current revision"): they are changed through the current revision only.
+SHARED_PROPERTIES = {
+    "displayName": "Name",
+    "description": "Description",
+    "path": "Path",
+    "apiVersion": "ApiVersion",
+    "apiVersionSetId": "ApiVersionSet",
+}
+# What a PUT of an existing or new non-current revision may set besides the shared properties.
+REVISION_PROPERTIES = (
+    "apiRevisionDescription",
+    "isOnline",
+    "serviceUrl",
+    "protocols",
+    "subscriptionRequired",
+    "subscriptionKeyParameterNames",
+    "authenticationSettings",
+    "termsOfServiceUrl",
+    "contact",
+    "license",
+    "apiVersionDescription",
+)
 
 
 def split(name: str) -> tuple[str, str | None]:
@@ -39,6 +64,41 @@ def split(name: str) -> tuple[str, str | None]:
     if not _REVISION.match(rev):
         raise invalid_field("apiId", f"revision '{rev[:100]}' must be 1-100 letters or digits")
     return base, rev
+
+
+def _same(field: str, a: Any, b: Any) -> bool:
+    if field == "path":
+        return str(a or "").strip("/").lower() == str(b or "").strip("/").lower()
+    if field == "apiVersionSetId":
+        return to_relative(str(a or "")).strip("/").lower() == to_relative(str(b or "")).strip("/").lower()
+    return (a or None) == (b or None)
+
+
+def refuse_shared_changes(
+    current: dict[str, Any], props: dict[str, Any], own: dict[str, Any] | None = None
+) -> None:
+    """A 400 when `props`, written to a non-current revision, change a property the revisions
+    share: a value equal to the current revision's (or to the revision's own stored copy) is no
+    change."""
+    for field, label in SHARED_PROPERTIES.items():
+        value = props.get(field)
+        if value is None or _same(field, value, current.get(field)):
+            continue
+        if own is not None and _same(field, value, own.get(field)):
+            continue
+        raise ArmError(
+            400,
+            "ValidationError",
+            f"Can't change property {label} for non-current revision.",
+            target=f"properties.{field}",
+        )
+
+
+def with_shared(current: dict[str, Any], data: dict[str, Any]) -> dict[str, Any]:
+    """`data` of a non-current revision with the shared properties of the current revision."""
+    out = {k: v for k, v in data.items() if k not in SHARED_PROPERTIES}
+    out.update({k: current[k] for k in SHARED_PROPERTIES if current.get(k) is not None})
+    return out
 
 
 async def _move_or_copy(conn: AsyncConnection, store: int, src: str, dst: str, *, move: bool) -> None:
@@ -88,12 +148,18 @@ async def create(
         data = dict(src_row.data)
         await _move_or_copy(conn, store, source, name, move=False)
         created = True
+    refuse_shared_changes(base_row.data, props, None if created else data)
+    data = with_shared(base_row.data, data)
     data["apiRevision"] = rev
     data["isCurrent"] = False
-    for f in ("apiRevisionDescription", "isOnline", "description", "displayName", "serviceUrl"):
+    for f in REVISION_PROPERTIES:
         if props.get(f) is not None:
             data[f] = props[f]
     data.pop("sourceApiId", None)
+    try:
+        ApiProps.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
     await E.put(conn, store, "api", "", name, data.get("displayName"), data, exists=not created)
     return name, created
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from azure.core.exceptions import HttpResponseError
 from azure.mgmt.apimanagement import models as M
 from graphql import build_schema, graphql_sync
 
@@ -427,6 +428,41 @@ def test_revisions_and_releases(client: Any, rest: Rest) -> None:
     assert offline.json()["properties"]["isOnline"] is False
     _import(client, "rv;rev=2", "openapi", (FIXTURES / "petstore.yaml").read_text(), path="rv")
     assert client.api.get(RG, "imports", "rv;rev=2").is_online is False
+    # The revisions share name, description, path and version: they change through the current
+    # revision only, with Azure's refusal; what is the revision's own (its backend) may differ.
+    rev_url = rest.svc(RG, "imports", "apis/rv;rev=2")
+    for props, label in (
+        ({"path": "elsewhere"}, "Path"),
+        ({"displayName": "Renamed"}, "Name"),
+        ({"description": "changed"}, "Description"),
+        ({"apiVersion": "v9"}, "ApiVersion"),
+    ):
+        refused = rest.call("PATCH", rev_url, {"properties": props}, expect=(400,), headers={"If-Match": "*"})
+        assert (
+            refused.json()["error"]["message"] == f"Can't change property {label} for non-current revision."
+        )
+    refused = rest.call("PUT", rev_url, {"properties": {"path": "elsewhere"}}, expect=(400,))
+    assert "Can't change property Path" in refused.text
+    renamed = (
+        (FIXTURES / "petstore.yaml").read_text().replace("title: Swagger Petstore", "title: Renamed Store")
+    )
+    with pytest.raises(HttpResponseError, match="Can't change property Name for non-current revision"):
+        _import(client, "rv;rev=2", "openapi", renamed, path="rv")
+    assert (
+        client.api.get(RG, "imports", "rv;rev=2").display_name
+        == client.api.get(RG, "imports", "rv").display_name
+    )
+    moved = rest.call(
+        "PATCH",
+        rev_url,
+        {"properties": {"serviceUrl": "https://rev2.example.com/api", "path": "rv"}},
+        expect=(200,),
+        headers={"If-Match": "*"},
+    )
+    assert moved.json()["properties"]["serviceUrl"] == "https://rev2.example.com/api"
+    assert client.api.get(RG, "imports", "rv").service_url != "https://rev2.example.com/api"
+    bad_type = rest.call("PUT", rev_url, {"properties": {"isOnline": "maybe"}}, expect=(400,))
+    assert "isOnline" in bad_type.text
     rest.put(
         RG,
         "imports",
