@@ -287,14 +287,16 @@ async def network_update(call: Call) -> Response:
 
 
 async def tenant_configuration(call: Call) -> Response:
-    """The configuration git repository (deploy/save/validate/syncState) has no counterpart in Portico:
-    configuration is managed through the API, backup and restore."""
+    """The configuration git repository (deploy/save/validate/syncState) was retired by Azure API
+    Management on 15 March 2025 ("Git repository retirement" in its breaking-changes list); Portico,
+    like Azure today, manages configuration through the API, backup and restore only."""
     await call.authorize_service("Microsoft.ApiManagement/service/tenant/read")
     raise ArmError(
         400,
         "GitConfigurationNotSupported",
-        f"Tenant configuration '{call.params['operation'][:40]}' is not supported: Portico has no configuration "
-        "git repository; use the management API or backup and restore.",
+        f"Tenant configuration '{call.params['operation'][:40]}' is not supported: the configuration git "
+        "repository of API Management was retired on 15 March 2025, and Portico has none; use the "
+        "management API, ARM deployments, or backup and restore.",
     )
 
 
