@@ -178,12 +178,12 @@ def test_synthetic_graphql_api_resolves_through_data_sources(gw: GatewayEnv, bac
             M.PolicyContract(
                 value=data_source(
                     get + f"<set-url>{backend}/x</set-url>",
-                    '<xml-to-json kind="direct" apply="always" consider-accept-header="false" />',
+                    '<publish-event><targets><graphql-subscription id="s" /></targets></publish-event>',
                 ),
                 format="rawxml",
             ),
         )
-    assert exc.value.status_code == 400 and "xml-to-json" in str(exc.value.message)
+    assert exc.value.status_code == 400 and "publish-event" in str(exc.value.message)
     # deleting a resolver's policy leaves the field to its parent's property (here: none)
     c.graph_ql_api_resolver_policy.delete(RG, gw.service, api, "plain", "policy", if_match="*")
     until(

@@ -1,7 +1,8 @@
 """Resolver policies: an `<http-data-source>` document compiled into the HTTP call that resolves
 one GraphQL field. Its request and response steps are the gateway's own policies (set-method,
 set-header, set-body, set-backend-service, authentication-certificate, forward-request), run on
-a `ResolverContext`; `set-url` is the data source's own element. What the gateway cannot honour
+a `ResolverContext` (and, on the response, xml-to-json, json-to-xml and find-and-replace);
+`set-url` is the data source's own element. What the gateway cannot honour
 is refused when the document is saved, naming the element."""
 
 from __future__ import annotations
@@ -38,13 +39,17 @@ _REQUEST: dict[str, int | None] = {
     "authentication-certificate": 1,
     "include-fragment": None,
 }
-_RESPONSE: dict[str, int | None] = {"set-header": None, "set-body": 1, "include-fragment": None}
+_RESPONSE: dict[str, int | None] = {
+    "set-header": None,
+    "set-body": 1,
+    "include-fragment": None,
+    "xml-to-json": None,
+    "json-to-xml": None,
+    "find-and-replace": None,
+}
 _UNSUPPORTED = {
     "get-authorization-context": "credential manager connections are not available in this gateway",
     "authentication-managed-identity": "managed identities are not available in this gateway",
-    "xml-to-json": "the gateway's policy library has no xml-to-json",
-    "json-to-xml": "the gateway's policy library has no json-to-xml",
-    "find-and-replace": "the gateway's policy library has no find-and-replace",
     "publish-event": "GraphQL subscriptions are not served by this gateway",
 }
 

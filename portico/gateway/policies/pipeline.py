@@ -9,6 +9,7 @@ from portico.gateway.policies import (  # noqa: F401 - registers the policies
     access,
     cache,
     certificates,
+    conversions,
     credentials,
     graphql_validation,
     limits,
@@ -47,7 +48,7 @@ class PolicyDoc:
     sections: dict[str, list[Any]] = field(default_factory=dict)
 
 
-ONCE_PER_SECTION = ("cache-lookup", "cache-store")
+ONCE_PER_SECTION = ("cache-lookup", "cache-store", "redirect-content-urls", "jsonp")
 
 
 def compile_document(xml: str, cc: CompileContext) -> PolicyDoc:

@@ -243,10 +243,17 @@ async def test_response_steps_and_relative_urls() -> None:
         ),
         (
             ds(
-                "<set-method>GET</set-method><set-url>http://x.test</set-url>",
-                '<xml-to-json kind="direct" apply="always" consider-accept-header="false" />',
+                "<set-method>GET</set-method><set-url>http://x.test</set-url>"
+                '<xml-to-json kind="direct" apply="always" consider-accept-header="false" />'
             ),
             "xml-to-json",
+        ),
+        (
+            ds(
+                "<set-method>GET</set-method><set-url>http://x.test</set-url>",
+                '<json-to-xml apply="sometimes" />',
+            ),
+            "apply",
         ),
         (
             ds(
@@ -274,6 +281,34 @@ def test_supported_document_validates() -> None:
             '<set-header name="X" exists-action="delete" /><set-body>@(context.Response.StatusCode.ToString())</set-body>',
             '<backend><forward-request timeout="10" /></backend>',
         )
+    )
+
+
+async def test_response_conversions_of_a_data_source() -> None:
+    """xml-to-json, json-to-xml and find-and-replace on a resolver's answer (as API Management
+    allows in <http-response>); consider-accept-header reads the client's Accept header."""
+    steps = (
+        '<json-to-xml apply="content-type-json" />'  # the client asks for JSON: left as it is
+        '<json-to-xml apply="content-type-json" consider-accept-header="false" />'
+        '<xml-to-json kind="direct" apply="always" consider-accept-header="false" />'
+        '<json-to-xml apply="always" consider-accept-header="false" />'
+        '<find-and-replace from="Ann" to="Anna" />'
+    )
+    ep = GraphqlEndpoint(
+        schema_of(SDL),
+        {
+            ("Query", "version"): DataSource(
+                ds("<set-method>GET</set-method><set-url>http://data.test/users/1</set-url>", steps),
+                CompileContext(),
+            )
+        },
+    )
+    svc, be = service(), DataBackend()
+    ctx = request(svc, be, method="POST", path="/echo", headers={"Accept": "application/json"})
+    status, doc = await execute_request(ep, ctx, be, GraphqlRequest("{ version }"))
+    assert status == 200 and "errors" not in doc, doc
+    assert doc["data"]["version"] == (
+        "<Document><id>1</id><name>Anna</name><team><name>core</name></team></Document>"
     )
 
 
