@@ -37,6 +37,12 @@ def _request_has_body(ctx: Context) -> bool:
         return False
 
 
+def is_media(media_type: str, kind: str) -> bool:
+    """`application/json`, `text/json`, `application/problem+json` are json; `…/xml`, `…+xml` xml."""
+    media_type = media_type.split(";", 1)[0].strip().lower()
+    return media_type.endswith(("/" + kind, "+" + kind))
+
+
 class Body:
     """One message's body, read whole: `data` (decoded), its media type and the policy's side."""
 
@@ -53,6 +59,10 @@ class Body:
 
     def media_type(self) -> str:
         return (self.headers().get("content-type") or "").split(";", 1)[0].strip().lower()
+
+    def is_a(self, kind: str) -> bool:
+        """Whether the body's Content-Type is a `kind` (xml, json) type: text/xml, application/soap+xml..."""
+        return is_media(self.media_type(), kind)
 
     def replace(self, data: bytes, content_type: str | None = None) -> None:
         """The new body (and its Content-Type); lengths and codings of the old one no longer hold."""
@@ -98,6 +108,8 @@ async def read_body(ctx: Context, section: str, source: str) -> Body:
         r = ctx.response
         if r is None:
             r = ctx.response = Response(200)
+        if r.upstream is not None and (ctx.method == "HEAD" or r.status in (204, 304)):
+            return Body(ctx, False, b"")  # no body follows the head: nothing to read or rewrite
         if r.upstream is not None:
             upstream, r.upstream = r.upstream, None
             whole = upstream.ready_body()
@@ -166,4 +178,4 @@ def _decode(body: Body, source: str) -> None:
     )
 
 
-__all__ = ["MAX_BODY_BYTES", "REQUEST_SIDE", "Body", "read_body"]
+__all__ = ["MAX_BODY_BYTES", "REQUEST_SIDE", "Body", "is_media", "read_body"]

@@ -9,8 +9,10 @@ half-converted."""
 
 from __future__ import annotations
 
+import asyncio
 import re
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -18,13 +20,14 @@ from portico.gateway.context import QueryMap
 from portico.gateway.expressions import ExpressionError, Value
 from portico.gateway.outcome import Reject
 from portico.gateway.policies.base import CompileContext, Policy, policy
-from portico.gateway.policies.bodies import REQUEST_SIDE, Body, read_body
+from portico.gateway.policies.bodies import REQUEST_SIDE, Body, is_media, read_body
 from portico.gateway.policies.xmljson import ConversionError, XmlOptions, json_to_xml, xml_to_json
 from portico.gateway.policies.xmltree import NAMED_VALUE, Node, PolicyDocumentError
 
 if TYPE_CHECKING:
     from portico.gateway.context import Context
 
+_T = TypeVar("_T")
 CONVERSION_SECTIONS = frozenset({"inbound", "outbound", "on-error"})
 _BOOLEANS = ("true", "false")
 
@@ -49,8 +52,7 @@ def _accepts(ctx: Context, word: str) -> bool:
     """Whether the client's Accept header asks for a `word` (json, xml) media type (a GraphQL
     resolver's request is the gateway's own: the client's is the one it answers)."""
     client: Context = getattr(ctx, "client", ctx)
-    accept = client.headers.get("accept") or ""
-    return any(word in part.split(";", 1)[0].lower() for part in accept.split(","))
+    return any(is_media(part, word) for part in (client.headers.get("accept") or "").split(","))
 
 
 def _failed(body: Body, source: str, problem: str) -> Reject:
@@ -61,6 +63,15 @@ def _failed(body: Body, source: str, problem: str) -> Reject:
     return Reject(
         500, f"The response body cannot be converted: {problem}.", source=source, reason="InvalidBody"
     )
+
+
+OFF_LOOP_BYTES = 256 * 1024  # larger bodies are converted in a thread: the event loop keeps serving
+
+
+async def _off_loop(convert: Callable[..., _T], data: bytes, *args: Any, **kw: Any) -> _T:
+    if len(data) < OFF_LOOP_BYTES:
+        return convert(data, *args, **kw)
+    return await asyncio.to_thread(convert, data, *args, **kw)
 
 
 class _Conversion(Policy):
@@ -86,7 +97,7 @@ class _Conversion(Policy):
         body = await read_body(ctx, self.section, self.tag)
         if not body.data.strip():
             return None
-        if _pick(self.apply, ctx, "apply", self.applies) != "always" and self.word not in body.media_type():
+        if _pick(self.apply, ctx, "apply", self.applies) != "always" and not body.is_a(self.word):
             return None
         return body
 
@@ -111,7 +122,7 @@ class XmlToJson(_Conversion):
         friendly = _pick(self.kind, ctx, "kind", ("javascript-friendly", "direct")) == "javascript-friendly"
         always = _pick(self.always_array, ctx, "always-array-child-elements", _BOOLEANS) == "true"
         try:
-            out = xml_to_json(body.data, friendly=friendly, always_array=always)
+            out = await _off_loop(xml_to_json, body.data, friendly=friendly, always_array=always)
         except ConversionError as exc:
             raise _failed(body, self.tag, str(exc)) from None
         body.replace(orjson.dumps(out), "application/json")
@@ -163,7 +174,7 @@ class JsonToXml(_Conversion):
             attribute_block=self.block.text(ctx) if self.block is not None else "",
         )
         try:
-            out = json_to_xml(body.data, options)
+            out = await _off_loop(json_to_xml, body.data, options)
         except ConversionError as exc:
             raise _failed(body, self.tag, str(exc)) from None
         body.replace(out, "application/xml")
@@ -258,6 +269,8 @@ class Jsonp(Policy):
                 reason="InvalidCallback",
             )
         body = await read_body(ctx, self.section, self.tag)
+        if not body.data:
+            return None
         body.replace(b"%s(%s);" % (callback.encode(), body.data), "application/javascript; charset=utf-8")
         body.headers().set("X-Content-Type-Options", ["nosniff"])
         return None

@@ -165,6 +165,28 @@ async def test_xml_to_json_on_the_response() -> None:
     assert answer.json() == {"ok": True}
 
 
+async def test_content_types_that_are_xml() -> None:
+    svc = service()
+    policy = '<xml-to-json kind="direct" apply="content-type-xml" consider-accept-header="false" />'
+    soap = FakeBackend(body=b"<a>1</a>", headers={"Content-Type": "application/soap+xml; charset=utf-8"})
+    assert (await run(pipeline(svc, outbound=policy), request(svc, soap))).json() == {"a": "1"}
+    docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    office = FakeBackend(body=b"PK\x03\x04", headers={"Content-Type": docx})
+    assert (await run(pipeline(svc, outbound=policy), request(svc, office))).body == b"PK\x03\x04"
+
+
+async def test_large_bodies_are_converted_whole() -> None:
+    svc = service()
+    items = b"".join(b"<item n='%d'>v%d</item>" % (i, i) for i in range(20_000))
+    be = FakeBackend(body=b"<list>" + items + b"</list>", headers=XML_BACKEND)
+    policy = '<xml-to-json kind="direct" apply="always" consider-accept-header="false" />'
+    out = (await run(pipeline(svc, outbound=policy), request(svc, be))).json()
+    assert len(out["list"]["item"]) == 20_000 and out["list"]["item"][-1] == {
+        "@n": "19999",
+        "#text": "v19999",
+    }
+
+
 async def test_xml_to_json_apply_always_and_bodies_it_cannot_convert() -> None:
     svc = service()
     policy = '<xml-to-json kind="direct" apply="always" consider-accept-header="false" />'
