@@ -85,22 +85,9 @@ async def read_body(ctx: Context, section: str, source: str) -> Body:
     if section in REQUEST_SIDE:
         data = ctx.request_body
         if data is None:
-            data = b""
-            if _request_has_body(ctx):
-                limit = min(MAX_BODY_BYTES, getattr(ctx.backend, "max_body_bytes", MAX_BODY_BYTES))
-                parts: list[bytes] = []
-                try:
-                    async for chunk in request_body(ctx, limit):
-                        parts.append(chunk)
-                except BodyTooLarge:
-                    raise Reject(
-                        413,
-                        f"Request body exceeds the limit of {limit} bytes.",
-                        source=source,
-                        reason="RequestEntityTooLarge",
-                    ) from None
-                data = b"".join(parts)
-            ctx.request_body = data  # forwarded as read (or as the policy rewrites it)
+            if not _request_has_body(ctx):
+                return Body(ctx, True, b"")  # nothing to rewrite: the request goes on without a body
+            data = ctx.request_body = await _read_request(ctx, source)  # forwarded as read, or rewritten
             ctx.headers.delete("transfer-encoding")
             ctx.headers.delete("content-length")
         body = Body(ctx, True, data)
@@ -108,28 +95,49 @@ async def read_body(ctx: Context, section: str, source: str) -> Body:
         r = ctx.response
         if r is None:
             r = ctx.response = Response(200)
-        if r.upstream is not None and (ctx.method == "HEAD" or r.status in (204, 304)):
-            return Body(ctx, False, b"")  # no body follows the head: nothing to read or rewrite
         if r.upstream is not None:
-            upstream, r.upstream = r.upstream, None
-            whole = upstream.ready_body()
-            if whole is None:
-                try:
-                    whole = await upstream.read(MAX_BODY_BYTES)
-                except UpstreamError as exc:
-                    raise Reject(
-                        502,
-                        f"The backend's response body could not be read whole ({exc}; at most {MAX_BODY_BYTES} bytes).",
-                        source=source,
-                        reason="BackendResponseBodyUnreadable",
-                    ) from None
-            r.body = whole
+            if ctx.method == "HEAD" or r.status in (204, 304):
+                return Body(ctx, False, b"")  # no body follows the head: nothing to read or rewrite
+            r.body = await _read_response(r, source)
             h = r.header_map()
             h.delete("content-length")
             h.delete("transfer-encoding")
         body = Body(ctx, False, r.body)
     _decode(body, source)
     return body
+
+
+async def _read_request(ctx: Context, source: str) -> bytes:
+    limit = min(MAX_BODY_BYTES, getattr(ctx.backend, "max_body_bytes", MAX_BODY_BYTES))
+    parts: list[bytes] = []
+    try:
+        async for chunk in request_body(ctx, limit):
+            parts.append(chunk)
+    except BodyTooLarge:
+        raise Reject(
+            413,
+            f"Request body exceeds the limit of {limit} bytes.",
+            source=source,
+            reason="RequestEntityTooLarge",
+        ) from None
+    return b"".join(parts)
+
+
+async def _read_response(r: Response, source: str) -> bytes:
+    assert r.upstream is not None
+    upstream, r.upstream = r.upstream, None
+    whole = upstream.ready_body()
+    if whole is not None:
+        return whole
+    try:
+        return await upstream.read(MAX_BODY_BYTES)
+    except UpstreamError as exc:
+        raise Reject(
+            502,
+            f"The backend's response body could not be read whole ({exc}; at most {MAX_BODY_BYTES} bytes).",
+            source=source,
+            reason="BackendResponseBodyUnreadable",
+        ) from None
 
 
 def _decode(body: Body, source: str) -> None:

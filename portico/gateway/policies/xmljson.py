@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from xml.dom import Node as DomNode
-from xml.dom.minidom import Element
 from xml.etree import ElementTree
-from xml.parsers.expat import ExpatError
+from xml.sax import SAXParseException
+from xml.sax.handler import ContentHandler
 
 import orjson
-from defusedxml import DefusedXmlException
-from defusedxml.minidom import parseString
+from defusedxml import DefusedXmlException, sax
 
 MAX_DEPTH = 256
 
@@ -31,58 +29,106 @@ class ConversionError(Exception):
 
 
 # --- XML → JSON ----------------------------------------------------------------------------------
+# The declaration is not reported by SAX; it can only stand at the very start (after a BOM).
+_DECLARATION = re.compile(
+    rb"""^(?:\xef\xbb\xbf)?<\?xml\s+version\s*=\s*["']([^"']*)["']"""
+    rb"""(?:\s+encoding\s*=\s*["']([^"']*)["'])?(?:\s+standalone\s*=\s*["']([^"']*)["'])?\s*\?>"""
+)
+
+
+class _Frame:
+    __slots__ = ("children", "members", "name", "parts", "segments")
+
+    def __init__(self, name: str, members: dict[str, Any]) -> None:
+        self.name = name
+        self.members = members
+        self.parts: list[str] = []  # the text since the last child element (SAX hands it in pieces)
+        self.segments: list[str] = []  # the texts before each child element
+        self.children: dict[str, list[Any]] = {}
+
+
+class _JsonBuilder(ContentHandler):
+    """SAX events (qualified names, namespace declarations as attributes) → the JSON value, one
+    element at a time: memory in proportion to the output, not to a DOM of the input."""
+
+    def __init__(self, friendly: bool, always_array: bool) -> None:
+        super().__init__()
+        self.friendly = friendly
+        self.always_array = always_array
+        self.stack: list[_Frame] = []
+        self.root: tuple[str, Any] | None = None
+
+    def startElement(self, name: str, attrs: Any) -> None:
+        if len(self.stack) >= MAX_DEPTH:
+            raise ConversionError(f"the XML document is nested more than {MAX_DEPTH} levels deep")
+        members: dict[str, Any] = {}
+        for qname, value in attrs.items():
+            if self.friendly and (qname == "xmlns" or qname.startswith("xmlns:")):
+                continue
+            key = _json_name(qname)
+            members[key if self.friendly else "@" + key] = value
+        if self.stack:
+            parent = self.stack[-1]
+            parent.segments.append("".join(parent.parts))
+            parent.parts.clear()
+        self.stack.append(_Frame(_json_name(name), members))
+
+    def characters(self, content: str) -> None:
+        self.stack[-1].parts.append(content)
+
+    def endElement(self, name: str) -> None:
+        frame = self.stack.pop()
+        value = self._value(frame)
+        if self.stack:
+            self.stack[-1].children.setdefault(frame.name, []).append(value)
+        else:
+            self.root = (frame.name, value)
+
+    def _value(self, frame: _Frame) -> Any:
+        # text split by child elements (mixed content) joins; whitespace between elements is not text
+        text = "".join(t for t in (*frame.segments, "".join(frame.parts)) if t.strip())
+        members = frame.members
+        if not members and not frame.children:
+            return text or None
+        if text:
+            members["#text"] = text
+        for name, values in frame.children.items():
+            value: Any = values if self.always_array or len(values) > 1 else values[0]
+            if name in members:  # an attribute (javascript-friendly) with a child element's name
+                value = [members[name], *(values if isinstance(value, list) else [value])]
+            members[name] = value
+        return members
+
+
 def xml_to_json(data: bytes, *, friendly: bool, always_array: bool = False) -> dict[str, Any]:
+    builder = _JsonBuilder(friendly, always_array)
     try:
-        doc = parseString(data, forbid_dtd=True)
-    except ExpatError as exc:
-        raise ConversionError(f"the body is not well-formed XML ({exc})") from None
+        sax.parseString(data, builder, forbid_dtd=True)
+    except SAXParseException as exc:
+        raise ConversionError(
+            f"the body is not well-formed XML ({exc.getMessage()} at line {exc.getLineNumber()})"
+        ) from None
     except DefusedXmlException:
         raise ConversionError("the body has a DTD or entity declarations, which are not allowed") from None
+    assert builder.root is not None
     out: dict[str, Any] = {}
-    if not friendly and doc.version:
-        out["version"] = doc.version
-        if doc.encoding:
-            out["encoding"] = doc.encoding
-        if doc.standalone is not None and doc.standalone >= 0:
-            out["standalone"] = "yes" if doc.standalone else "no"
-    root = doc.documentElement
-    out[_json_name(root.tagName)] = _element(root, friendly, always_array, 0)
+    declaration = _DECLARATION.match(data)
+    if not friendly and declaration:
+        version, encoding, standalone = (
+            g.decode("latin-1") if g is not None else None for g in declaration.groups()
+        )
+        out["version"] = version
+        if encoding:
+            out["encoding"] = encoding
+        if standalone:
+            out["standalone"] = standalone
+    name, value = builder.root
+    out[name] = value
     return out
 
 
 def _json_name(qname: str) -> str:
     return qname.replace(":", "$")
-
-
-def _element(el: Element, friendly: bool, always_array: bool, depth: int) -> Any:
-    if depth > MAX_DEPTH:
-        raise ConversionError(f"the XML document is nested more than {MAX_DEPTH} levels deep")
-    members: dict[str, Any] = {}
-    for attr in el.attributes.values():
-        name = attr.name
-        if friendly and (name == "xmlns" or name.startswith("xmlns:")):
-            continue
-        members[_json_name(name) if friendly else "@" + _json_name(name)] = attr.value
-    texts: list[str] = []
-    children: dict[str, list[Any]] = {}
-    for child in el.childNodes:
-        if child.nodeType == DomNode.ELEMENT_NODE:
-            children.setdefault(_json_name(child.tagName), []).append(
-                _element(child, friendly, always_array, depth + 1)
-            )
-        elif child.nodeType in (DomNode.TEXT_NODE, DomNode.CDATA_SECTION_NODE):
-            texts.append(child.data)
-    text = "".join(t for t in texts if t.strip())
-    if not members and not children:
-        return text or None
-    if text:
-        members["#text"] = text
-    for name, values in children.items():
-        value: Any = values if always_array or len(values) > 1 else values[0]
-        if name in members:  # an attribute (javascript-friendly) with a child element's name
-            value = [members[name], *(values if isinstance(value, list) else [value])]
-        members[name] = value
-    return members
 
 
 # --- JSON → XML ----------------------------------------------------------------------------------

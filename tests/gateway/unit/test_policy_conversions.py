@@ -5,11 +5,12 @@ backend (no server)."""
 from __future__ import annotations
 
 import gzip
+from typing import Any
 
 import pytest
 
 from portico.arm.errors import ArmError
-from portico.gateway.policies import validate_policy_document
+from portico.gateway.policies import bodies, validate_policy_document
 from portico.gateway.policies.xmljson import ConversionError, XmlOptions, json_to_xml, xml_to_json
 from tests.gateway.unit.harness import FakeBackend, pipeline, rejected, request, run, service
 
@@ -220,6 +221,30 @@ async def test_xml_to_json_on_the_request_and_gzip_bodies() -> None:
     gz = FakeBackend(body=gzip.compress(ORDERS), headers={**XML_BACKEND, "Content-Encoding": "gzip"})
     answer = await run(pipeline(svc, outbound=policy), request(svc, gz))
     assert answer.json()["orders"]["@count"] == "2" and "content-encoding" not in answer.headers
+
+
+async def test_a_streamed_request_body_is_read_whole_and_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    svc, be = service(), FakeBackend()
+    policy = '<find-and-replace from="a" to="b" />'
+
+    def streamed(chunks: list[bytes]) -> Any:
+        ctx = request(svc, be, method="POST", headers={"Transfer-Encoding": "chunked"})
+        messages = [
+            {"type": "http.request", "body": c, "more_body": i < len(chunks) - 1}
+            for i, c in enumerate(chunks)
+        ]
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0)
+
+        ctx.receive = receive
+        return ctx
+
+    await run(pipeline(svc, inbound=policy), streamed([b"aa", b"ca"]))
+    assert be.sent[-1].body == b"bbcb" and "transfer-encoding" not in be.sent[-1].headers
+    monkeypatch.setattr(bodies, "MAX_BODY_BYTES", 3)
+    rej = await rejected(pipeline(svc, inbound=policy), streamed([b"aa", b"ca"]))
+    assert rej.status == 413 and rej.source == "find-and-replace"
 
 
 async def test_json_to_xml_both_ways() -> None:
