@@ -24,6 +24,7 @@ ORDERS = (
 
 class _XmlBackend(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    calls = 0  # of /svc/counted
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -39,6 +40,9 @@ class _XmlBackend(BaseHTTPRequestHandler):
         base = f"http://127.0.0.1:{self.server.server_address[1]}"
         if self.path.startswith("/svc/orders"):
             self._send(200, "text/xml; charset=utf-8", ORDERS.format(base=base).encode())
+        elif self.path.startswith("/svc/counted"):
+            type(self).calls += 1
+            self._send(200, "application/xml", b"<n>%d</n>" % type(self).calls)
         elif self.path.startswith("/svc/streamed"):
             # a chunked answer whose body is still arriving when the gateway gets its head
             self.send_response(200)
@@ -80,6 +84,7 @@ def test_conversions_through_the_sdk_and_the_gateway(gw: GatewayEnv, xml_backend
             ("streamed", "GET", "/streamed"),
             ("data", "GET", "/data"),
             ("echo", "POST", "/echo"),
+            ("counted", "GET", "/counted"),
         ],
     )
     key = gw.subscription(unique("convsub"), "/apis")
@@ -109,6 +114,13 @@ def test_conversions_through_the_sdk_and_the_gateway(gw: GatewayEnv, xml_backend
         "</inbound><outbound><base /></outbound></policies>",
         api=api,
         operation="echo",
+    )
+    gw.policy(  # cache-store keeps the backend's XML; what follows it converts each answer
+        '<policies><inbound><base /><cache-lookup vary-by-developer="false" vary-by-developer-groups="false" />'
+        '</inbound><outbound><base /><cache-store duration="60" />'
+        '<xml-to-json kind="direct" apply="always" consider-accept-header="false" /></outbound></policies>',
+        api=api,
+        operation="counted",
     )
     gateway = f"http://{gw.host}/{api}"
 
@@ -142,6 +154,15 @@ def test_conversions_through_the_sdk_and_the_gateway(gw: GatewayEnv, xml_backend
     assert eventually(jsonp, timeout=10) == b'show({"name": "widget", "tags": ["a", "b"]});'
     assert gw.get(f"/{api}/data", key=key).json() == {"name": "widget", "tags": ["a", "b"]}
     assert gw.get(f"/{api}/data?cb=x%3Balert(1)", key=key).status_code == 400
+
+    def counted() -> Any:
+        r = gw.get(f"/{api}/counted", key=key)
+        assert r.headers["content-type"] == "application/json", r.text
+        return r.json()
+
+    first = eventually(counted, timeout=10)
+    assert first == {"n": str(_XmlBackend.calls)}
+    assert counted() == first  # from the cache, converted again
 
     def echoed() -> Any:
         r = gw.call("POST", f"/{api}/echo", key=key, json={"order": {"id": 7, "items": ["pen", "ink"]}})

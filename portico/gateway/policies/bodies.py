@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from portico.gateway.context import Response
 from portico.gateway.outcome import Reject
+from portico.gateway.policies.cache import pending_store
 from portico.gateway.proxy import BodyTooLarge, request_body
 from portico.gateway.upstream import UpstreamError
 
@@ -98,7 +99,11 @@ async def read_body(ctx: Context, section: str, source: str) -> Body:
         if r.upstream is not None:
             if ctx.method == "HEAD" or r.status in (204, 304):
                 return Body(ctx, False, b"")  # no body follows the head: nothing to read or rewrite
+            # a cache-store before this policy asked for the backend body: it is kept as read here
+            keep = pending_store(ctx, r.upstream) if ctx.cache is not None else None
             r.body = await _read_response(r, source)
+            if keep is not None:
+                keep(r.body)
             h = r.header_map()
             h.delete("content-length")
             h.delete("transfer-encoding")
