@@ -38,10 +38,18 @@ def _request_has_body(ctx: Context) -> bool:
         return False
 
 
-def is_media(media_type: str, kind: str) -> bool:
+def media_type(ctx: Context, section: str) -> str:
+    """The Content-Type of the body a policy in `section` works on (read from the head only)."""
+    if section in REQUEST_SIDE:
+        value = ctx.headers.get("content-type")
+    else:
+        value = ctx.response.header_map().get("content-type") if ctx.response is not None else None
+    return (value or "").split(";", 1)[0].strip().lower()
+
+
+def is_media(value: str, kind: str) -> bool:
     """`application/json`, `text/json`, `application/problem+json` are json; `…/xml`, `…+xml` xml."""
-    media_type = media_type.split(";", 1)[0].strip().lower()
-    return media_type.endswith(("/" + kind, "+" + kind))
+    return value.split(";", 1)[0].strip().lower().endswith(("/" + kind, "+" + kind))
 
 
 class Body:
@@ -57,13 +65,6 @@ class Body:
             return self.ctx.headers
         assert self.ctx.response is not None
         return self.ctx.response.header_map()
-
-    def media_type(self) -> str:
-        return (self.headers().get("content-type") or "").split(";", 1)[0].strip().lower()
-
-    def is_a(self, kind: str) -> bool:
-        """Whether the body's Content-Type is a `kind` (xml, json) type: text/xml, application/soap+xml..."""
-        return is_media(self.media_type(), kind)
 
     def replace(self, data: bytes, content_type: str | None = None) -> None:
         """The new body (and its Content-Type); lengths and codings of the old one no longer hold."""
@@ -191,4 +192,4 @@ def _decode(body: Body, source: str) -> None:
     )
 
 
-__all__ = ["MAX_BODY_BYTES", "REQUEST_SIDE", "Body", "is_media", "read_body"]
+__all__ = ["MAX_BODY_BYTES", "REQUEST_SIDE", "Body", "is_media", "media_type", "read_body"]

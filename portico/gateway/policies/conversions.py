@@ -20,7 +20,7 @@ from portico.gateway.context import QueryMap
 from portico.gateway.expressions import ExpressionError, Value
 from portico.gateway.outcome import Reject
 from portico.gateway.policies.base import CompileContext, Policy, policy
-from portico.gateway.policies.bodies import REQUEST_SIDE, Body, is_media, read_body
+from portico.gateway.policies.bodies import REQUEST_SIDE, Body, is_media, media_type, read_body
 from portico.gateway.policies.xmljson import ConversionError, XmlOptions, json_to_xml, xml_to_json
 from portico.gateway.policies.xmltree import NAMED_VALUE, Node, PolicyDocumentError
 
@@ -94,12 +94,11 @@ class _Conversion(Policy):
         if _pick(self.consider_accept, ctx, "consider-accept-header", _BOOLEANS) == "true":
             if not _accepts(ctx, self.wanted):
                 return None
+        if _pick(self.apply, ctx, "apply", self.applies) != "always":
+            if not is_media(media_type(ctx, self.section), self.word):
+                return None  # decided from the head: a body of another type is not read, it streams
         body = await read_body(ctx, self.section, self.tag)
-        if not body.data.strip():
-            return None
-        if _pick(self.apply, ctx, "apply", self.applies) != "always" and not body.is_a(self.word):
-            return None
-        return body
+        return body if body.data.strip() else None
 
 
 @policy

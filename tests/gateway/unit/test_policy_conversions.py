@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from portico.arm.errors import ArmError
+from portico.gateway.context import Context
 from portico.gateway.policies import bodies, validate_policy_document
+from portico.gateway.policies.base import run_list
 from portico.gateway.policies.xmljson import ConversionError, XmlOptions, json_to_xml, xml_to_json
 from tests.gateway.unit.harness import FakeBackend, pipeline, rejected, request, run, service
 
@@ -174,6 +176,43 @@ async def test_content_types_that_are_xml() -> None:
     docx = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
     office = FakeBackend(body=b"PK\x03\x04", headers={"Content-Type": docx})
     assert (await run(pipeline(svc, outbound=policy), request(svc, office))).body == b"PK\x03\x04"
+
+
+class _Streamed:
+    """A backend body still arriving (the upstream response's surface the gateway uses)."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body, self.reads = body, 0
+
+    def ready_body(self) -> bytes:
+        self.reads += 1
+        return self.body
+
+    def close(self) -> None:
+        pass
+
+
+async def test_a_body_of_another_type_is_not_read() -> None:
+    """apply="content-type-…" is decided from the head: a binary download streams through."""
+    svc = service()
+    streamed = _Streamed(b"\x89PNG")
+
+    class Binary(FakeBackend):
+        def _answer(self, ctx: Context) -> None:
+            super()._answer(ctx)
+            assert ctx.response is not None
+            ctx.response.upstream = streamed  # type: ignore[assignment]
+
+    be = Binary(body=b"", headers={"Content-Type": "image/png"})
+    pipe = pipeline(
+        svc, outbound='<xml-to-json kind="direct" apply="content-type-xml" consider-accept-header="false" />'
+    )
+    ctx = request(svc, be)
+    for section in (pipe.inbound, pipe.backend, pipe.outbound):
+        await run_list(section, ctx)
+    assert ctx.response is not None
+    still: object = ctx.response.upstream
+    assert still is streamed and streamed.reads == 0
 
 
 async def test_large_bodies_are_converted_whole() -> None:
