@@ -64,7 +64,9 @@ def read_request(body: dict[str, Any]) -> ImportRequest:
     fmt = fmt.lower()
     if fmt in REFUSED_FORMATS:
         raise invalid_field(
-            "properties.format", f"import of '{fmt}' definitions is not supported by this server"
+            "properties.format",
+            f"import of '{fmt}' definitions is not supported by this server (gRPC needs HTTP/2, "
+            "which its gateway does not speak)",
         )
     if fmt not in SUPPORTED_FORMATS:
         raise invalid_field(
@@ -90,6 +92,14 @@ def read_request(body: dict[str, Any]) -> ImportRequest:
     api_type = props.get("apiType") or props.get("type")
     if fmt == "graphql-link" and api_type not in (None, "graphql"):
         raise invalid_field("properties.apiType", "a graphql-link import creates a 'graphql' API")
+    if fmt in ("odata", "odata-link") and api_type not in (None, "odata"):
+        raise invalid_field("properties.apiType", f"an {fmt} import creates an 'odata' API")
+    if fmt == "odata" and not (isinstance(props.get("serviceUrl"), str) and props["serviceUrl"].strip()):
+        raise invalid_field(
+            "properties.serviceUrl",
+            "is required with format 'odata' (the OData service root the metadata describes); "
+            "'odata-link' takes it from the link",
+        )
     if fmt in ("wsdl", "wsdl-link") and api_type is None:
         raise invalid_field(
             "properties.apiType",

@@ -22,6 +22,7 @@ from portico.resources import catalog, policy_raw, revisions
 from portico.resources import kind_rules as R
 from portico.resources import kinds as K
 from portico.resources.importers.graphql import GRAPHQL_CONTENT_TYPE, sdl_from_text
+from portico.resources.importers.odata import ODATA_CONTENT_TYPE, read_model
 from portico.resources.kind_actions import run_action
 from portico.resources.kinds import Kind, Target
 from portico.resources.policy_xml import check_policy_document, is_resolver_policy
@@ -480,12 +481,20 @@ class EntityEngine:
     async def _n_schema(
         self, t: Target, data: dict[str, Any], props: dict[str, Any], old: dict[str, Any] | None
     ) -> dict[str, Any]:
-        """A GraphQL API's schema must be a valid GraphQL schema: the gateway and exports rely on it."""
+        """A GraphQL API's schema must be a valid GraphQL schema, an OData API's a valid EDMX document:
+        the gateway and exports rely on them."""
         if data["contentType"] == GRAPHQL_CONTENT_TYPE:
             value = (data.get("document") or {}).get("value")
             if not isinstance(value, str) or not value.strip():
                 raise invalid_field("properties.document.value", "the GraphQL schema (SDL) is required")
             sdl_from_text(value)
+        elif data["contentType"] == ODATA_CONTENT_TYPE:  # the gateway reads the entity container
+            value = (data.get("document") or {}).get("value")
+            if not isinstance(value, str) or not value.strip():
+                raise invalid_field(
+                    "properties.document.value", "the OData metadata document (EDMX) is required"
+                )
+            read_model(value)
         return data
 
     async def _n_policy(

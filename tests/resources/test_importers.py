@@ -214,10 +214,10 @@ def test_graphql_schema_validated() -> None:
 
 
 def test_request_checks() -> None:
-    for fmt in ("odata", "grpc-link"):
+    for fmt in ("grpc", "grpc-link"):
         with pytest.raises(ArmError) as err:
             read_request({"properties": {"format": fmt, "value": "x", "path": "p"}})
-        assert err.value.status == 400 and fmt in err.value.message
+        assert err.value.status == 400 and fmt in err.value.message and "HTTP/2" in err.value.message
     with pytest.raises(ArmError) as err:
         read_request({"properties": {"format": "nope", "value": "x", "path": "p"}})
     assert "not a known format" in err.value.message

@@ -5,6 +5,7 @@ from __future__ import annotations
 from portico.resources.importers.documents import load_json, load_structured, load_xml
 from portico.resources.importers.graphql import import_graphql, sdl_from_introspection, sdl_from_text
 from portico.resources.importers.model import Imported, ImportFailed, Options
+from portico.resources.importers.odata import import_odata
 from portico.resources.importers.openapi import import_openapi
 from portico.resources.importers.wadl import import_wadl
 from portico.resources.importers.wsdl import import_wsdl
@@ -17,11 +18,13 @@ LINK_FORMATS = {
     "wsdl-link": "wsdl",
     "wadl-link-json": "wadl-xml",
     "graphql-link": "graphql",
+    "odata-link": "odata",
 }
-INLINE_FORMATS = frozenset({"openapi", "openapi+json", "swagger-json", "wsdl", "wadl-xml"})
+INLINE_FORMATS = frozenset({"openapi", "openapi+json", "swagger-json", "wsdl", "wadl-xml", "odata"})
 SUPPORTED_FORMATS = INLINE_FORMATS | frozenset(LINK_FORMATS)
-# Known to Azure, not implemented here: refused by name rather than half-imported.
-REFUSED_FORMATS = frozenset({"odata", "odata-link", "grpc", "grpc-link"})
+# Known to Azure, not implemented here: refused by name rather than half-imported (gRPC needs
+# HTTP/2 end to end, which the gateway does not speak).
+REFUSED_FORMATS = frozenset({"grpc", "grpc-link"})
 
 
 def parse(fmt: str, text: str, opts: Options, *, link: str | None = None) -> Imported:
@@ -45,4 +48,6 @@ def parse(fmt: str, text: str, opts: Options, *, link: str | None = None) -> Imp
         stripped = text.lstrip()
         sdl = sdl_from_introspection(load_json(text)) if stripped.startswith("{") else sdl_from_text(text)
         return import_graphql(link, sdl)
+    if kind == "odata":
+        return import_odata(text, link)
     raise ImportFailed(f"format '{fmt[:40]}' is not supported")
