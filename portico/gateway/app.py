@@ -260,7 +260,12 @@ class Gateway:
         if found is None and svc.graphql:
             endpoint = svc.graphql.get(fold_name(api.name))
             if endpoint is not None and rest in ("", "/"):
-                return self._route_graphql(ctx, endpoint)
+                return self._route_whole_api(ctx, endpoint)
+        if found is None and api.data.get("type") == "odata":
+            # An OData API has no operations: every path under it (entity sets, keys, `$metadata`,
+            # `$batch`) goes to its service with the API's policies, as a GraphQL endpoint does.
+            ctx.backend_suffix = rest
+            return self._route_whole_api(ctx, None)
         preflight = False
         if found is None and ctx.method == "OPTIONS":
             wanted = ctx.headers.get("access-control-request-method")
@@ -284,9 +289,10 @@ class Gateway:
             )
         return pipeline, False
 
-    def _route_graphql(self, ctx: Context, endpoint: GraphqlEndpoint) -> tuple[Pipeline, bool]:
+    def _route_whole_api(self, ctx: Context, endpoint: GraphqlEndpoint | None) -> tuple[Pipeline, bool]:
         """A GraphQL API's endpoint (its path itself): the API's policies around the GraphQL
-        backend (executed here when synthetic, else the serviceUrl, as any backend)."""
+        backend (executed here when synthetic, else the serviceUrl, as any backend). Without an
+        endpoint: an API routed as a whole (OData) to its serviceUrl."""
         svc, api = ctx.service, ctx.api
         assert api is not None
         ctx.backend_base = api.service_url or ""
@@ -294,7 +300,7 @@ class Gateway:
             if ctx.headers.get("origin"):
                 return svc.pipeline(None, api, None), True
         authenticate(ctx, svc, api)
-        if endpoint.synthetic:
+        if endpoint is not None and endpoint.synthetic:
             ctx.backend = endpoint.backend(ctx.backend)
         pipeline = svc.pipeline(ctx.product, api, None)
         if pipeline.error is not None:

@@ -68,6 +68,14 @@ async def export(
     row = await E.get(conn, store, "api", "", api_name)
     if row is None:
         raise ArmError(404, "ResourceNotFound", f"Api '{api_name}' was not found.")
+    if row.data.get("type") == "odata":
+        # Its definition is the service's metadata, kept as the API's OData schema; API Management
+        # exports no Swagger, OpenAPI, WSDL or WADL for it.
+        raise invalid_field(
+            "format",
+            f"an OData API cannot be exported as '{doc_format}'; its definition is its OData schema "
+            f"(GET apis/{api_name}/schemas)",
+        )
     parent = f"apis/{api_name}"
     ops = await E.list_children(conn, store, "operation", parent)
     schemas = await E.list_children(conn, store, "schema", parent)

@@ -507,7 +507,7 @@ class EntityEngine:
         if data["format"] == "rawxml":  # stored as xml: the gateway and exports read XML
             data["value"] = policy_raw.encode(data["value"])
         await R.check_fragment_refs(self.conn, self.store, data["value"], "properties.value")
-        check_policy_document(data["value"], resolver=is_resolver_policy(t.parent))
+        check_policy_document(data["value"], resolver=is_resolver_policy(t.parent), scope=t.parent)
         await R.check_logger_refs(self.conn, self.store, data["value"], "properties.value")
         data["format"] = "xml"
         return data

@@ -29,8 +29,9 @@ def logger_ids(xml: str) -> list[str]:
     return out
 
 
-def check_policy_document(value: str, *, resolver: bool = False) -> None:
-    """`resolver`: the policy of a GraphQL resolver, whose root is its data source."""
+def check_policy_document(value: str, *, resolver: bool = False, scope: str = "") -> None:
+    """`resolver`: the policy of a GraphQL resolver, whose root is its data source; `scope`: the
+    policy's owner ("" global, "apis/a/operations/o"...), for policies allowed only at some scopes."""
     if "<!DOCTYPE" in value or "<!ENTITY" in value:
         raise ArmError(
             400,
@@ -63,7 +64,7 @@ def check_policy_document(value: str, *, resolver: bool = False) -> None:
                 target="value",
             )
     # Elements, attributes and expressions are checked by the gateway's policy compiler.
-    validate_policy_document(value)
+    validate_policy_document(value, scope)
 
 
 __all__ = ["SECTIONS", "check_policy_document", "is_resolver_policy"]

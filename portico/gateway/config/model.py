@@ -16,6 +16,7 @@ import orjson
 from portico.gateway.config.certificates import Certificates, backend_tls, certificate_table, service_cas
 from portico.gateway.diagnostics import Diagnostic, LogSink, diagnostics_by_api
 from portico.gateway.gql import DataSource, GraphqlEndpoint, graphql_endpoints, is_resolver_policy
+from portico.gateway.odata import ODataSchemas, is_odata_schema, odata_schemas
 from portico.gateway.policies.base import CompileContext
 from portico.gateway.policies.pipeline import Pipeline, PolicyDoc, compile_document, compose
 from portico.gateway.policies.xmltree import PolicyDocumentError, inline_fragments, substitute_named_values
@@ -128,10 +129,10 @@ _KEPT_AS_TEXT = frozenset({"operation", "schema"})
 
 
 def _graphql_schema(text: Json) -> bool:
-    """Whether a schema row may be a GraphQL API's (the gateway keeps no other: OpenAPI
+    """Whether a schema row may be a GraphQL or OData API's (the gateway keeps no other: OpenAPI
     definitions can be large and it never reads them)."""
     marker = "graphql.schema"
-    return marker.encode() in text if isinstance(text, bytes) else marker in text
+    return (marker.encode() in text if isinstance(text, bytes) else marker in text) or is_odata_schema(text)
 
 
 def fragment_docs(raw: dict[str, dict[tuple[str, str], Any]]) -> dict[str, str]:
@@ -204,6 +205,7 @@ class ServiceConfig:
         self.fragments: dict[str, str] = {}  # policy fragment id (lower case) → its document
         self.docs: dict[str, PolicyDoc | str | None] = {}
         self.graphql: dict[str, GraphqlEndpoint] = {}  # GraphQL API id (lower case) → endpoint
+        self.odata = ODataSchemas()  # OData APIs' metadata (validate-odata-request)
         self._pipelines: dict[tuple[str | None, str, str | None], Pipeline] = {}
         self._op_cache: dict[tuple[str, str], tuple[Json, Operation]] = (
             previous._op_cache if previous is not None else {}
@@ -253,6 +255,7 @@ class ServiceConfig:
         )
         self.docs, self._op_cache, self._pipelines = other.docs, other._op_cache, {}
         self.graphql = other.graphql
+        self.odata = other.odata
 
     def _put_raw(self, kind: str, parent: str, name: str, text: Json | None) -> None:
         if kind == "subscription":
@@ -370,6 +373,7 @@ class ServiceConfig:
             if not is_resolver_policy(parent):  # resolvers' are data sources (graphql_endpoints)
                 docs[fold_name(parent)] = self._compile_policy(parent, str(data.get("value") or ""))
         self.graphql = graphql_endpoints(apis, raw, self._compile_resolver)
+        self.odata = odata_schemas(apis, raw["schema"])
         self.apis, self.products, self.api_products, self.docs = apis, products, api_products, docs
         self.router = Router(list(apis.values()), version_sets)
         self._pipelines = {}

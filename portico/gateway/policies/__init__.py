@@ -15,9 +15,10 @@ from portico.gateway.policies.pipeline import compile_document
 from portico.gateway.policies.xmltree import PolicyDocumentError
 
 
-def validate_policy_document(xml: str) -> None:
+def validate_policy_document(xml: str, scope: str = "") -> None:
+    """`scope`: where the document is stored ("" global, "apis/a", "apis/a/operations/o"...)."""
     refuse_invalid(
-        lambda doc: compile_document(doc, CompileContext(validate_only=True, scope="validate")), xml
+        lambda doc: compile_document(doc, CompileContext(validate_only=True, scope=f"validate:{scope}")), xml
     )
 
 

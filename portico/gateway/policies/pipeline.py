@@ -14,6 +14,7 @@ from portico.gateway.policies import (  # noqa: F401 - registers the policies
     graphql_validation,
     limits,
     logs,
+    odata_validation,
     transform,
 )
 from portico.gateway.policies.base import BASE, SECTIONS, CompileContext, Policy, compile_policies, policy
@@ -48,7 +49,7 @@ class PolicyDoc:
     sections: dict[str, list[Any]] = field(default_factory=dict)
 
 
-ONCE_PER_SECTION = ("cache-lookup", "cache-store", "redirect-content-urls", "jsonp")
+ONCE_PER_SECTION = ("cache-lookup", "cache-store", "redirect-content-urls", "jsonp", "validate-odata-request")
 
 
 def compile_document(xml: str, cc: CompileContext) -> PolicyDoc:
