@@ -5,6 +5,7 @@ secrets through their listSecrets-style actions)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from tests.support.server import PorticoServer
 pytestmark = pytest.mark.slow
 
 RG = "rg-kinds"
+TRIPPIN = (Path(__file__).parent.parent / "fixtures" / "odata" / "trippin-v4.xml").read_text()
 FRAGMENT = "<fragment><set-header name='x' exists-action='override'><value>1</value></set-header></fragment>"
 
 # (path of the entity, properties): created in this order, each kind once.
@@ -109,6 +111,14 @@ ENTITIES: list[tuple[str, dict[str, Any]]] = [
             "value": "<http-data-source><http-request><set-method>GET</set-method>"
             "<set-url>https://g.example/users</set-url></http-request></http-data-source>",
         },
+    ),
+    (
+        "apis/trip",
+        {"path": "trip", "displayName": "TripPin", "serviceUrl": "https://o.example", "type": "odata"},
+    ),
+    (
+        "apis/trip/schemas/odata",
+        {"contentType": "application/vnd.ms-azure-apim.odata.schema", "document": {"value": TRIPPIN}},
     ),
 ]
 COLLECTIONS = sorted(
