@@ -18,11 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.arm.errors import ArmError, invalid_field, validation_error
 from portico.arm.paging import Page
+from portico.edmx import EdmxError, read_model
 from portico.resources import catalog, policy_raw, revisions
 from portico.resources import kind_rules as R
 from portico.resources import kinds as K
 from portico.resources.importers.graphql import GRAPHQL_CONTENT_TYPE, sdl_from_text
-from portico.resources.importers.odata import ODATA_CONTENT_TYPE, read_model
+from portico.resources.importers.odata import ODATA_CONTENT_TYPE
 from portico.resources.kind_actions import run_action
 from portico.resources.kinds import Kind, Target
 from portico.resources.policy_xml import check_policy_document, is_resolver_policy
@@ -494,7 +495,11 @@ class EntityEngine:
                 raise invalid_field(
                     "properties.document.value", "the OData metadata document (EDMX) is required"
                 )
-            read_model(value)
+            try:
+                read_model(value)
+            except EdmxError as exc:
+                where = f" (at {exc.where})" if exc.where else ""
+                raise invalid_field("properties.document.value", f"{exc.message}{where}") from None
         return data
 
     async def _n_policy(

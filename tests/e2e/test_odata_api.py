@@ -122,6 +122,14 @@ def test_odata_import_gateway_and_policy(
     inline("nw", TRIPPIN, "https://nw.example/V4")
     assert client.api_schema.get(RG, SVC, "nw", "odata").value == TRIPPIN
 
+    # A schema PUT directly is checked as an import is (the gateway reads it).
+    with pytest.raises(HttpResponseError) as err:
+        client.api_schema.begin_create_or_update(
+            RG, SVC, "nw", "odata", M.SchemaContract(content_type=ODATA_SCHEMA, value="<Edmx/>")
+        ).result()
+    assert _status(err.value) == 400 and "not an OData metadata document" in str(err.value.message)
+    assert client.api_schema.get(RG, SVC, "nw", "odata").value == TRIPPIN
+
     # Export: API Management exports no Swagger/OpenAPI/WSDL/WADL of an OData API.
     with pytest.raises(HttpResponseError) as err:
         client.api_export.get(RG, SVC, "trip", format="openapi-link", export="true")

@@ -115,11 +115,11 @@ def parse_routing(
 ) -> dict[str, dict[tuple[str, str], Any]]:
     """Routing rows (kind, parent, name, JSON) → kind → {(parent, name): parsed JSON}, except
     operations and schemas, which keep their JSON text (see `ServiceConfig.rebuild_routing`; a
-    schema is read only when it is a GraphQL API's)."""
+    schema is read only when it is a GraphQL or OData API's)."""
     raw = into if into is not None else {k: {} for k in ROUTING_KINDS}
     loads = orjson.loads
     for kind, parent, name, text in rows:
-        if kind == "schema" and not _graphql_schema(text):
+        if kind == "schema" and not _kept_schema(text):
             continue
         raw[kind][(parent, name)] = text if kind in _KEPT_AS_TEXT else loads(text)
     return raw
@@ -128,7 +128,7 @@ def parse_routing(
 _KEPT_AS_TEXT = frozenset({"operation", "schema"})
 
 
-def _graphql_schema(text: Json) -> bool:
+def _kept_schema(text: Json) -> bool:
     """Whether a schema row may be a GraphQL or OData API's (the gateway keeps no other: OpenAPI
     definitions can be large and it never reads them)."""
     marker = "graphql.schema"
@@ -270,7 +270,7 @@ class ServiceConfig:
                     self.user_json[name] = text
             return
         table = self.raw[kind]
-        if text is None or (kind == "schema" and not _graphql_schema(text)):
+        if text is None or (kind == "schema" and not _kept_schema(text)):
             table.pop((parent, name), None)
         else:
             table[(parent, name)] = text if kind in _KEPT_AS_TEXT else orjson.loads(text)
