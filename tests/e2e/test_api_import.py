@@ -264,9 +264,15 @@ def test_hostile_and_malformed_inputs_create_nothing(rest: Rest, docs: str, sile
     _refused(rest, "badjson", {"format": "openapi+json", "value": '{"openapi":\n}', "path": "b"}, "line 2")
     _refused(
         rest,
+        "grpc",
+        {"format": "grpc-link", "value": "https://x.example.org/svc.proto", "path": "g"},
+        "grpc-link",
+    )
+    _refused(
+        rest,
         "odata",
-        {"format": "odata-link", "value": "https://x.example.org/$metadata", "path": "o"},
-        "odata-link",
+        {"format": "odata", "value": xxe, "path": "o", "serviceUrl": "https://x.example.org"},
+        "DTDs and entities are not accepted",
     )
     _refused(rest, "nofmt", {"value": "openapi: 3.0.0", "path": "nf"}, "properties.format")
     huge_inline = "openapi: 3.0.0\n" + "#" * (70 * 1024 * 1024)
