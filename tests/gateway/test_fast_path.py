@@ -137,6 +137,29 @@ def test_both_paths_answer_alike(gw: GatewayEnv, asgi_node: int, backend: str) -
         api="diff",
         operation="convert",
     )
+    # An OData API has no operations: routed as a whole, with validate-odata-request (synchronous)
+    gw.client.api.begin_create_or_update(
+        RG,
+        gw.service,
+        "diffodata",
+        {
+            "properties": {
+                "path": "diffodata",
+                "displayName": "O",
+                "serviceUrl": backend + "/od",
+                "type": "odata",
+                "protocols": ["http", "https"],
+            }
+        },
+    ).result()
+    gw.policy(
+        POLICY.format(
+            inbound='<validate-odata-request max-odata-version="4.01" />',
+            outbound="",
+            on_error='<set-header name="X-Err" exists-action="override"><value>@(context.LastError.Source)</value></set-header>',
+        ),
+        api="diffodata",
+    )
     key = gw.subscription("diff-sub", "/apis")
     requests: list[tuple[str, str, dict[str, Any]]] = [
         (
@@ -165,6 +188,8 @@ def test_both_paths_answer_alike(gw: GatewayEnv, asgi_node: int, backend: str) -
             {"headers": {"Origin": "https://app.test", "Access-Control-Request-Method": "GET"}},
         ),
         ("GET", "/diff/items/1", {"key": key, "headers": {"Origin": "https://app.test"}}),
+        ("GET", "/diffodata/People('russell')?$top=1", {"key": key}),
+        ("GET", "/diffodata/People", {"key": key, "headers": {"OData-Version": "5.0"}}),
         ("GET", "/diff/cached/1", {"key": key, "headers": {"X-Nonce": "first"}}),
         ("GET", "/diff/cached/1", {"key": key, "headers": {"X-Nonce": "second"}}),  # from the cache
         ("POST", "/diff/convert/1", {"key": key, "content": b"<order><id>1</id></order>"}),
@@ -210,11 +235,15 @@ def test_both_paths_answer_alike(gw: GatewayEnv, asgi_node: int, backend: str) -
         200,
         200,
         200,
+        400,
+        200,
         200,
         200,
     ]
     assert b"<path>/base/converted/1</path>" in fast[-1][2] and b"&lt;order&gt;" not in fast[-1][2]
     assert b'<body>{"order":{"id":"1"}}</body>' in fast[-1][2]
+    odata, refused = fast[-5], fast[-4]
+    assert b"/od/People('russell')" in odata[2] and refused[1]["x-err"] == "validate-odata-request"
     first, second = fast[-3], fast[-2]
     assert second[2] == first[2] and b'"x-nonce": "first"' in second[2]  # the backend saw one call
     assert (second[1]["x-before"], second[1]["x-after"]) == ("first", "second")
