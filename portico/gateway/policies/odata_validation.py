@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl, unquote
 from portico.edmx import ODataModel
 from portico.gateway.outcome import Reject
 from portico.gateway.policies.base import CompileContext, Policy, policy
-from portico.gateway.policies.xmltree import Node, PolicyDocumentError
+from portico.gateway.policies.xmltree import NAMED_VALUE, Node, PolicyDocumentError
 from portico.names import fold_name
 
 if TYPE_CHECKING:
@@ -87,8 +87,8 @@ class ValidateODataRequest(Policy):
     @staticmethod
     def _version_attr(node: Node, name: str) -> tuple[int, int] | None:
         raw = node.get(name)
-        if raw is None or raw == "":
-            return None
+        if raw is None or raw == "" or NAMED_VALUE.search(raw):
+            return None  # a named value is checked once substituted (when the gateway compiles it)
         v = _version(raw)
         if v is None:
             raise PolicyDocumentError(

@@ -129,3 +129,5 @@ def test_control_plane_refusals(xml: str, scope: str, message: str) -> None:
         validate_policy_document("<policies><outbound><validate-odata-request /></outbound></policies>")
     assert "not allowed in section 'outbound'" in err.value.message
     validate_policy_document("<policies><inbound><validate-odata-request /></inbound></policies>", "apis/a")
+    named = '<validate-odata-request min-odata-version="{{odata-min}}" />'
+    validate_policy_document(f"<policies><inbound>{named}</inbound></policies>", "apis/a")
