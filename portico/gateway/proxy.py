@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from portico.gateway.backend import SideRequest, SideRequestFailed, SideResponse
 from portico.gateway.context import Response
 from portico.gateway.http1 import InvalidRequestBody
 from portico.gateway.outcome import Reject
@@ -166,6 +168,14 @@ def _target(ctx: Context) -> tuple[str, str, int, str]:
     return scheme, host, port, path + ("?" + query if query else "")
 
 
+def backend_url(ctx: Context) -> str:
+    """The URL forward-request would call now (send-request mode="copy" calls it by default)."""
+    scheme, host, port, target = _target(ctx)
+    default = 443 if scheme == "https" else 80
+    authority = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{authority}{'' if port == default else f':{port}'}{target}"
+
+
 def _failed(ctx: Context, exc: UpstreamError, t0: float) -> Reject:
     ctx.backend_ms = (time.perf_counter() - t0) * 1000.0
     if isinstance(exc, UpstreamTimeout):
@@ -250,6 +260,68 @@ class Forwarder:
         except UpstreamError as exc:
             raise _failed(ctx, exc, t0) from None
         _answered(ctx, upstream, t0)
+
+    async def buffer_body(self, ctx: Context) -> None:
+        if ctx.request_body is not None:
+            return
+        has, _length = _has_body(ctx)
+        if not has:
+            return
+        try:
+            ctx.request_body = b"".join([chunk async for chunk in request_body(ctx, self.max_body_bytes)])
+        except BodyTooLarge:
+            raise Reject(
+                413,
+                f"Request body exceeds the limit of {self.max_body_bytes} bytes.",
+                source="request",
+                reason="RequestEntityTooLarge",
+            ) from None
+        except InvalidRequestBody:
+            raise Reject(
+                400,
+                "Invalid request body: malformed chunked encoding.",
+                source="request",
+                reason="InvalidRequestBody",
+            ) from None
+
+    async def send(
+        self,
+        ctx: Context,
+        request: SideRequest,
+        timeout: float,  # noqa: ASYNC109 - the policy's timeout, for the whole exchange
+        limit: int,
+    ) -> SideResponse:
+        try:
+            scheme, host, port, target = split_url(request.url)
+        except ValueError as exc:
+            raise SideRequestFailed(f"the URL is not usable ({str(exc).split(':')[0]})") from None
+        headers: list[tuple[bytes, bytes]] = []
+        for name, value in request.headers:
+            n = name.lower().encode("latin-1")
+            if n not in HOP_BY_HOP:
+                headers.append((n, value.encode("latin-1", "replace")))
+        cas = ctx.service.backend_cas
+        tls = request.tls if cas is None else (request.tls or BackendTls()).trusting(cas)
+        deadline = time.monotonic() + timeout
+
+        async def exchange() -> SideResponse:
+            upstream = await self.upstream.request(
+                request.method, scheme, host, port, target or "/", headers, request.body, timeout, tls=tls
+            )
+            try:
+                body = await upstream.read(limit)
+            finally:
+                upstream.close()
+            reason = upstream.reason.decode("latin-1", "replace")
+            return SideResponse(upstream.status, reason, list(upstream.headers), body)
+
+        try:
+            # the head's deadline is the client's; the body must also arrive before the timeout
+            return await asyncio.wait_for(exchange(), max(deadline - time.monotonic(), 0.001))
+        except (UpstreamTimeout, TimeoutError):
+            raise SideRequestFailed(f"no answer within {timeout:g} s", timeout=True) from None
+        except UpstreamError as exc:
+            raise SideRequestFailed(str(exc)) from None
 
     def forward_nowait(
         self,

@@ -12,9 +12,13 @@ from portico.gateway.policies import (  # noqa: F401 - registers the policies
     conversions,
     credentials,
     graphql_validation,
+    limit_concurrency,
     limits,
     logs,
+    retry,
+    send_request,
     transform,
+    wait,
 )
 from portico.gateway.policies.base import BASE, SECTIONS, CompileContext, Policy, compile_policies, policy
 from portico.gateway.policies.transform import ForwardRequest
