@@ -129,8 +129,10 @@ class Retry(Policy):
         if self.replays:
             await ctx.backend.buffer_body(ctx)
         retries = 0
+        earlier = ctx.last_error  # an attempt's error is visible to the condition of that attempt only
         while True:
             failure: Reject | None = None
+            ctx.last_error = earlier
             try:
                 if await run_list(self.body, ctx) is STOP:
                     return STOP
