@@ -18,14 +18,17 @@ if TYPE_CHECKING:
     from portico.gateway.context import Context
 
 MAX_COUNT = 50
-REPLAYS = frozenset({"forward-request", "send-request", "send-one-way-request"})  # may send the client body
+COPIES = frozenset({"send-request", "send-one-way-request"})
 
 
-def _subtree_tags(node: Node) -> set[str]:
-    tags = {node.tag}
-    for child in node.children:
-        tags |= _subtree_tags(child)
-    return tags
+def _sends_client_body(node: Node) -> bool:
+    """Whether a policy under `node` may send the client's body: forward-request, or a side request
+    whose mode is not a literal "new"."""
+    if node.tag == "forward-request":
+        return True
+    if node.tag in COPIES and (node.attrs.get("mode") or "new").strip().lower() != "new":
+        return True
+    return any(_sends_client_body(child) for child in node.children)
 
 
 def _number(
@@ -119,7 +122,7 @@ class Retry(Policy):
             if child.tag == "wait":
                 raise PolicyDocumentError("<wait> is not allowed inside <retry>.", child)
         self.body = compile_policies(node.children, section, cc, allow_base=False)
-        self.replays = section != "outbound" and bool(_subtree_tags(node) & REPLAYS)
+        self.replays = section != "outbound" and _sends_client_body(node)
 
     async def run(self, ctx: Context) -> Any:
         count = _evaluate_number(self.count, ctx, "count")
