@@ -13,11 +13,11 @@ from portico.gateway.backend import SideRequest, SideRequestFailed, SideResponse
 from portico.gateway.context import HeaderMap
 from portico.gateway.expressions import ExpressionError, MessageBody, Value
 from portico.gateway.outcome import Reject
+from portico.gateway.outgoing import backend_url, request_headers
 from portico.gateway.policies.base import ALL, CompileContext, Policy, policy
 from portico.gateway.policies.certificates import AuthenticationCertificate
 from portico.gateway.policies.transform import SetBody, SetHeader, SetMethod
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
-from portico.gateway.proxy import backend_url, request_headers
 from portico.gateway.upstream import BackendTls
 
 if TYPE_CHECKING:
