@@ -11,12 +11,14 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.core.exceptions import HttpResponseError
+from azure.mgmt.apimanagement import models as M
 
-from tests.gateway.conftest import GatewayEnv, eventually, unique
+from tests.gateway.conftest import RG, GatewayEnv, eventually, unique
 
 pytestmark = pytest.mark.slow
 
@@ -225,8 +227,47 @@ def test_invalid_flow_policies_are_refused_by_the_control_plane(gw: GatewayEnv, 
             "proxy",
         ),
         ('<limit-concurrency key="k" max-count="0" />', "max-count"),
-        ('<emit-metric name="calls"><dimension name="API ID" /></emit-metric>', "emit-metric"),
+        ('<emit-metric name="calls"><dimension name="Region" /></emit-metric>', "needs a 'value'"),
     ]:
         with pytest.raises(HttpResponseError) as err:
             gw.policy(f"<policies><inbound>{bad}</inbound></policies>", api=api)
         assert err.value.status_code == 400 and named in str(err.value)
+
+
+def test_emit_metric_writes_to_the_application_insights_logger(gw: GatewayEnv, backend: str) -> None:
+    c = gw.client
+    logger = unique("insights")
+    c.logger.create_or_update(RG, gw.service, logger, M.LoggerContract(logger_type="azureMonitor"))
+    key = gw.subscription(unique("flow"), "/apis")
+    api = unique("flowmetric")
+    gw.api(api, api, backend)
+    c.api_diagnostic.create_or_update(
+        RG,
+        gw.service,
+        api,
+        "applicationinsights",
+        M.DiagnosticContract(
+            logger_id=f"/loggers/{logger}",
+            sampling=M.SamplingSettings(sampling_type="fixed", percentage=0),
+            metrics=True,
+        ),
+    )
+    gw.policy(
+        "<policies><inbound><base />"
+        '<emit-metric name="Orders" value="@(context.Request.Headers.GetValueOrDefault(&quot;X-Count&quot;, &quot;1&quot;))" namespace="shop">'
+        '<dimension name="API ID" /><dimension name="Channel" value="web" /></emit-metric>'
+        "</inbound><backend><base /></backend><outbound><base /></outbound></policies>",
+        api=api,
+    )
+    path = Path(gw.server.data_dir) / "gateway-logs" / gw.service / f"{logger}.jsonl"
+
+    def metric() -> dict[str, Any]:
+        _ok(gw, "GET", f"/{api}/x", key, headers={"X-Count": "3"})
+        lines = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+        metrics = [x for x in lines if x.get("type") == "metric"]
+        assert metrics, lines
+        return metrics[-1]
+
+    record = eventually(metric, timeout=10, interval=0.2)
+    assert (record["namespace"], record["name"], record["value"]) == ("shop", "Orders", 3.0)
+    assert record["dimensions"] == {"API ID": api, "Channel": "web"}

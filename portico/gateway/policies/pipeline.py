@@ -11,6 +11,7 @@ from portico.gateway.policies import (  # noqa: F401 - registers the policies
     certificates,
     conversions,
     credentials,
+    emit_metric,
     graphql_validation,
     limit_concurrency,
     limits,

@@ -198,7 +198,10 @@ async def test_send_request_errors_and_ignore_error() -> None:
         ('<limit-concurrency key="k"><forward-request /></limit-concurrency>', "max-count"),
         ('<limit-concurrency max-count="2"><forward-request /></limit-concurrency>', "key"),
         ('<limit-concurrency key="k" max-count="@(2)"><forward-request /></limit-concurrency>', "max-count"),
-        ('<emit-metric name="m" />', "emit-metric"),
+        ('<emit-metric name="m" />', "dimension"),
+        ('<emit-metric name="@(context.Api.Id)"><dimension name="API ID" /></emit-metric>', "expressions"),
+        ('<emit-metric name="m" value="lots"><dimension name="API ID" /></emit-metric>', "value"),
+        ('<emit-metric name="m"><dimension name="Region" /></emit-metric>', "needs a 'value'"),
     ],
 )
 def test_invalid_documents_are_refused_with_400(xml: str, message: str) -> None:
