@@ -89,7 +89,8 @@ class OutgoingRequest:
         self.section = section
         mode = node.value("mode", default="new")
         assert mode is not None
-        if mode.constant and mode.literal.strip().lower() not in MODES:
+        literal = mode.constant and "{{" not in mode.literal  # named values are checked once substituted
+        if literal and mode.literal.strip().lower() not in MODES:
             raise PolicyDocumentError(
                 f"attribute 'mode' has invalid value '{mode.literal[:40]}' (allowed: new, copy).", node
             )
@@ -134,12 +135,10 @@ class OutgoingRequest:
                         f"<authentication-certificate> may appear only once in <{node.tag}>.", child
                     )
                 self.certificate = AuthenticationCertificate(child, "inbound", cc)
-        if mode.constant and mode.literal.strip().lower() == "new" and self.url is None:
+        if literal and mode.literal.strip().lower() == "new" and self.url is None:
             raise PolicyDocumentError(f'<{node.tag} mode="new"> needs a <set-url>.', node)
         # copy in inbound/backend sends the client's body: it is read first (the stream is read once)
-        self.needs_body = not mode.constant or (
-            mode.literal.strip().lower() == "copy" and section != "outbound"
-        )
+        self.needs_body = section != "outbound" and (not literal or mode.literal.strip().lower() == "copy")
 
     def copies(self, ctx: Context) -> bool:
         mode = self.mode.text(ctx).strip().lower()

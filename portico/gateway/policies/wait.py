@@ -33,7 +33,7 @@ class Wait(Policy):
         node.check_children(CHILDREN)
         mode = node.value("for", default="all")
         assert mode is not None
-        if mode.constant and mode.literal.strip().lower() not in ("all", "any"):
+        if mode.constant and "{{" not in mode.literal and mode.literal.strip().lower() not in ("all", "any"):
             raise PolicyDocumentError(
                 f"attribute 'for' has invalid value '{mode.literal[:40]}' (allowed: all, any).", node
             )

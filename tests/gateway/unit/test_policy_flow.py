@@ -11,12 +11,14 @@ import pytest
 
 from portico.arm.errors import ArmError
 from portico.gateway.backend import SideRequest, SideRequestFailed, SideResponse
+from portico.gateway.config.certificates import Certificates
 from portico.gateway.context import Context, HeaderMap, Response
 from portico.gateway.expressions import ExpressionError, compile_expression
 from portico.gateway.outcome import Reject
 from portico.gateway.policies import validate_policy_document
 from portico.gateway.policies.limit_concurrency import active
 from portico.gateway.policies.retry import delay
+from portico.gateway.upstream import ClientCertificate
 from tests.gateway.unit.harness import FakeBackend, pipeline, rejected, request, run, service
 
 
@@ -213,6 +215,14 @@ def test_invalid_documents_are_refused_with_400(xml: str, message: str) -> None:
     assert err.value.status == 400 and message in str(err.value)
 
 
+def test_named_values_are_checked_once_substituted() -> None:
+    validate_policy_document(
+        "<policies><inbound><send-request mode='{{mode}}' response-variable-name='r' timeout='{{t}}' />"
+        "<wait for='{{how}}' /></inbound><backend><retry condition='{{c}}' count='{{n}}' interval='{{i}}'>"
+        "<forward-request /></retry></backend></policies>"
+    )
+
+
 def test_sections_follow_the_documentation() -> None:
     with pytest.raises(ArmError, match="not allowed in section 'on-error'"):
         validate_policy_document("<policies><on-error><wait /></on-error></policies>")
@@ -382,3 +392,20 @@ def test_casts_to_iresponse_and_json() -> None:
     with pytest.raises(ExpressionError, match="Unable to cast object of type 'string' to type 'IResponse'"):
         compile_expression('@(((IResponse)context.Variables["r"]).StatusCode)').evaluate(Ctx("x"))
     assert compile_expression('@((IResponse)context.Variables["r"] == null)').evaluate(Ctx(None)) is True
+
+
+async def test_send_request_presents_the_named_client_certificate() -> None:
+    svc = service()
+    cert = ClientCertificate("AB12", b"pem")
+    svc.certificates = Certificates(by_id={"client1": cert}, by_thumbprint={"AB12": cert})
+    be = FlowBackend(side={"https://mtls.test/": Side()})
+    send = (
+        '<send-request response-variable-name="r"><set-url>https://mtls.test/</set-url>'
+        "<authentication-certificate {} /></send-request>"
+    )
+    await run(pipeline(svc, inbound=send.format('certificate-id="client1"')), request(svc, be))
+    [side] = be.side_sent
+    assert side.tls is not None and side.tls.client == cert and side.tls.verify_chain
+    rej = await rejected(pipeline(svc, inbound=send.format('thumbprint="FFFF"')), request(svc, be))
+    assert (rej.status, rej.reason) == (500, "CertificateNotFound")
+    assert len(be.side_sent) == 1  # nothing sent without it
