@@ -7,7 +7,7 @@ line to that logger when the request is sampled (`sampling.percentage`) or, with
 the request's facts and, as the diagnostic asks, the `frontend`/`backend` request/response headers
 named and the first `body.bytes` of bodies the gateway held in memory; `trace` policy messages
 whose severity the diagnostic's `verbosity` admits ride along. `log-to-eventhub` writes its message
-to its logger. `httpCorrelationProtocol` (W3C `traceparent`, Legacy `Request-Id`) puts the gateway's
+to its logger, `emit-metric` its metric to the `applicationinsights` diagnostic's (with `metrics`). `httpCorrelationProtocol` (W3C `traceparent`, Legacy `Request-Id`) puts the gateway's
 span into the backend request and the line; `operationNameFormat` names the line's operation (Name,
 Url). Portico cannot reach Application Insights, Event Hubs or Azure Monitor: every
 logger, whatever its `loggerType`, writes to `{PORTICO_GATEWAY_LOG_DIR}/{service}/{logger}.jsonl`
@@ -108,6 +108,7 @@ class Diagnostic:
     backend_response: Message
     correlation: str = "None"  # httpCorrelationProtocol: None, Legacy or W3C
     name_by_url: bool = False  # operationNameFormat Url (else Name)
+    metrics: bool = False  # Application Insights only: custom metrics (emit-metric) go to its logger
 
     @staticmethod
     def of(name: str, data: dict[str, Any]) -> Diagnostic:
@@ -134,6 +135,7 @@ class Diagnostic:
             if fold_name(name) == "applicationinsights"
             else "None",
             data.get("operationNameFormat") == "Url",
+            fold_name(name) == "applicationinsights" and data.get("metrics") is True,
         )
 
 

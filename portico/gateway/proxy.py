@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from portico.gateway.backend import SideRequest, SideRequestFailed, SideResponse
 from portico.gateway.context import Response
 from portico.gateway.http1 import InvalidRequestBody
 from portico.gateway.outcome import Reject
+from portico.gateway.outgoing import HOP_BY_HOP, backend_target, request_headers
 from portico.gateway.policies.cache import MAX_RESPONSE_BYTES, pending_store
 from portico.gateway.upstream import (
     BackendTls,
@@ -24,24 +27,6 @@ from portico.gateway.upstream import (
 if TYPE_CHECKING:
     from portico.gateway.context import Context
 
-# RFC 9110 §7.6.1 connection-specific headers, plus what the gateway sets itself.
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"trailers",
-        b"transfer-encoding",
-        b"upgrade",
-        b"host",
-        b"content-length",
-        b"expect",
-    }
-)
 RESPONSE_DROP = frozenset(
     {
         b"connection",
@@ -63,58 +48,6 @@ class BodyTooLarge(Exception):
 
 class ClientGone(Exception):
     pass
-
-
-_url_cache: dict[str, tuple[str, str, int, str, str]] = {}
-
-
-def _split(base: str) -> tuple[str, str, int, str, str]:
-    hit = _url_cache.get(base)
-    if hit is None:
-        try:
-            scheme, host, port, target = split_url(base)
-        except ValueError as exc:
-            raise Reject(
-                500, f"Backend URL is invalid: {exc}.", source="forward-request", reason="BackendUrlInvalid"
-            ) from None
-        path, _, query = target.partition("?")
-        hit = (scheme, host, port, path.rstrip("/"), query)
-        if len(_url_cache) > 10000:
-            _url_cache.clear()
-        _url_cache[base] = hit
-    return hit
-
-
-def request_headers(ctx: Context) -> list[tuple[bytes, bytes]]:
-    touched = ctx.headers_touched
-    raw = ctx.headers.to_raw() if touched else ctx.raw_headers
-    drop_key = ctx.api.key_header if ctx.api is not None else b""
-    out: list[tuple[bytes, bytes]] = []
-    forwarded_for = b""
-    conn_tokens: list[bytes] | None = None
-    for name, value in raw:
-        n = name.lower() if touched else name
-        if n in HOP_BY_HOP or n == drop_key:
-            if n == b"connection":  # headers it names are hop-by-hop too (RFC 9110 §7.6.1)
-                conn_tokens = [t.strip().lower() for t in value.split(b",")]
-            continue
-        if n == b"x-forwarded-for":
-            forwarded_for = value
-            continue
-        out.append((n, value))
-    if conn_tokens:
-        drop = frozenset(conn_tokens)
-        out = [h for h in out if h[0] not in drop]
-    ip = ctx.client_ip.encode("latin-1")
-    out.append((b"x-forwarded-for", forwarded_for + b", " + ip if forwarded_for else ip))
-    out.append((b"x-forwarded-proto", ctx.scheme.encode()))
-    out.append((b"x-forwarded-host", ctx.host.encode("latin-1")))
-    diag = ctx.diag
-    if diag is not None and diag.inject:  # the diagnostics' httpCorrelationProtocol
-        names = {name for name, _ in diag.inject}
-        out = [h for h in out if h[0] not in names]
-        out.extend(diag.inject)
-    return out
 
 
 async def request_body(ctx: Context, limit: int) -> AsyncIterator[bytes]:
@@ -147,23 +80,6 @@ def _has_body(ctx: Context) -> tuple[bool, int | None]:
     if chunked:
         return True, None
     return (length is not None and length > 0), length
-
-
-def _target(ctx: Context) -> tuple[str, str, int, str]:
-    base = ctx.backend_base
-    if not base:
-        raise Reject(
-            500,
-            "Backend service URL is not defined for this API.",
-            source="forward-request",
-            reason="BackendUrlMissing",
-        )
-    scheme, host, port, base_path, base_query = _split(base)
-    path = (base_path + ctx.backend_suffix) or "/"
-    query = ctx.current_query()
-    if base_query:
-        query = base_query + ("&" + query if query else "")
-    return scheme, host, port, path + ("?" + query if query else "")
 
 
 def _failed(ctx: Context, exc: UpstreamError, t0: float) -> Reject:
@@ -203,7 +119,7 @@ class Forwarder:
         self.default_timeout = default_timeout
 
     async def forward(self, ctx: Context, timeout: float | None) -> None:  # noqa: ASYNC109 - the policy's
-        scheme, host, port, target = _target(ctx)
+        scheme, host, port, target = backend_target(ctx)
         headers = request_headers(ctx)
         if ctx.diag is not None:
             ctx.diag.backend_request = headers
@@ -251,6 +167,68 @@ class Forwarder:
             raise _failed(ctx, exc, t0) from None
         _answered(ctx, upstream, t0)
 
+    async def buffer_body(self, ctx: Context) -> None:
+        if ctx.request_body is not None:
+            return
+        has, _length = _has_body(ctx)
+        if not has:
+            return
+        try:
+            ctx.request_body = b"".join([chunk async for chunk in request_body(ctx, self.max_body_bytes)])
+        except BodyTooLarge:
+            raise Reject(
+                413,
+                f"Request body exceeds the limit of {self.max_body_bytes} bytes.",
+                source="request",
+                reason="RequestEntityTooLarge",
+            ) from None
+        except InvalidRequestBody:
+            raise Reject(
+                400,
+                "Invalid request body: malformed chunked encoding.",
+                source="request",
+                reason="InvalidRequestBody",
+            ) from None
+
+    async def send(
+        self,
+        ctx: Context,
+        request: SideRequest,
+        timeout: float,  # noqa: ASYNC109 - the policy's timeout, for the whole exchange
+        limit: int,
+    ) -> SideResponse:
+        try:
+            scheme, host, port, target = split_url(request.url)
+        except ValueError as exc:
+            raise SideRequestFailed(f"the URL is not usable ({str(exc).split(':')[0]})") from None
+        headers: list[tuple[bytes, bytes]] = []
+        for name, value in request.headers:
+            n = name.lower().encode("latin-1")
+            if n not in HOP_BY_HOP:
+                headers.append((n, value.encode("latin-1", "replace")))
+        cas = ctx.service.backend_cas
+        tls = request.tls if cas is None else (request.tls or BackendTls()).trusting(cas)
+        deadline = time.monotonic() + timeout
+
+        async def exchange() -> SideResponse:
+            upstream = await self.upstream.request(
+                request.method, scheme, host, port, target or "/", headers, request.body, timeout, tls=tls
+            )
+            try:
+                body = await upstream.read(limit)
+            finally:
+                upstream.close()
+            reason = upstream.reason.decode("latin-1", "replace")
+            return SideResponse(upstream.status, reason, list(upstream.headers), body)
+
+        try:
+            # the head's deadline is the client's; the body must also arrive before the timeout
+            return await asyncio.wait_for(exchange(), max(deadline - time.monotonic(), 0.001))
+        except (UpstreamTimeout, TimeoutError):
+            raise SideRequestFailed(f"no answer within {timeout:g} s", timeout=True) from None
+        except UpstreamError as exc:
+            raise SideRequestFailed(str(exc)) from None
+
     def forward_nowait(
         self,
         ctx: Context,
@@ -260,7 +238,7 @@ class Forwarder:
         """`forward` for the fast path (Gateway.handle_nowait), whose request body, if any, is in
         `ctx.request_body` already: `done(None)` once the response head is in `ctx.response`, or
         `done(reject)`. Raises Reject (bad backend URL) before anything is sent."""
-        scheme, host, port, target = _target(ctx)
+        scheme, host, port, target = backend_target(ctx)
         headers = request_headers(ctx)
         if ctx.diag is not None:
             ctx.diag.backend_request = headers

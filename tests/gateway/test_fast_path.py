@@ -66,6 +66,7 @@ def test_both_paths_answer_alike(gw: GatewayEnv, asgi_node: int, backend: str) -
             ("strict", "GET", "/strict/*"),
             ("cached", "GET", "/cached/*"),
             ("convert", "POST", "/convert/*"),
+            ("oneway", "GET", "/oneway"),
         ],
     )
     gw.api("diffdown", "diffdown", f"http://127.0.0.1:{closed_port()}")
@@ -160,6 +161,16 @@ def test_both_paths_answer_alike(gw: GatewayEnv, asgi_node: int, backend: str) -
         ),
         api="diffodata",
     )
+    gw.policy(  # synchronous: the fast path starts it from its callbacks
+        POLICY.format(
+            inbound=f'<send-one-way-request mode="new"><set-url>{backend}/audit</set-url>'
+            "<set-method>POST</set-method><set-body>seen</set-body></send-one-way-request>",
+            outbound="",
+            on_error="",
+        ),
+        api="diff",
+        operation="oneway",
+    )
     key = gw.subscription("diff-sub", "/apis")
     requests: list[tuple[str, str, dict[str, Any]]] = [
         (
@@ -190,6 +201,7 @@ def test_both_paths_answer_alike(gw: GatewayEnv, asgi_node: int, backend: str) -
         ("GET", "/diff/items/1", {"key": key, "headers": {"Origin": "https://app.test"}}),
         ("GET", "/diffodata/People('russell')?$top=1", {"key": key}),
         ("GET", "/diffodata/People", {"key": key, "headers": {"OData-Version": "5.0"}}),
+        ("GET", "/diff/oneway", {"key": key}),
         ("GET", "/diff/cached/1", {"key": key, "headers": {"X-Nonce": "first"}}),
         ("GET", "/diff/cached/1", {"key": key, "headers": {"X-Nonce": "second"}}),  # from the cache
         ("POST", "/diff/convert/1", {"key": key, "content": b"<order><id>1</id></order>"}),
@@ -234,6 +246,7 @@ def test_both_paths_answer_alike(gw: GatewayEnv, asgi_node: int, backend: str) -
         502,
         200,
         200,
+        200,  # send-one-way-request
         200,
         400,
         200,

@@ -18,10 +18,13 @@ Supported (documented in docs/gateway.md):
   `string.Join`, `string.Format`, `Math.Min/Max/Abs`, `DateTime.UtcNow`, `Guid.NewGuid()`,
   `int.Parse`, `Convert.ToInt32`, `Convert.ToString`)
 - multi-statement blocks `@{ var x = ...; if (...) { ... } else { ... } return ...; }`
-Not supported: lambdas, LINQ, `new`, loops, bodies (`context.Request.Body`), JSON/XML objects.
+- send-request's response: `((IResponse)context.Variables["r"]).StatusCode / .Headers / .Body.As<T>()`
+  with T string, JObject, JArray or JToken; JObject `o["k"]`, `Value<T>("k")`, `SelectToken("a.b")`,
+  casts `(JObject)x`, `(JArray)x`, named arguments (`preserveContent: true`)
+Not supported: lambdas, LINQ, `new`, loops, the request/response bodies (`context.Request.Body`), XML.
 
 The package: `_lexer` (tokens), `_compiler` (parser and compiler into closures), `_runtime` (what
-the closures call), `_catalog` (what may be touched), `_api` (`Expression`, `Value`). Import from
+the closures call), `_json` (bodies and JSON), `_catalog` (what may be touched), `_api` (`Expression`, `Value`). Import from
 here only.
 """
 
@@ -29,12 +32,16 @@ from __future__ import annotations
 
 from portico.gateway.expressions._api import MAX_SOURCE, Expression, Value, compile_expression, is_expression
 from portico.gateway.expressions._base import ExpressionError
+from portico.gateway.expressions._json import JArray, JObject, MessageBody
 from portico.gateway.expressions._runtime import to_text, truthy
 
 __all__ = [
     "MAX_SOURCE",
     "Expression",
     "ExpressionError",
+    "JArray",
+    "JObject",
+    "MessageBody",
     "Value",
     "compile_expression",
     "is_expression",

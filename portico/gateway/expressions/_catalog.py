@@ -99,6 +99,10 @@ MEMBERS: dict[str, dict[str, str]] = {
     "TimeSpan": {"TotalSeconds": "double", "TotalMilliseconds": "double"},
     # get-authorization-context's variable (portico/gateway/policies/credentials.py)
     "Authorization": {"AccessToken": "string", "Claims": "Dict"},
+    # send-request's response variable (portico/gateway/policies/send_request.py) and its body (_json.py)
+    "IResponse": {"StatusCode": "int", "StatusReason": "string", "Headers": "Headers", "Body": "Body"},
+    "JObject": {"Count": "int"},
+    "JArray": {"Count": "int"},
 }
 
 # method name -> (min args, max args, result type)
@@ -152,6 +156,23 @@ METHODS: dict[str, dict[str, tuple[int, int, str]]] = {
     "TimeSpan": {"ToString": (0, 0, "string")},
     "Url": {"ToString": (0, 0, "string")},
     "Guid": {"ToString": (0, 1, "string")},
+    "Body": {"As": (0, 1, "any")},
+    "JObject": {
+        "Value": (1, 1, "any"),
+        "GetValue": (1, 1, "any"),
+        "ContainsKey": (1, 1, "bool"),
+        "SelectToken": (1, 1, "any"),
+        "ToString": (0, 1, "string"),
+    },
+    "JArray": {
+        "Value": (1, 1, "any"),
+        "First": (0, 0, "any"),
+        "Last": (0, 0, "any"),
+        "FirstOrDefault": (0, 0, "any"),
+        "LastOrDefault": (0, 0, "any"),
+        "SelectToken": (1, 1, "any"),
+        "ToString": (0, 1, "string"),
+    },
 }
 STATIC_TYPES = {
     "string": "String",
@@ -182,4 +203,8 @@ CAST_TYPES = {
     "object",
     "var",
     "Authorization",
+    "IResponse",
+    "JObject",
+    "JArray",
+    "JToken",
 }

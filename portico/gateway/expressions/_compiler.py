@@ -202,7 +202,7 @@ class Parser:
             t = {"String": "string", "Int32": "int", "Int64": "long", "Boolean": "bool"}.get(
                 type_name, type_name
             )
-            return (lambda e: cast(type_name, inner(e))), ("any" if t in ("object", "var") else t)
+            return (lambda e: cast(type_name, inner(e))), ("any" if t in ("object", "var", "JToken") else t)
         return self.postfix()
 
     def postfix(self) -> tuple[Fn, str]:
@@ -257,6 +257,9 @@ class Parser:
         if self.accept(")"):
             return args
         while True:
+            # a named argument (`As<string>(preserveContent: true)`): passed by position
+            if self.tok.kind == "id" and self.peek().kind == "op" and self.peek().value == ":":
+                self.i += 2
             args.append(self.expression())
             if self.accept(")"):
                 return args

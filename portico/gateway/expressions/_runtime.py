@@ -113,14 +113,25 @@ def comparison(op: str) -> Callable[[Any, Any], bool]:
     return f
 
 
+_OBJECT_CASTS = {
+    "authorization": "Authorization",
+    "iresponse": "IResponse",
+    "jobject": "JObject",
+    "jarray": "JArray",
+    "jtoken": "JToken",
+}
+
+
 def cast(type_name: str, v: Any) -> Any:
     t = type_name.lower()
     if t in ("object", "var"):
         return v
-    if t == "authorization":
-        if v is None or getattr(v, "expr_type", None) == "Authorization":
+    if t in _OBJECT_CASTS:
+        # the gateway's objects (get-authorization-context's Authorization, send-request's IResponse,
+        # JSON of Body.As<T>()) say what they are; a JToken is any JSON value
+        if v is None or getattr(v, "expr_type", None) == _OBJECT_CASTS[t] or t == "jtoken":
             return v
-        raise ExpressionError(f"Unable to cast object of type '{_type_name(v)}' to type 'Authorization'.")
+        raise ExpressionError(f"Unable to cast object of type '{_type_name(v)}' to type '{type_name}'.")
     if t in ("string",):
         if v is None or isinstance(v, str):
             return v

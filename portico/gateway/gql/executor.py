@@ -35,7 +35,7 @@ from portico.gateway.outcome import Reject
 from portico.gateway.proxy import BodyTooLarge, request_body
 
 if TYPE_CHECKING:
-    from portico.gateway.backend import Backend
+    from portico.gateway.backend import Backend, SideRequest, SideResponse
     from portico.gateway.context import Context
 
 log = logging.getLogger("portico.gateway")
@@ -309,6 +309,18 @@ class GraphqlBackend:
         ctx.response = Response(status, h, orjson.dumps(doc, default=json_default))
         ctx.backend_status = status
         ctx.backend_ms = (time.perf_counter() - t0) * 1000.0
+
+    async def buffer_body(self, ctx: Context) -> None:
+        await self.forwarder.buffer_body(ctx)
+
+    async def send(
+        self,
+        ctx: Context,
+        request: SideRequest,
+        timeout: float,  # noqa: ASYNC109 - the policy's timeout, for the whole exchange
+        limit: int,
+    ) -> SideResponse:
+        return await self.forwarder.send(ctx, request, timeout, limit)
 
     def forward_nowait(
         self, ctx: Context, timeout: float | None, done: Callable[[Reject | None], None]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from portico.gateway.outcome import Reject
 from portico.gateway.policies.base import CompileContext, Policy, policy
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
-from portico.gateway.upstream import BackendTls
+from portico.gateway.upstream import BackendTls, ClientCertificate
 from portico.names import fold_name
 
 if TYPE_CHECKING:
@@ -39,6 +39,11 @@ class AuthenticationCertificate(Policy):
             raise PolicyDocumentError("exactly one of 'thumbprint' and 'certificate-id' is required.", node)
 
     def run(self, ctx: Context) -> Any:
+        ctx.backend_tls = (ctx.backend_tls or BackendTls()).with_client(self.certificate(ctx))
+        return None
+
+    def certificate(self, ctx: Context) -> ClientCertificate:
+        """The service certificate named (a 500 when the service has none by that name)."""
         certs = ctx.service.certificates
         if self.certificate_id is not None:
             name = self.certificate_id.text(ctx)
@@ -51,8 +56,7 @@ class AuthenticationCertificate(Policy):
             what = f"Certificate with thumbprint '{name[:80]}'"
         if cert is None:
             raise Reject(500, f"{what} was not found.", source=self.tag, reason="CertificateNotFound")
-        ctx.backend_tls = (ctx.backend_tls or BackendTls()).with_client(cert)
-        return None
+        return cert
 
 
 def apply_backend_tls(ctx: Context, backend_id: str | None) -> None:

@@ -11,11 +11,19 @@ from portico.gateway.policies import (  # noqa: F401 - registers the policies
     certificates,
     conversions,
     credentials,
+    emit_metric,
     graphql_validation,
+    limit_concurrency,
     limits,
     logs,
+<<<<<<< HEAD
     odata_validation,
+=======
+    retry,
+    send_request,
+>>>>>>> flow
     transform,
+    wait,
 )
 from portico.gateway.policies.base import BASE, SECTIONS, CompileContext, Policy, compile_policies, policy
 from portico.gateway.policies.transform import ForwardRequest

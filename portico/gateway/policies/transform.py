@@ -63,12 +63,16 @@ class SetHeader(Policy):
         self.request_side = section in REQUEST_SIDE
 
     def run(self, ctx: Context) -> Any:
-        headers = ctx.headers if self.request_side else _response(ctx).header_map()
+        self.apply(ctx.headers if self.request_side else _response(ctx).header_map(), ctx)
+        return None
+
+    def apply(self, headers: HeaderMap, ctx: Context) -> None:
+        """Set this header in `headers` (the request's, the response's, or a send-request's)."""
         if self.action == "delete":
             headers.delete(self.name)
-            return None
+            return
         if self.action == "skip" and self.name in headers:
-            return None
+            return
         values = [v.text(ctx) for v in self.values]
         for v in values:
             if "\r" in v or "\n" in v:
@@ -78,7 +82,6 @@ class SetHeader(Policy):
                 headers.add(self.name, v)
         else:
             headers.set(self.name, values or [""])
-        return None
 
 
 @policy
@@ -423,10 +426,7 @@ class ReturnResponse(Policy):
     def __init__(self, node: Node, section: str, cc: CompileContext) -> None:
         super().__init__(node, section, cc)
         node.check_attrs({"response-variable-name"})
-        if node.get("response-variable-name"):
-            raise PolicyDocumentError(
-                "attribute 'response-variable-name' is not supported (send-request is not available).", node
-            )
+        self.variable = node.get("response-variable-name") or None  # a send-request's answer to start from
         node.check_children({"set-status", "set-header", "set-body"})
         self.status: SetStatus | None = None
         self.headers: list[SetHeader] = []
@@ -443,6 +443,16 @@ class ReturnResponse(Policy):
         if ctx.response is not None:
             ctx.response.drop_upstream()
         ctx.response = Response(200, HeaderMap())
+        if self.variable is not None:
+            sent: Any = ctx.variables.get(self.variable)
+            if getattr(sent, "expr_type", None) != "IResponse":
+                raise ExpressionError(
+                    f"variable '{self.variable[:60]}' does not hold a send-request response"
+                )
+            kept = HeaderMap.from_raw(sent.headers.to_raw())
+            kept.delete("content-length")
+            kept.delete("transfer-encoding")
+            ctx.response = Response(sent.status, kept, sent.body.data, sent.reason)
         if self.status:
             self.status.run(ctx)
         for h in self.headers:

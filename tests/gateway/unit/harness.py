@@ -62,6 +62,9 @@ class FakeBackend:
         self._answer(ctx)
         done(None)
 
+    async def buffer_body(self, ctx: Context) -> None:
+        """The request's body is given whole (`request(body=...)`): nothing more to read."""
+
 
 def service(
     *, backends: dict[str, Any] | None = None, users: dict[str, dict[str, Any]] | None = None
