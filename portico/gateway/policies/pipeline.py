@@ -16,12 +16,9 @@ from portico.gateway.policies import (  # noqa: F401 - registers the policies
     limit_concurrency,
     limits,
     logs,
-<<<<<<< HEAD
     odata_validation,
-=======
     retry,
     send_request,
->>>>>>> flow
     transform,
     wait,
 )
