@@ -203,6 +203,7 @@ class Gateway:
             self._request_id(),
             receive,
             self.backend,
+            scope.get("client_certificate"),
         )
 
     async def handle(self, scope: dict[str, Any], receive: Any, send: Any) -> None:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote
 
+from portico.gateway.client_certificate import PeerCertificate
 from portico.gateway.expressions import ExpressionError, to_text
 from portico.gateway.upstream import split_url
 
@@ -273,6 +274,7 @@ class Context:
         "bytes_in",
         "bytes_out",
         "cache",
+        "client_certificate",
         "client_ip",
         "counted",  # quota-by-key's counters this request incremented; left unset until then
         "deferred",
@@ -319,6 +321,7 @@ class Context:
         request_id: str,
         receive: Any,
         backend: Backend,
+        client_certificate: bytes | None = None,
     ) -> None:
         self.service = service
         self.method = method
@@ -331,6 +334,7 @@ class Context:
         self.raw_headers = raw_headers
         self._headers: HeaderMap | None = None
         self.client_ip = client_ip
+        self.client_certificate = client_certificate  # DER, as the TLS client presented it
         self.request_id = request_id
         self.receive = receive
         self.backend = backend  # where forward-request sends the request (portico/gateway/backend.py)
@@ -380,6 +384,11 @@ class Context:
     def current_query(self) -> str:
         return self.query.encode() if self.query is not None else self.query_text
 
+    def peer_certificate(self) -> PeerCertificate | None:
+        """The client's TLS certificate (None: it sent none, or the hostname did not ask)."""
+        der = self.client_certificate
+        return PeerCertificate(der, self.service.client_trust) if der is not None else None
+
     def user(self) -> Any:
         if self._user is None and self.subscription is not None and self.subscription.owner:
             self._user = self.service.user(self.subscription.owner)
@@ -401,6 +410,7 @@ class Context:
                     "Headers": lambda: self.headers,
                     "IpAddress": self.client_ip,
                     "MatchedParameters": lambda: Variables(self.params),
+                    "Certificate": self.peer_certificate,
                 },
             )
         if name == "Response":

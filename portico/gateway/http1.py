@@ -27,6 +27,8 @@ from urllib.parse import unquote
 
 import httptools
 
+from portico.gateway.peer_tls import peer_certificate
+
 log = logging.getLogger("portico.gateway")
 
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -281,6 +283,7 @@ class HttpProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.client: tuple[str, int] | None = None
         self.sockname: tuple[str, int] | None = None
+        self.peer_certificate: bytes | None = None  # DER of the TLS client's certificate, if it sent one
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.header_bytes = 0
@@ -307,6 +310,8 @@ class HttpProtocol(asyncio.Protocol):
         self.client = (str(peer[0]), int(peer[1])) if isinstance(peer, tuple) else None
         own = transport.get_extra_info("sockname")
         self.sockname = (str(own[0]), int(own[1])) if isinstance(own, tuple) else None
+        if self.scheme == "https":  # the handshake is over: what the client presented is known
+            self.peer_certificate = peer_certificate(transport)
         self.server.connections.add(self)
         self.idle_since = self.loop.time()
 
@@ -457,6 +462,8 @@ class HttpProtocol(asyncio.Protocol):
             "query_string": query,
             "headers": self.headers,
         }
+        if self.peer_certificate is not None:  # both paths read it from here (Gateway._begin)
+            scope["client_certificate"] = self.peer_certificate
         cycle = _Cycle(self, scope, parser.should_keep_alive(), self.expect)
         self.parsing = cycle
         if self.active is None:

@@ -11,6 +11,13 @@ portico/resources/service.py TARGET_OWNED_PROPERTIES), which is what lets a DNS 
 
 Certificates held in Key Vault (`keyVaultId`) cannot be fetched here: those hostnames get the
 node's certificate, with one warning per hostname.
+
+A node of a self-hosted gateway presents, instead, the certificates of its gateway's hostname
+configurations (`gateways/{gw}/hostnameConfigurations`: `hostname` and `certificateId`, a
+`certificates` entity of the service), also read with the configuration.
+
+A hostname whose configuration has `negotiateClientCertificate` asks the client for a certificate
+in the handshake, accepting any (portico/gateway/peer_tls.py): the policies judge it.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, pkcs12
 
-from portico.gateway.upstream import load_pem_chain
+from portico.gateway.config.certificates import match_host
+from portico.gateway.peer_tls import request_client_certificate
+from portico.gateway.upstream import ClientCertificate, load_pem_chain
 
 if TYPE_CHECKING:
     from portico.gateway.config import ConfigStore
@@ -48,18 +57,43 @@ class HostCertificates:
         if not server_name:
             return None
         try:
-            context = self.context_for(server_name.lower())
+            context, negotiate = self.choose(server_name.lower())
         except Exception:  # a failure here would abort the handshake: keep the default instead
             log.exception("gateway: choosing the TLS certificate for %s failed", server_name[:253])
             return None
         if context is not None:
             conn.context = context
+        if negotiate:
+            request_client_certificate(conn)
         return None
 
-    def context_for(self, host: str) -> ssl.SSLContext | None:
+    def choose(self, host: str) -> tuple[ssl.SSLContext | None, bool]:
+        """The context presenting `host`'s certificate (None: the node's own), and whether the
+        handshake asks the client for a certificate."""
+        if self.config.compiling.selfhosted is not None:
+            svc = self.config.lookup_host(host)
+            gw = match_host(svc.gateway_hosts, host) if svc is not None else None
+            if gw is None:
+                return None, False
+            cert = gw.certificate
+            return (self._cached(cert) if cert is not None else None), gw.negotiate_client_certificate
         entry = self._entry(host)
         if entry is None:
-            return None
+            return None, False
+        return self.context_for(entry), bool(entry.get("negotiateClientCertificate"))
+
+    def _cached(self, cert: ClientCertificate) -> ssl.SSLContext:
+        digest = hashlib.sha256(cert.pem).hexdigest()
+        context = self._contexts.get(digest)
+        if context is None:
+            if len(self._contexts) >= _CACHE_MAX:
+                self._contexts.clear()
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            load_pem_chain(context, cert.pem)
+            self._contexts[digest] = context
+        return context
+
+    def context_for(self, entry: dict[str, Any]) -> ssl.SSLContext | None:
         encoded = entry.get("encodedCertificate")
         if not isinstance(encoded, str) or not encoded:
             name = str(entry.get("hostName"))

@@ -80,6 +80,13 @@ def backend_tls(backend: dict[str, Any], certs: Certificates) -> BackendTls | st
 
 @functools.lru_cache(maxsize=256)
 def _ca_pem(encoded: str, password: str | None) -> str | None:
+    cert = ca_certificate(encoded, password)
+    return cert.public_bytes(Encoding.PEM).decode() if cert is not None else None
+
+
+@functools.lru_cache(maxsize=256)
+def ca_certificate(encoded: str, password: str | None) -> x509.Certificate | None:
+    """The certificate of a base64 PFX, DER or PEM (no private key needed)."""
     try:
         raw = base64.b64decode(encoded)
     except (binascii.Error, ValueError):
@@ -95,7 +102,7 @@ def _ca_pem(encoded: str, password: str | None) -> str | None:
             cert = loader(raw)
         except ValueError:
             continue
-    return cert.public_bytes(Encoding.PEM).decode() if cert is not None else None
+    return cert
 
 
 def service_cas(props: dict[str, Any]) -> str | None:
@@ -108,3 +115,89 @@ def service_cas(props: dict[str, Any]) -> str | None:
             if pem is not None:
                 pems.append(pem)
     return "".join(pems) or None
+
+
+def service_ca_certificates(props: dict[str, Any]) -> list[x509.Certificate]:
+    """The service's CA certificates (`properties.certificates`), trusted for clients of the
+    managed gateway."""
+    out = []
+    for c in props.get("certificates") or []:
+        if isinstance(c, dict) and isinstance(c.get("encodedCertificate"), str):
+            cert = ca_certificate(c["encodedCertificate"], c.get("certificatePassword"))
+            if cert is not None:
+                out.append(cert)
+    return out
+
+
+def certificate_entity(raw: dict[str, dict[tuple[str, str], Any]], cert_id: str) -> x509.Certificate | None:
+    """The certificate of the service's `certificates` entity `cert_id` (an id, path or ARM id)."""
+    wanted = fold_name(cert_id.rstrip("/").rsplit("/", 1)[-1])
+    for (_p, name), data in raw["certificate"].items():
+        if fold_name(name) == wanted and isinstance(data, dict) and data.get("data"):
+            return ca_certificate(str(data["data"]), data.get("password"))
+    return None
+
+
+def gateway_ca_certificates(
+    raw: dict[str, dict[tuple[str, str], Any]], gateway: str
+) -> list[x509.Certificate]:
+    """The certificates a self-hosted gateway trusts for its clients: its `certificateAuthorities`
+    marked `isTrusted`."""
+    prefix = f"gateways/{gateway}"
+    out = []
+    for (parent, name), data in raw["gatewayCertificateAuthority"].items():
+        if fold_name(parent) == prefix and isinstance(data, dict) and data.get("isTrusted"):
+            cert = certificate_entity(raw, name)
+            if cert is not None:
+                out.append(cert)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayHostname:
+    """A self-hosted gateway's hostname configuration, as its node's TLS listener uses it."""
+
+    host: str  # lower case; may start with "*."
+    certificate: ClientCertificate | None  # key and chain presented for it; None: the node's own
+    negotiate_client_certificate: bool
+
+
+def gateway_hostnames(
+    raw: dict[str, dict[tuple[str, str], Any]], gateway: str, certs: Certificates, service: str
+) -> dict[str, GatewayHostname]:
+    """Hostname (lower case) → its configuration, for the self-hosted gateway `gateway`."""
+    prefix = f"gateways/{gateway}"
+    out: dict[str, GatewayHostname] = {}
+    for (parent, name), data in raw["gatewayHostnameConfiguration"].items():
+        if fold_name(parent) != prefix or not isinstance(data, dict):
+            continue
+        host = str(data.get("hostname") or "").strip().lower()
+        if not host:
+            continue
+        cert = None
+        ref = data.get("certificateId")
+        if ref:
+            cert = certs.find(cert_id=str(ref))
+            if cert is None:
+                log.warning(
+                    "service %s: certificate '%s' of hostname configuration '%s' is not usable "
+                    "(missing, or no private key); %s gets the node's certificate",
+                    service,
+                    str(ref).rsplit("/", 1)[-1],
+                    name,
+                    host,
+                )
+        out[host] = GatewayHostname(host, cert, bool(data.get("negotiateClientCertificate")))
+    return out
+
+
+def match_host(table: dict[str, Any], host: str) -> Any:
+    """The entry for `host`: exactly, else through the longest `*.` wildcard."""
+    found = table.get(host)
+    if found is not None:
+        return found
+    best: tuple[int, Any] | None = None
+    for name, entry in table.items():
+        if name.startswith("*.") and host.endswith(name[1:]) and (best is None or len(name) > best[0]):
+            best = (len(name), entry)
+    return best[1] if best is not None else None

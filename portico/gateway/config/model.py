@@ -13,7 +13,18 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from portico.gateway.config.certificates import Certificates, backend_tls, certificate_table, service_cas
+from portico.gateway.client_certificate import ClientTrust
+from portico.gateway.config.certificates import (
+    Certificates,
+    GatewayHostname,
+    backend_tls,
+    certificate_entity,
+    certificate_table,
+    gateway_ca_certificates,
+    gateway_hostnames,
+    service_ca_certificates,
+    service_cas,
+)
 from portico.gateway.diagnostics import Diagnostic, LogSink, diagnostics_by_api
 from portico.gateway.gql import DataSource, GraphqlEndpoint, graphql_endpoints, is_resolver_policy
 from portico.gateway.odata import ODataSchemas, is_odata_schema, odata_schemas
@@ -42,6 +53,8 @@ ROUTING_KINDS = (
     "diagnostic",
     "gateway",
     "gatewayApi",
+    "gatewayCertificateAuthority",
+    "gatewayHostnameConfiguration",
     "logger",
     "namedValue",
     "operation",
@@ -198,6 +211,8 @@ class ServiceConfig:
         self.api_products: dict[str, list[Product]] = {}
         self.backends: dict[str, dict[str, Any]] = {}
         self.certificates = Certificates()
+        # a self-hosted gateway's hostname configurations (its node's TLS listener): host → config
+        self.gateway_hosts: dict[str, GatewayHostname] = {}
         self.loggers: dict[str, dict[str, Any]] = {}  # logger id (lower) → its properties
         self.diagnostics: dict[str, tuple[Diagnostic, ...]] = {}  # see diagnostics_by_api
         self.backend_tls: dict[str, BackendTls | str | None] = {}  # backend id (lower) → profile or why not
@@ -225,6 +240,7 @@ class ServiceConfig:
         self.proxy_hosts: list[str] = hosts
         self.gateway_disabled = bool(props.get("disableGateway"))
         self.backend_cas: str | None = service_cas(props)
+        self._client_trust: ClientTrust | None = None
 
     # --- building ------------------------------------------------------------------------------
     def load_routing(self, rows: Iterable[Sequence[Any]]) -> None:
@@ -245,6 +261,7 @@ class ServiceConfig:
         """The routing tables `other` compiled from the same routing rows."""
         self.raw, self.named_values, self.backends = other.raw, other.named_values, other.backends
         self.certificates, self.backend_tls = other.certificates, other.backend_tls
+        self.gateway_hosts, self._client_trust = other.gateway_hosts, None
         self.loggers, self.diagnostics = other.loggers, other.diagnostics
         self.fragments = other.fragments
         self.apis, self.router, self.products, self.api_products = (
@@ -366,6 +383,11 @@ class ServiceConfig:
         self.backends = {fold_name(name): data for (_p, name), data in raw["backend"].items()}
         self.certificates = certificate_table(raw["certificate"], self.name)
         self.backend_tls = {k: backend_tls(b, self.certificates) for k, b in self.backends.items()}
+        sh = self.compiling.selfhosted
+        self.gateway_hosts = (
+            {} if sh is None else gateway_hostnames(raw, sh.name, self.certificates, self.name)
+        )
+        self._client_trust = None
         self.loggers = {fold_name(name): data for (_p, name), data in raw["logger"].items()}
         self.diagnostics = diagnostics_by_api(raw["diagnostic"], self.loggers)
         docs: dict[str, PolicyDoc | str | None] = {}
@@ -459,6 +481,20 @@ class ServiceConfig:
         )
 
     # --- request-time look-ups -----------------------------------------------------------------
+    @property
+    def client_trust(self) -> ClientTrust:
+        """The CA certificates this node trusts for client certificates (portico/gateway/client_certificate.py)."""
+        trust = self._client_trust
+        if trust is None:
+            sh, raw = self.compiling.selfhosted, self.raw
+            cas = (
+                gateway_ca_certificates(raw, sh.name)
+                if sh is not None
+                else service_ca_certificates(self.row.properties or {})
+            )
+            trust = self._client_trust = ClientTrust(cas, lambda cert_id: certificate_entity(raw, cert_id))
+        return trust
+
     def pipeline(self, product: Product | None, api: Api, op_name: str | None) -> Pipeline:
         key = (product.name if product else None, api.name, op_name)
         p = self._pipelines.get(key)

@@ -156,7 +156,7 @@ class ConfigStore:
         for svc in sorted(self.services.values(), key=lambda s: s.id):
             if svc.gateway_disabled:
                 continue
-            for h in svc.proxy_hosts:
+            for h in (*svc.proxy_hosts, *svc.gateway_hosts):  # a self-hosted node's hostnames too
                 if h.startswith("*."):
                     wild.append((h[1:], svc))
                 else:
@@ -202,7 +202,9 @@ class ConfigStore:
                         current.gateway_disabled,
                     )
                 if version != current.version:
+                    gateway_hosts = set(current.gateway_hosts)
                     await self._apply_changes(conn, current, version)
+                    changed_hosts = changed_hosts or set(current.gateway_hosts) != gateway_hosts
             for gone in set(self.services) - seen:
                 del self.services[gone]
                 changed_hosts = True

@@ -31,6 +31,20 @@ MEMBERS: dict[str, dict[str, str]] = {
         "Headers": "Headers",
         "IpAddress": "string",
         "MatchedParameters": "Dict",
+        "Certificate": "Certificate",  # null when the client presented none
+    },
+    # X509Certificate2 (portico/gateway/client_certificate.py)
+    "Certificate": {
+        "Thumbprint": "string",
+        "Subject": "string",
+        "SubjectName": "string",
+        "Issuer": "string",
+        "IssuerName": "string",
+        "NotBefore": "DateTime",
+        "NotAfter": "DateTime",
+        "SerialNumber": "string",
+        "Version": "int",
+        "RawData": "Array",
     },
     "Url": {
         "Scheme": "string",
@@ -155,6 +169,11 @@ METHODS: dict[str, dict[str, tuple[int, int, str]]] = {
     "bool": {"ToString": (0, 0, "string"), "Equals": (1, 1, "bool")},
     "TimeSpan": {"ToString": (0, 0, "string")},
     "Url": {"ToString": (0, 0, "string")},
+    "Certificate": {
+        "Verify": (0, 0, "bool"),
+        "VerifyNoRevocation": (0, 0, "bool"),
+        "ToString": (0, 0, "string"),
+    },
     "Guid": {"ToString": (0, 1, "string")},
     "Body": {"As": (0, 1, "any")},
     "JObject": {

@@ -107,6 +107,7 @@ class ResolverContext(Context):
             client.request_id,
             _no_body,
             backend,
+            client.client_certificate,
         )
         self.client = client
         self.api = client.api

@@ -9,6 +9,7 @@ from portico.gateway.policies import (  # noqa: F401 - registers the policies
     access,
     cache,
     certificates,
+    client_certificates,
     conversions,
     credentials,
     emit_metric,
