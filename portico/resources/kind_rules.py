@@ -136,11 +136,13 @@ def certificate_facts(pfx_b64: str, password: str | None) -> dict[str, str]:
     except (binascii.Error, ValueError):
         raise invalid_field("properties.data", "must be a base64-encoded PFX") from None
     try:
-        _pk, cert, _extra = pkcs12.load_key_and_certificates(raw, password.encode() if password else None)
+        _pk, cert, extra = pkcs12.load_key_and_certificates(raw, password.encode() if password else None)
     except ValueError:
         raise invalid_field(
             "properties.password", "the PFX could not be opened (wrong password or not a PFX)"
         ) from None
+    if cert is None and extra:
+        cert = extra[0]  # a PFX of a certificate alone (a CA's, for gateway certificate authorities)
     if cert is None:
         raise invalid_field("properties.data", "the PFX holds no certificate")
     return _facts(cert)

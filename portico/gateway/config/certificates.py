@@ -92,7 +92,8 @@ def ca_certificate(encoded: str, password: str | None) -> x509.Certificate | Non
     except (binascii.Error, ValueError):
         return None
     try:
-        cert = pkcs12.load_key_and_certificates(raw, password.encode() if password else None)[1]
+        _key, cert, extra = pkcs12.load_key_and_certificates(raw, password.encode() if password else None)
+        cert = cert or (extra[0] if extra else None)  # a PFX of a certificate alone
     except ValueError:
         cert = None
     for loader in (x509.load_der_x509_certificate, x509.load_pem_x509_certificate):
@@ -187,6 +188,13 @@ def gateway_hostnames(
                     name,
                     host,
                 )
+        if data.get("tls10Enabled") or data.get("tls11Enabled"):
+            log.warning(
+                "service %s: hostname configuration '%s' enables TLS 1.0/1.1; this gateway offers "
+                "TLS 1.2 and later only",
+                service,
+                name,
+            )
         out[host] = GatewayHostname(host, cert, bool(data.get("negotiateClientCertificate")))
     return out
 
