@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, pkcs12
 
 from portico.gateway.config.certificates import match_host
-from portico.gateway.peer_tls import request_client_certificate
+from portico.gateway.peer_tls import available, request_client_certificate
 from portico.gateway.upstream import ClientCertificate, load_pem_chain
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ class HostCertificates:
 
     def install(self, default: ssl.SSLContext) -> None:
         default.sni_callback = self.sni_callback
+        available()  # checks (once) that client certificates can be asked for, before any handshake
 
     def sni_callback(self, conn: Any, server_name: str | None, default: ssl.SSLContext) -> None:
         if not server_name:
