@@ -45,6 +45,8 @@ def certificate_table(rows: dict[tuple[str, str], Any], service: str) -> Certifi
         if not isinstance(data, dict) or not data.get("data"):
             continue
         cert = _parsed(str(data["data"]), data.get("password"))
+        if cert is None and ca_certificate(str(data["data"]), data.get("password")) is not None:
+            continue  # a certificate without its key (a CA's, for a gateway's certificate authorities)
         if cert is None:
             log.warning(
                 "service %s: certificate '%s' has no usable private key; not presented", service, name
