@@ -8,10 +8,7 @@ Trust, as in API Management: a chain to a CA the gateway trusts (the service's C
 `certificateAuthorities` marked `isTrusted`) or to one of the system's roots. The CA certificates
 configured there also serve as intermediates (the client sends only its own certificate here).
 
-Revocation: API Management checks online revocation lists; Portico does not fetch them, so a check
-that asks for revocation fails with revocation status unknown — as .NET does for a certificate
-whose revocation cannot be established. `validate-revocation="false"` and `VerifyNoRevocation()`
-check everything else.
+Revocation: through the revocation lists the chain names (portico/gateway/revocation.py).
 """
 
 from __future__ import annotations
@@ -39,13 +36,9 @@ from cryptography.x509.verification import (
 )
 
 from portico.gateway.expressions import ExpressionError
+from portico.gateway.revocation import REVOCATION_LISTS, revocation_error
 
 log = logging.getLogger("portico.gateway")
-
-REVOCATION_UNKNOWN = (
-    "the revocation status of the certificate is unknown (Portico does not download revocation lists; "
-    'use validate-revocation="false" or VerifyNoRevocation())'
-)
 
 
 @functools.lru_cache(maxsize=1)
@@ -151,8 +144,8 @@ class PeerCertificate:
             return "the certificate has expired"
         return None
 
-    def trust_error(self, not_before: bool = True, not_after: bool = True) -> str | None:
-        """Why no chain to a trusted CA can be built (None: one can)."""
+    def chain(self, not_before: bool = True, not_after: bool = True) -> list[x509.Certificate] | str:
+        """The chain to a trusted CA (the certificate first, the root last), or why none can be built."""
         store = self.trust.store
         if store is None:
             return "no trusted certificate authority is configured"
@@ -173,16 +166,20 @@ class PeerCertificate:
         )
         intermediates = [c for c in self.trust.cas if c.subject != c.issuer]
         try:
-            verifier.verify(cert, intermediates)
+            return list(verifier.verify(cert, intermediates).chain)
         except VerificationError as exc:
             log.debug("client certificate %s: no trusted chain: %s", self.thumbprint, exc)
             return "the certificate is not issued by a trusted certificate authority"
-        return None
 
     def verify(self, revocation: bool) -> bool:
-        if self.time_error() or self.trust_error():
+        """X509Certificate2.Verify(): validity, trust and, with `revocation`, the revocation lists
+        held already (an expression cannot wait for a fetch)."""
+        if self.time_error():
             return False
-        return not revocation  # see REVOCATION_UNKNOWN
+        chain = self.chain()
+        if isinstance(chain, str):
+            return False
+        return not revocation or revocation_error(chain, REVOCATION_LISTS.cached) is None
 
     # --- expressions --------------------------------------------------------------------------
     def expr_member(self, name: str) -> Any:
@@ -219,7 +216,6 @@ _MEMBERS: dict[str, Callable[[PeerCertificate], Any]] = {
 
 
 __all__ = [
-    "REVOCATION_UNKNOWN",
     "ClientTrust",
     "PeerCertificate",
     "dotnet_name",

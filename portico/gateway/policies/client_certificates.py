@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from portico.gateway.client_certificate import REVOCATION_UNKNOWN, PeerCertificate, dotnet_name, thumbprint
+from cryptography import x509
+
+from portico.gateway.client_certificate import PeerCertificate, dotnet_name, thumbprint
 from portico.gateway.outcome import Reject
 from portico.gateway.policies.base import CompileContext, Policy, policy
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
+from portico.gateway.revocation import REVOCATION_LISTS, revocation_error
 
 if TYPE_CHECKING:
     from portico.gateway.context import Context
@@ -110,35 +113,50 @@ class ValidateClientCertificate(Policy):
             self.identities.extend(_Identity(i) for i in child.children)
         if len(self.identities) > _MAX_IDENTITIES:
             raise PolicyDocumentError(f"at most {_MAX_IDENTITIES} identities are allowed.", node)
+        self.is_async = self.revocation  # revocation lists may have to be fetched
 
     def run(self, ctx: Context) -> Any:
         cert = ctx.peer_certificate()
-        why = self._why(cert)
+        why, chain = self._why(cert)
+        if why is None and self.is_async:
+            return self._revocation(chain)
+        self._answer(why)
+        return None
+
+    async def _revocation(self, chain: list[x509.Certificate]) -> None:
+        await REVOCATION_LISTS.fetch(chain)
+        self._answer(revocation_error(chain, REVOCATION_LISTS.cached))
+
+    def _answer(self, why: tuple[str, str] | None) -> None:
         if why is not None and not self.ignore_error:
             reason, detail = why
             raise Reject(401, f"Invalid client certificate: {detail}.", source=self.tag, reason=reason)
-        return None
 
-    def _why(self, cert: PeerCertificate | None) -> tuple[str, str] | None:
-        """(reason, message) of the first check the certificate fails; None: it passes."""
+    def _why(self, cert: PeerCertificate | None) -> tuple[tuple[str, str] | None, list[x509.Certificate]]:
+        """(reason, message) of the first check the certificate fails (None: it passes them), and
+        its chain (leaf first) for the revocation check."""
         if cert is None:
-            return "ClientCertificateMissing", "the client presented no certificate"
+            return ("ClientCertificateMissing", "the client presented no certificate"), []
         try:
-            cert.cert  # noqa: B018 - parses it
+            leaf = cert.cert
         except ValueError:
-            return "ClientCertificateInvalid", "the certificate cannot be read"
+            return ("ClientCertificateInvalid", "the certificate cannot be read"), []
         error = cert.time_error(self.not_before, self.not_after)
         if error is not None:
-            return "ClientCertificateNotValid", error
+            return ("ClientCertificateNotValid", error), []
+        chain = [leaf]
         if self.trust:
-            error = cert.trust_error(self.not_before, self.not_after)
-            if error is not None:
-                return "ClientCertificateNotTrusted", error
-        if self.revocation:
-            return "ClientCertificateRevocationUnknown", REVOCATION_UNKNOWN
+            verified = cert.chain(self.not_before, self.not_after)
+            if isinstance(verified, str):
+                return ("ClientCertificateNotTrusted", verified), []
+            chain = verified
+        elif self.revocation:
+            # no trusted chain: the list the certificate names, signed by its issuer if the issuer
+            # is known (else by itself: which only a self-issued certificate's list can be)
+            chain = [leaf, cert.trust.issuer_of(leaf) or leaf]
         if self.identities and not any(i.matches(cert) for i in self.identities):
-            return "ClientCertificateIdentityMismatch", "the certificate matches none of the identities"
-        return None
+            return ("ClientCertificateIdentityMismatch", "the certificate matches none of the identities"), []
+        return None, chain
 
 
 __all__ = ["ValidateClientCertificate"]

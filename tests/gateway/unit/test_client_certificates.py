@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from cryptography import x509
@@ -86,10 +89,10 @@ async def test_trusted_client_passes_and_others_get_401() -> None:
         svc, inbound='<validate-client-certificate validate-revocation="false" validate-not-after="false" />'
     )
     assert (await run(late, _ctx(svc, be, cases[2][0]))).status == 200
-    # revocation lists are not fetched: a check that asks for them cannot pass (status unknown)
+    # a certificate that names no revocation list: its status is unknown, which fails the check
     strict = pipeline(svc, inbound="<validate-client-certificate />")
     rej = await rejected(strict, _ctx(svc, be, good))
-    assert rej.reason == "ClientCertificateRevocationUnknown" and "validate-revocation" in rej.message
+    assert rej.reason == "ClientCertificateRevocationUnknown" and "names no revocation list" in rej.message
     # ignore-error: the request carries on
     ignore = pipeline(
         svc, inbound='<validate-client-certificate validate-revocation="false" ignore-error="true" />'
@@ -180,3 +183,74 @@ def test_documents_are_checked_when_saved(xml: str, says: str) -> None:
     with pytest.raises(ArmError) as err:
         validate_policy_document(doc)
     assert err.value.status == 400 and says in err.value.message, err.value.message
+
+
+class _Lists(BaseHTTPRequestHandler):
+    crl = b""
+    fetches = 0
+
+    def do_GET(self) -> None:
+        type(self).fetches += 1
+        self.send_response(200 if self.path == "/contoso.crl" else 404)
+        body = self.crl if self.path == "/contoso.crl" else b""
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def crl_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Lists)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/contoso.crl"
+    server.shutdown()
+    server.server_close()
+
+
+def _issue_with_crl(name: str, url: str) -> x509.Certificate:
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    point = x509.DistributionPoint([x509.UniformResourceIdentifier(url)], None, None, None)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(TRUSTED.cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=4))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.CRLDistributionPoints([point]), critical=False)
+        .sign(TRUSTED.key, hashes.SHA256())
+    )
+
+
+async def test_revocation_lists(crl_url: str) -> None:
+    good, revoked = _issue_with_crl("client-ok", crl_url), _issue_with_crl("client-revoked", crl_url)
+    now = dt.datetime.now(dt.UTC)
+    entry = x509.RevokedCertificateBuilder().serial_number(revoked.serial_number).revocation_date(now).build()
+    _Lists.crl = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(TRUSTED.cert.subject)
+        .last_update(now - dt.timedelta(minutes=1))
+        .next_update(now + dt.timedelta(hours=1))
+        .add_revoked_certificate(entry)
+        .sign(TRUSTED.key, hashes.SHA256())
+        .public_bytes(Encoding.DER)
+    )
+    svc, be = _with_ca(service()), FakeBackend()
+    verify = '<set-header name="X-Verify" exists-action="override"><value>@(context.Request.Certificate.Verify().ToString())</value></set-header>'
+    pipe = pipeline(svc, inbound="<validate-client-certificate />" + verify)
+    assert not pipe.fast  # the policy may wait for a list: served through ASGI
+    assert (await run(pipe, _ctx(svc, be, good))).status == 200
+    assert {k.lower(): v for k, v in be.sent[-1].headers.items()}[
+        "x-verify"
+    ] == "True"  # the list is held now
+    rej = await rejected(pipe, _ctx(svc, be, revoked))
+    assert (rej.status, rej.reason) == (401, "ClientCertificateRevoked") and "client-revoked" in rej.message
+    assert _Lists.fetches == 1  # kept until its nextUpdate
+    # without the revocation check, the same certificate passes (and the policy runs synchronously)
+    lax = pipeline(svc, inbound='<validate-client-certificate validate-revocation="false" />')
+    assert lax.fast and (await run(lax, _ctx(svc, be, revoked))).status == 200
