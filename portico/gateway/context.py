@@ -263,6 +263,7 @@ class Context:
 
     __slots__ = (
         "_headers",
+        "_peer",
         "_user",
         "api",
         "backend",
@@ -335,6 +336,7 @@ class Context:
         self._headers: HeaderMap | None = None
         self.client_ip = client_ip
         self.client_certificate = client_certificate  # DER, as the TLS client presented it
+        self._peer: PeerCertificate | None = None
         self.request_id = request_id
         self.receive = receive
         self.backend = backend  # where forward-request sends the request (portico/gateway/backend.py)
@@ -387,7 +389,11 @@ class Context:
     def peer_certificate(self) -> PeerCertificate | None:
         """The client's TLS certificate (None: it sent none, or the hostname did not ask)."""
         der = self.client_certificate
-        return PeerCertificate(der, self.service.client_trust) if der is not None else None
+        if der is None:
+            return None
+        if self._peer is None:  # parsed (and its chain built) once per request
+            self._peer = PeerCertificate(der, self.service.client_trust)
+        return self._peer
 
     def user(self) -> Any:
         if self._user is None and self.subscription is not None and self.subscription.owner:
