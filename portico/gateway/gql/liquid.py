@@ -1,51 +1,21 @@
 """`<set-body template="liquid">` in resolver policies, rendered with python-liquid: `body` is the
 GraphQL arguments and parent (`{{body.arguments.name}}`) on the request side and the data
 source's JSON answer on the response side; `context` offers the request, the response, the
-variables and `GraphQL`. API Management's `{% JSONArrayFor x in list %}` (items separated by
-commas) and its PascalCase filter names (`Downcase`, `UrlEncode`...) are accepted."""
+variables and `GraphQL`. API Management's dialect (JSONArrayFor, PascalCase filters) is in
+portico/gateway/liquid.py, shared with API policies."""
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from liquid import Environment
-from liquid.exceptions import LiquidError
 
-from portico.gateway.expressions import ExpressionError
+from portico.gateway.liquid import TemplateError, compile_template, render
 from portico.gateway.policies.base import CompileContext, Policy
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
 
 if TYPE_CHECKING:
     from portico.gateway.context import Context
-
-_JSON_ARRAY_FOR = re.compile(r"\{%-?\s*JSONArrayFor\s+(.+?)\s*-?%\}", re.DOTALL)
-_END_JSON_ARRAY_FOR = re.compile(r"\{%-?\s*endJSONArrayFor\s*-?%\}")
-
-
-class _Environment(Environment):
-    # bounds on what one template may cost a request
-    loop_iteration_limit = 100_000
-    output_stream_limit = 4 * 1024 * 1024
-    local_namespace_limit = 1024 * 1024
-    context_depth_limit = 30
-
-
-def _environment() -> Environment:
-    env = _Environment()
-    for name, fn in list(env.filters.items()):
-        env.filters["".join(part.capitalize() for part in name.split("_"))] = fn
-    return env
-
-
-ENV = _environment()
-
-
-def translate(source: str) -> str:
-    """API Management's Liquid dialect → standard Liquid."""
-    out = _JSON_ARRAY_FOR.sub(lambda m: "{% for " + m.group(1) + " %}", source)
-    return _END_JSON_ARRAY_FOR.sub("{% unless forloop.last %},{% endunless %}{% endfor %}", out)
 
 
 def _json_body(body: bytes) -> Any:
@@ -67,9 +37,9 @@ class LiquidBody(Policy):
         if (node.get("template") or "").lower() != "liquid":
             raise PolicyDocumentError("attribute 'template' must be 'liquid'.", node)
         try:
-            self.template = ENV.from_string(translate(node.text.strip()))
-        except LiquidError as exc:
-            raise PolicyDocumentError(f"invalid Liquid template: {str(exc).splitlines()[0]}.", node) from None
+            self.template = compile_template(node.text.strip())
+        except TemplateError as exc:
+            raise PolicyDocumentError(str(exc), node) from None
         self.request_side = section == "inbound"
 
     def run(self, ctx: Context) -> Any:
@@ -100,10 +70,7 @@ class LiquidBody(Policy):
                     "StatusCode": r.status,
                     "Headers": {name: ",".join(values) for name, values in r.header_map().d.values()},
                 }
-        try:
-            text = self.template.render(body=body, context=scope)
-        except LiquidError as exc:
-            raise ExpressionError(f"the Liquid template failed: {str(exc).splitlines()[0]}") from None
+        text = render(self.template, body=body, context=scope)
         data = text.encode()
         if self.request_side:
             ctx.request_body = data
@@ -117,4 +84,4 @@ class LiquidBody(Policy):
         return None
 
 
-__all__ = ["LiquidBody", "translate"]
+__all__ = ["LiquidBody"]

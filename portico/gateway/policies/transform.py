@@ -22,6 +22,7 @@ from portico.gateway.policies.base import (
     run_now,
 )
 from portico.gateway.policies.certificates import apply_backend_tls
+from portico.gateway.policies.liquid_body import LiquidSetBody
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
 from portico.names import fold_name
 
@@ -349,11 +350,11 @@ class SetBody(Policy):
     def __init__(self, node: Node, section: str, cc: CompileContext) -> None:
         super().__init__(node, section, cc)
         node.check_attrs({"template", "xsi-nil", "parse-date"})
-        if node.get("template"):
-            raise PolicyDocumentError(
-                "body templates (template='liquid') are not supported by this gateway.", node
-            )
         node.check_children(frozenset())
+        self.liquid = LiquidSetBody(node, section, cc) if node.get("template") is not None else None
+        if self.liquid is not None:
+            self.is_async = True
+            return
         self.value = node.compile_value(node.text.strip(), "the body")
         self.request_side = section in REQUEST_SIDE
 
@@ -361,6 +362,8 @@ class SetBody(Policy):
         return self.value.text(ctx).encode()
 
     def run(self, ctx: Context) -> Any:
+        if self.liquid is not None:
+            return self.liquid.run(ctx)
         data = self.body(ctx)
         if self.request_side:
             ctx.request_body = data
@@ -437,6 +440,12 @@ class ReturnResponse(Policy):
             elif child.tag == "set-header":
                 self.headers.append(SetHeader(child, "outbound", cc))
             else:
+                if child.get("template") is not None:
+                    # the pipeline's body is gone once return-response starts: nothing to bind
+                    raise PolicyDocumentError(
+                        "Liquid templates cannot be used inside <return-response> (it has no body to read).",
+                        child,
+                    )
                 self.body = SetBody(child, "outbound", cc)
 
     def run(self, ctx: Context) -> Any:

@@ -140,26 +140,50 @@ MAX_DEPTH = 64
 MAX_NODES = 20_000
 
 
+def is_template_body(tag: str, attrs: dict[str, str]) -> bool:
+    """`<set-body template="...">`: its content is template text, markup included."""
+    return tag == "set-body" and "template" in attrs
+
+
 def parse(xml: str) -> Node:
-    """Parse a policy document; DTDs and entity declarations are refused (no XXE, no bombs)."""
+    """Parse a policy document; DTDs and entity declarations are refused (no XXE, no bombs).
+    The content of a templated set-body (a SOAP envelope in a Liquid template...) is kept as its
+    text, elements written back as markup."""
     parser = expat.ParserCreate()
     root: Node | None = None
     stack: list[Node] = []
     count = 0
+    raw: Node | None = None  # the templated set-body being read
+    raw_depth = 0
 
     def start(tag: str, attrs: dict[str, str]) -> None:
-        nonlocal root, count
+        nonlocal root, count, raw, raw_depth
         count += 1
-        if count > MAX_NODES or len(stack) >= MAX_DEPTH:
+        if count > MAX_NODES or len(stack) + raw_depth >= MAX_DEPTH:
             raise PolicyDocumentError("policy document is too large or too deeply nested.")
+        if raw is not None:
+            raw_depth += 1
+            raw.text += (
+                "<" + tag + "".join(f' {k}="{escape(v, {chr(34): "&quot;"})}"' for k, v in attrs.items())
+            )
+            raw.text += ">"
+            return
         node = Node(tag, dict(attrs), parser.CurrentLineNumber, parser.CurrentColumnNumber + 1)
+        if is_template_body(tag, attrs):
+            raw = node
         if stack:
             stack[-1].children.append(node)
         elif root is None:
             root = node
         stack.append(node)
 
-    def end(_tag: str) -> None:
+    def end(tag: str) -> None:
+        nonlocal raw, raw_depth
+        if raw is not None and raw_depth:
+            raw_depth -= 1
+            raw.text += f"</{tag}>"
+            return
+        raw = None
         stack.pop()
 
     def chars(data: str) -> None:
@@ -189,7 +213,8 @@ def parse(xml: str) -> Node:
 def substitute_named_values(xml: str, values: dict[str, str]) -> tuple[str, list[str]]:
     """Replace `{{name}}` (by display name or id, case-insensitive) with the XML-escaped value.
 
-    Returns the new text and the names that had no value (left in place)."""
+    Returns the new text and the names that had no value (left in place). The content of a
+    Liquid set-body is left alone: `{{body.x}}` there is Liquid's, not a named value."""
     missing: list[str] = []
 
     def rep(m: re.Match[str]) -> str:
@@ -199,7 +224,20 @@ def substitute_named_values(xml: str, values: dict[str, str]) -> tuple[str, list
             return m.group(0)
         return escape(v, {'"': "&quot;"})
 
-    return NAMED_VALUE.sub(rep, xml), missing
+    parts = []
+    at = 0
+    for m in _LIQUID_BODY.finditer(xml):
+        parts.append(NAMED_VALUE.sub(rep, xml[at : m.start(2)]))
+        parts.append(m.group(2))
+        at = m.end(2)
+    parts.append(NAMED_VALUE.sub(rep, xml[at:]))
+    return "".join(parts), missing
+
+
+_LIQUID_BODY = re.compile(
+    r"(<set-body\b[^>]*\btemplate\s*=\s*[\"']liquid[\"'][^>]*>)(.*?)(?=</set-body>)",
+    re.DOTALL | re.IGNORECASE,
+)
 
 
 INCLUDE_FRAGMENT = re.compile(
