@@ -14,7 +14,7 @@ from typing import Any
 from xml.sax.saxutils import escape as xml_escape
 
 import orjson
-from liquid import BoundTemplate, Environment
+from liquid import BoundTemplate, Environment, Undefined
 from liquid.exceptions import LiquidError
 
 from portico.gateway.expressions import ExpressionError
@@ -50,13 +50,13 @@ class _Environment(Environment):
 
 
 def _as_array(value: Any) -> list[Any]:
-    if value is None:
+    if value is None or isinstance(value, Undefined):
         return []
     return value if isinstance(value, list) else [value]
 
 
 def _text(value: Any) -> str:
-    if value is None:
+    if value is None or isinstance(value, Undefined):
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"

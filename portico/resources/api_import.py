@@ -34,6 +34,7 @@ from portico.resources.importers import (
 from portico.resources.importers.fetch import FetchLimits, fetch_text
 from portico.resources.importers.graphql import INTROSPECTION_QUERY
 from portico.resources.importers.parse import REFUSED_FORMATS
+from portico.resources.policy_xml import check_policy_document
 from portico.store import entities as E
 from portico.store.services import Service
 
@@ -103,7 +104,7 @@ def read_request(body: dict[str, Any]) -> ImportRequest:
     if fmt in ("wsdl", "wsdl-link") and api_type is None:
         raise invalid_field(
             "properties.apiType",
-            "WSDL import creates a SOAP pass-through API: send 'soap' (SOAP-to-REST, 'http', is not supported)",
+            "WSDL import needs 'soap' (a SOAP pass-through API) or 'http' (SOAP-to-REST: a REST API)",
         )
     options = Options(
         translate_required_query=translate,
@@ -177,6 +178,12 @@ async def apply(
     store = svc.active_store_id
     await _replace(conn, store, "operation", api_path, imported.operations, keep_subtrees=True)
     await _replace(conn, store, "schema", api_path, imported.schemas, keep_subtrees=False)
+    if imported.policies:  # SOAP-to-REST: each operation's translation
+        stored = {r.name.lower(): r.name for r in await E.list_children(conn, store, "operation", api_path)}
+        for op_name, xml in imported.policies:
+            check_policy_document(xml, resolver=False)
+            parent = f"{api_path}/operations/{stored.get(op_name.lower(), op_name)}"
+            await E.put(conn, store, "policy", parent, "policy", None, {"value": xml, "format": "xml"})
     return result
 
 

@@ -165,7 +165,7 @@ def test_wsdl_soap_pass_through() -> None:
     )
     assert op["request"]["representations"] == [{"contentType": "text/xml", "typeName": "Add"}]
     assert {s[0] for s in got.schemas} == {"xsd1", "wsdl"}
-    _fails("wsdl", WSDL, "apiType 'soap'", Options(api_type="http"))
+    _fails("wsdl", WSDL, "apiType 'soap'", Options(api_type="websocket"))
     _fails("wsdl", WSDL, "wsdlServiceName 'Other'", Options(api_type="soap", wsdl_service="Other"))
 
 

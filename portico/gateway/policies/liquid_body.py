@@ -30,7 +30,8 @@ if TYPE_CHECKING:
     from portico.gateway.context import Context, HeaderMap
 
 MAX_BODY_BYTES = 8 * 1024 * 1024  # what a template may be given to read (it is parsed whole)
-XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+XSI_PREFIX = "{http://www.w3.org/2001/XMLSchema-instance}"
+XSI_NIL = XSI_PREFIX + "nil"
 _DATE_LIKE = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})?|/Date\(-?\d+\)/"
 )
@@ -82,7 +83,8 @@ def xml_object(el: Element, nil_blank: bool, parse_date: bool) -> Any:
     if el.get(XSI_NIL) in ("true", "1"):
         return "" if nil_blank else None
     kids = [c for c in el if isinstance(c.tag, str)]
-    attrs = {_local(k): v for k, v in el.attrib.items() if k != XSI_NIL}
+    # xsi:type and the like describe the element rather than hold data
+    attrs = {_local(k): v for k, v in el.attrib.items() if not k.startswith(XSI_PREFIX)}
     text = el.text or ""
     if not kids and not attrs:
         return _date(text) if parse_date else text

@@ -47,6 +47,7 @@ class Imported:
     api: dict[str, Any] = field(default_factory=dict)  # displayName, description, serviceUrl, type...
     operations: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     schemas: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    policies: list[tuple[str, str]] = field(default_factory=list)  # (operation name, policy XML)
     _names: set[str] = field(default_factory=set, repr=False)
 
     def add_operation(self, wanted: str, props: dict[str, Any]) -> str:

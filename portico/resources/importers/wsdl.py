@@ -1,13 +1,14 @@
 """WSDL 1.1 import as a SOAP pass-through API (`apiType: soap`), as Azure API Management does it:
 one operation per operation of the selected port's binding, `POST /?soapAction=...`, the port's
 address as serviceUrl, the XML schemas of `types` kept as the API's schemas and the WSDL itself
-kept for export. SOAP-to-REST translation is refused rather than approximated."""
+kept for export. With `apiType: http` the selected port becomes a REST API instead (soap_rest.py)."""
 
 from __future__ import annotations
 
 from xml.etree.ElementTree import Element, tostring
 
 from portico.resources.importers.model import Imported, ImportFailed, Options, clip
+from portico.resources.importers.soap_rest import soap_to_rest
 from portico.resources.importers.xml_util import child, children, local, ns_of, qname_local
 
 WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
@@ -23,10 +24,10 @@ def import_wsdl(root: Element, text: str, opts: Options) -> Imported:
         if local(root.tag) == "description":
             raise ImportFailed("WSDL 2.0 documents are not supported (WSDL 1.1 is)")
         raise ImportFailed(f"the root element is '{local(root.tag)[:80]}', not a WSDL 'definitions'")
-    if opts.api_type != "soap":
+    if opts.api_type not in ("soap", "http"):
         raise ImportFailed(
-            "WSDL import creates a SOAP pass-through API: send properties.apiType 'soap' "
-            "(SOAP-to-REST translation, apiType 'http', is not supported)"
+            "WSDL import creates a SOAP pass-through API (properties.apiType 'soap') "
+            "or a REST API translating to SOAP (apiType 'http')"
         )
     service, port = _select_port(root, opts)
     binding_name = qname_local(port.get("binding"))
@@ -36,6 +37,11 @@ def import_wsdl(root: Element, text: str, opts: Options) -> Imported:
             f"port '{port.get('name')}' refers to binding '{binding_name}', which is not defined"
         )
     soap12 = any(ns_of(c.tag) == SOAP12_NS for c in binding)
+    port_type = next(
+        (p for p in children(root, "portType") if p.get("name") == qname_local(binding.get("type"))), None
+    )
+    if opts.api_type == "http":
+        return soap_to_rest(root, service, port, binding, port_type, soap12)
     content_type = "application/soap+xml" if soap12 else "text/xml"
     out = Imported()
     out.api["type"] = "soap"
@@ -47,9 +53,6 @@ def import_wsdl(root: Element, text: str, opts: Options) -> Imported:
     if address is not None and address.get("location"):
         out.api["serviceUrl"] = address.get("location", "").rstrip("/")
     messages = {m.get("name"): m for m in children(root, "message")}
-    port_type = next(
-        (p for p in children(root, "portType") if p.get("name") == qname_local(binding.get("type"))), None
-    )
     for op in children(binding, "operation"):
         name = op.get("name") or ""
         if not name:
