@@ -38,7 +38,9 @@ class SoapBackend(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("content-length", "0")))
-        self.received.append({"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body})
+        self.received.append(
+            {"path": self.path, "headers": {k.lower(): v for k, v in self.headers.items()}, "body": body}
+        )
         soap12 = self.headers.get("content-type", "").startswith("application/soap+xml")
         env = SOAP12 if soap12 else SOAP11
         call = fromstring(body).find(f"{{{env}}}Body/{{{TEMPURI}}}Add")
