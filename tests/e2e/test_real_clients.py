@@ -23,6 +23,8 @@ import httpx
 import pytest
 from azure.storage.blob import BlobServiceClient
 
+from tests.e2e.test_soap_to_rest import SoapBackend, soap_backend, wsdl_for
+from tests.gateway.conftest import DOMAIN, eventually, gateway_env
 from tests.support.azurite import AzuriteServer, run_azurite
 from tests.support.server import REPO, PorticoServer
 
@@ -61,7 +63,11 @@ def server(server_factory: Callable[..., PorticoServer], storage: AzuriteServer)
     ensure_clients()
     return server_factory(
         db="sqlite",
-        env={"PORTICO_STORAGE_BACKEND": "azure", "PORTICO_BLOB_ENDPOINT_TEMPLATE": storage.endpoint_template},
+        env={
+            "PORTICO_STORAGE_BACKEND": "azure",
+            "PORTICO_BLOB_ENDPOINT_TEMPLATE": storage.endpoint_template,
+            **gateway_env(),  # the SOAP-to-REST API imported by az is called through the gateway
+        },
     )
 
 
@@ -186,6 +192,34 @@ def test_azure_cli(server: PorticoServer, storage: AzuriteServer, tmp_path: Path
        "--ef", "OpenApiJsonFile", "--file-path", str(tmp_path), "-o", "none")  # fmt: skip
     exported = json.loads((tmp_path / "pets2_openapi+json.json").read_text())
     assert set(exported["paths"]) == {"/pets", "/pets/{petId}"}
+
+    # SOAP-to-REST: a WSDL imported as a REST API (--api-type http), called with JSON through the
+    # gateway, which sends the SOAP service an envelope
+    with soap_backend() as backend:
+        wsdl = tmp_path / "calculator.wsdl"
+        wsdl.write_text(wsdl_for(backend))
+        az("apim", "api", "import", "-g", "rg-az", "--service-name", "az-primary", "--api-id", "calc",
+           "--path", "calc", "--specification-format", "Wsdl", "--specification-path", str(wsdl),
+           "--api-type", "http", "--wsdl-service-name", "Calculator", "--wsdl-endpoint-name", "CalculatorSoap",
+           "--subscription-required", "false", "--protocols", "http", "https", "-o", "none")  # fmt: skip
+        templates = az("apim", "api", "operation", "list", "-g", "rg-az", "--service-name", "az-primary",
+                       "--api-id", "calc", "--query", "[].urlTemplate", "-o", "tsv").split()  # fmt: skip
+        assert sorted(templates) == ["/Add", "/Describe"]
+        shown = az("apim", "api", "show", "-g", "rg-az", "--service-name", "az-primary", "--api-id", "calc",
+                   "--query", "[apiType, serviceUrl]", "-o", "tsv").split()  # fmt: skip
+        assert shown == ["http", backend]
+        port = int(server.env["PORTICO_GATEWAY_PORT"])
+        with httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"Host": f"az-primary.{DOMAIN}"}
+        ) as gw:
+
+            def added() -> httpx.Response:
+                r = gw.post("/calc/Add", json={"add": {"intA": 19, "intB": 23}}, timeout=30)
+                assert r.status_code == 200, r.text
+                return r
+
+            assert eventually(added, timeout=10).json() == {"addResponse": {"addResult": 42}}
+        assert SoapBackend.received[-1]["headers"]["soapaction"] == '"http://tempuri.org/Add"'
 
     listed = az("resource", "list", "-g", "rg-az", "--query", "[].name", "-o", "tsv").split()
     assert sorted(listed) == ["az-primary", "az-standby"]

@@ -5,6 +5,7 @@ malformed WSDL refused with nothing created. (The Azure CLI's import: tests/e2e/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -69,14 +70,22 @@ class SoapBackend(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture(scope="module")
-def backend() -> Iterator[str]:
+@contextlib.contextmanager
+def soap_backend() -> Iterator[str]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), SoapBackend)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def backend() -> Iterator[str]:
+    with soap_backend() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

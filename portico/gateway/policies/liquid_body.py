@@ -19,6 +19,7 @@ import orjson
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
+from portico.gateway.context import Response
 from portico.gateway.liquid import TemplateError, compile_template, render, to_datetime
 from portico.gateway.outcome import Reject
 from portico.gateway.policies.base import CompileContext, Policy
@@ -212,7 +213,8 @@ class LiquidSetBody(Policy):
             ctx.headers.delete("content-length")
             ctx.headers.delete("transfer-encoding")
         else:
-            assert ctx.response is not None
+            if ctx.response is None:  # on-error before any answer: the body makes one
+                ctx.response = Response(200)
             ctx.response.body = out
             h = ctx.response.header_map()
             h.delete("content-length")
