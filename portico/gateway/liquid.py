@@ -118,12 +118,23 @@ def _date(value: Any, fmt: Any = None) -> Any:
     return cs_date_format(when, str(fmt))
 
 
+def _currency(value: Any, _culture: Any = None) -> Any:
+    """.NET's `{0:C}` in the en-US culture (API Management's): `$1,234.50`, `-$3.00`."""
+    try:
+        n = float(value)
+    except (TypeError, ValueError):
+        return value
+    return f"{'-' if n < 0 else ''}${abs(n):,.2f}"
+
+
 def _environment() -> Environment:
     env = _Environment()
     for name, fn in list(env.filters.items()):
         env.filters["".join(part.capitalize() for part in name.split("_"))] = fn
     env.filters["H"] = env.filters["escape"]
+    env.filters["TruncateWords"] = env.filters["truncatewords"]
     env.filters["Date"] = _date
+    env.filters["Currency"] = _currency
     env.filters["XmlEscape"] = _xml_escape
     env.filters["JsonEscape"] = _json_escape
     env.filters["jsonarrayfor_items"] = _as_array
@@ -156,9 +167,13 @@ class TemplateError(ValueError):
 
 def compile_template(source: str) -> BoundTemplate:
     try:
-        return ENV.from_string(translate(source))
+        template = ENV.from_string(translate(source))
+        unknown = sorted({f for f in template.filter_names() if f not in ENV.filters})
     except LiquidError as exc:
         raise TemplateError(f"invalid Liquid template: {str(exc).splitlines()[0]}.") from None
+    if unknown:  # found when the policy is saved rather than when a request renders it
+        raise TemplateError(f"unknown Liquid filter(s): {', '.join(unknown)[:200]}.")
+    return template
 
 
 def render(template: BoundTemplate, **scope: Any) -> str:

@@ -43,10 +43,10 @@ def test_dates_and_filters() -> None:
     assert when is not None and cs_date_format(when, "yyyy-MM-ddTHH:mm:ss.fff") == "2007-12-29T06:11:57.056"
     template = (
         '{{ body.s | XmlEscape }}|"{{ body.s | JsonEscape }}"|{{ body.n | Default: "none" }}|'
-        "{{ body.s | Upcase }}|[{% JSONArrayFor x in body.one %}{{ x.k }}{% endJSONArrayFor %}]"
+        "{{ body.s | Upcase }}|{{ 1234.5 | Currency }}|[{% JSONArrayFor x in body.one %}{{ x.k }}{% endJSONArrayFor %}]"
     )
     got = liquid(template, b'{"s": "a<\\"b\\"", "one": {"k": 1}}', "application/json")
-    assert got == 'a&lt;&quot;b&quot;|"a<\\"b\\""|none|A<"B"|[1]'
+    assert got == 'a&lt;&quot;b&quot;|"a<\\"b\\""|none|A<"B"|$1,234.50|[1]'
 
 
 def test_template_content_is_text_and_not_named_values() -> None:
@@ -64,6 +64,7 @@ def test_template_content_is_text_and_not_named_values() -> None:
     ("inbound", "message"),
     [
         ('<set-body template="liquid">{% if %}</set-body>', "invalid Liquid template"),
+        ('<set-body template="liquid">{{ body.a | Currency | Nope }}</set-body>', "unknown Liquid filter"),
         ('<set-body template="mustache">x</set-body>', "'template' must be 'liquid'"),
         ('<set-body template="liquid" xsi-nil="zero">x</set-body>', "xsi-nil"),
         ('<return-response><set-body template="liquid">x</set-body></return-response>', "return-response"),
