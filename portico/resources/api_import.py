@@ -183,7 +183,9 @@ async def apply(
         for op_name, xml in imported.policies:
             check_policy_document(xml, resolver=False)
             parent = f"{api_path}/operations/{stored.get(op_name.lower(), op_name)}"
-            await E.put(conn, store, "policy", parent, "policy", None, {"value": xml, "format": "xml"})
+            data = {"value": xml, "format": "xml"}
+            if [r.data for r in await E.list_children(conn, store, "policy", parent)] != [data]:
+                await E.put(conn, store, "policy", parent, "policy", None, data)  # unchanged: ETag kept
     return result
 
 

@@ -162,6 +162,16 @@ def test_soap11_through_the_sdk_and_the_gateway(server: PorticoServer, client: A
         assert fault.status_code == 500
         assert fault.json() == {"error": {"code": "soap:Server", "message": "Unlucky number"}}
 
+    # re-importing the same WSDL leaves the generated policies as they were (same ETag)
+    def etag() -> str:
+        return str(
+            client.api_operation_policy.get(RG, SVC, "calc", "add", "policy", cls=lambda _r, _o, h: h["ETag"])
+        )
+
+    before = etag()
+    import_rest(client, SVC, "calc", wsdl_for(backend), "CalculatorSoap")
+    assert etag() == before
+
 
 def test_soap12_endpoint_through_the_gateway(server: PorticoServer, client: Any, backend: str) -> None:
     import_rest(client, SVC, "calc12", wsdl_for(backend), "CalculatorSoap12")
