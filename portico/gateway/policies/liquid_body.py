@@ -6,7 +6,7 @@ regard to case as `body.envelope.body` reads `<soap:Envelope><soap:Body>`; attri
 repeated elements as lists; the text of an element with attributes or children as `#text`) and
 the body as a string otherwise — and `context` (Request, Response, Variables...). Date-like strings
 become dates unless `parse-date="false"`; `xsi:nil` elements are "" (`xsi-nil="blank"`, the
-default) or nil (`"null"`). The body read is bounded, and XML is parsed with defusedxml."""
+default) or nil (`"null"`). The body is read whole by bodies.py (bounded, gzip/deflate decoded); XML is parsed with defusedxml."""
 
 from __future__ import annotations
 
@@ -19,18 +19,15 @@ import orjson
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
-from portico.gateway.context import Response
 from portico.gateway.liquid import TemplateError, compile_template, render, to_datetime
 from portico.gateway.outcome import Reject
 from portico.gateway.policies.base import CompileContext, Policy
+from portico.gateway.policies.bodies import is_media, read_body
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
-from portico.gateway.proxy import BodyTooLarge, request_body
-from portico.gateway.upstream import UpstreamError
 
 if TYPE_CHECKING:
     from portico.gateway.context import Context, HeaderMap
 
-MAX_BODY_BYTES = 8 * 1024 * 1024  # what a template may be given to read (it is parsed whole)
 XSI_PREFIX = "{http://www.w3.org/2001/XMLSchema-instance}"
 XSI_NIL = XSI_PREFIX + "nil"
 _DATE_LIKE = re.compile(
@@ -106,21 +103,11 @@ def xml_object(el: Element, nil_blank: bool, parse_date: bool) -> Any:
     return out
 
 
-def _kind(content_type: str | None) -> str:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    if media in ("application/json", "text/json") or media.endswith("+json"):
-        return "json"
-    if media in ("application/xml", "text/xml") or media.endswith("+xml"):
-        return "xml"
-    return "text"
-
-
 def body_object(
     data: bytes, content_type: str | None, nil_blank: bool = True, parse_date: bool = True
 ) -> Any:
     """What `body` is in a template, for a message with this body and Content-Type."""
-    kind = _kind(content_type)
-    if kind == "json" and data.strip():
+    if is_media(content_type or "", "json") and data.strip():
         try:
             value = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -128,7 +115,7 @@ def body_object(
                 400, "The body is not valid JSON.", source="set-body", reason="InvalidBody"
             ) from None
         return _dates(value) if parse_date else value
-    if kind == "xml" and data.strip():
+    if is_media(content_type or "", "xml") and data.strip():
         try:
             root = fromstring(data, forbid_dtd=True)
         except (ParseError, DefusedXmlException, ValueError):
@@ -196,76 +183,13 @@ class LiquidSetBody(Policy):
             self.template = compile_template(node.text.strip())
         except TemplateError as exc:
             raise PolicyDocumentError(str(exc), node) from None
-        self.request_side = section in ("inbound", "backend")
 
     async def run(self, ctx: Context) -> Any:
-        limit = min(getattr(ctx.backend, "max_body_bytes", MAX_BODY_BYTES), MAX_BODY_BYTES)
-        if self.request_side:
-            data = await _request_bytes(ctx, limit)
-            ctype = ctx.headers.get("content-type")
-        else:
-            data = await _response_bytes(ctx, limit)
-            ctype = ctx.response.header_map().get("content-type") if ctx.response is not None else None
-        body = body_object(data, ctype, self.nil_blank, self.parse_date)
-        out = render(self.template, body=body, context=liquid_context(ctx, bool(data))).encode()
-        if self.request_side:
-            ctx.request_body = out
-            ctx.headers.delete("content-length")
-            ctx.headers.delete("transfer-encoding")
-        else:
-            if ctx.response is None:  # on-error before any answer: the body makes one
-                ctx.response = Response(200)
-            ctx.response.body = out
-            h = ctx.response.header_map()
-            h.delete("content-length")
-            h.delete("transfer-encoding")
+        body = await read_body(ctx, self.section, "set-body")
+        value = body_object(body.data, body.headers().get("content-type"), self.nil_blank, self.parse_date)
+        out = render(self.template, body=value, context=liquid_context(ctx, bool(body.data)))
+        body.replace(out.encode())
         return None
-
-
-def _too_large(limit: int) -> Reject:
-    return Reject(
-        413,
-        f"The body exceeds the {limit} bytes a Liquid template may read.",
-        source="set-body",
-        reason="RequestEntityTooLarge",
-    )
-
-
-async def _request_bytes(ctx: Context, limit: int) -> bytes:
-    if ctx.request_body is None:
-        if ctx.headers.get("content-length") in (None, "0") and "transfer-encoding" not in ctx.headers:
-            ctx.request_body = b""
-        else:
-            parts: list[bytes] = []
-            try:
-                async for chunk in request_body(ctx, limit):
-                    parts.append(chunk)
-            except BodyTooLarge:
-                raise _too_large(limit) from None
-            ctx.request_body = b"".join(parts)
-    if len(ctx.request_body) > limit:
-        raise _too_large(limit)
-    return ctx.request_body
-
-
-async def _response_bytes(ctx: Context, limit: int) -> bytes:
-    r = ctx.response
-    if r is None:
-        return b""
-    if r.upstream is not None:
-        upstream, r.upstream = r.upstream, None
-        try:
-            r.body = await upstream.read(limit)
-        except UpstreamError:
-            raise Reject(
-                502,
-                f"The backend's response body could not be read whole (at most {limit} bytes).",
-                source="set-body",
-                reason="BackendResponseUnreadable",
-            ) from None
-    if len(r.body) > limit:
-        raise _too_large(limit)
-    return r.body
 
 
 __all__ = ["LiquidSetBody", "body_object", "liquid_context"]
