@@ -10,6 +10,7 @@ default) or nil (`"null"`). The body is read whole by bodies.py (bounded, gzip/d
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from portico.gateway.liquid import TemplateError, compile_template, render, to_d
 from portico.gateway.outcome import Reject
 from portico.gateway.policies.base import CompileContext, Policy
 from portico.gateway.policies.bodies import is_media, read_body
+from portico.gateway.policies.conversions import OFF_LOOP_BYTES
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
 
 if TYPE_CHECKING:
@@ -186,10 +188,18 @@ class LiquidSetBody(Policy):
 
     async def run(self, ctx: Context) -> Any:
         body = await read_body(ctx, self.section, "set-body")
-        value = body_object(body.data, body.headers().get("content-type"), self.nil_blank, self.parse_date)
-        out = render(self.template, body=value, context=liquid_context(ctx, bool(body.data)))
-        body.replace(out.encode())
+        scope = liquid_context(ctx, bool(body.data))
+        ctype = body.headers().get("content-type")
+        if len(body.data) < OFF_LOOP_BYTES:
+            out = self._render(body.data, ctype, scope)
+        else:  # parsed and rendered in a thread: the event loop keeps serving
+            out = await asyncio.to_thread(self._render, body.data, ctype, scope)
+        body.replace(out)
         return None
+
+    def _render(self, data: bytes, content_type: str | None, scope: dict[str, Any]) -> bytes:
+        value = body_object(data, content_type, self.nil_blank, self.parse_date)
+        return render(self.template, body=value, context=scope).encode()
 
 
 __all__ = ["LiquidSetBody", "body_object", "liquid_context"]

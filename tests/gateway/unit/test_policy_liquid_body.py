@@ -106,3 +106,11 @@ async def test_a_body_that_does_not_parse_is_a_400() -> None:
     )
     assert (await rejected(pipe, ctx)).status == 400
     assert be.sent == []
+
+
+async def test_a_large_body_renders_off_the_event_loop() -> None:
+    svc, be = service(), FakeBackend()
+    pipe = pipeline(svc, inbound='<set-body template="liquid">{{ body.s | Size }}</set-body>')
+    big = b'{"s": "' + b"x" * 600_000 + b'"}'
+    await run(pipe, request(svc, be, method="POST", body=big, headers={"Content-Type": "application/json"}))
+    assert be.sent[-1].body == b"600000"
