@@ -174,6 +174,10 @@ def test_real_definitions_through_the_sdk(client: Any, docs: str) -> None:
     )
     assert soap.api_type == "soap" and soap.service_url == "http://calc.example.org/calc.asmx"
     assert _ops(client, "calc")["add"].url_template == "/?soapAction=http://example.org/calc/Add"
+    # the same link as SOAP-to-REST: a JSON API (more in tests/e2e/test_soap_to_rest.py)
+    rest_api = _import(client, "calcrest", "wsdl-link", f"{docs}/calc.wsdl", soap_api_type="http")
+    assert rest_api.api_type == "http" and rest_api.service_url == "http://calc.example.org"
+    assert _ops(client, "calcrest")["add"].url_template == "/Add"
 
     gql = _import(client, "gql", "graphql-link", f"{docs}/graphql", soap_api_type="graphql")
     assert gql.api_type == "graphql" and gql.service_url == f"{docs}/graphql"

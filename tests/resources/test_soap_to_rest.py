@@ -207,6 +207,13 @@ def test_wsdl_selector_picks_the_service_and_port() -> None:
             r"no http\(s\) address",
         ),
         (('<wsdl:input message="tns:AddSoapIn" />', ""), "has no input message"),
+        (
+            (
+                '<wsdl:operation name="Describe">\n      <soap:operation',
+                '<wsdl:operation name="Add">\n      <soap:operation',
+            ),
+            "appears twice",
+        ),
     ],
 )
 def test_definitions_it_cannot_translate_are_refused(change: tuple[str, str], message: str) -> None:

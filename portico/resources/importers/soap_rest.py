@@ -74,6 +74,10 @@ def soap_to_rest(
         name = op.get("name") or ""
         if not name:
             raise ImportFailed(f"an operation of binding '{binding.get('name')}' has no name")
+        if any(o[1]["urlTemplate"] == f"/{name}" for o in operations):
+            raise ImportFailed(
+                f"operation '{name}' appears twice in binding '{binding.get('name')}' (overloading)"
+            )
         soap_op = next((c for c in op if local(c.tag) == "operation"), None)
         if soap_op is not None and soap_op.get("style") == "rpc":
             raise ImportFailed(
