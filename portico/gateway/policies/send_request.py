@@ -16,7 +16,7 @@ from portico.gateway.outcome import Reject
 from portico.gateway.outgoing import backend_url, request_headers
 from portico.gateway.policies.base import ALL, CompileContext, Policy, policy
 from portico.gateway.policies.certificates import AuthenticationCertificate
-from portico.gateway.policies.transform import SetBody, SetHeader, SetMethod
+from portico.gateway.policies.transform import SetBody, SetHeader, SetMethod, plain_set_body
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
 from portico.gateway.upstream import BackendTls
 
@@ -128,7 +128,9 @@ class OutgoingRequest:
             elif child.tag == "set-body":
                 if self.body is not None:
                     raise PolicyDocumentError(f"<set-body> may appear only once in <{node.tag}>.", child)
-                self.body = SetBody(child, "inbound", cc)
+                self.body = plain_set_body(
+                    child, "inbound", cc, node.tag, "its body is built from text or an expression"
+                )
             else:
                 if self.certificate is not None:
                     raise PolicyDocumentError(

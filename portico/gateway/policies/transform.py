@@ -379,6 +379,13 @@ class SetBody(Policy):
         return None
 
 
+def plain_set_body(node: Node, section: str, cc: CompileContext, where: str, why: str) -> SetBody:
+    """A set-body inside another element (return-response, send-request): text or an expression."""
+    if node.get("template") is not None:
+        raise PolicyDocumentError(f"Liquid templates cannot be used inside <{where}> ({why}).", node)
+    return SetBody(node, section, cc)
+
+
 @policy
 class Choose(Policy):
     tag = "choose"
@@ -440,13 +447,8 @@ class ReturnResponse(Policy):
             elif child.tag == "set-header":
                 self.headers.append(SetHeader(child, "outbound", cc))
             else:
-                if child.get("template") is not None:
-                    # the pipeline's body is gone once return-response starts: nothing to bind
-                    raise PolicyDocumentError(
-                        "Liquid templates cannot be used inside <return-response> (it has no body to read).",
-                        child,
-                    )
-                self.body = SetBody(child, "outbound", cc)
+                # the pipeline's body is gone once return-response starts: nothing to bind
+                self.body = plain_set_body(child, "outbound", cc, "return-response", "it has no body to read")
 
     def run(self, ctx: Context) -> Any:
         if ctx.response is not None:

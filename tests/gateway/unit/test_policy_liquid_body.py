@@ -68,6 +68,11 @@ def test_template_content_is_text_and_not_named_values() -> None:
         ('<set-body template="mustache">x</set-body>', "'template' must be 'liquid'"),
         ('<set-body template="liquid" xsi-nil="zero">x</set-body>', "xsi-nil"),
         ('<return-response><set-body template="liquid">x</set-body></return-response>', "return-response"),
+        (
+            '<send-request mode="new" response-variable-name="r"><set-url>http://x.test/</set-url>'
+            '<set-body template="liquid">x</set-body></send-request>',
+            "send-request",
+        ),
     ],
 )
 def test_refused_when_saved(inbound: str, message: str) -> None:
