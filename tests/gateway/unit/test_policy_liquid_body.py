@@ -71,7 +71,7 @@ def test_template_content_is_text_and_not_named_values() -> None:
         (
             '<send-request mode="new" response-variable-name="r"><set-url>http://x.test/</set-url>'
             '<set-body template="liquid">x</set-body></send-request>',
-            "send-request",
+            "cannot be used inside <send-request>",
         ),
     ],
 )
