@@ -152,6 +152,18 @@ class Settings(BaseSettings):
         description="Serve whole small requests whose policies are all synchronous from callbacks "
         "(docs/gateway.md); false: every request through the ASGI path.",
     )
+    gateway_websocket_max_message_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest WebSocket message the gateway relays, either way (larger: both sides are "
+        "closed with 1009).",
+    )
+    gateway_websocket_idle_seconds: float = Field(
+        default=600.0,
+        gt=0,
+        description="A relayed WebSocket connection with no message either way for this long is closed "
+        "(1001) on both sides.",
+    )
     gateway_analytics_queue: int = Field(
         default=100_000,
         ge=100,

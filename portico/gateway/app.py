@@ -11,6 +11,7 @@ import time
 from functools import partial
 from typing import Any
 
+from portico.gateway import websocket
 from portico.gateway.analytics import UsageForwarder, UsageWriter
 from portico.gateway.config import ConfigStore
 from portico.gateway.context import Context, HeaderMap, Response
@@ -96,6 +97,7 @@ class Gateway:
         self.backend = Forwarder(
             self.upstream, settings.gateway_max_body_bytes, settings.gateway_backend_timeout
         )
+        self.connector = websocket.Connector(self.upstream, settings.gateway_backend_timeout)
         self.analytics: UsageWriter | UsageForwarder | None = usage
         if usage is None and settings.gateway_analytics:
             self.analytics = UsageWriter(self.db, max_queue=settings.gateway_analytics_queue)
@@ -212,8 +214,14 @@ class Gateway:
         if isinstance(ctx, tuple):
             await self._plain(send, *ctx)
             return
+        upgrade = websocket.upgrade_of(scope)  # a WebSocket handshake: its backend is the connector
+        if upgrade is not None:
+            ctx.tunnel, ctx.backend = websocket.Tunnel(), self.connector
+        recorded = False
         try:
             try:
+                if upgrade is not None:
+                    websocket.check_handshake(ctx)
                 await self._route_and_run(ctx)
             except (Reject, ExpressionError) as exc:
                 pipeline = self._failed(ctx, getattr(exc, "pipeline", None) or _EMPTY, exc)
@@ -224,7 +232,15 @@ class Gateway:
                         log.info("gateway: on-error section failed: %s", again)
             except _Routed404:
                 _not_found(ctx)
-            await send_response(ctx, send)
+            if upgrade is not None and ctx.tunnel is not None and ctx.tunnel.accepted and _switched(ctx):
+                self._done(ctx)  # the handshake is the request; the relay runs after its record
+                recorded = True
+                s = self.settings
+                await websocket.relay(
+                    ctx, upgrade, s.gateway_websocket_max_message_bytes, s.gateway_websocket_idle_seconds
+                )
+            else:
+                await send_response(ctx, send)
         except ClientGone:
             if ctx.response is not None:
                 ctx.response.drop_upstream()
@@ -239,7 +255,10 @@ class Gateway:
             except Exception:  # the head may be gone already
                 pass
         finally:
-            self._done(ctx)
+            if ctx.tunnel is not None:
+                ctx.tunnel.close()
+            if not recorded:
+                self._done(ctx)
 
     def _route(self, ctx: Context) -> tuple[Pipeline, bool]:
         """API, operation and key check: the pipeline to run, and whether the request is a CORS
@@ -249,7 +268,7 @@ class Gateway:
         if hit is None:
             raise _Routed404()
         api, rest = hit
-        if ctx.scheme not in api.protocols:
+        if websocket.scheme_of(ctx) not in api.protocols:
             raise _Routed404()
         ctx.api = api
         if svc.diagnostics:
@@ -284,6 +303,8 @@ class Gateway:
             return svc.pipeline(None, api, op.name), True
         authenticate(ctx, svc, api)
         pipeline = svc.pipeline(ctx.product, api, op.name)
+        if ctx.tunnel is not None:
+            pipeline = websocket.handshake_pipeline(pipeline)
         if pipeline.error is not None:
             raise Reject(
                 500, "Internal server error", source="configuration", reason="PolicyConfigurationError"
@@ -582,6 +603,10 @@ class Gateway:
 
 class _Routed404(Exception):
     pass
+
+
+def _switched(ctx: Context) -> bool:
+    return ctx.response is not None and ctx.response.status == 101
 
 
 def _not_found(ctx: Context) -> None:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from portico.gateway.policies.cache import CacheState
     from portico.gateway.routing import Api, Operation
     from portico.gateway.upstream import BackendTls, UpstreamResponse
+    from portico.gateway.websocket import Tunnel
 
 
 class HeaderMap:
@@ -304,6 +305,7 @@ class Context:
         "subscription",
         "subscription_key",
         "timestamp",
+        "tunnel",
         "variables",
     )
     counted: set[Any]  # not set by __init__: most requests meet no quota-by-key
@@ -366,6 +368,7 @@ class Context:
         self.cache: CacheState | None = None  # set by cache-lookup (portico/gateway/policies/cache.py)
         self.request_body: bytes | None = None  # set-body on the request side replaces the stream
         self.extra_headers: list[tuple[str, str]] = []  # added to whatever response goes out
+        self.tunnel: Tunnel | None = None  # a WebSocket handshake's (portico/gateway/websocket.py)
 
     # --- request pieces, materialised only when a policy needs them ----------------------------
     @property

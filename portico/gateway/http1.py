@@ -4,7 +4,9 @@ Why not uvicorn (which the management API uses): on the gateway's hot path every
 paid per proxied request. This server is the same design as uvicorn's httptools protocol, cut to
 what a reverse proxy needs: a response whose body the app hands over whole (the common case: a
 small backend answer read in one go) goes out in a single `write` with its head; request headers
-are bounded while they arrive (431), before the app sees them; nothing else (no WebSocket, no
+are bounded while they arrive (431), before the app sees them; a WebSocket upgrade request goes
+to the app through ASGI with `scope["extensions"]["portico.websocket"]` (its `_Cycle`), which may
+take the connection over as a byte stream after answering 101 (`_Cycle.upgrade`); nothing else (no
 lifespan, no access log, no Date/Server headers). Behaviour kept from uvicorn: keep-alive with an
 idle timeout, pipelined requests answered in order, request bodies streamed with back-pressure,
 `Expect: 100-continue`, chunked responses when the length is unknown, `http.disconnect` when the
@@ -28,6 +30,8 @@ from urllib.parse import unquote
 import httptools
 
 from portico.gateway.peer_tls import peer_certificate
+from portico.gateway.upgraded import HIGH_WATER as _UPGRADED_HIGH_WATER
+from portico.gateway.upgraded import UpgradedStream
 
 log = logging.getLogger("portico.gateway")
 
@@ -93,6 +97,7 @@ class _Cycle:
         "response_done",
         "scope",
         "started",
+        "upgrade_requested",
         "waiter",
     )
 
@@ -113,6 +118,7 @@ class _Cycle:
         self.close_delimited = False  # HTTP/1.0 client, length unknown: the body ends with the connection
         self.started = False
         self.response_done = False
+        self.upgrade_requested = False  # a WebSocket opening handshake (`Upgrade: websocket`)
 
     def _wake(self) -> None:
         w = self.waiter
@@ -248,6 +254,34 @@ class _Cycle:
         if not more:
             self.response_done = True
 
+    def upgrade(self, headers: list[tuple[bytes, bytes]]) -> UpgradedStream:
+        """Answer 101 Switching Protocols with `headers` and hand the connection over as a byte
+        stream; it ends when the app returns (no further request is read from it)."""
+        if self.started:
+            raise RuntimeError("the response has started already")
+        conn = self.conn
+        head = [b"HTTP/1.1 101 Switching Protocols\r\n"]
+        for name, value in headers:
+            if b"\n" in value or b"\r" in value or b"\n" in name or b"\r" in name or b":" in name:
+                raise RuntimeError("invalid response header")
+            head.append(name + b": " + value + b"\r\n")
+        head.append(b"\r\n")
+        self.started = True
+        self.response_done = True
+        self.keep_alive = False
+        stream = UpgradedStream(conn)
+        conn.upgraded = stream
+        if not conn.closed:
+            conn.transport.write(b"".join(head))
+        tail, conn.upgrade_tail = conn.upgrade_tail, b""
+        if tail:
+            stream.feed(tail)
+        if conn.closed:
+            stream.lost()
+        conn.reading_paused = True  # paused when the parser stopped at the upgrade
+        conn.resume_reading()
+        return stream
+
     async def run(self, app: App) -> None:
         conn = self.conn
         try:
@@ -302,6 +336,8 @@ class HttpProtocol(asyncio.Protocol):
         self.closed = False
         self.unparsable = False  # the parser failed: nothing more is read
         self.linger_deadline: float | None = None  # lingering close: loop time it ends at
+        self.upgraded: UpgradedStream | None = None  # after a 101: what the client sends goes there
+        self.upgrade_tail = b""  # bytes after an upgrade request's head, read before the 101
 
     # --- connection ---------------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -317,6 +353,8 @@ class HttpProtocol(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self.upgraded is not None:
+            self.upgraded.lost()
         self.server.connections.discard(self)
         for cycle in (self.active, self.parsing, *self.queue):
             if cycle is not None:
@@ -366,12 +404,19 @@ class HttpProtocol(asyncio.Protocol):
 
     # --- parsing ------------------------------------------------------------------------------
     def data_received(self, data: bytes) -> None:
+        if self.upgraded is not None:
+            self.upgraded.feed(data)
+            return
         if self.linger_deadline is not None:
             return  # the connection is ending: the rest of an unread request is dropped
         try:
             self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            # no protocol upgrades here: the request is answered as plain HTTP, then the connection ends
+        except httptools.HttpParserUpgrade as exc:
+            # the request is answered (a WebSocket handshake may take the connection over, with
+            # what followed its head), then the connection ends: nothing more is parsed from it
+            offset = exc.args[0] if exc.args and isinstance(exc.args[0], int) else len(data)
+            if len(self.upgrade_tail) + len(data) - offset <= _UPGRADED_HIGH_WATER:
+                self.upgrade_tail += data[offset:]
             for cycle in (self.parsing, self.active, *self.queue):
                 if cycle is not None:
                     cycle.keep_alive = False
@@ -448,7 +493,7 @@ class HttpProtocol(asyncio.Protocol):
             except httptools.HttpParserInvalidURLError:
                 raise httptools.HttpParserError("invalid request target") from None
         text = raw_path.decode("latin-1")
-        scope = {
+        scope: dict[str, Any] = {
             "type": "http",
             "asgi": {"version": "3.0"},
             "http_version": parser.get_http_version(),
@@ -465,9 +510,19 @@ class HttpProtocol(asyncio.Protocol):
         if self.peer_certificate is not None:  # both paths read it from here (Gateway._begin)
             scope["client_certificate"] = self.peer_certificate
         cycle = _Cycle(self, scope, parser.should_keep_alive(), self.expect)
+        if parser.should_upgrade() and any(
+            n == b"upgrade" and v.strip().lower() == b"websocket" for n, v in self.headers
+        ):
+            cycle.upgrade_requested = True  # served through ASGI, which may take the connection over
+            scope["extensions"] = {"portico.websocket": cycle}
         self.parsing = cycle
         if self.active is None:
-            if self.fast is not None and not self.expect and 0 <= self.body_length <= _WHOLE_BODY:
+            if (
+                self.fast is not None
+                and not self.expect
+                and 0 <= self.body_length <= _WHOLE_BODY
+                and not cycle.upgrade_requested
+            ):
                 self.pending = cycle  # the fast path wants the whole request: started when it is in
             else:
                 self._start(cycle)
@@ -503,7 +558,12 @@ class HttpProtocol(asyncio.Protocol):
         self.active = cycle
         self.idle_since = None
         fast = self.fast
-        if fast is not None and cycle.complete and not cycle.continue_expected:
+        if (
+            fast is not None
+            and cycle.complete
+            and not cycle.continue_expected
+            and not cycle.upgrade_requested
+        ):
             try:
                 if fast(cycle):
                     return  # it answers (now or from a callback) and calls cycle.finish()

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from portico.arm.errors import ArmError, invalid_field, validation_error
 from portico.arm.paging import Page
 from portico.edmx import EdmxError, read_model
-from portico.resources import catalog, policy_raw, revisions
+from portico.resources import catalog, policy_raw, revisions, websocket_apis
 from portico.resources import kind_rules as R
 from portico.resources import kinds as K
 from portico.resources.importers.graphql import GRAPHQL_CONTENT_TYPE, sdl_from_text
@@ -233,6 +233,8 @@ class EntityEngine:
             data,
             exists=existing is not None,
         )
+        if t.kind.kind == "api" and websocket_apis.is_websocket(data):
+            await websocket_apis.ensure_handshake(self.conn, self.store, t.name)
         return Result(self.render(t.kind, t.parent, t.name, data), etag, created)
 
     async def patch(self, t: Target, body: Any, if_match: str | None) -> Result:
@@ -435,6 +437,7 @@ class EntityEngine:
             ("http://", "https://", "ws://", "wss://")
         ):
             raise invalid_field("properties.serviceUrl", "must be an absolute URL")
+        websocket_apis.check_api(data, old, given_protocols=props.get("protocols") is not None)
         if data.get("apiVersionSetId"):
             rel = to_relative(data["apiVersionSetId"])
             parts = rel.strip("/").split("/")
@@ -512,6 +515,7 @@ class EntityEngine:
         if data["format"] == "rawxml":  # stored as xml: the gateway and exports read XML
             data["value"] = policy_raw.encode(data["value"])
         await R.check_fragment_refs(self.conn, self.store, data["value"], "properties.value")
+        await websocket_apis.check_policy(self.conn, self.store, t.parent, data["value"])
         check_policy_document(data["value"], resolver=is_resolver_policy(t.parent), scope=t.parent)
         await R.check_logger_refs(self.conn, self.store, data["value"], "properties.value")
         data["format"] = "xml"

@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from portico.arm.errors import ArmError, invalid_field
 from portico.identity.credentials import providers as credential_providers
 from portico.names import fold_name
-from portico.resources import policy_raw
+from portico.resources import policy_raw, websocket_apis
 from portico.resources.kind_builtins import (
     builtin_access,
     builtin_notification,
@@ -546,6 +546,7 @@ NORMALIZERS: dict[str, Hook] = {
     "portalConfig": _portal_config,
     "portalRevision": _portal_revision,
     "resolver": _resolver,
+    "operation": websocket_apis.normalize_operation,
 }
 
 
@@ -553,6 +554,7 @@ NORMALIZERS: dict[str, Hook] = {
 async def before_delete(conn: AsyncConnection, store: int, t: Target) -> None:
     """Refuse deletes Azure refuses: a fragment or logger still in use."""
     assert t.name is not None
+    await websocket_apis.before_delete(conn, store, t)
     if t.kind.kind == "policyFragment":
         users = await fragment_references(conn, store, t.name)
         if users:

@@ -87,6 +87,10 @@ class Upstream:
             ctx = self._contexts[tls] = client_context(tls)
         return ctx
 
+    def ssl_context(self, tls: BackendTls | None) -> ssl.SSLContext:
+        """The client context of a TLS profile (shared with the pool's connections)."""
+        return self._ssl(tls)
+
     def _idle_of(self, tls: BackendTls | None) -> dict[tuple[str, str, int], list[Connection]]:
         if tls is None:
             return self._idle

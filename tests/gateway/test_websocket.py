@@ -1,0 +1,256 @@
+"""WebSocket APIs end to end: created with the Azure SDK (Azure's shape: the onHandshake operation
+made with the API, ws/wss only), then real `websockets` clients through the Portico gateway to a
+real WebSocket echo backend: the subscription key, an onHandshake policy header the backend sees,
+messages both ways, subprotocols, close propagation both ways, the message size and idle limits,
+a refusing and an unreachable backend, and the handshake in the usage reports."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from azure.core.exceptions import HttpResponseError
+from azure.mgmt.apimanagement import models as M
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from tests.gateway.conftest import RG, GatewayEnv, closed_port, eventually, gateway_env, make_service, unique
+from tests.gateway.test_policies import doc
+from tests.support.server import PorticoServer
+from tests.support.ws_echo import EchoBackend, echo_backend
+
+pytestmark = pytest.mark.slow
+
+MAX_MESSAGE = 65536
+IDLE = 3
+
+
+@pytest.fixture(scope="module")
+def echo() -> Iterator[EchoBackend]:
+    with echo_backend() as backend:
+        yield backend
+
+
+@pytest.fixture(scope="module")
+def wsgw(server_factory: Callable[..., PorticoServer]) -> Iterator[GatewayEnv]:
+    server = server_factory(
+        db="sqlite",
+        env=gateway_env(
+            PORTICO_GATEWAY_WEBSOCKET_MAX_MESSAGE_BYTES=str(MAX_MESSAGE),
+            PORTICO_GATEWAY_WEBSOCKET_IDLE_SECONDS=str(IDLE),
+        ),
+    )
+    name = unique("wssvc")
+    client = make_service(server, name)
+    with httpx.Client(timeout=30) as http:
+        yield GatewayEnv(server, client, http, name)
+
+
+def _ws_api(gw: GatewayEnv, name: str, url: str, **props: Any) -> Any:
+    return gw.client.api.begin_create_or_update(
+        RG,
+        gw.service,
+        name,
+        M.ApiCreateOrUpdateParameter(
+            path=name, display_name=name, api_type="websocket", service_url=url, **props
+        ),
+    ).result()
+
+
+@pytest.fixture(scope="module")
+def api(wsgw: GatewayEnv, echo: EchoBackend) -> dict[str, str]:
+    name = unique("chat")
+    _ws_api(wsgw, name, echo.url + "/socket", protocols=["ws", "wss"])
+    wsgw.policy(
+        doc(
+            inbound='<base /><set-header name="X-From-Gateway" exists-action="override">'
+            "<value>@(context.Operation.Name)</value></set-header>"
+        ),
+        api=name,
+        operation="onHandshake",
+    )
+    key = wsgw.subscription(unique("wssub"), f"/apis/{name}")
+    return {"name": name, "key": key}
+
+
+def _open(gw: GatewayEnv, path: str, **kw: Any) -> Any:
+    """A `websockets` connection to the gateway's HTTP port, addressed to the service's host."""
+    return connect(f"ws://{gw.host}:{gw.port}{path}", host="127.0.0.1", port=gw.port, open_timeout=20, **kw)
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(coro)
+
+
+async def _hello(ws: ClientConnection) -> dict[str, Any]:
+    return dict(json.loads(await asyncio.wait_for(ws.recv(), 20)))
+
+
+def _until_live(gw: GatewayEnv, path: str, status: int = 101) -> None:
+    """Wait until the handshake on `path` gets `status` (the gateway's configuration, keys
+    included, arrives a poll after the write)."""
+
+    async def probe() -> None:
+        try:
+            async with _open(gw, path):
+                got = 101
+        except InvalidStatus as exc:
+            got = exc.response.status_code
+        assert got == status, f"{got}, not yet {status}"
+
+    def check() -> None:
+        run(probe())
+
+    eventually(check, timeout=10, interval=0.2)
+
+
+def test_websocket_api_has_azure_shape(wsgw: GatewayEnv, echo: EchoBackend) -> None:
+    c, name = wsgw.client, unique("shape")
+    created = _ws_api(wsgw, name, "wss://example.com/socket")
+    assert created.api_type == "websocket" and created.protocols == ["wss"]
+    ops = list(c.api_operation.list_by_api(RG, wsgw.service, name))
+    assert [(o.name, o.display_name, o.method, o.url_template) for o in ops] == [
+        ("onHandshake", "onHandshake", "GET", "/")
+    ]
+    refused = [
+        lambda: c.api_operation.create_or_update(
+            RG,
+            wsgw.service,
+            name,
+            "other",
+            M.OperationContract(display_name="o", method="GET", url_template="/x"),
+        ),
+        lambda: c.api_operation.delete(RG, wsgw.service, name, "onHandshake", if_match="*"),
+        lambda: c.api_policy.create_or_update(
+            RG, wsgw.service, name, "policy", M.PolicyContract(value=doc(), format="xml")
+        ),
+        lambda: c.api_operation_policy.create_or_update(
+            RG,
+            wsgw.service,
+            name,
+            "onHandshake",
+            "policy",
+            M.PolicyContract(value=doc(inbound="<mock-response status-code='200' />"), format="xml"),
+        ),
+        lambda: _ws_api(wsgw, unique("badurl"), "https://example.com/socket"),
+        lambda: _ws_api(wsgw, unique("badproto"), "wss://example.com/socket", protocols=["https"]),
+    ]
+    for call in refused:
+        with pytest.raises(HttpResponseError) as err:
+            call()
+        assert err.value.status_code == 400, err.value.message
+    assert len(list(c.api_operation.list_by_api(RG, wsgw.service, name))) == 1
+    # the one place policies go
+    c.api_operation_policy.create_or_update(
+        RG, wsgw.service, name, "onHandshake", "policy", M.PolicyContract(value=doc(), format="xml")
+    )
+
+
+def test_messages_keys_policies_and_close(wsgw: GatewayEnv, api: dict[str, str]) -> None:
+    path = f"/{api['name']}"
+    _until_live(wsgw, f"{path}?subscription-key={api['key']}")
+    start = datetime.now(UTC) - timedelta(seconds=5)
+
+    async def scenario() -> None:
+        with pytest.raises(InvalidStatus) as refused:
+            async with _open(wsgw, path):
+                pass
+        assert refused.value.response.status_code == 401
+        # the key in the query string, as Azure takes it for WebSocket clients
+        async with _open(wsgw, f"{path}?subscription-key={api['key']}&x=1", subprotocols=["chat.v2"]) as ws:
+            hello = await _hello(ws)
+            assert hello["headers"]["x-from-gateway"] == "onHandshake"
+            assert hello["path"] == "/socket" and "x=1" in hello["query"]
+            assert hello["subprotocol"] == "chat.v2" and ws.subprotocol == "chat.v2"
+            await ws.send("hello")
+            assert await asyncio.wait_for(ws.recv(), 20) == "hello"
+            await ws.send(b"\x00\x01binary")
+            assert await asyncio.wait_for(ws.recv(), 20) == b"\x00\x01binary"
+            big = "x" * (MAX_MESSAGE - 100)  # under the limit: passes
+            await ws.send(big)
+            assert await asyncio.wait_for(ws.recv(), 20) == big
+            # the backend closes: its code and reason reach the client
+            await ws.send("close-me")
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 20)
+            assert closed.value.rcvd is not None
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4000, "backend says bye")
+        # the key in the header too
+        async with _open(wsgw, path, additional_headers={"Ocp-Apim-Subscription-Key": api["key"]}) as ws:
+            await _hello(ws)
+            await ws.close(4001, "client leaves")
+
+    run(scenario())
+    reports = wsgw.client.reports
+    f = f"timestamp ge datetime'{start.strftime('%Y-%m-%dT%H:%M:%S')}' and apiId eq '/apis/{api['name']}'"
+
+    def recorded() -> None:
+        codes = sorted(r.response_code for r in reports.list_by_request(RG, wsgw.service, f, top=100))
+        assert codes.count(101) >= 2 and 401 in codes, codes
+
+    eventually(recorded, timeout=10, interval=0.3)
+
+
+def test_client_close_reaches_backend(wsgw: GatewayEnv, api: dict[str, str], echo: EchoBackend) -> None:
+    path = f"/{api['name']}?subscription-key={api['key']}"
+    _until_live(wsgw, path)
+    before = len(echo.closes)
+
+    async def scenario() -> None:
+        async with _open(wsgw, path) as ws:
+            await _hello(ws)
+            await ws.close(4002, "done here")
+
+    run(scenario())
+    eventually(lambda: _assert(4002 in echo.closes[before:], echo.closes), timeout=10)
+
+
+def _assert(ok: bool, detail: Any) -> None:
+    assert ok, detail
+
+
+def test_message_size_and_idle_limits(wsgw: GatewayEnv, api: dict[str, str]) -> None:
+    path = f"/{api['name']}?subscription-key={api['key']}"
+    _until_live(wsgw, path)
+
+    async def scenario() -> None:
+        async with _open(wsgw, path) as ws:
+            await _hello(ws)
+            await ws.send("y" * (MAX_MESSAGE + 1))
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), 20)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        async with _open(wsgw, path, ping_interval=None) as ws:
+            await _hello(ws)
+            with pytest.raises(ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), IDLE + 20)
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1001
+
+    run(scenario())
+
+
+def test_refusing_and_unreachable_backends(wsgw: GatewayEnv, api: dict[str, str], echo: EchoBackend) -> None:
+    down = unique("down")
+    _ws_api(
+        wsgw, down, f"ws://127.0.0.1:{closed_port()}/socket", protocols=["ws"], subscription_required=False
+    )
+    _until_live(wsgw, f"/{down}", 502)
+
+    async def status(path: str) -> int:
+        with pytest.raises(InvalidStatus) as refused:
+            async with _open(wsgw, path):
+                pass
+        return int(refused.value.response.status_code)
+
+    async def scenario() -> None:
+        assert await status(f"/{down}") == 502
+        assert await status(f"/{api['name']}?subscription-key={api['key']}&handshake-403=1") == 403
+
+    run(scenario())
+    # plain HTTP to a WebSocket API is not routed (its protocols are ws/wss)
+    assert wsgw.get(f"/{api['name']}", key=api["key"]).status_code == 404
