@@ -323,8 +323,12 @@ class Gateway:
                 return svc.pipeline(None, api, None), True
         authenticate(ctx, svc, api)
         if endpoint is not None and endpoint.synthetic:
+            if ctx.tunnel is not None:  # pass-through APIs relay subscriptions to their serviceUrl
+                raise Reject(400, websocket.SYNTHETIC_REFUSED, source="graphql", reason="Unsupported")
             ctx.backend = endpoint.backend(ctx.backend)
         pipeline = svc.pipeline(ctx.product, api, None)
+        if ctx.tunnel is not None:
+            pipeline = websocket.handshake_pipeline(pipeline)
         if pipeline.error is not None:
             raise Reject(
                 500, "Internal server error", source="configuration", reason="PolicyConfigurationError"

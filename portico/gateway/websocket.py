@@ -44,6 +44,10 @@ from portico.gateway.proxy import RESPONSE_DROP, request_headers
 from portico.gateway.upstream import BackendTls, Upstream, split_url
 
 WS_SCHEMES = {"http": "ws", "https": "wss"}
+SYNTHETIC_REFUSED = (
+    "GraphQL subscriptions over WebSocket are not served by synthetic GraphQL APIs "
+    "(only pass-through ones relay them to their serviceUrl)."
+)
 # API Management's policies that do not apply to onHandshake; inherited from the global or product
 # scope they are skipped (the control plane refuses them on onHandshake itself)
 UNSUPPORTED_ON_HANDSHAKE = frozenset(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -254,3 +255,72 @@ def test_refusing_and_unreachable_backends(wsgw: GatewayEnv, api: dict[str, str]
     run(scenario())
     # plain HTTP to a WebSocket API is not routed (its protocols are ws/wss)
     assert wsgw.get(f"/{api['name']}", key=api["key"]).status_code == 404
+
+
+def test_wss_on_the_https_port(wsgw: GatewayEnv, api: dict[str, str]) -> None:
+    path = f"/{api['name']}?subscription-key={api['key']}"
+    _until_live(wsgw, path)
+    context = ssl.create_default_context(cafile=wsgw.server.ca)
+
+    async def scenario() -> None:
+        url = f"wss://{wsgw.host}:{wsgw.https_port}{path}"
+        async with connect(url, host="127.0.0.1", port=wsgw.https_port, ssl=context, open_timeout=20) as ws:
+            hello = await _hello(ws)
+            assert hello["headers"]["x-forwarded-proto"] == "https"
+            await ws.send("over tls")
+            assert await asyncio.wait_for(ws.recv(), 20) == "over tls"
+
+    run(scenario())
+
+
+def test_graphql_subscriptions(wsgw: GatewayEnv, echo: EchoBackend) -> None:
+    """Pass-through GraphQL APIs relay WebSocket subscriptions (graphql-transport-ws) to their
+    serviceUrl; synthetic ones refuse them with a 400."""
+    c, passing, synthetic = wsgw.client, unique("gqlpass"), unique("gqlsyn")
+    c.api.begin_create_or_update(
+        RG,
+        wsgw.service,
+        passing,
+        M.ApiCreateOrUpdateParameter(
+            path=passing,
+            display_name=passing,
+            api_type="graphql",
+            service_url=echo.url.replace("ws://", "http://") + "/graphql",
+            protocols=["http", "ws"],
+            subscription_required=False,
+        ),
+    ).result()
+    c.api.begin_create_or_update(
+        RG,
+        wsgw.service,
+        synthetic,
+        M.ApiCreateOrUpdateParameter(
+            path=synthetic,
+            display_name=synthetic,
+            api_type="graphql",
+            protocols=["ws"],
+            subscription_required=False,
+        ),
+    ).result()
+    c.api_schema.begin_create_or_update(
+        RG,
+        wsgw.service,
+        synthetic,
+        "graphql",
+        M.SchemaContract(
+            content_type="application/vnd.ms-azure-apim.graphql.schema",
+            value="type Query { a: String } type Subscription { ticks: Int }",
+        ),
+    ).result()
+    _until_live(wsgw, f"/{synthetic}", 400)
+    _until_live(wsgw, f"/{passing}")
+
+    async def scenario() -> None:
+        async with _open(wsgw, f"/{passing}", subprotocols=["graphql-transport-ws"]) as ws:
+            hello = await _hello(ws)
+            assert hello["path"] == "/graphql" and ws.subprotocol == "graphql-transport-ws"
+            init = json.dumps({"type": "connection_init", "payload": {}})
+            await ws.send(init)
+            assert await asyncio.wait_for(ws.recv(), 20) == init
+
+    run(scenario())

@@ -75,7 +75,7 @@ def echo_backend() -> Iterator[EchoBackend]:
             0,
             max_size=None,
             process_request=_refuse,
-            subprotocols=["chat.v1", "chat.v2"],  # type: ignore[list-item]
+            subprotocols=["chat.v1", "chat.v2", "graphql-transport-ws"],  # type: ignore[list-item]
             select_subprotocol=lambda _conn, offered: offered[0] if offered else None,
         ) as server:
             backend.port = server.sockets[0].getsockname()[1]
