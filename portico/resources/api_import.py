@@ -91,6 +91,11 @@ def read_request(body: dict[str, Any]) -> ImportRequest:
     if not isinstance(selector, dict):
         raise invalid_field("properties.wsdlSelector", "must be an object")
     api_type = props.get("apiType") or props.get("type")
+    if str(api_type or "").lower() == "websocket":
+        raise invalid_field(
+            "properties.apiType",
+            "a WebSocket API is not imported from a definition: create it with a ws:// or wss:// serviceUrl",
+        )
     if fmt == "graphql-link" and api_type not in (None, "graphql"):
         raise invalid_field("properties.apiType", "a graphql-link import creates a 'graphql' API")
     if fmt in ("odata", "odata-link") and api_type not in (None, "odata"):

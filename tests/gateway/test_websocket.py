@@ -140,6 +140,17 @@ def test_websocket_api_has_azure_shape(wsgw: GatewayEnv, echo: EchoBackend) -> N
         ),
         lambda: _ws_api(wsgw, unique("badurl"), "https://example.com/socket"),
         lambda: _ws_api(wsgw, unique("badproto"), "wss://example.com/socket", protocols=["https"]),
+        lambda: c.api.begin_create_or_update(
+            RG,
+            wsgw.service,
+            unique("imported"),
+            M.ApiCreateOrUpdateParameter(
+                path=unique("imp"),
+                api_type="websocket",
+                format="openapi+json",
+                value=json.dumps({"openapi": "3.0.1", "info": {"title": "t", "version": "1"}, "paths": {}}),
+            ),
+        ).result(),
     ]
     for call in refused:
         with pytest.raises(HttpResponseError) as err:
