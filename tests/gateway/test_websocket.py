@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import ssl
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -157,6 +158,15 @@ def test_websocket_api_has_azure_shape(wsgw: GatewayEnv, echo: EchoBackend) -> N
             call()
         assert err.value.status_code == 400, err.value.message
     assert len(list(c.api_operation.list_by_api(RG, wsgw.service, name))) == 1
+    # a template that declares the operation as Azure made it deploys unchanged
+    same = c.api_operation.create_or_update(
+        RG,
+        wsgw.service,
+        name,
+        "onHandshake",
+        M.OperationContract(display_name="onHandshake", method="GET", url_template="/"),
+    )
+    assert (same.name, same.method, same.url_template) == ("onHandshake", "GET", "/")
     # the one place policies go
     c.api_operation_policy.create_or_update(
         RG, wsgw.service, name, "onHandshake", "policy", M.PolicyContract(value=doc(), format="xml")
@@ -335,3 +345,30 @@ def test_graphql_subscriptions(wsgw: GatewayEnv, echo: EchoBackend) -> None:
             assert await asyncio.wait_for(ws.recv(), 20) == init
 
     run(scenario())
+
+
+def _raw_handshake(gw: GatewayEnv, path: str, headers: dict[str, str]) -> tuple[int, str]:
+    """(status, head) of an opening handshake written by hand (what a library would not send)."""
+    lines = [f"GET {path} HTTP/1.1", f"Host: {gw.host}", "Upgrade: websocket", "Connection: Upgrade"]
+    lines += [f"{k}: {v}" for k, v in headers.items()]
+    with socket.create_connection(("127.0.0.1", gw.port), timeout=20) as s:
+        s.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    return int(head.split(" ", 2)[1]), head.lower()
+
+
+def test_invalid_handshakes(wsgw: GatewayEnv, api: dict[str, str]) -> None:
+    path = f"/{api['name']}?subscription-key={api['key']}"
+    _until_live(wsgw, path)
+    key = "dGhlIHNhbXBsZSBub25jZQ=="
+    status, head = _raw_handshake(wsgw, path, {"Sec-WebSocket-Version": "8", "Sec-WebSocket-Key": key})
+    assert status == 426 and "sec-websocket-version: 13" in head
+    assert _raw_handshake(wsgw, path, {"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "short"})[0] == 400
+    status, head = _raw_handshake(wsgw, path, {"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": key})
+    assert status == 101 and "sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=" in head
