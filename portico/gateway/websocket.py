@@ -18,7 +18,7 @@ import binascii
 import contextlib
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from wsproto import ConnectionType, WSConnection
@@ -148,7 +148,6 @@ class Tunnel:
     backend: WSConnection | None = None
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
-    extra: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
         if self.writer is not None:
@@ -175,6 +174,8 @@ class Connector:
     async def forward(self, ctx: Context, timeout: float | None) -> None:  # noqa: ASYNC109 - the policy's
         tunnel = ctx.tunnel
         assert tunnel is not None
+        tunnel.close()  # a handshake forwarded again (a policy's retry) starts afresh
+        tunnel.accepted = False
         base = ctx.backend_base
         if not base:
             raise _fail(500, "Backend service URL is not defined for this API.", "BackendUrlMissing")
