@@ -164,6 +164,12 @@ class Settings(BaseSettings):
         description="A relayed WebSocket connection with no message either way for this long is closed "
         "(1001) on both sides.",
     )
+    gateway_websocket_max_connections: int = Field(
+        default=5000,
+        ge=0,
+        description="WebSocket connections each gateway worker process relays at once (API Management's "
+        "figure per unit); a handshake beyond it gets 503.",
+    )
     gateway_analytics_queue: int = Field(
         default=100_000,
         ge=100,

@@ -97,7 +97,9 @@ class Gateway:
         self.backend = Forwarder(
             self.upstream, settings.gateway_max_body_bytes, settings.gateway_backend_timeout
         )
-        self.connector = websocket.Connector(self.upstream, settings.gateway_backend_timeout)
+        self.connector = websocket.Connector(
+            self.upstream, settings.gateway_backend_timeout, settings.gateway_websocket_max_connections
+        )
         self.analytics: UsageWriter | UsageForwarder | None = usage
         if usage is None and settings.gateway_analytics:
             self.analytics = UsageWriter(self.db, max_queue=settings.gateway_analytics_queue)

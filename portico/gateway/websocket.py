@@ -148,11 +148,15 @@ class Tunnel:
     backend: WSConnection | None = None
     reader: asyncio.StreamReader | None = None
     writer: asyncio.StreamWriter | None = None
+    counted: Connector | None = None  # the connector whose open connections count this one
 
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+        if self.counted is not None:
+            self.counted.active -= 1
+            self.counted = None
 
 
 def _fail(status: int, message: str, reason: str) -> Reject:
@@ -162,11 +166,13 @@ def _fail(status: int, message: str, reason: str) -> Reject:
 class Connector:
     """The backend step of a WebSocket handshake (the `Backend` seam, portico/gateway/backend.py)."""
 
-    __slots__ = ("default_timeout", "upstream")
+    __slots__ = ("active", "default_timeout", "max_connections", "upstream")
 
-    def __init__(self, upstream: Upstream, default_timeout: float) -> None:
+    def __init__(self, upstream: Upstream, default_timeout: float, max_connections: int) -> None:
         self.upstream = upstream
         self.default_timeout = default_timeout
+        self.max_connections = max_connections  # of this process, relayed at once
+        self.active = 0
 
     def forward_nowait(self, ctx: Context, timeout: float | None, done: Any) -> None:
         raise _fail(500, "A WebSocket handshake is not served from callbacks.", "Unsupported")
@@ -176,6 +182,12 @@ class Connector:
         assert tunnel is not None
         tunnel.close()  # a handshake forwarded again (a policy's retry) starts afresh
         tunnel.accepted = False
+        if self.active >= self.max_connections:
+            raise _fail(
+                503,
+                f"The gateway relays {self.max_connections} WebSocket connections already; try again later.",
+                "WebSocketConnectionLimit",
+            )
         base = ctx.backend_base
         if not base:
             raise _fail(500, "Backend service URL is not defined for this API.", "BackendUrlMissing")
@@ -255,6 +267,8 @@ class Connector:
                 if name.lower() not in _OWN_HEADERS and name.lower() not in RESPONSE_DROP:
                     h.add(name.decode("latin-1"), value.decode("latin-1"))
             tunnel.accepted = True
+            tunnel.counted = self
+            self.active += 1
             ctx.response = Response(101, h, reason="Switching Protocols")
             return
         status, raw, body = answer

@@ -12,7 +12,9 @@ from wsproto import ConnectionType
 from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
-from portico.gateway.websocket import _Activity, _pump, _Side
+from portico.gateway.upstream import Upstream
+from portico.gateway.websocket import Connector, Tunnel, _Activity, _pump, _Side
+from tests.gateway.unit.harness import pipeline, rejected, request, service
 
 
 class _Pipe:
@@ -102,3 +104,16 @@ async def test_dropped_side_closes_the_other() -> None:
     got = _events(backend, to_backend)
     assert isinstance(got[0], TextMessage) and got[0].data == "last"
     assert isinstance(got[-1], CloseConnection) and got[-1].code == 1001
+
+
+async def test_connection_cap_refuses_handshakes_beyond_it() -> None:
+    connector = Connector(Upstream(), 5.0, 1)
+    svc = service()
+    ctx = request(svc, connector, path="/echo/")
+    ctx.tunnel = Tunnel()
+    counted = Tunnel(counted=connector)
+    connector.active = 1  # one relayed connection open
+    refused = await rejected(pipeline(svc), ctx)
+    assert (refused.status, refused.reason) == (503, "WebSocketConnectionLimit")
+    counted.close()  # the relay ends: its place is free again
+    assert connector.active == 0
