@@ -7,22 +7,26 @@ a refusing and an unreachable backend, and the handshake in the usage reports.""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 import ssl
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from azure.core.exceptions import HttpResponseError
 from azure.mgmt.apimanagement import models as M
+from cryptography.hazmat.primitives.serialization import Encoding
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.gateway.conftest import RG, GatewayEnv, closed_port, eventually, gateway_env, make_service, unique
 from tests.gateway.test_policies import doc
+from tests.support.certs import CertificateAuthority
 from tests.support.server import PorticoServer
 from tests.support.ws_echo import EchoBackend, echo_backend
 
@@ -372,3 +376,41 @@ def test_invalid_handshakes(wsgw: GatewayEnv, api: dict[str, str]) -> None:
     assert _raw_handshake(wsgw, path, {"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": "short"})[0] == 400
     status, head = _raw_handshake(wsgw, path, {"Sec-WebSocket-Version": "13", "Sec-WebSocket-Key": key})
     assert status == 101 and "sec-websocket-accept: s3pplmbitxaq9kygzzhzrbk+xoo=" in head
+
+
+def test_wss_backend_checked_as_http_backends_are(wsgw: GatewayEnv, tmp_path: Path) -> None:
+    """A wss:// backend's certificate must be trusted (the service's CA certificates, store Root)."""
+    ca = CertificateAuthority()
+    chain = tmp_path / "backend.pem"
+    chain.write_bytes(ca.server_pem("localhost"))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(str(chain))
+    with echo_backend(context) as secure:
+        name = unique("secure")
+        _ws_api(wsgw, name, secure.url + "/socket", protocols=["ws"], subscription_required=False)
+        _until_live(wsgw, f"/{name}", 502)  # an unknown CA: the handshake fails
+        der = ca.cert.public_bytes(Encoding.DER)
+        wsgw.client.api_management_service.begin_create_or_update(
+            RG,
+            wsgw.service,
+            {
+                "location": "westeurope",
+                "sku": {"name": "Developer", "capacity": 1},
+                "properties": {
+                    "publisherEmail": "ops@contoso.com",
+                    "publisherName": "Contoso",
+                    "certificates": [
+                        {"encodedCertificate": base64.b64encode(der).decode(), "storeName": "Root"}
+                    ],
+                },
+            },
+        ).result()
+        _until_live(wsgw, f"/{name}")
+
+        async def scenario() -> None:
+            async with _open(wsgw, f"/{name}") as ws:
+                assert (await _hello(ws))["path"] == "/socket"
+                await ws.send("secret")
+                assert await asyncio.wait_for(ws.recv(), 20) == "secret"
+
+        run(scenario())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,10 +26,11 @@ from websockets.http11 import Request, Response
 class EchoBackend:
     port: int = 0
     closes: list[int | None] = field(default_factory=list)
+    tls: bool = False
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return f"wss://localhost:{self.port}" if self.tls else f"ws://127.0.0.1:{self.port}"
 
 
 def _refuse(connection: ServerConnection, request: Request) -> Response | None:
@@ -38,8 +40,9 @@ def _refuse(connection: ServerConnection, request: Request) -> Response | None:
 
 
 @contextmanager
-def echo_backend() -> Iterator[EchoBackend]:
-    backend = EchoBackend()
+def echo_backend(tls: ssl.SSLContext | None = None) -> Iterator[EchoBackend]:
+    """The backend on 127.0.0.1; `tls`: its server context (wss://localhost)."""
+    backend = EchoBackend(tls=tls is not None)
     ready = threading.Event()
     stop: dict[str, Any] = {}
 
@@ -74,6 +77,7 @@ def echo_backend() -> Iterator[EchoBackend]:
             "127.0.0.1",
             0,
             max_size=None,
+            ssl=tls,
             process_request=_refuse,
             subprotocols=["chat.v1", "chat.v2", "graphql-transport-ws"],  # type: ignore[list-item]
             select_subprotocol=lambda _conn, offered: offered[0] if offered else None,
