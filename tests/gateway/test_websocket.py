@@ -414,3 +414,23 @@ def test_wss_backend_checked_as_http_backends_are(wsgw: GatewayEnv, tmp_path: Pa
                 assert await asyncio.wait_for(ws.recv(), 20) == "secret"
 
         run(scenario())
+
+
+def test_rate_limit_on_the_handshake(wsgw: GatewayEnv, echo: EchoBackend) -> None:
+    name = unique("limited")
+    _ws_api(wsgw, name, echo.url + "/socket", protocols=["ws"], subscription_required=False)
+    wsgw.policy(
+        doc(inbound='<base /><rate-limit calls="1" renewal-period="300" />'),
+        api=name,
+        operation="onHandshake",
+    )
+    _until_live(wsgw, f"/{name}", 429)  # the probes' handshakes used the one call
+
+    async def scenario() -> None:
+        with pytest.raises(InvalidStatus) as refused:
+            async with _open(wsgw, f"/{name}"):
+                pass
+        assert refused.value.response.status_code == 429
+        assert "retry-after" in refused.value.response.headers
+
+    run(scenario())
