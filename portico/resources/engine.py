@@ -437,7 +437,12 @@ class EntityEngine:
             ("http://", "https://", "ws://", "wss://")
         ):
             raise invalid_field("properties.serviceUrl", "must be an absolute URL")
-        websocket_apis.check_api(data, old, given_protocols=props.get("protocols") is not None)
+        websocket_apis.check_api(
+            data,
+            old,
+            given_protocols=props.get("protocols") is not None,
+            given_type=bool(props.get("type") or props.get("apiType")),
+        )
         if data.get("apiVersionSetId"):
             rel = to_relative(data["apiVersionSetId"])
             parts = rel.strip("/").split("/")

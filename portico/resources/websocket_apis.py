@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from portico.arm.errors import ArmError, invalid_field
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError, parse
+from portico.gateway.websocket import UNSUPPORTED_ON_HANDSHAKE
 from portico.names import fold_name
 from portico.resources.kinds import Target
 from portico.store import entities as E
@@ -24,35 +25,18 @@ HANDSHAKE_PROPS: dict[str, Any] = {
     "responses": [],
 }
 WS_PROTOCOLS = frozenset({"ws", "wss"})
-# Azure's list of policies that cannot apply to onHandshake (those Portico implements; the others
-# are unknown elements anyway)
-UNSUPPORTED_ON_HANDSHAKE = frozenset(
-    {
-        "mock-response",
-        "cache-lookup",
-        "cache-store",
-        "cross-domain",
-        "cors",
-        "jsonp",
-        "set-method",
-        "set-body",
-        "xml-to-json",
-        "json-to-xml",
-        "xsl-transform",
-        "validate-content",
-        "validate-parameters",
-        "validate-headers",
-        "validate-status-code",
-    }
-)
 
 
 def is_websocket(data: dict[str, Any] | None) -> bool:
     return bool(data) and str((data or {}).get("type") or "").lower() == "websocket"
 
 
-def check_api(data: dict[str, Any], old: dict[str, Any] | None, *, given_protocols: bool) -> None:
+def check_api(
+    data: dict[str, Any], old: dict[str, Any] | None, *, given_protocols: bool, given_type: bool
+) -> None:
     """A WebSocket API's own fields (after the generic API normalisation set defaults)."""
+    if old is not None and is_websocket(old) and not given_type:
+        data["type"] = "websocket"  # a PUT that does not name the type keeps it
     if old is not None and is_websocket(old) != is_websocket(data):
         raise invalid_field(
             "properties.type", "the type of an API cannot change between websocket and another type"

@@ -119,6 +119,15 @@ def test_websocket_api_has_azure_shape(wsgw: GatewayEnv, echo: EchoBackend) -> N
     c, name = wsgw.client, unique("shape")
     created = _ws_api(wsgw, name, "wss://example.com/socket")
     assert created.api_type == "websocket" and created.protocols == ["wss"]
+    again = c.api.begin_create_or_update(
+        RG,
+        wsgw.service,
+        name,
+        M.ApiCreateOrUpdateParameter(
+            path=name, display_name="renamed", service_url="wss://example.com/socket"
+        ),
+    ).result()
+    assert again.api_type == "websocket" and again.display_name == "renamed"  # a PUT keeps the type
     ops = list(c.api_operation.list_by_api(RG, wsgw.service, name))
     assert [(o.name, o.display_name, o.method, o.url_template) for o in ops] == [
         ("onHandshake", "onHandshake", "GET", "/")
