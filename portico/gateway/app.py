@@ -98,7 +98,7 @@ class Gateway:
             self.upstream, settings.gateway_max_body_bytes, settings.gateway_backend_timeout
         )
         self.connector = websocket.Connector(
-            self.upstream, settings.gateway_backend_timeout, settings.gateway_websocket_max_connections
+            self.backend, settings.gateway_backend_timeout, settings.gateway_websocket_max_connections
         )
         self.analytics: UsageWriter | UsageForwarder | None = usage
         if usage is None and settings.gateway_analytics:

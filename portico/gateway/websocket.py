@@ -37,11 +37,13 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError, generate_accept_token
 
+from portico.gateway.backend import SideRequest, SideResponse
 from portico.gateway.context import Context, HeaderMap, Response
 from portico.gateway.outcome import Reject
+from portico.gateway.outgoing import request_headers
 from portico.gateway.policies.pipeline import Pipeline
-from portico.gateway.proxy import RESPONSE_DROP, request_headers
-from portico.gateway.upstream import BackendTls, Upstream, split_url
+from portico.gateway.proxy import RESPONSE_DROP, Forwarder
+from portico.gateway.upstream import BackendTls, split_url
 
 WS_SCHEMES = {"http": "ws", "https": "wss"}
 SYNTHETIC_REFUSED = (
@@ -164,15 +166,29 @@ def _fail(status: int, message: str, reason: str) -> Reject:
 
 
 class Connector:
-    """The backend step of a WebSocket handshake (the `Backend` seam, portico/gateway/backend.py)."""
+    """The backend step of a WebSocket handshake (the `Backend` seam, portico/gateway/backend.py);
+    a policy's own requests (send-request) go through the HTTP forwarder."""
 
-    __slots__ = ("active", "default_timeout", "max_connections", "upstream")
+    __slots__ = ("active", "default_timeout", "forwarder", "max_connections", "upstream")
 
-    def __init__(self, upstream: Upstream, default_timeout: float, max_connections: int) -> None:
-        self.upstream = upstream
+    def __init__(self, forwarder: Forwarder, default_timeout: float, max_connections: int) -> None:
+        self.forwarder = forwarder
+        self.upstream = forwarder.upstream
         self.default_timeout = default_timeout
         self.max_connections = max_connections  # of this process, relayed at once
         self.active = 0
+
+    async def buffer_body(self, ctx: Context) -> None:
+        ctx.request_body = b""  # an opening handshake has no body (RFC 6455: a GET)
+
+    async def send(
+        self,
+        ctx: Context,
+        request: SideRequest,
+        timeout: float,  # noqa: ASYNC109 - the policy's timeout, for the whole exchange
+        limit: int,
+    ) -> SideResponse:
+        return await self.forwarder.send(ctx, request, timeout, limit)
 
     def forward_nowait(self, ctx: Context, timeout: float | None, done: Any) -> None:
         raise _fail(500, "A WebSocket handshake is not served from callbacks.", "Unsupported")

@@ -108,10 +108,15 @@ async def before_delete(conn: AsyncConnection, store: int, t: Target) -> None:
         )
 
 
+# policies that hold other policies (a send-request's children shape its own request instead)
+_CONTAINERS = frozenset({"choose", "when", "otherwise", "retry", "wait", "limit-concurrency"})
+
+
 def _tags(node: Node) -> list[Node]:
     out = [node]
-    for child in node.children:
-        out.extend(_tags(child))
+    if node.tag in _CONTAINERS or node.tag in ("inbound", "backend", "outbound", "on-error"):
+        for child in node.children:
+            out.extend(_tags(child))
     return out
 
 

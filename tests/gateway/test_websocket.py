@@ -443,3 +443,34 @@ def test_rate_limit_on_the_handshake(wsgw: GatewayEnv, echo: EchoBackend) -> Non
         assert "retry-after" in refused.value.response.headers
 
     run(scenario())
+
+
+def test_send_request_on_the_handshake(wsgw: GatewayEnv, echo: EchoBackend, backend: str) -> None:
+    """A policy's own request (send-request) on onHandshake goes out through the HTTP client, and
+    its answer can shape the backend handshake's headers."""
+    name = unique("side")
+    _ws_api(wsgw, name, echo.url + "/socket", protocols=["ws"], subscription_required=False)
+    wsgw.policy(
+        doc(
+            inbound='<base /><send-request mode="new" response-variable-name="side" timeout="10">'
+            f"<set-url>{backend}/lookup</set-url><set-method>GET</set-method></send-request>"
+            '<set-header name="X-Side" exists-action="override"><value>'
+            '@((string)((IResponse)context.Variables["side"]).Body.As&lt;JObject&gt;()["path"])'
+            "</value></set-header>"
+        ),
+        api=name,
+        operation="onHandshake",
+    )
+
+    async def seen() -> dict[str, Any]:
+        async with _open(wsgw, f"/{name}") as ws:
+            return await _hello(ws)
+
+    def check() -> None:
+        try:
+            hello = run(seen())
+        except InvalidStatus as exc:
+            raise AssertionError(str(exc)) from None
+        assert hello["headers"].get("x-side") == "/lookup", hello["headers"]
+
+    eventually(check, timeout=10, interval=0.3)

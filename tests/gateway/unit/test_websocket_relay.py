@@ -13,7 +13,9 @@ from wsproto.connection import Connection
 from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
 
 from portico.gateway.upstream import Upstream
-from portico.gateway.websocket import Connector, Tunnel, _Activity, _pump, _Side
+
+# (Forwarder through websocket: importing portico.gateway.proxy first meets an import cycle)
+from portico.gateway.websocket import Connector, Forwarder, Tunnel, _Activity, _pump, _Side
 from tests.gateway.unit.harness import pipeline, rejected, request, service
 
 
@@ -107,7 +109,7 @@ async def test_dropped_side_closes_the_other() -> None:
 
 
 async def test_connection_cap_refuses_handshakes_beyond_it() -> None:
-    connector = Connector(Upstream(), 5.0, 1)
+    connector = Connector(Forwarder(Upstream(), 1024, 5.0), 5.0, 1)
     svc = service()
     ctx = request(svc, connector, path="/echo/")
     ctx.tunnel = Tunnel()
