@@ -1,6 +1,6 @@
 """The seam through which a deployment reaches resources: ARM requests by resource id.
 
-The server implements it over its own route table (`portico/server/internal.py`) with the
+The server implements it over its own route table (`portico/server/routes/internal.py`) with the
 deploying principal, so every resource type Portico serves can be deployed, with the same
 validation and authorisation as a direct request.
 """

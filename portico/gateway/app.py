@@ -13,6 +13,7 @@ from typing import Any
 
 from portico.gateway import websocket
 from portico.gateway.analytics import UsageForwarder, UsageWriter
+from portico.gateway.client_body import ClientGone
 from portico.gateway.config import ConfigStore
 from portico.gateway.context import Context, HeaderMap, Response
 from portico.gateway.diagnostics import Capture, LogSink, log_request
@@ -25,7 +26,6 @@ from portico.gateway.policies.base import run_list, run_now
 from portico.gateway.policies.limits import Counters, CounterStore
 from portico.gateway.policies.pipeline import Pipeline
 from portico.gateway.proxy import (
-    ClientGone,
     Forwarder,
     error_body,
     response_parts,

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from portico.gateway.backend import SideRequest, SideRequestFailed, SideResponse
+from portico.gateway.client_body import BodyTooLarge, ClientGone, request_body
 from portico.gateway.context import Response
 from portico.gateway.http1 import InvalidRequestBody
 from portico.gateway.outcome import Reject
@@ -40,30 +41,6 @@ RESPONSE_DROP = frozenset(
         b"upgrade",
     }
 )
-
-
-class BodyTooLarge(Exception):
-    pass
-
-
-class ClientGone(Exception):
-    pass
-
-
-async def request_body(ctx: Context, limit: int) -> AsyncIterator[bytes]:
-    receive = ctx.receive
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientGone()
-        chunk = message.get("body", b"")
-        if chunk:
-            ctx.bytes_in += len(chunk)
-            if ctx.bytes_in > limit:
-                raise BodyTooLarge()
-            yield chunk
-        if not message.get("more_body", False):
-            return
 
 
 def _has_body(ctx: Context) -> tuple[bool, int | None]:

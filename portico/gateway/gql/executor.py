@@ -28,11 +28,11 @@ from graphql import (
     validate,
 )
 
+from portico.gateway.client_body import BodyTooLarge, request_body
 from portico.gateway.context import HeaderMap, Response
 from portico.gateway.gql.datasource import MAX_RESPONSE_BYTES, DataSource
 from portico.gateway.gql.values import json_default
 from portico.gateway.outcome import Reject
-from portico.gateway.proxy import BodyTooLarge, request_body
 
 if TYPE_CHECKING:
     from portico.gateway.backend import Backend, SideRequest, SideResponse

@@ -9,10 +9,10 @@ from __future__ import annotations
 import zlib
 from typing import TYPE_CHECKING
 
+from portico.gateway.client_body import BodyTooLarge, request_body
 from portico.gateway.context import Response
 from portico.gateway.outcome import Reject
 from portico.gateway.policies.cache import pending_store
-from portico.gateway.proxy import BodyTooLarge, request_body
 from portico.gateway.upstream import UpstreamError
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from portico.arm.errors import ArmError
 from portico.arm.http import empty, json_response
 from portico.deployments.service import DeploymentError, Deployments, deployment_id, parse_body
 from portico.identity.validation import Principal
-from portico.server.internal import RouteClient, is_internal
+from portico.server.routes.internal import RouteClient, is_internal
 from portico.store import deployments as D
 from portico.store import services as S
 
