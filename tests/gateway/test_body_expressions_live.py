@@ -48,6 +48,12 @@ FORM = """<policies><inbound><base />
 </set-header>
 </inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"""
 
+XML = """<policies><inbound><base />
+<set-header name="X-Hotel" exists-action="override">
+  <value>@((string)context.Request.Body.As<XDocument>(preserveContent: true).Descendants("{http://tempuri.org/}ID").First())</value>
+</set-header>
+</inbound><backend><base /></backend><outbound><base /></outbound><on-error><base /></on-error></policies>"""
+
 
 def _raw_policy(gw: GatewayEnv, api: str, operation: str, xml: str) -> None:
     body = {"properties": {"value": xml, "format": "rawxml"}}
@@ -70,12 +76,18 @@ def test_request_and_response_bodies_in_expressions(gw: GatewayEnv, backend: str
         api,
         api,
         backend + "/svc",
-        ops=[("orders", "POST", "/orders"), ("consumed", "POST", "/consumed"), ("form", "POST", "/form")],
+        ops=[
+            ("orders", "POST", "/orders"),
+            ("consumed", "POST", "/consumed"),
+            ("form", "POST", "/form"),
+            ("xml", "POST", "/xml"),
+        ],
     )
     key = gw.subscription(unique("bodyxsub"), "/apis")
     _raw_policy(gw, api, "orders", ORDERS)
     _raw_policy(gw, api, "consumed", CONSUMED)
     _raw_policy(gw, api, "form", FORM)
+    _raw_policy(gw, api, "xml", XML)
     order = orjson.dumps({"id": "o-17", "type": "x", "lines": [1, 2]})
     json_type = {"Content-Type": "application/json"}
 
@@ -120,6 +132,13 @@ def test_request_and_response_bodies_in_expressions(gw: GatewayEnv, backend: str
     assert sent["headers"]["x-name"] == "Ann Lee" and sent["headers"]["x-tags"] == "a|b"
     assert sent["body"] == form.decode()
 
+    # an XML body, read with LINQ to XML names ({namespace}local)
+    soap = (
+        b'<CDHotel xmlns="http://h/"><GetHotel xmlns="http://tempuri.org/"><ID>2022</ID></GetHotel></CDHotel>'
+    )
+    r = gw.call("POST", f"/{api}/xml", key=key, content=soap, headers={"Content-Type": "text/xml"})
+    assert r.json()["headers"]["x-hotel"] == "2022" and r.json()["body"] == soap.decode()
+
     # not JSON where the policy reads JSON: the request fails through on-error
     bad = gw.call("POST", f"/{api}/orders", key=key, content=b"{nope", headers=json_type)
     assert bad.status_code == 500 and "not valid JSON" in bad.headers["x-error"], bad.headers
@@ -133,7 +152,8 @@ def test_body_members_the_gateway_cannot_honour_are_refused_when_saved(gw: Gatew
     api = unique("bodyxbad")
     gw.api(api, api, "http://127.0.0.1:9/svc")
     for expression, named in (
-        ("@(context.Request.Body.As&lt;XElement&gt;().ToString())", "As<XElement>"),
+        ("@(context.Request.Body.As&lt;XmlDocument&gt;().ToString())", "As<XmlDocument>"),
+        ("@(context.Request.Body.As&lt;XElement&gt;().ToString())", "'ToString'"),
         ("@(context.Response.Body.Length.ToString())", "'Length'"),
     ):
         with pytest.raises(HttpResponseError) as exc:

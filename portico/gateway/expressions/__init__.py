@@ -22,14 +22,15 @@ Supported (documented in docs/gateway.md):
   with T string, JObject, JArray or JToken; JObject `o["k"]`, `Value<T>("k")`, `SelectToken("a.b")`,
   casts `(JObject)x`, `(JArray)x`, named arguments (`preserveContent: true`)
 - the message bodies `context.Request.Body` / `context.Response.Body`: `As<T>(preserveContent)` with T
-  string, byte[], JObject, JArray, JToken, and `AsFormUrlEncodedContent(preserveContent)`; reading
-  without preserveContent consumes the body. Compiled expressions say which bodies they read
-  (`Expression.reads_body`, and `body_reads()` while compiling) so that the gateway buffers them first.
+  string, byte[], JObject, JArray, JToken, XNode, XElement, XDocument (read only: _xml.py), and
+  `AsFormUrlEncodedContent(preserveContent)`; reading without preserveContent consumes the body.
+  Compiled expressions say which bodies they read (`Expression.reads_body`, and `body_reads()` while
+  compiling) so that the gateway buffers them first.
 - `o["k"] = value;` on a local JObject/JArray in statement blocks, `o.Remove("k")`
-Not supported: lambdas, LINQ, `new`, loops, XML bodies (XNode, XElement, XDocument).
+Not supported: lambdas, LINQ, `new`, loops, changing XML.
 
 The package: `_lexer` (tokens), `_compiler` (parser and compiler into closures), `_runtime` (what
-the closures call), `_json` (bodies and JSON), `_catalog` (what may be touched), `_api` (`Expression`, `Value`). Import from
+the closures call), `_json` (bodies and JSON), `_xml` (XML bodies), `_catalog` (what may be touched), `_api` (`Expression`, `Value`). Import from
 here only.
 """
 

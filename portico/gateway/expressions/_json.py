@@ -13,6 +13,7 @@ import orjson
 
 from portico.gateway.expressions._base import ExpressionError
 from portico.gateway.expressions._runtime import cast, to_text
+from portico.gateway.expressions._xml import parse_xml
 
 
 def wrap(v: Any) -> Any:
@@ -303,13 +304,15 @@ class LiveBody:
         if name != "As":
             raise ExpressionError(f"'MessageBody' does not contain a method '{name}'.")
         t = (generic or "string").lower()
-        if t not in ("string", "byte[]", "jobject", "jarray", "jtoken"):
+        if t not in ("string", "byte[]", "jobject", "jarray", "jtoken", "xnode", "xelement", "xdocument"):
             raise ExpressionError(f"Body.As<{generic}>() is not supported.")
         data = self._take(args)
         if t == "string":
             return data.decode("utf-8", "replace")
         if t == "byte[]":
             return data
+        if t.startswith("x"):
+            return parse_xml(data, generic)
         return _parse_json(data, generic)
 
     def expr_text(self) -> str:

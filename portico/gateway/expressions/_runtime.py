@@ -124,6 +124,9 @@ _OBJECT_CASTS = {
     "jobject": "JObject",
     "jarray": "JArray",
     "jtoken": "JToken",
+    "xelement": "XElement",
+    "xdocument": "XDocument",
+    "xattribute": "XAttribute",
 }
 
 
@@ -140,6 +143,8 @@ def cast(type_name: str, v: Any) -> Any:
     if t in ("string",):
         if v is None or isinstance(v, str):
             return v
+        if hasattr(v, "expr_string_cast"):  # (string)element / (string)attribute: its Value
+            return v.expr_string_cast()
         raise ExpressionError(f"Unable to cast object of type '{_type_name(v)}' to type 'string'.")
     if t in ("int", "int32", "long", "int64"):
         if isinstance(v, bool) or not isinstance(v, int | float):

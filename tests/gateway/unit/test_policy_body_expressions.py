@@ -55,8 +55,8 @@ def test_the_compiler_records_which_bodies_an_expression_reads() -> None:
 @pytest.mark.parametrize(
     ("src", "named"),
     [
-        ("@(context.Request.Body.As<XElement>())", "As<XElement>"),
-        ("@(context.Response.Body.As<XDocument>(true))", "As<XDocument>"),
+        ("@(context.Request.Body.As<XmlDocument>())", "As<XmlDocument>"),
+        ("@(context.Response.Body.As<XDocument>(true).Root.ToString())", "'ToString'"),
         ("@(context.Request.Body.Length)", "'Length'"),
         ("@(context.Request.Body.AsJson())", "'AsJson'"),
         ('@(((IResponse)context.Variables["r"]).Body.As<byte[]>())', "As<byte[]>"),
@@ -76,10 +76,10 @@ def test_the_control_plane_accepts_body_expressions_and_names_what_it_refuses() 
     validate_policy_document(ok)
     with pytest.raises(ArmError) as refused:
         validate_policy_document(
-            '<policies><inbound><set-header name="x"><value>@(context.Request.Body.As&lt;XNode&gt;().ToString())'
+            '<policies><inbound><set-header name="x"><value>@(context.Request.Body.As&lt;XmlNode&gt;().ToString())'
             "</value></set-header></inbound></policies>"
         )
-    assert refused.value.status == 400 and "As<XNode>" in refused.value.message
+    assert refused.value.status == 400 and "As<XmlNode>" in refused.value.message
 
 
 async def test_request_fields_in_a_header_and_a_choose_with_the_body_preserved() -> None:
@@ -239,3 +239,68 @@ def test_an_unbuffered_body_is_an_error_not_an_empty_read() -> None:
     no_body = request(svc, FakeBackend())
     assert expr.evaluate(no_body) == ""
     assert compile_expression("@(context.Response.Body.As<string>())").evaluate(no_body) == ""
+
+
+HOTEL = (
+    b'<?xml version="1.0" encoding="utf-8"?><CDHotel xmlns="http://schemas.xmlsoap.org/soap/cdhotel/">'
+    b'<Body><GetHotel xmlns="http://tempuri.org/"><input><ID code="c1">202203081007001</ID>'
+    b"<Name>Cheng Du <b>Junyi</b> Hotel</Name></input></GetHotel></Body><Note>n</Note></CDHotel>"
+)
+T = "{http://tempuri.org/}"
+
+
+@pytest.mark.parametrize(
+    ("src", "value"),
+    [
+        (
+            f'@((string)context.Request.Body.As<XDocument>(true).Descendants("{T}ID").First())',
+            "202203081007001",
+        ),
+        (
+            f'@(context.Request.Body.As<XElement>(true).Descendants("{T}Name").First().Value)',
+            "Cheng Du Junyi Hotel",
+        ),
+        ("@(context.Request.Body.As<XDocument>(true).Root.Name.LocalName)", "CDHotel"),
+        (
+            "@(context.Request.Body.As<XNode>(true).Name.NamespaceName)",
+            "http://schemas.xmlsoap.org/soap/cdhotel/",
+        ),
+        (
+            '@(context.Request.Body.As<XElement>(true).Element("Note") == null)',
+            True,
+        ),  # the name has no namespace
+        (
+            '@(context.Request.Body.As<XElement>(true).Element("{http://schemas.xmlsoap.org/soap/cdhotel/}Note")'
+            ".Value)",
+            "n",
+        ),
+        (
+            f'@((string)context.Request.Body.As<XElement>(true).Descendants("{T}ID").First().Attribute("code"))',
+            "c1",
+        ),
+        (
+            f'@(context.Request.Body.As<XElement>(true).Descendants("{T}ID").First().Attribute("x") == null)',
+            True,
+        ),
+        ("@(context.Request.Body.As<XElement>(true).Descendants().Count)", 7),
+        ('@(context.Request.Body.As<XDocument>(true).Element("CDHotel") == null)', True),
+    ],
+)
+def test_xml_bodies(src: str, value: object) -> None:
+    ctx = request(service(), FakeBackend(), method="POST", body=HOTEL)
+    assert compile_expression(src).evaluate(ctx) == value
+    assert ctx.request_body == HOTEL  # preserved
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<a><b></a>",
+        b'<!DOCTYPE a [<!ENTITY e "x">]><a>&e;</a>',
+        b'<!DOCTYPE a SYSTEM "file:///etc/passwd"><a/>',
+    ],
+)
+def test_xml_that_is_malformed_or_declares_a_dtd_is_refused(body: bytes) -> None:
+    ctx = request(service(), FakeBackend(), method="POST", body=body)
+    with pytest.raises(ExpressionError, match="not valid XML"):
+        compile_expression("@(context.Request.Body.As<XElement>().Value)").evaluate(ctx)
