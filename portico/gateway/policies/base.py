@@ -104,8 +104,8 @@ class ReadsResponseBody:
     response body is read whole (within the gateway's body limit) before the policy runs. Everything
     else is the policy's own."""
 
-    # portico/gateway/policies/bodies.py's reader (installed there: it depends on modules that
-    # depend on this one)
+    # portico/gateway/policies/bodies.py's reader, installed there (it depends on modules that
+    # depend on this one); the conversion policies, which every pipeline registers, import it
     reader: ClassVar[Callable[[Context, str, str], Awaitable[Any]] | None] = None
     is_async = True
 

@@ -8,7 +8,6 @@ from typing import Any
 from portico.gateway.expressions import body_reads
 from portico.gateway.policies import (  # noqa: F401 - registers the policies
     access,
-    bodies,
     cache,
     certificates,
     client_certificates,
