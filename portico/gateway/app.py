@@ -345,6 +345,8 @@ class Gateway:
                 raise _Routed404()
             return
         try:
+            if pipeline.buffers_request:
+                await ctx.backend.buffer_body(ctx)
             if await run_list(pipeline.inbound, ctx) is STOP:
                 if ctx.cache is not None and ctx.cache.hit:  # answered from the cache
                     await run_list(pipeline.after_cache_store, ctx)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, unquote
 
 from portico.gateway.client_certificate import PeerCertificate
-from portico.gateway.expressions import ExpressionError, to_text
+from portico.gateway.expressions import ExpressionError, LiveBody, to_text
 from portico.gateway.upstream import split_url
 
 if TYPE_CHECKING:
@@ -253,6 +253,17 @@ class Response:
             self.raw_headers = None
         return self.headers
 
+    def buffered_body(self) -> bytes:
+        if self.upstream is not None:  # policies reading the body read it whole first (ReadsResponseBody)
+            raise ExpressionError("The response body was not buffered before the policy read it.")
+        return self.body
+
+    def consume_body(self) -> None:
+        self.body = b""
+        h = self.header_map()
+        h.delete("content-length")
+        h.delete("transfer-encoding")
+
     def drop_upstream(self) -> None:
         if self.upstream is not None:
             self.upstream.close()
@@ -404,6 +415,20 @@ class Context:
         return self._user
 
     # --- expressions -----------------------------------------------------------------------
+    def _request_body(self) -> bytes:
+        if self.request_body is not None:
+            return self.request_body
+        h = self.headers
+        if "transfer-encoding" in h or (h.get("content-length") or "0").strip() not in ("", "0"):
+            # the pipeline buffers the body of a request whose policies read it (Pipeline.buffers_request)
+            raise ExpressionError("The request body was not buffered before the policy read it.")
+        return b""
+
+    def _consume_request_body(self) -> None:
+        self.request_body = b""
+        self.headers.delete("content-length")
+        self.headers.delete("transfer-encoding")
+
     def expr_member(self, name: str) -> Any:
         if name == "Request":
             return _View(
@@ -420,14 +445,29 @@ class Context:
                     "IpAddress": self.client_ip,
                     "MatchedParameters": lambda: Variables(self.params),
                     "Certificate": self.peer_certificate,
+                    "Body": LiveBody(self._request_body, self._consume_request_body),
                 },
             )
         if name == "Response":
             r = self.response
             if r is None:
-                return _View("Response", {"StatusCode": 0, "StatusReason": "", "Headers": HeaderMap()})
+                return _View(
+                    "Response",
+                    {
+                        "StatusCode": 0,
+                        "StatusReason": "",
+                        "Headers": HeaderMap(),
+                        "Body": LiveBody(bytes, lambda: None),
+                    },
+                )
             return _View(
-                "Response", {"StatusCode": r.status, "StatusReason": r.reason, "Headers": r.header_map}
+                "Response",
+                {
+                    "StatusCode": r.status,
+                    "StatusReason": r.reason,
+                    "Headers": r.header_map,
+                    "Body": LiveBody(r.buffered_body, r.consume_body),
+                },
             )
         if name == "Subscription":
             s = self.subscription

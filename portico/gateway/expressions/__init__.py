@@ -21,18 +21,31 @@ Supported (documented in docs/gateway.md):
 - send-request's response: `((IResponse)context.Variables["r"]).StatusCode / .Headers / .Body.As<T>()`
   with T string, JObject, JArray or JToken; JObject `o["k"]`, `Value<T>("k")`, `SelectToken("a.b")`,
   casts `(JObject)x`, `(JArray)x`, named arguments (`preserveContent: true`)
-Not supported: lambdas, LINQ, `new`, loops, the request/response bodies (`context.Request.Body`), XML.
+- the message bodies `context.Request.Body` / `context.Response.Body`: `As<T>(preserveContent)` with T
+  string, byte[], JObject, JArray, JToken, XNode, XElement, XDocument (read only: _xml.py), and
+  `AsFormUrlEncodedContent(preserveContent)`; reading without preserveContent consumes the body.
+  Compiled expressions say which bodies they read (`Expression.reads_body`, and `body_reads()` while
+  compiling) so that the gateway buffers them first.
+- `o["k"] = value;` on a local JObject/JArray in statement blocks, `o.Remove("k")`
+Not supported: lambdas, LINQ, `new`, loops, changing XML.
 
 The package: `_lexer` (tokens), `_compiler` (parser and compiler into closures), `_runtime` (what
-the closures call), `_json` (bodies and JSON), `_catalog` (what may be touched), `_api` (`Expression`, `Value`). Import from
+the closures call), `_json` (bodies and JSON), `_xml` (XML bodies), `_catalog` (what may be touched), `_api` (`Expression`, `Value`). Import from
 here only.
 """
 
 from __future__ import annotations
 
-from portico.gateway.expressions._api import MAX_SOURCE, Expression, Value, compile_expression, is_expression
+from portico.gateway.expressions._api import (
+    MAX_SOURCE,
+    Expression,
+    Value,
+    body_reads,
+    compile_expression,
+    is_expression,
+)
 from portico.gateway.expressions._base import ExpressionError
-from portico.gateway.expressions._json import JArray, JObject, MessageBody
+from portico.gateway.expressions._json import JArray, JObject, LiveBody, MessageBody
 from portico.gateway.expressions._runtime import to_text, truthy
 
 __all__ = [
@@ -41,8 +54,10 @@ __all__ = [
     "ExpressionError",
     "JArray",
     "JObject",
+    "LiveBody",
     "MessageBody",
     "Value",
+    "body_reads",
     "compile_expression",
     "is_expression",
     "to_text",

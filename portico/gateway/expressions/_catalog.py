@@ -32,6 +32,7 @@ MEMBERS: dict[str, dict[str, str]] = {
         "IpAddress": "string",
         "MatchedParameters": "Dict",
         "Certificate": "Certificate",  # null when the client presented none
+        "Body": "MessageBody",
     },
     # X509Certificate2 (portico/gateway/client_certificate.py)
     "Certificate": {
@@ -54,7 +55,7 @@ MEMBERS: dict[str, dict[str, str]] = {
         "QueryString": "string",
         "Query": "Headers",
     },
-    "Response": {"StatusCode": "int", "StatusReason": "string", "Headers": "Headers"},
+    "Response": {"StatusCode": "int", "StatusReason": "string", "Headers": "Headers", "Body": "MessageBody"},
     "Subscription": {
         "Id": "string",
         "Key": "string",
@@ -115,6 +116,12 @@ MEMBERS: dict[str, dict[str, str]] = {
     "Authorization": {"AccessToken": "string", "Claims": "Dict"},
     # send-request's response variable (portico/gateway/policies/send_request.py) and its body (_json.py)
     "IResponse": {"StatusCode": "int", "StatusReason": "string", "Headers": "Headers", "Body": "Body"},
+    "Form": {"Count": "int", "Keys": "Array"},
+    # XML bodies (_xml.py); As<XNode>() is the root element
+    "XDocument": {"Root": "XElement"},
+    "XElement": {"Value": "string", "Name": "XName", "HasElements": "bool", "HasAttributes": "bool"},
+    "XAttribute": {"Value": "string", "Name": "XName"},
+    "XName": {"LocalName": "string", "NamespaceName": "string"},
     "JObject": {"Count": "int"},
     "JArray": {"Count": "int"},
 }
@@ -176,10 +183,23 @@ METHODS: dict[str, dict[str, tuple[int, int, str]]] = {
     },
     "Guid": {"ToString": (0, 1, "string")},
     "Body": {"As": (0, 1, "any")},
+    # context.Request.Body / context.Response.Body (IMessageBody), read once unless preserveContent
+    "MessageBody": {"As": (0, 1, "any"), "AsFormUrlEncodedContent": (0, 1, "Form")},
+    "Form": {"GetValueOrDefault": (1, 2, "any"), "ContainsKey": (1, 1, "bool"), "ToString": (0, 0, "string")},
+    "XDocument": {"Element": (1, 1, "XElement"), "Elements": (0, 1, "Array"), "Descendants": (0, 1, "Array")},
+    "XElement": {
+        "Element": (1, 1, "XElement"),
+        "Elements": (0, 1, "Array"),
+        "Descendants": (0, 1, "Array"),
+        "Attribute": (1, 1, "XAttribute"),
+    },
+    "XAttribute": {"ToString": (0, 0, "string")},
+    "XName": {"ToString": (0, 0, "string")},
     "JObject": {
         "Value": (1, 1, "any"),
         "GetValue": (1, 1, "any"),
         "ContainsKey": (1, 1, "bool"),
+        "Remove": (1, 1, "bool"),
         "SelectToken": (1, 1, "any"),
         "ToString": (0, 1, "string"),
     },
@@ -192,6 +212,11 @@ METHODS: dict[str, dict[str, tuple[int, int, str]]] = {
         "SelectToken": (1, 1, "any"),
         "ToString": (0, 1, "string"),
     },
+}
+# what `Body.As<T>()` reads a body as, by the body's type
+BODY_TYPES: dict[str, tuple[str, ...]] = {
+    "Body": ("string", "JObject", "JArray", "JToken"),
+    "MessageBody": ("string", "byte[]", "JObject", "JArray", "JToken", "XNode", "XElement", "XDocument"),
 }
 STATIC_TYPES = {
     "string": "String",
@@ -226,4 +251,9 @@ CAST_TYPES = {
     "JObject",
     "JArray",
     "JToken",
+    "XElement",
+    "XDocument",
+    "XAttribute",
 }
+MEMBERS["XNode"] = MEMBERS["XElement"]
+METHODS["XNode"] = METHODS["XElement"]

@@ -8,6 +8,7 @@ from typing import Any
 
 from portico.gateway.expressions._base import Env, ExpressionError, Fn
 from portico.gateway.expressions._catalog import (
+    BODY_TYPES,
     CAST_TYPES,
     MEMBERS,
     METHODS,
@@ -25,6 +26,7 @@ from portico.gateway.expressions._runtime import (
     get_index,
     get_member,
     modulo,
+    set_index,
     to_number,
     to_text,
     truthy,
@@ -57,6 +59,8 @@ class Parser:
         self.toks = tokenize(src)
         self.i = 0
         self.locals: dict[str, str] = {}
+        self.body_reads: set[str] = set()  # "request" / "response": whose body this reads
+        self.last_index: tuple[Fn, Fn] | None = None  # the target and key of a postfix's last `[...]`
 
     # helpers
     @property
@@ -207,9 +211,11 @@ class Parser:
 
     def postfix(self) -> tuple[Fn, str]:
         fn, t = self.primary()
+        self.last_index = None
         while True:
             null_conditional = self.accept("?.")
             if null_conditional or self.accept("."):
+                self.last_index = None
                 if self.tok.kind != "id":
                     raise self.error("expected a member name after '.'")
                 name_tok = self.tok
@@ -224,6 +230,7 @@ class Parser:
                     if generic:
                         raise self.error(f"'{name}' is not a method", name_tok)
                     fn, t = self._member(fn, t, name, name_tok)
+                self.last_index = None
                 if null_conditional:  # `a?.B`: null when `a` is null (`a` is evaluated again otherwise)
                     fn = (lambda a, m: lambda e: None if a(e) is None else m(e))(target, fn)
             elif self.accept("["):
@@ -231,7 +238,9 @@ class Parser:
                 self.expect("]")
                 target = fn
                 fn = (lambda a, k: lambda e: get_index(a(e), k(e)))(target, key)
-                t = {"Headers": "string", "Array": "any", "string": "string"}.get(t, "any")
+                t = {"Headers": "string", "Form": "Array", "Array": "any", "string": "string"}.get(t, "any")
+                self.last_index = (target, key)
+                continue
             else:
                 return fn, t
 
@@ -248,6 +257,16 @@ class Parser:
         ):
             name = str(self.peek().value)
             self.i += 3
+            return name
+        if (  # As<byte[]>()
+            self.tok.kind == "op"
+            and self.tok.value == "<"
+            and self.peek().kind == "id"
+            and [(t.kind, t.value) for t in (self.peek(2), self.peek(3), self.peek(4), self.peek(5))]
+            == [("op", "["), ("op", "]"), ("op", ">"), ("op", "(")]
+        ):
+            name = str(self.peek().value) + "[]"
+            self.i += 5
             return name
         return None
 
@@ -278,6 +297,8 @@ class Parser:
             if name not in members:
                 raise self.error(f"'{t}' does not contain a definition for '{name}'", tok)
             rt = members[name]
+            if rt == "MessageBody":
+                self.body_reads.add(t.lower())
         else:
             rt = "any"
         return (lambda e: get_member(target(e), name)), rt
@@ -302,6 +323,10 @@ class Parser:
             if name not in methods:
                 raise self.error(f"'{t}' does not contain a method '{name}'", tok)
             lo, hi, rt = methods[name]
+            if name == "As" and t in ("Body", "MessageBody") and (generic or "string") not in BODY_TYPES[t]:
+                raise self.error(
+                    f"{t}.As<{generic}>() is not supported (supported: {', '.join(BODY_TYPES[t])})", tok
+                )
             if not lo <= len(fns) <= hi:
                 raise self.error(
                     f"'{name}' takes {lo}{'' if lo == hi else '-' + str(hi)} argument(s), got {len(fns)}", tok
@@ -327,6 +352,7 @@ class Parser:
                 continue
             sub = Parser(text)
             sub.locals = self.locals
+            sub.body_reads = self.body_reads
             fn, _t = sub.expression()
             if sub.tok.kind != "eof":
                 raise sub.error(f"unexpected {sub.tok.value!r} in an interpolated string hole")
@@ -443,9 +469,36 @@ class Parser:
                 e["locals"][name] = value(e)
 
             return reassign
+        after = self.peek()
+        if tok.kind == "id" and tok.value in self.locals and after.kind == "op" and after.value in (".", "["):
+            return self._index_assignment()
         if tok.kind == "id" and tok.value in ("for", "foreach", "while", "new", "try", "throw"):
             raise self.error(f"'{tok.value}' is not supported in policy expressions")
         raise self.error("expected a statement (var, if, return or an assignment)")
+
+    def _index_assignment(self) -> Callable[[Env], None]:
+        """`o["k"] = value;` (and `o["a"]["b"] = value;`) on a local JSON object or array, or a
+        method called for its effect (`o.Remove("k");`)."""
+        start = self.tok
+        fn, _t = self.postfix()
+        where = self.last_index
+        ends_with_call = self.toks[self.i - 1].kind == "op" and self.toks[self.i - 1].value == ")"
+        if where is None and ends_with_call and self.accept(";"):
+
+            def call(e: Env) -> None:
+                fn(e)
+
+            return call
+        if where is None or not self.accept("="):
+            raise self.error("expected a statement (var, if, return or an assignment)", start)
+        target, key = where
+        value, _ = self.expression()
+        self.expect(";")
+
+        def assign(e: Env) -> None:
+            set_index(target(e), key(e), value(e))
+
+        return assign
 
 
 _ALL_METHOD_NAMES = {n for table in METHODS.values() for n in table}

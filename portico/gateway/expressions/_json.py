@@ -4,12 +4,16 @@ bool, null); objects and arrays are wrapped so that only the members listed in _
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
 import orjson
 
 from portico.gateway.expressions._base import ExpressionError
 from portico.gateway.expressions._runtime import cast, to_text
+from portico.gateway.expressions._xml import parse_xml
 
 
 def wrap(v: Any) -> Any:
@@ -22,6 +26,17 @@ def wrap(v: Any) -> Any:
 
 def _plain(v: Any) -> Any:
     return v.data if isinstance(v, JObject | JArray) else v
+
+
+def _json_data(v: Any) -> Any:
+    """A value assigned into JSON (`o["k"] = v`): JSON values, and dates as Json.NET writes them."""
+    if isinstance(v, JObject | JArray):
+        return v.data
+    if v is None or isinstance(v, bool | int | float | str):
+        return v
+    if isinstance(v, datetime):
+        return v.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    raise ExpressionError(f"A value of type '{type(v).__name__}' cannot be stored in a JSON object.")
 
 
 def _render(data: Any) -> str:
@@ -81,12 +96,17 @@ class JObject:
     def expr_index(self, key: Any) -> Any:
         return wrap(self.data.get(to_text(key)))
 
+    def expr_set_index(self, key: Any, value: Any) -> None:
+        self.data[to_text(key)] = _json_data(value)
+
     def expr_call(self, name: str, args: list[Any], generic: str | None) -> Any:
         if name in ("GetValue", "Value"):
             v = self.expr_index(args[0])
             return convert(v, generic) if name == "Value" else v
         if name == "ContainsKey":
             return to_text(args[0]) in self.data
+        if name == "Remove":
+            return self.data.pop(to_text(args[0]), _ABSENT) is not _ABSENT
         if name == "SelectToken":
             return select_token(self, to_text(args[0]))
         if name == "ToString":
@@ -115,6 +135,10 @@ class JArray:
         if isinstance(key, bool) or not isinstance(key, int) or not 0 <= key < len(self.data):
             raise ExpressionError("Index was out of range. Must be non-negative and less than the size.")
         return wrap(self.data[key])
+
+    def expr_set_index(self, key: Any, value: Any) -> None:
+        self.expr_index(key)  # the same bounds check
+        self.data[key] = _json_data(value)
 
     def expr_call(self, name: str, args: list[Any], generic: str | None) -> Any:
         if name in ("First", "Last", "FirstOrDefault", "LastOrDefault"):
@@ -175,6 +199,22 @@ def select_token(root: Any, path: str) -> Any:
     return wrap(data)
 
 
+_ABSENT = object()
+
+
+def _parse_json(data: bytes, generic: str | None) -> Any:
+    t = (generic or "").lower()
+    try:
+        value = orjson.loads(data) if data.strip() else None
+    except orjson.JSONDecodeError:
+        raise ExpressionError(f"The body is not valid JSON (As<{generic}>).") from None
+    if t == "jobject" and not isinstance(value, dict | None):
+        raise ExpressionError("The body is not a JSON object (As<JObject>).")
+    if t == "jarray" and not isinstance(value, list | None):
+        raise ExpressionError("The body is not a JSON array (As<JArray>).")
+    return wrap(value)
+
+
 class MessageBody:
     """`Body` of a message held in memory: `As<string>()`, `As<JObject>()`, `As<JArray>()`,
     `As<JToken>()` (the `preserveContent` argument is accepted; the bytes stay readable)."""
@@ -192,18 +232,88 @@ class MessageBody:
         if t == "string":
             return self.data.decode("utf-8", "replace")
         if t in ("jobject", "jarray", "jtoken"):
-            try:
-                value = orjson.loads(self.data) if self.data.strip() else None
-            except orjson.JSONDecodeError:
-                raise ExpressionError(f"The body is not valid JSON (As<{generic}>).") from None
-            if t == "jobject" and not isinstance(value, dict):
-                raise ExpressionError("The body is not a JSON object (As<JObject>).")
-            if t == "jarray" and not isinstance(value, list):
-                raise ExpressionError("The body is not a JSON array (As<JArray>).")
-            return wrap(value)
+            return _parse_json(self.data, generic)
         raise ExpressionError(
             f"Body.As<{generic}>() is not supported (supported: string, JObject, JArray, JToken)."
         )
 
     def expr_text(self) -> str:
         return "Body"
+
+
+class FormContent:
+    """`AsFormUrlEncodedContent()`: field name → its values (IDictionary<string, IList<string>>)."""
+
+    __slots__ = ("fields",)
+    expr_type = "Form"
+
+    def __init__(self, text: str) -> None:
+        self.fields: dict[str, list[str]] = {}
+        for k, v in parse_qsl(text, keep_blank_values=True):
+            self.fields.setdefault(k, []).append(v)
+
+    def expr_member(self, name: str) -> Any:
+        if name == "Count":
+            return len(self.fields)
+        if name == "Keys":
+            return list(self.fields)
+        raise ExpressionError(f"'Form' does not contain a definition for '{name}'.")
+
+    def expr_index(self, key: Any) -> Any:
+        k = to_text(key)
+        if k not in self.fields:
+            raise ExpressionError(f"The given key '{k[:60]}' was not present in the dictionary.")
+        return list(self.fields[k])
+
+    def expr_call(self, name: str, args: list[Any], generic: str | None) -> Any:
+        if name == "GetValueOrDefault":
+            k = to_text(args[0])
+            return list(self.fields[k]) if k in self.fields else (args[1] if len(args) > 1 else None)
+        if name == "ContainsKey":
+            return to_text(args[0]) in self.fields
+        if name == "ToString":
+            return "System.Collections.Generic.Dictionary`2[System.String,System.Collections.Generic.IList`1[System.String]]"
+        raise ExpressionError(f"'Form' does not contain a method '{name}'.")
+
+
+class LiveBody:
+    """`context.Request.Body` / `context.Response.Body` (IMessageBody): the message's body, buffered
+    by the gateway before the policy ran. As API Management documents it, reading it consumes it
+    (what is forwarded or answered afterwards is empty, unless a policy sets a new body) unless
+    `preserveContent: true` is passed."""
+
+    __slots__ = ("_consume", "_read")
+    expr_type = "MessageBody"
+
+    def __init__(self, read: Callable[[], bytes], consume: Callable[[], None]) -> None:
+        self._read = read
+        self._consume = consume
+
+    def _take(self, args: list[Any]) -> bytes:
+        preserve = args[0] if args else False
+        if not isinstance(preserve, bool):
+            raise ExpressionError("preserveContent must be true or false.")
+        data = self._read()
+        if not preserve:
+            self._consume()
+        return data
+
+    def expr_call(self, name: str, args: list[Any], generic: str | None) -> Any:
+        if name == "AsFormUrlEncodedContent":
+            return FormContent(self._take(args).decode("utf-8", "replace"))
+        if name != "As":
+            raise ExpressionError(f"'MessageBody' does not contain a method '{name}'.")
+        t = (generic or "string").lower()
+        if t not in ("string", "byte[]", "jobject", "jarray", "jtoken", "xnode", "xelement", "xdocument"):
+            raise ExpressionError(f"Body.As<{generic}>() is not supported.")
+        data = self._take(args)
+        if t == "string":
+            return data.decode("utf-8", "replace")
+        if t == "byte[]":
+            return data
+        if t.startswith("x"):
+            return parse_xml(data, generic)
+        return _parse_json(data, generic)
+
+    def expr_text(self) -> str:
+        return "Microsoft.WindowsAzure.ApiManagement.Proxy.Gateway.MessageBody"

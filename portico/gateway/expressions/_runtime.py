@@ -3,6 +3,7 @@ date methods, and member/indexer access on the gateway's objects."""
 
 from __future__ import annotations
 
+import base64
 import math
 import re
 import uuid
@@ -34,6 +35,8 @@ def to_text(v: Any) -> str:
         return v.astimezone(UTC).strftime("%m/%d/%Y %H:%M:%S")
     if isinstance(v, list | tuple):
         return "System.String[]"
+    if isinstance(v, bytes):
+        return "System.Byte[]"
     if hasattr(v, "expr_text"):
         return str(v.expr_text())
     return str(v)
@@ -58,6 +61,8 @@ def _type_name(v: Any) -> str:
         return "string"
     if isinstance(v, list | tuple):
         return "string[]"
+    if isinstance(v, bytes):
+        return "byte[]"
     return type(v).__name__
 
 
@@ -119,6 +124,9 @@ _OBJECT_CASTS = {
     "jobject": "JObject",
     "jarray": "JArray",
     "jtoken": "JToken",
+    "xelement": "XElement",
+    "xdocument": "XDocument",
+    "xattribute": "XAttribute",
 }
 
 
@@ -135,6 +143,8 @@ def cast(type_name: str, v: Any) -> Any:
     if t in ("string",):
         if v is None or isinstance(v, str):
             return v
+        if hasattr(v, "expr_string_cast"):  # (string)element / (string)attribute: its Value
+            return v.expr_string_cast()
         raise ExpressionError(f"Unable to cast object of type '{_type_name(v)}' to type 'string'.")
     if t in ("int", "int32", "long", "int64"):
         if isinstance(v, bool) or not isinstance(v, int | float):
@@ -256,6 +266,7 @@ STATICS: dict[str, dict[str, tuple[int, int, str, Callable[..., Any]]]] = {
         ),
         "ToString": (1, 1, "string", to_text),
         "ToBoolean": (1, 1, "bool", lambda s: _parse_bool(s) if isinstance(s, str) else bool(s)),
+        "ToBase64String": (1, 1, "string", lambda b: _to_base64(b)),
     },
     "StringComparison": {
         "Ordinal": (-1, -1, "any", lambda: "Ordinal"),
@@ -265,6 +276,12 @@ STATICS: dict[str, dict[str, tuple[int, int, str, Callable[..., Any]]]] = {
         "InvariantCulture": (-1, -1, "any", lambda: "Ordinal"),
     },
 }
+
+
+def _to_base64(b: Any) -> str:
+    if not isinstance(b, bytes):
+        raise ExpressionError(f"Convert.ToBase64String needs a byte[], not '{_type_name(b)}'.")
+    return base64.b64encode(b).decode("ascii")
 
 
 def _parse_float(s: Any) -> float:
@@ -410,7 +427,7 @@ def get_member(target: Any, name: str) -> Any:
     if isinstance(target, str):
         if name == "Length":
             return len(target)
-    elif isinstance(target, list | tuple):
+    elif isinstance(target, list | tuple | bytes):
         if name in ("Length", "Count"):
             return len(target)
     elif isinstance(target, datetime):
@@ -428,7 +445,7 @@ def get_member(target: Any, name: str) -> Any:
 def get_index(target: Any, key: Any) -> Any:
     if target is None:
         raise _null("indexed value")
-    if isinstance(target, str | list | tuple):
+    if isinstance(target, str | list | tuple | bytes):
         i = to_number(key, "[]")
         if not isinstance(i, int) or not 0 <= i < len(target):
             raise ExpressionError("Index was outside the bounds of the array.")
@@ -436,3 +453,13 @@ def get_index(target: Any, key: Any) -> Any:
     if hasattr(target, "expr_index"):
         return target.expr_index(key)
     raise ExpressionError(f"Cannot apply indexing to an expression of type '{_type_name(target)}'.")
+
+
+def set_index(target: Any, key: Any, value: Any) -> None:
+    """`x[key] = value;` in a statement block (JSON objects and arrays only)."""
+    if target is None:
+        raise _null("indexed value")
+    if hasattr(target, "expr_set_index"):
+        target.expr_set_index(key, value)
+        return
+    raise ExpressionError(f"Property or indexer of type '{_type_name(target)}' cannot be assigned to.")

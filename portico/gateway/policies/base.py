@@ -3,9 +3,10 @@ policies (the run-time signals are in portico/gateway/outcome.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from portico.gateway.expressions import body_reads
 from portico.gateway.outcome import STOP
 from portico.gateway.policies.xmltree import Node, PolicyDocumentError
 
@@ -90,8 +91,40 @@ def compile_policies(nodes: list[Node], section: str, cc: CompileContext, *, all
                 f"policy is not allowed in section '{section}' (allowed in: {', '.join(s for s in SECTIONS if s in cls.sections)}).",
                 node,
             )
-        out.append(cls(node, section, cc))
+        with body_reads() as reads:
+            compiled = cls(node, section, cc)
+        # the request body is buffered for the whole pipeline (Pipeline.buffers_request); the
+        # response's is read whole just before the policy that reads it
+        out.append(ReadsResponseBody(compiled) if "response" in reads else compiled)
     return out
+
+
+class ReadsResponseBody:
+    """A policy whose expressions read `context.Response.Body`: expressions run synchronously, so the
+    response body is read whole (within the gateway's body limit) before the policy runs. Everything
+    else is the policy's own."""
+
+    # portico/gateway/policies/bodies.py's reader, installed there (it depends on modules that
+    # depend on this one); the conversion policies, which every pipeline registers, import it
+    reader: ClassVar[Callable[[Context, str, str], Awaitable[Any]] | None] = None
+    is_async = True
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def __repr__(self) -> str:
+        return f"<{self.inner.tag} reading the response body>"
+
+    async def run(self, ctx: Context) -> Any:
+        r = ctx.response
+        if r is not None and r.upstream is not None:
+            assert ReadsResponseBody.reader is not None
+            await ReadsResponseBody.reader(ctx, "outbound", self.inner.tag)
+        result = self.inner.run(ctx)
+        return (await result) if self.inner.is_async else result
 
 
 class _Base:

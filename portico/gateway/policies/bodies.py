@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from portico.gateway.client_body import BodyTooLarge, request_body
 from portico.gateway.context import Response
 from portico.gateway.outcome import Reject
+from portico.gateway.policies.base import ReadsResponseBody
 from portico.gateway.policies.cache import pending_store
 from portico.gateway.upstream import UpstreamError
 
@@ -191,5 +192,7 @@ def _decode(body: Body, source: str) -> None:
         reason="InvalidContentEncoding",
     )
 
+
+ReadsResponseBody.reader = read_body
 
 __all__ = ["MAX_BODY_BYTES", "REQUEST_SIDE", "Body", "is_media", "media_type", "read_body"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from portico.gateway.expressions import body_reads
 from portico.gateway.policies import (  # noqa: F401 - registers the policies
     access,
     cache,
@@ -53,12 +54,20 @@ class PolicyDoc:
     """A compiled document: each present section's policies, `BASE` where <base/> stood."""
 
     sections: dict[str, list[Any]] = field(default_factory=dict)
+    reads_request_body: bool = False  # an expression reads context.Request.Body
 
 
 ONCE_PER_SECTION = ("cache-lookup", "cache-store", "redirect-content-urls", "jsonp", "validate-odata-request")
 
 
 def compile_document(xml: str, cc: CompileContext) -> PolicyDoc:
+    with body_reads() as reads:
+        doc = _compile_document(xml, cc)
+    doc.reads_request_body = "request" in reads
+    return doc
+
+
+def _compile_document(xml: str, cc: CompileContext) -> PolicyDoc:
     root = parse(xml)
     if root.tag != "policies":
         raise PolicyDocumentError(f"the root element must be <policies>, found <{root.tag}>.", root)
@@ -99,6 +108,9 @@ class Pipeline:
     fast: bool = False  # every policy runs synchronously, forward-request only last in backend
     # what runs after a cache-lookup hit: the outbound policies after cache-store (all without one)
     after_cache_store: list[Any] = field(default_factory=list)
+    # an expression reads context.Request.Body: the request body is read whole (within the gateway's
+    # body limit) before the inbound policies run; the fast path has it whole already
+    buffers_request: bool = False
 
     def __post_init__(self) -> None:
         stores = [i for i, p in enumerate(self.outbound) if getattr(p, "tag", "") == "cache-store"]
@@ -134,5 +146,9 @@ def compose(levels: list[PolicyDoc | None]) -> Pipeline:
 
     last = len(chain) - 1
     return Pipeline(
-        expand(last, "inbound"), expand(last, "backend"), expand(last, "outbound"), expand(last, "on-error")
+        expand(last, "inbound"),
+        expand(last, "backend"),
+        expand(last, "outbound"),
+        expand(last, "on-error"),
+        buffers_request=any(d.reads_request_body for d in chain),
     )
