@@ -21,6 +21,8 @@ from portico.gateway.policies import (  # noqa: F401 - registers the policies
     retry,
     send_request,
     transform,
+    validate_content,
+    validate_parameters,
     wait,
 )
 from portico.gateway.policies.base import BASE, SECTIONS, CompileContext, Policy, compile_policies, policy
@@ -55,7 +57,15 @@ class PolicyDoc:
     sections: dict[str, list[Any]] = field(default_factory=dict)
 
 
-ONCE_PER_SECTION = ("cache-lookup", "cache-store", "redirect-content-urls", "jsonp", "validate-odata-request")
+ONCE_PER_SECTION = (
+    "cache-lookup",
+    "cache-store",
+    "redirect-content-urls",
+    "jsonp",
+    "validate-odata-request",
+    "validate-parameters",
+    "validate-headers",
+)
 
 
 def compile_document(xml: str, cc: CompileContext) -> PolicyDoc:
