@@ -366,7 +366,7 @@ class Gateway:
                 exc.source,
                 exc.reason,
                 exc.headers,
-                "",
+                exc.detail,
             )
         else:
             status, message, source, reason, headers, detail = (
@@ -398,7 +398,7 @@ class Gateway:
             "path": "",
             "policyid": "",
         }
-        if detail:
+        if detail and not isinstance(exc, Reject):
             log.info("gateway: %s on %s %s: %s", reason, ctx.method, ctx.path[:200], detail[:300])
         return pipeline
 

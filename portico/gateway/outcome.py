@@ -14,11 +14,19 @@ class Reject(Exception):
     body after the on-error section ran (which may change it)."""
 
     def __init__(
-        self, status: int, message: str, *, source: str, reason: str, headers: dict[str, str] | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        source: str,
+        reason: str,
+        headers: dict[str, str] | None = None,
+        detail: str = "",
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.detail = detail  # for context.LastError.Message only (validation details), never the client
         self.source = source
         self.reason = reason
         self.headers = headers or {}

@@ -27,12 +27,13 @@ from portico.gateway.config.certificates import (
 )
 from portico.gateway.diagnostics import Diagnostic, LogSink, diagnostics_by_api
 from portico.gateway.gql import DataSource, GraphqlEndpoint, graphql_endpoints, is_resolver_policy
-from portico.gateway.odata import ODataSchemas, is_odata_schema, odata_schemas
+from portico.gateway.odata import ODataSchemas, odata_schemas
 from portico.gateway.policies.base import CompileContext
 from portico.gateway.policies.pipeline import Pipeline, PolicyDoc, compile_document, compose
 from portico.gateway.policies.xmltree import PolicyDocumentError, inline_fragments, substitute_named_values
 from portico.gateway.quotas import QuotaLedger
 from portico.gateway.routing import REV, Api, Operation, Router, build_api, compile_operation
+from portico.gateway.schemas import SchemaSet
 from portico.gateway.selfhosted import SelfHosted, TokenError, verify
 from portico.names import fold_name
 
@@ -55,6 +56,7 @@ ROUTING_KINDS = (
     "gatewayApi",
     "gatewayCertificateAuthority",
     "gatewayHostnameConfiguration",
+    "globalSchema",
     "logger",
     "namedValue",
     "operation",
@@ -127,25 +129,16 @@ def parse_routing(
     rows: Iterable[Sequence[Any]], into: dict[str, dict[tuple[str, str], Any]] | None = None
 ) -> dict[str, dict[tuple[str, str], Any]]:
     """Routing rows (kind, parent, name, JSON) → kind → {(parent, name): parsed JSON}, except
-    operations and schemas, which keep their JSON text (see `ServiceConfig.rebuild_routing`; a
-    schema is read only when it is a GraphQL or OData API's)."""
+    operations and API schemas, which keep their JSON text (see `ServiceConfig.rebuild_routing`;
+    a schema is parsed when a GraphQL API or a validation policy first reads it)."""
     raw = into if into is not None else {k: {} for k in ROUTING_KINDS}
     loads = orjson.loads
     for kind, parent, name, text in rows:
-        if kind == "schema" and not _kept_schema(text):
-            continue
         raw[kind][(parent, name)] = text if kind in _KEPT_AS_TEXT else loads(text)
     return raw
 
 
 _KEPT_AS_TEXT = frozenset({"operation", "schema"})
-
-
-def _kept_schema(text: Json) -> bool:
-    """Whether a schema row may be a GraphQL or OData API's (the gateway keeps no other: OpenAPI
-    definitions can be large and it never reads them)."""
-    marker = "graphql.schema"
-    return (marker.encode() in text if isinstance(text, bytes) else marker in text) or is_odata_schema(text)
 
 
 def fragment_docs(raw: dict[str, dict[tuple[str, str], Any]]) -> dict[str, str]:
@@ -221,6 +214,7 @@ class ServiceConfig:
         self.docs: dict[str, PolicyDoc | str | None] = {}
         self.graphql: dict[str, GraphqlEndpoint] = {}  # GraphQL API id (lower case) → endpoint
         self.odata = ODataSchemas()  # OData APIs' metadata (validate-odata-request)
+        self.schemas = SchemaSet({}, {})  # what validation policies validate against (schemas.py)
         self._pipelines: dict[tuple[str | None, str, str | None], Pipeline] = {}
         self._op_cache: dict[tuple[str, str], tuple[Json, Operation]] = (
             previous._op_cache if previous is not None else {}
@@ -271,7 +265,7 @@ class ServiceConfig:
             other.api_products,
         )
         self.docs, self._op_cache, self._pipelines = other.docs, other._op_cache, {}
-        self.graphql = other.graphql
+        self.graphql, self.schemas = other.graphql, other.schemas
         self.odata = other.odata
 
     def _put_raw(self, kind: str, parent: str, name: str, text: Json | None) -> None:
@@ -287,7 +281,7 @@ class ServiceConfig:
                     self.user_json[name] = text
             return
         table = self.raw[kind]
-        if text is None or (kind == "schema" and not _kept_schema(text)):
+        if text is None:
             table.pop((parent, name), None)
         else:
             table[(parent, name)] = text if kind in _KEPT_AS_TEXT else orjson.loads(text)
@@ -396,6 +390,9 @@ class ServiceConfig:
                 docs[fold_name(parent)] = self._compile_policy(parent, str(data.get("value") or ""))
         self.graphql = graphql_endpoints(apis, raw, self._compile_resolver)
         self.odata = odata_schemas(apis, raw["schema"])
+        self.schemas = SchemaSet(
+            raw["schema"], {name: data for (_p, name), data in raw["globalSchema"].items()}
+        )
         self.apis, self.products, self.api_products, self.docs = apis, products, api_products, docs
         self.router = Router(list(apis.values()), version_sets)
         self._pipelines = {}

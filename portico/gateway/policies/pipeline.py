@@ -22,6 +22,8 @@ from portico.gateway.policies import (  # noqa: F401 - registers the policies
     retry,
     send_request,
     transform,
+    validate_content,
+    validate_parameters,
     wait,
 )
 from portico.gateway.policies.base import BASE, SECTIONS, CompileContext, Policy, compile_policies, policy
@@ -57,7 +59,15 @@ class PolicyDoc:
     reads_request_body: bool = False  # an expression reads context.Request.Body
 
 
-ONCE_PER_SECTION = ("cache-lookup", "cache-store", "redirect-content-urls", "jsonp", "validate-odata-request")
+ONCE_PER_SECTION = (
+    "cache-lookup",
+    "cache-store",
+    "redirect-content-urls",
+    "jsonp",
+    "validate-odata-request",
+    "validate-parameters",
+    "validate-headers",
+)
 
 
 def compile_document(xml: str, cc: CompileContext) -> PolicyDoc:
