@@ -12,6 +12,7 @@ import base64
 import json
 import ssl
 import threading
+from datetime import UTC, datetime
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -387,3 +388,45 @@ def test_secrets_are_read_again_periodically(
         assert client.named_value.list_value(RG, name, "kvp").value == "second"
 
     eventually(rotated, timeout=30, interval=0.5)
+
+
+def test_backup_carries_the_reference_and_restore_reads_the_secret_again(
+    gw: GatewayEnv, vault: FakeKeyVault, ca: CertificateAuthority
+) -> None:
+    c, server = gw.client, gw.server
+    key = server.cli("storage", "account", "create", "kvbackups").stdout.strip().splitlines()[-1].strip()
+    server.cli("storage", "container", "create", "kvbackups", "backups")
+    vault.set_secret("carried", "carried-value-1")
+    secret, thumb = _client_cert(ca, "kv-carried", PFX)
+    vault.set_secret("carried-cert", secret, PFX)
+    c.named_value.begin_create_or_update(
+        RG,
+        gw.service,
+        "kvcarried",
+        M.NamedValueCreateContract(display_name="kvcarried", key_vault=_kv(vault.identifier("carried"))),
+    ).result()
+    c.certificate.create_or_update(
+        RG,
+        gw.service,
+        "kvcarried",
+        M.CertificateCreateOrUpdateParameters(key_vault=_kv(vault.identifier("carried-cert"))),
+    )
+    target = unique("kvdst")
+    make_service(server, target)
+    params = M.ApiManagementServiceBackupRestoreParameters(
+        storage_account="kvbackups", container_name="backups", backup_name="kv", access_key=key
+    )
+    c.api_management_service.begin_backup(RG, gw.service, params).result()
+    backed_up = datetime.now(UTC)
+    vault.set_secret("carried", "carried-value-2")  # rotated after the backup
+    c.api_management_service.begin_restore(RG, target, params).result()
+    restored = c.named_value.get(RG, target, "kvcarried")
+    assert restored.key_vault.secret_identifier == vault.identifier("carried") and restored.secret
+    # the backup held no read of the secret (value and lastStatus are left out together): the
+    # restored entity was never read, or read by the restored service's refresh since
+    last = restored.key_vault.last_status
+    assert last is None or last.time_stamp_utc > backed_up, last
+    # the restored service reads the secret from the vault (its current version), not from the backup
+    c.named_value.begin_refresh_secret(RG, target, "kvcarried").result()
+    assert c.named_value.list_value(RG, target, "kvcarried").value == "carried-value-2"
+    assert c.certificate.refresh_secret(RG, target, "kvcarried").thumbprint == thumb
