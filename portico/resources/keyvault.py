@@ -198,21 +198,26 @@ class KeyVaultAccess:
             )
         return all(given)
 
+    def _identity_problem(self, identity_client_id: str | None) -> str | None:
+        client_secret = self._client_secret_configured()
+        configured = self._settings.keyvault_client_id or ""
+        if client_secret and identity_client_id and identity_client_id.casefold() != configured.casefold():
+            return (
+                f"identity '{identity_client_id[:100]}' cannot be used: Portico reads Key Vault as the "
+                "client of PORTICO_KEYVAULT_CLIENT_ID; leave identityClientId out or give that client id"
+            )
+        return None
+
     def check_identity(self, identity_client_id: str | None, field: str) -> None:
         """400 when `identityClientId` names an identity this node cannot read secrets as. With a
         client-secret credential, the only identity is that client; with DefaultAzureCredential, the
         id selects the user-assigned managed (or workload) identity, as in Azure."""
         try:
-            client_secret = self._client_secret_configured()
+            problem = self._identity_problem(identity_client_id)
         except KeyVaultFailure as exc:
             raise exc.arm_error(field) from None
-        configured = self._settings.keyvault_client_id or ""
-        if client_secret and identity_client_id and identity_client_id.casefold() != configured.casefold():
-            raise invalid_field(
-                field,
-                f"identity '{identity_client_id[:100]}' cannot be used: Portico reads Key Vault as the "
-                "client of PORTICO_KEYVAULT_CLIENT_ID; leave identityClientId out or give that client id",
-            )
+        if problem:
+            raise invalid_field(field, problem)
 
     def _credential(self, identity_client_id: str | None) -> TokenCredential:
         key = (identity_client_id or "").casefold()
@@ -271,11 +276,19 @@ class KeyVaultAccess:
             raise KeyVaultFailure("InvalidSecret", "the secret has no value")
         return Fetched(secret.value, secret.properties.content_type, secret.properties.version)
 
-    async def fetch(self, identifier: str, identity_client_id: str | None) -> Fetched:
-        """The secret `identifier` names; KeyVaultFailure naming the cause."""
-        ref = parse_identifier(identifier)
+    async def fetch(
+        self,
+        identifier: Any,
+        identity_client_id: str | None,
+        field: str = "properties.keyVault.secretIdentifier",
+    ) -> Fetched:
+        """The secret `identifier` names (400 naming `field` when it is no secret identifier);
+        KeyVaultFailure naming the cause when it cannot be read."""
+        ref = parse_identifier(identifier, field)
         try:
-            self._client_secret_configured()
+            problem = self._identity_problem(identity_client_id)
+            if problem:
+                raise KeyVaultFailure("IdentityNotAvailable", problem)
             return await asyncio.to_thread(self._read, ref, identity_client_id)
         except KeyVaultFailure:
             raise

@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 
 from portico.resources.keyvault import KeyVaultAccess, KeyVaultFailure, material, status
+from portico.resources.keyvault_hostnames import hostnames_due, refresh_hostnames
 from portico.settings import Settings
 from portico.store import entities as E
 from portico.store import services as S
@@ -167,13 +168,18 @@ class KeyVaultRefresher:
         """Refresh what is due now; the number refreshed."""
         now = datetime.now(UTC)
         due: list[tuple[int, str, str]] = []
+        hostnames: list[int] = []
         async with self.db.read() as conn:
             for svc in await S.list_all_services(conn):
+                if hostnames_due(svc.properties, self.period, now):
+                    hostnames.append(svc.id)
                 for kind in KINDS:
                     for row in await E.list_all(conn, svc.active_store_id, kind):
                         if not row.parent and is_due(row.data, self.period, now):
                             due.append((svc.id, kind, row.name))
         done = 0
+        for service_id in hostnames:
+            done += await refresh_hostnames(self.db, self.access, service_id, self.period)
         for service_id, kind, name in due:
             if await refresh(self.db, self.access, service_id, kind, name, due_after=self.period):
                 done += 1

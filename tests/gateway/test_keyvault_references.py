@@ -12,8 +12,8 @@ import base64
 import json
 import ssl
 import threading
-from datetime import UTC, datetime
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,16 @@ from azure.mgmt.apimanagement import models as M
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, pkcs12
 
-from tests.gateway.conftest import RG, GatewayEnv, eventually, gateway_env, make_service, unique
+from tests.gateway.conftest import (
+    RG,
+    GatewayEnv,
+    eventually,
+    gateway_env,
+    make_certificate,
+    make_service,
+    presented,
+    unique,
+)
 from tests.support.certs import CertificateAuthority
 from tests.support.fake_keyvault import FakeKeyVault
 from tests.support.server import PorticoServer
@@ -430,3 +439,42 @@ def test_backup_carries_the_reference_and_restore_reads_the_secret_again(
     c.named_value.begin_refresh_secret(RG, target, "kvcarried").result()
     assert c.named_value.list_value(RG, target, "kvcarried").value == "carried-value-2"
     assert c.certificate.refresh_secret(RG, target, "kvcarried").thumbprint == thumb
+
+
+def test_custom_hostname_certificate_from_key_vault(
+    gw: GatewayEnv, vault: FakeKeyVault, tmp_path: Path
+) -> None:
+    host = f"kv.{gw.service}.test"
+    pfx, pem = make_certificate(host, tmp_path, None)
+    vault.set_secret("tls-cert", pfx, PFX)
+    gw.api("kvtls", "kvtls", "http://127.0.0.1:9")
+    gw.policy(
+        '<policies><inbound><base/><return-response><set-status code="200"/></return-response></inbound></policies>',
+        api="kvtls",
+    )
+    key = gw.subscription("kv-tls", "/apis")
+    gw.hostnames([{"type": "Proxy", "hostName": host, "keyVaultId": vault.identifier("tls-cert")}])
+    shown = gw.client.api_management_service.get(RG, gw.service).hostname_configurations
+    assert [
+        (h.host_name, h.certificate_source, h.certificate_status, h.certificate.subject) for h in shown
+    ] == [(host, "KeyVault", "Completed", f"CN={host}")]
+    assert shown[0].encoded_certificate is None and shown[0].key_vault_id == vault.identifier("tls-cert")
+    raw = json.dumps(_raw_get(gw, "")["properties"]["hostnameConfigurations"])
+    assert "keyVaultReadAt" not in raw and pfx[:40] not in raw
+    cn, _status = eventually(lambda: presented(gw, host, pem, key, path="/kvtls/x"), timeout=5)
+    assert cn == host
+
+    # rotated in the vault: read again with the service's next write of its hostnames
+    (tmp_path / "rotated").mkdir()
+    new_pfx, new_pem = make_certificate(host, tmp_path / "rotated", None)
+    vault.set_secret("tls-cert", new_pfx, PFX)
+    gw.hostnames([{"type": "Proxy", "hostName": host, "keyVaultId": vault.identifier("tls-cert")}])
+    eventually(lambda: presented(gw, host, new_pem, key, path="/kvtls/x"), timeout=5)
+
+    # a secret that cannot be read: 400 naming the item, the hostnames unchanged
+    with pytest.raises(HttpResponseError) as err:
+        gw.hostnames([{"type": "Proxy", "hostName": host, "keyVaultId": vault.identifier("no-such-cert")}])
+    assert err.value.status_code == 400 and "hostnameConfigurations[0].keyVaultId" in str(err.value.message)
+    shown = gw.client.api_management_service.get(RG, gw.service).hostname_configurations
+    assert shown[0].key_vault_id == vault.identifier("tls-cert")
+    presented(gw, host, new_pem, key, path="/kvtls/x")

@@ -84,7 +84,7 @@ async def _read_secret(call: Call, kind: str, upload_fields: tuple[str, ...]) ->
         raise invalid_field("properties.keyVault.identityClientId", "must be a string")
     rt.keyvault.access.check_identity(identity, "properties.keyVault.identityClientId")
     try:
-        fetched = await rt.keyvault.access.fetch(kv.get("secretIdentifier"), identity)  # type: ignore[arg-type]
+        fetched = await rt.keyvault.access.fetch(kv.get("secretIdentifier"), identity)
         props.update(material(kind, fetched))
     except KeyVaultFailure as exc:
         raise exc.arm_error("properties.keyVault.secretIdentifier") from None
