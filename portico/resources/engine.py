@@ -605,7 +605,10 @@ class EntityEngine:
             data.pop("keyVault", None)
         elif not data["keyVault"].get("lastStatus") or data.get("value") is None:
             # the route reads the secret into `value` (routes/keyvault.py); a write that did not is refused
-            raise invalid_field("properties.keyVault", "the Key Vault secret was not read")
+            raise invalid_field(
+                "properties.keyVault",
+                "the Key Vault secret has not been read: send keyVault or call refreshSecret",
+            )
         else:
             data["secret"] = True  # a Key Vault named value is a secret, as in Azure
         if "value" not in data:

@@ -302,8 +302,13 @@ class KeyVaultAccess:
                 raise KeyVaultFailure(
                     "Forbidden", f"the vault refused Portico's identity (HTTP {status_code})"
                 ) from None
+            how = (
+                "the PORTICO_KEYVAULT_* client credential"
+                if self._client_secret_configured()
+                else "DefaultAzureCredential (PORTICO_KEYVAULT_* unset)"
+            )
             raise KeyVaultFailure(
-                "Unauthorized", "no token for the vault could be obtained with the configured credential"
+                "Unauthorized", f"no token for the vault could be obtained with {how}"
             ) from None
         except (ServiceRequestError, ServiceResponseError):
             raise KeyVaultFailure(

@@ -163,7 +163,10 @@ async def _certificate(
         data.pop("keyVault", None)
     elif not data["keyVault"].get("lastStatus") or not data.get("data"):
         # the route reads the secret into `data` (routes/keyvault.py); a write that did not is refused
-        raise invalid_field("properties.keyVault", "the Key Vault secret was not read")
+        raise invalid_field(
+            "properties.keyVault",
+            "the Key Vault secret has not been read: send keyVault or call refreshSecret",
+        )
     else:
         data.pop("password", None)  # a secret read from Key Vault is a PFX without password
     if not data.get("data"):

@@ -346,7 +346,7 @@ def test_an_unreachable_vault_is_reported_and_the_last_secret_kept(
     down = FakeKeyVault(
         ca, kv_dir, tenant=vault.tenant, client_id=vault.client_id, client_secret=vault.client_secret
     )
-    down._tokens = vault._tokens
+    down.tokens = vault.tokens
     down.start()
     down.set_secret("token", "secret-token-value")
     c.named_value.begin_create_or_update(
@@ -373,7 +373,8 @@ def test_an_unreachable_vault_is_reported_and_the_last_secret_kept(
             M.NamedValueCreateContract(display_name="kvdown2", key_vault=_kv(down.identifier("token"))),
         ).result()
     assert err.value.status_code == 400 and "could not be reached" in str(err.value.message)
-    assert "secret-token-value" not in gw.server.log_path.read_text()
+    log = gw.server.log_path.read_text()
+    assert "secret-token-value" not in log and vault.client_secret not in log
 
 
 def test_secrets_are_read_again_periodically(

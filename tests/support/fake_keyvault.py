@@ -46,7 +46,7 @@ class FakeKeyVault:
     secrets: dict[str, list[SecretVersion]] = field(default_factory=dict)
     reads: list[tuple[str, str | None]] = field(default_factory=list)  # (name, version asked)
     token_requests: int = 0
-    _tokens: set[str] = field(default_factory=set)
+    tokens: set[str] = field(default_factory=set)
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -123,7 +123,7 @@ class FakeKeyVault:
                     return
                 auth = self.headers.get("authorization", "")
                 token = auth.removeprefix("Bearer ").strip()
-                if not auth.startswith("Bearer ") or token not in vault._tokens:
+                if not auth.startswith("Bearer ") or token not in vault.tokens:
                     challenge = (
                         f'Bearer authorization="{vault.url}/{vault.tenant}", resource="{VAULT_RESOURCE}"'
                     )
@@ -191,7 +191,7 @@ class FakeKeyVault:
                     self._send(400, {"error": "invalid_scope", "error_description": "AADSTS70011"})
                     return
                 token = secrets.token_urlsafe(24)
-                vault._tokens.add(token)
+                vault.tokens.add(token)
                 self._send(200, {"access_token": token, "token_type": "Bearer", "expires_in": 3600})
 
         cert = self.workdir / f"vault-{id(self)}.pem"
