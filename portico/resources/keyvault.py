@@ -198,6 +198,10 @@ class KeyVaultAccess:
             )
         return all(given)
 
+    def check_configuration(self) -> None:
+        """KeyVaultFailure when the PORTICO_KEYVAULT_* credential settings are incomplete."""
+        self._client_secret_configured()
+
     def _identity_problem(self, identity_client_id: str | None) -> str | None:
         client_secret = self._client_secret_configured()
         configured = self._settings.keyvault_client_id or ""

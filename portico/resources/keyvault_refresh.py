@@ -146,6 +146,10 @@ class KeyVaultRefresher:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        try:
+            self.access.check_configuration()
+        except KeyVaultFailure as exc:  # said at start, and to each request that needs the vault
+            log.error("keyvault: %s; Key Vault references cannot be read", exc.message)
         self._task = asyncio.create_task(self._run())
 
     async def stop(self) -> None:

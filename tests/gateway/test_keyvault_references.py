@@ -207,8 +207,24 @@ def test_certificate_from_key_vault_is_presented_to_the_backend(
         r = gw.get(path, key=key)
         assert (r.status_code, r.json().get("client") if r.status_code == 200 else r.text) == (200, client)
 
+    # a backend entity's credentials name it by id, as an uploaded one
+    gw.api("kvbe", "kvbe", "http://127.0.0.1:9")
+    c.backend.create_or_update(
+        RG,
+        gw.service,
+        "kv-be",
+        M.BackendContract(
+            url=f"https://localhost:{mtls_backend}",
+            protocol="http",
+            credentials=M.BackendCredentialsContract(certificate_ids=["/certificates/kvpem"]),
+        ),
+    )
+    gw.policy(
+        '<policies><inbound><base/><set-backend-service backend-id="kv-be"/></inbound></policies>', api="kvbe"
+    )
     eventually(lambda: presents("/kvmtls/x", "kv-client-one"), timeout=5)
     eventually(lambda: presents("/kvpem/x", "kv-client-pem"), timeout=5)
+    eventually(lambda: presents("/kvbe/x", "kv-client-pem"), timeout=5)
 
     # rotated in the vault: served after refreshSecret (the identifier names no version: the latest)
     rotated, rotated_thumb = _client_cert(ca, "kv-client-two", PFX)

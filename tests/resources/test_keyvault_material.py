@@ -20,12 +20,14 @@ from portico.resources.keyvault import (
     PEM_CONTENT_TYPE,
     PFX_CONTENT_TYPE,
     Fetched,
+    KeyVaultAccess,
     KeyVaultFailure,
     certificate_material,
     named_value_material,
     parse_identifier,
 )
 from portico.resources.keyvault_refresh import is_due, without_read_secrets
+from portico.settings import Settings
 from tests.support.certs import CertificateAuthority
 
 
@@ -152,3 +154,27 @@ def test_a_drill_compares_references_not_read_status() -> None:
     standby = {"secret": True, "keyVault": {**ref, "lastStatus": {"code": "Success", "timeStampUtc": "b"}}}
     assert _without_read_status(primary) == _without_read_status(standby) == {"secret": True, "keyVault": ref}
     assert _without_read_status({"value": "v"}) == {"value": "v"}
+
+
+def test_an_incomplete_credential_is_refused_with_its_settings_named() -> None:
+    access = KeyVaultAccess(Settings(keyvault_client_id="reader", keyvault_client_secret="never-shown"))
+    with pytest.raises(KeyVaultFailure) as failure:
+        access.check_configuration()
+    assert "PORTICO_KEYVAULT_TENANT_ID" in failure.value.message
+    with pytest.raises(ArmError) as err:
+        access.check_identity(None, "properties.keyVault.identityClientId")
+    assert err.value.status == 400 and "never-shown" not in str(err.value.body())
+    with pytest.raises(KeyVaultFailure) as failure:
+        asyncio.run(access.fetch("https://v.vault.azure.net/secrets/s", None))
+    assert failure.value.code == "CredentialNotConfigured"
+
+
+def test_identity_client_ids_under_a_client_secret_credential() -> None:
+    access = KeyVaultAccess(
+        Settings(keyvault_tenant_id="t", keyvault_client_id="Reader-Id", keyvault_client_secret="s")
+    )
+    access.check_identity(None, "f")
+    access.check_identity("reader-id", "f")  # the configured client itself, any case
+    with pytest.raises(ArmError) as err:
+        access.check_identity("other-id", "properties.keyVault.identityClientId")
+    assert err.value.status == 400 and "identityClientId" in err.value.message
