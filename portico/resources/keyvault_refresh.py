@@ -2,16 +2,18 @@
 as Azure does every 4 hours, by a background task on each node (`KeyVaultRefresher`).
 
 The secret is read outside any transaction; the result is written in a short one only if the
-entity still names the same secret (a PUT meanwhile wins). Several nodes may read the same due
-secret, but the write re-checks that it is still due, so one refresh lands per period. A failed
-read keeps the last secret read (the gateway goes on serving it) and records the failure in
-`keyVault.lastStatus`.
+entity still names the same secret (a PUT meanwhile wins). Every `portico serve` node runs the
+refresh: each checks that a secret is still due just before reading it and again before writing
+(ticks are jittered), so one refresh lands per period and two nodes rarely read the same secret
+(it costs one more read of the vault, nothing else). A failed read keeps the last secret read (the
+gateway goes on serving it) and records the failure in `keyVault.lastStatus`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -98,8 +100,10 @@ async def refresh(
         svc = await S.get_service_by_id(conn, service_id)
         row = await E.get(conn, svc.active_store_id, kind, "", name) if svc else None
     ref = reference(row.data) if row else None
-    if svc is None or ref is None:
+    if svc is None or row is None or ref is None:
         return None
+    if due_after is not None and not is_due(row.data, due_after, datetime.now(UTC)):
+        return None  # another node read it since this one listed what was due
     store = svc.active_store_id
     failure: KeyVaultFailure | None = None
     update: dict[str, Any] = {}
@@ -160,7 +164,8 @@ class KeyVaultRefresher:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.tick)
+            # jittered, so that nodes do not list the same due secrets at the same moment
+            await asyncio.sleep(self.tick * random.uniform(0.75, 1.25))
             try:
                 await self.refresh_due()
             except asyncio.CancelledError:
