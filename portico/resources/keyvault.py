@@ -319,14 +319,23 @@ class KeyVaultAccess:
                 "VaultUnreachable", f"the vault {ref.vault_url} could not be reached"
             ) from None
         except HttpResponseError as exc:
+            if exc.status_code == 403:
+                raise KeyVaultFailure(
+                    "Forbidden",
+                    f"the vault refused Portico's identity access to the secret ({_error_code(exc)})",
+                ) from None
             raise KeyVaultFailure(
                 "VaultError", f"the vault answered HTTP {exc.status_code} ({_error_code(exc)})"
             ) from None
-        except ValueError:  # the challenge named another resource than the vault's domain
+        except ValueError as exc:
+            if "challenge" in str(exc):  # it named another resource than the vault's domain
+                raise KeyVaultFailure(
+                    "InvalidChallenge",
+                    "the vault's authentication challenge names a resource outside the vault's domain "
+                    "(see PORTICO_KEYVAULT_VERIFY_CHALLENGE_RESOURCE)",
+                ) from None
             raise KeyVaultFailure(
-                "InvalidChallenge",
-                "the vault's authentication challenge names a resource outside the vault's domain "
-                "(see PORTICO_KEYVAULT_VERIFY_CHALLENGE_RESOURCE)",
+                "InvalidConfiguration", "the Key Vault client refused the vault address or the authority"
             ) from None
 
     def close(self) -> None:

@@ -8,6 +8,7 @@ is served after `refreshSecret` (and after the periodic refresh); an unreachable
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import ssl
@@ -24,7 +25,10 @@ from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.mgmt.apimanagement import models as M
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, pkcs12
+from pydantic import SecretStr
 
+from portico.resources.keyvault import KeyVaultAccess, KeyVaultFailure
+from portico.settings import Settings
 from tests.gateway.conftest import (
     RG,
     GatewayEnv,
@@ -496,3 +500,24 @@ def test_custom_hostname_certificate_from_key_vault(
     shown = gw.client.api_management_service.get(RG, gw.service).hostname_configurations
     assert shown[0].key_vault_id == vault.identifier("tls-cert")
     presented(gw, host, new_pem, key, path="/kvtls/x")
+
+
+def test_what_the_vault_refuses_is_named(vault: FakeKeyVault, kv_dir: Path) -> None:
+    """The client inside Portico against the fake vault, without a server: each refusal's code."""
+    env = vault.env(kv_dir / "ca.pem")
+    settings = Settings(**{k.removeprefix("PORTICO_").lower(): v for k, v in env.items()})
+    vault.set_secret("locked", "locked-value")
+    vault.forbidden.add("locked")
+
+    def failure(s: Settings, identifier: str) -> KeyVaultFailure:
+        with pytest.raises(KeyVaultFailure) as err:
+            asyncio.run(KeyVaultAccess(s).fetch(identifier, None))
+        assert "locked-value" not in err.value.message and vault.client_secret not in err.value.message
+        return err.value
+
+    assert failure(settings, vault.identifier("locked")).code == "Forbidden"
+    # the challenge names https://vault.azure.net, which localhost is not under
+    strict = settings.model_copy(update={"keyvault_verify_challenge_resource": True})
+    assert failure(strict, vault.identifier("locked")).code == "InvalidChallenge"
+    wrong = settings.model_copy(update={"keyvault_client_secret": SecretStr("not-the-secret")})
+    assert failure(wrong, vault.identifier("locked")).code == "Unauthorized"

@@ -44,6 +44,7 @@ class FakeKeyVault:
     client_secret: str = field(default_factory=lambda: secrets.token_urlsafe(16))
     port: int = 0
     secrets: dict[str, list[SecretVersion]] = field(default_factory=dict)
+    forbidden: set[str] = field(default_factory=set)  # secrets the client may not get (403)
     reads: list[tuple[str, str | None]] = field(default_factory=list)  # (name, version asked)
     token_requests: int = 0
     tokens: set[str] = field(default_factory=set)
@@ -140,6 +141,17 @@ class FakeKeyVault:
                     return
                 name, version = parts[1], (parts[2] if len(parts) == 3 else None)
                 vault.reads.append((name, version))
+                if name in vault.forbidden:
+                    self._send(
+                        403,
+                        {
+                            "error": {
+                                "code": "Forbidden",
+                                "message": "The user does not have secrets get permission",
+                            }
+                        },
+                    )
+                    return
                 versions = vault.secrets.get(name, [])
                 found = (
                     next((v for v in versions if v.version == version), None)
