@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from portico.identity.keys import SigningKeys
     from portico.identity.validation import TokenValidator
     from portico.jobs.runner import JobRunner
+    from portico.resources.keyvault_refresh import KeyVaultRefresher
     from portico.server.routes.table import RouteTable
 
 
@@ -32,4 +33,5 @@ class Runtime:
     jobs: JobRunner = field(init=False)
     scheduler: Scheduler = field(init=False)
     deployments: Deployments = field(init=False)
+    keyvault: KeyVaultRefresher = field(init=False)  # Key Vault secrets of certificates, named values
     routes: RouteTable = field(init=False)  # the management API's table: internal requests use it

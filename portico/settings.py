@@ -209,6 +209,42 @@ class Settings(BaseSettings):
         description="Bearer token /metrics requires; unset: /metrics answers loopback clients only.",
     )
 
+    # --- Key Vault references (certificates, named values: portico/resources/keyvault.py) ---------
+    keyvault_tenant_id: str | None = Field(
+        default=None,
+        description="Tenant of the credential Portico reads Key Vault secrets with (with client id and "
+        "secret: a client-secret credential); unset: DefaultAzureCredential (managed identity, "
+        "workload identity, environment, Azure CLI).",
+    )
+    keyvault_client_id: str | None = Field(
+        default=None, description="Client id of the Key Vault credential (with tenant id and secret)."
+    )
+    keyvault_client_secret: SecretStr | None = Field(
+        default=None, description="Client secret of the Key Vault credential."
+    )
+    keyvault_authority_host: str | None = Field(
+        default=None,
+        description="Authority the client-secret credential gets tokens from (default Entra's "
+        "https://login.microsoftonline.com); any Entra-compatible issuer, such as Portico's own.",
+    )
+    keyvault_ca_bundle: Path | None = Field(
+        default=None,
+        description="PEM bundle of the CAs trusted for the vault and the authority (default: the system's).",
+    )
+    keyvault_verify_challenge_resource: bool = Field(
+        default=True,
+        description="Require the vault's authentication challenge to name a resource of the vault's own "
+        "domain (Azure Key Vault always does); false for a vault endpoint outside *.vault.azure.net.",
+    )
+    keyvault_refresh_seconds: float = Field(
+        default=4 * 3600.0,
+        gt=0,
+        description="How often Key Vault secrets are fetched again (Azure: every 4 hours).",
+    )
+    keyvault_timeout_seconds: float = Field(
+        default=10.0, gt=0, le=120, description="Seconds to read one secret from Key Vault."
+    )
+
     @field_validator("subscriptions")
     @classmethod
     def _check_subscriptions(cls, value: str) -> str:

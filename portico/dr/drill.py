@@ -182,6 +182,15 @@ def _digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def _without_read_status(props: dict[str, Any]) -> dict[str, Any]:
+    """Properties without `keyVault.lastStatus`: when a node last read a Key Vault secret is its
+    own state, not configuration a standby must share."""
+    kv = props.get("keyVault")
+    if not isinstance(kv, dict) or "lastStatus" not in kv:
+        return props
+    return {**props, "keyVault": {k: v for k, v in kv.items() if k != "lastStatus"}}
+
+
 def inventory(side: Side) -> tuple[dict[str, str], dict[str, Any]]:
     """{entity path: sha256 of its properties (+ secrets)} and the material for traffic probes
     (APIs, operations, subscriptions with keys, product APIs) — kept in memory only."""
@@ -203,7 +212,9 @@ def inventory(side: Side) -> tuple[dict[str, str], dict[str, Any]]:
         items = _list(side, f"{base}/{coll}")
         for item in items or []:
             path = f"{coll}/{item['name']}"
-            value: dict[str, Any] = {"properties": _relative(item.get("properties", {}), prefix)}
+            value: dict[str, Any] = {
+                "properties": _without_read_status(_relative(item.get("properties", {}), prefix))
+            }
             if coll == "apis":
                 material["apis"][item["name"]] = value["properties"]
             if coll == "subscriptions":
@@ -212,7 +223,9 @@ def inventory(side: Side) -> tuple[dict[str, str], dict[str, Any]]:
                 ).json()
                 value["keys"] = [secrets.get("primaryKey"), secrets.get("secondaryKey")]
                 material["subscriptions"][item["name"]] = {**value["properties"], "_keys": value["keys"]}
-            if coll == "namedValues":
+            # a Key Vault named value's value is the vault's (read again by the standby): its
+            # reference is what the standby must have
+            if coll == "namedValues" and not value["properties"].get("keyVault"):
                 v = side.call("POST", f"{base}/{path}/listValue")
                 value["value"] = _check(v, f"listValue {path}").json().get("value")
             hashes[path] = _digest(value)

@@ -25,6 +25,7 @@ from portico.dr.storage import (
 from portico.faults import failpoint, pausepoint
 from portico.jobs import store as J
 from portico.jobs.runner import OperationFailed, Progress
+from portico.resources.keyvault_refresh import without_read_secrets
 from portico.resources.kind_builtins import builtins
 from portico.resources.service import TARGET_OWNED_PROPERTIES
 from portico.runtime import Runtime
@@ -159,7 +160,7 @@ async def run_backup(
                     yield [Record("service", "", svc.name, None, svc.etag, service_record_data(svc))]
                     # Driver rows go to the encoder as they are (same field order as a Record):
                     # building an object per row cost more than the whole encoding.
-                    async for batch in E.stream_tuples(conn, svc.active_store_id):
+                    async for batch in without_read_secrets(E.stream_tuples(conn, svc.active_store_id)):
                         failpoint("backup.mid_write")
                         await pausepoint("backup.mid_write")
                         yield batch

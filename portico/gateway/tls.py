@@ -9,8 +9,11 @@ so a new or rotated certificate is presented within the configuration's poll, an
 custom-domain certificates stay in place through a restore (they are target-owned, as in Azure:
 portico/resources/service.py TARGET_OWNED_PROPERTIES), which is what lets a DNS change move traffic.
 
-Certificates held in Key Vault (`keyVaultId`) cannot be fetched here: those hostnames get the
-node's certificate, with one warning per hostname.
+A certificate held in Key Vault (`keyVaultId`) is read by the management side when the hostname is
+written, and again periodically (portico/resources/keyvault_hostnames.py), into the same
+`encodedCertificate`: the gateway needs no access to the vault. An item whose certificate was never
+read (configured before Portico read Key Vault, until the next refresh) gets the node's certificate,
+with one warning per hostname.
 
 A node of a self-hosted gateway presents, instead, the certificates of its gateway's hostname
 configurations (`gateways/{gw}/hostnameConfigurations`: `hostname` and `certificateId`, a
@@ -101,8 +104,8 @@ class HostCertificates:
             if entry.get("keyVaultId") and name not in self._warned:
                 self._warned.add(name)
                 log.warning(
-                    "gateway: the certificate of %s is in Key Vault, which this gateway cannot read; "
-                    "it presents the node's certificate for that name",
+                    "gateway: the Key Vault certificate of %s has not been read yet; "
+                    "it presents the node's certificate for that name until it is",
                     name,
                 )
             return None

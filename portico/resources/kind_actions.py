@@ -41,12 +41,6 @@ def run_action(t: Target, data: dict[str, Any], body: Any, references: list[str]
         return None, {**data, field: new_access_key()}
     if kind == "gateway":
         return _gateway_action(t, data, body)
-    if kind == "certificate":
-        raise ArmError(
-            400,
-            "ValidationError",
-            "refreshSecret applies to Key Vault certificates, which Portico does not support.",
-        )
     if kind == "backend":
         return None, None  # no connections are pooled per backend: nothing to reset
     if kind == "policyFragment":

@@ -159,11 +159,16 @@ def _facts(cert: x509.Certificate) -> dict[str, str]:
 async def _certificate(
     conn: AsyncConnection, store: int, t: Target, data: dict[str, Any], old: dict[str, Any] | None
 ) -> dict[str, Any]:
-    if data.get("keyVault"):
+    if data.get("keyVault") is None:
+        data.pop("keyVault", None)
+    elif not data["keyVault"].get("lastStatus") or not data.get("data"):
+        # the route reads the secret into `data` (routes/keyvault.py); a write that did not is refused
         raise invalid_field(
             "properties.keyVault",
-            "Key Vault certificates are not supported: Portico cannot read Azure Key Vault",
+            "the Key Vault secret has not been read: send keyVault or call refreshSecret",
         )
+    else:
+        data.pop("password", None)  # a secret read from Key Vault is a PFX without password
     if not data.get("data"):
         raise invalid_field("properties.data", "is required (a base64-encoded PFX)")
     data.update(certificate_facts(data["data"], data.get("password")))

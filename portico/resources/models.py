@@ -186,6 +186,8 @@ class SubscriptionProps(Props):
 class KeyVaultRef(Props):
     secretIdentifier: str | None = None
     identityClientId: str | None = None
+    # what the last read of the secret gave (set by Portico; ignored when a client sends it back)
+    lastStatus: dict[str, Any] | None = None
 
 
 class NamedValueProps(Props):

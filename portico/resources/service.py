@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
 
 from portico.arm.errors import ArmError, invalid_field
+from portico.resources.keyvault_hostnames import READ_AT
 from portico.store.services import Service
 
 SERVICE_NAME = re.compile(r"^[a-zA-Z](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?$")
@@ -302,7 +303,7 @@ def _norm_loc(loc: str) -> str:
 
 def _hide_cert_secrets(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [
-        {k: v for k, v in it.items() if k not in ("encodedCertificate", "certificatePassword")}
+        {k: v for k, v in it.items() if k not in ("encodedCertificate", "certificatePassword", READ_AT)}
         for it in items
     ]
 

@@ -24,6 +24,7 @@ from portico.identity.people import build_people
 from portico.identity.validation import TokenValidator
 from portico.jobs.runner import JobRunner
 from portico.metrics import build_metrics_route
+from portico.resources.keyvault_refresh import KeyVaultRefresher
 from portico.runtime import Runtime
 from portico.secrets_box import load_or_create
 from portico.server.management import build_management_route
@@ -91,9 +92,12 @@ def create_app(settings: Settings) -> FastAPI:
             settings.tenant_id,
         )
         await rt.deployments.start()
+        rt.keyvault = KeyVaultRefresher(db, settings)
+        await rt.keyvault.start()
         try:
             yield
         finally:
+            await rt.keyvault.stop()
             await rt.deployments.stop()
             await scheduler.stop()
             await rt.jobs.stop()

@@ -15,6 +15,7 @@ from portico.server.routes import (
     deployments,
     entities,
     groups,
+    keyvault,
     operations,
     providers,
     quotas,
@@ -186,6 +187,10 @@ ROUTES = RouteTable(
             + "/authorizationProviders/{authorizationProviderId}/authorizations/{authorizationId}/getLoginLinks",
             authorizations.login_links,
         ),
+        Route(_SVC + "/certificates/{certificateId}", keyvault.certificate),
+        Route(_SVC + "/certificates/{certificateId}/refreshSecret", keyvault.refresh_certificate),
+        Route(_SVC + "/namedValues/{namedValueId}", keyvault.named_value),
+        Route(_SVC + "/namedValues/{namedValueId}/refreshSecret", keyvault.refresh_named_value),
         Route(_SVC + "/{path*}", entities.entity),
         Route(_SUB + "/providers/{namespace}/register", providers.register, versions=RESOURCES),
     ]

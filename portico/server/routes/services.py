@@ -14,6 +14,7 @@ from portico.arm.versions import DELETED_SERVICES_SINCE
 from portico.resources import kind_builtins
 from portico.resources import kinds as K
 from portico.resources.engine import quote_etag
+from portico.resources.keyvault_hostnames import read_hostname_certificates
 from portico.resources.service import check_service_name, render_service, validate_service
 from portico.server.routes.deleted_services import restore_requested, undelete_if_asked
 from portico.store import entities as E
@@ -82,6 +83,8 @@ async def service(call: Call) -> Response:
         check_service_name(name)
         await call.authorize("Microsoft.ApiManagement/service/write", scope)
         body = await call.body()
+        # certificates of custom hostnames held in Key Vault are read before the write transaction
+        await read_hostname_certificates(call.rt.keyvault.access, body)
         async with db.write() as conn:
             if await S.get_group(conn, sub, rg) is None:
                 raise ArmError(404, "ResourceGroupNotFound", f"Resource group '{rg}' could not be found.")
