@@ -237,7 +237,6 @@ ACTIONS = {
     ("tenantAccess", "listsecrets"): "listSecrets",
     ("tenantAccess", "regenerateprimarykey"): "regeneratePrimaryKey",
     ("tenantAccess", "regeneratesecondarykey"): "regenerateSecondaryKey",
-    ("certificate", "refreshsecret"): "refreshSecret",
     ("backend", "reconnect"): "reconnect",
     ("gateway", "listkeys"): "listKeys",
     ("gateway", "regeneratekey"): "regenerateKey",

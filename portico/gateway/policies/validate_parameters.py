@@ -26,7 +26,7 @@ from portico.gateway.policies.xmltree import Node, PolicyDocumentError
 from portico.gateway.schemas import SchemaMissing
 
 if TYPE_CHECKING:
-    from portico.gateway.context import Context
+    from portico.gateway.context import Context, HeaderMap
     from portico.gateway.expressions import Value
 
 # parameter kind → (label in messages, validation error Type)
@@ -158,6 +158,35 @@ def _public(details: str, request_side: bool) -> str:
     return details if request_side else INTERNAL
 
 
+def _header_findings(
+    ctx: Context,
+    declared: dict[str, dict[str, Any]],
+    headers: HeaderMap,
+    overrides: _Overrides,
+    defaults: tuple[Value, Value],
+    kind: tuple[str, str],
+    request_side: bool,
+    skip: str = "",
+) -> list[Finding]:
+    """Headers (names folded) against their declarations, request or response side: the declared
+    ones checked, the others (but `skip`, the API's key header) reported as unspecified."""
+    specified, unspecified = defaults
+    out: list[Finding] = []
+    for low, p in declared.items():
+        action = overrides.action(ctx, p["name"], True, specified)
+        if action != "ignore":
+            found = _check(ctx, p, p["name"], headers.get_all(low), kind, action, request_side)
+            if found is not None:
+                out.append(found)
+    for low, (display, _values) in list(headers.d.items()):
+        if low in declared or low == skip:
+            continue
+        action = overrides.action(ctx, display, False, unspecified)
+        if action != "ignore":
+            out.append(_unspecified(display, kind, action, request_side))
+    return out
+
+
 def _unspecified(name: str, kind: tuple[str, str], action: str, request_side: bool) -> Finding:
     label, type_ = kind
     details = f"Unspecified {label} {name} is not allowed."
@@ -235,20 +264,16 @@ class ValidateParameters(Policy):
                 findings.append(_unspecified(name, QUERY, action, True))
         # headers (names ignore case)
         declared_h = {p["name"].lower(): p for p in _contracts(request.get("headers") or [])}
-        headers = ctx.headers
-        for low, p in declared_h.items():
-            action = self.headers.action(ctx, p["name"], True, self.specified)
-            if action != "ignore":
-                found = _check(ctx, p, p["name"], headers.get_all(low), HEADER, action, True)
-                if found is not None:
-                    findings.append(found)
-        key_header = api.key_header.decode("latin-1")
-        for low, (display, _values) in list(headers.d.items()):
-            if low in declared_h or low == key_header:
-                continue
-            action = self.headers.action(ctx, display, False, self.unspecified)
-            if action != "ignore":
-                findings.append(_unspecified(display, HEADER, action, True))
+        findings += _header_findings(
+            ctx,
+            declared_h,
+            ctx.headers,
+            self.headers,
+            (self.specified, self.unspecified),
+            HEADER,
+            True,
+            skip=api.key_header.decode("latin-1"),
+        )
         return conclude(self.tag, self.section, ctx, self.variable, findings)
 
 
@@ -277,19 +302,15 @@ class ValidateHeaders(Policy):
             return conclude(self.tag, self.section, ctx, self.variable, findings)
         chosen = response_definition(ctx)
         declared = {p["name"].lower(): p for p in _contracts((chosen or {}).get("headers") or [])}
-        headers = r.header_map()
-        for low, p in declared.items():
-            action = self.overrides.action(ctx, p["name"], True, self.specified)
-            if action != "ignore":
-                found = _check(ctx, p, p["name"], headers.get_all(low), RESPONSE_HEADER, action, False)
-                if found is not None:
-                    findings.append(found)
-        for low, (display, _values) in list(headers.d.items()):
-            if low in declared:
-                continue
-            action = self.overrides.action(ctx, display, False, self.unspecified)
-            if action != "ignore":
-                findings.append(_unspecified(display, RESPONSE_HEADER, action, False))
+        findings += _header_findings(
+            ctx,
+            declared,
+            r.header_map(),
+            self.overrides,
+            (self.specified, self.unspecified),
+            RESPONSE_HEADER,
+            False,
+        )
         return conclude(self.tag, self.section, ctx, self.variable, findings)
 
 
